@@ -1,0 +1,229 @@
+//! The TimeseriesDBRestore kind: write one backup of a TimeseriesDBBackup into a database. Typed structs for
+//! clients and the controller, and [`RestoreKind`], the strategy the server runs.
+//!
+//! HTTP → authn → authz → generic REST → **strategy (this file: schema, validation, columns of
+//! `timeseriesdbrestores`)** → storage → etcd.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::columns::{CellSource, ColumnType, PrinterColumn};
+use crate::database::{DatabaseEndpoint, endpoint_properties, endpoint_schema, validate_endpoint};
+use crate::field::{ErrorList, FieldError};
+use crate::kind::{Kind, SelectableField};
+use crate::objectmeta::is_dns1123_subdomain;
+use crate::resource::{ResourceInfo, impl_namespaced_resource};
+use crate::schema::{SchemaExt, date_time, int64, kind_root, obj, string};
+use crate::status::{Condition, Phase, conditions_schema, observed_generation_schema, phase_schema};
+
+pub const RESOURCE: ResourceInfo = ResourceInfo {
+    group: crate::GROUP,
+    version: crate::VERSION,
+    kind: "TimeseriesDBRestore",
+    list_kind: "TimeseriesDBRestoreList",
+    plural: "timeseriesdbrestores",
+    singular: "timeseriesdbrestore",
+    short_names: &["tsdbr"],
+    categories: &["backups"],
+    namespaced: true,
+    status_subresource: true,
+};
+
+/// A restore of one backup into a database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeseriesDBRestore {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: TimeseriesDBRestoreSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TimeseriesDBRestoreStatus>,
+}
+
+impl_namespaced_resource!(TimeseriesDBRestore, RESOURCE);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeseriesDBRestoreSpec {
+    pub backup_ref: BackupRef,
+    pub target: DatabaseEndpoint,
+}
+
+/// Which backup: a TimeseriesDBBackup in the same namespace and one of its backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRef {
+    pub name: String,
+    /// A `status.backups[].id`; the latest successful backup when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeseriesDBRestoreStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl TimeseriesDBRestore {
+    pub fn new(namespace: &str, name: &str, spec: TimeseriesDBRestoreSpec) -> Self {
+        Self {
+            api_version: crate::API_VERSION.to_string(),
+            kind: RESOURCE.kind.to_string(),
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+}
+
+/// The strategy of `timeseriesdbrestores`.
+pub struct RestoreKind;
+
+const COLUMNS: &[PrinterColumn] = &[
+    PrinterColumn {
+        name: "Name",
+        column_type: ColumnType::String,
+        format: "name",
+        description: "Name must be unique within a namespace.",
+        priority: 0,
+        source: CellSource::Name,
+    },
+    PrinterColumn {
+        name: "Backup",
+        column_type: ColumnType::String,
+        format: "",
+        description: "The TimeseriesDBBackup restored from.",
+        priority: 0,
+        source: CellSource::Pointer("/spec/backupRef/name"),
+    },
+    PrinterColumn {
+        name: "Target",
+        column_type: ColumnType::String,
+        format: "",
+        description: "The URL of the database restored into.",
+        priority: 0,
+        source: CellSource::Pointer("/spec/target/url"),
+    },
+    PrinterColumn {
+        name: "Phase",
+        column_type: ColumnType::String,
+        format: "",
+        description: "Where the restore is in its life.",
+        priority: 0,
+        source: CellSource::Pointer("/status/phase"),
+    },
+    PrinterColumn {
+        name: "Samples",
+        column_type: ColumnType::Integer,
+        format: "",
+        description: "Samples written so far.",
+        priority: 0,
+        source: CellSource::Pointer("/status/samples"),
+    },
+    PrinterColumn {
+        name: "Age",
+        column_type: ColumnType::Date,
+        format: "",
+        description: "Time since the object was created.",
+        priority: 0,
+        source: CellSource::Age("/metadata/creationTimestamp"),
+    },
+];
+
+const SELECTABLE: &[SelectableField] = &[
+    SelectableField { name: "spec.target.type", pointer: "/spec/target/type" },
+    SelectableField { name: "status.phase", pointer: "/status/phase" },
+];
+
+impl Kind for RestoreKind {
+    fn resource(&self) -> &ResourceInfo {
+        &RESOURCE
+    }
+
+    fn schema(&self) -> Value {
+        let spec = obj(
+            "Which backup to restore, and into which database.",
+            [
+                (
+                    "backupRef",
+                    obj(
+                        "The backup to restore.",
+                        [
+                            ("name", string("Name of a TimeseriesDBBackup in this namespace.")),
+                            (
+                                "id",
+                                string(
+                                    "The id of one of its backups (status.backups[].id). Defaults to the latest successful backup.",
+                                ),
+                            ),
+                        ],
+                        &["name"],
+                    ),
+                ),
+                (
+                    "target",
+                    endpoint_schema("The database to write the backup into.", endpoint_properties("restore into")),
+                ),
+            ],
+            &["backupRef", "target"],
+        );
+        let status = obj(
+            "What the controller observed and did. Written through the status subresource.",
+            [
+                ("phase", phase_schema("Where the restore is: Pending, Running, Succeeded or Failed.")),
+                ("observedGeneration", observed_generation_schema()),
+                ("conditions", conditions_schema()),
+                ("startTime", date_time("When the restore started.")),
+                ("completionTime", date_time("When the restore completed.")),
+                ("series", int64("Number of series written.").with("minimum", json!(0))),
+                ("samples", int64("Number of samples written.").with("minimum", json!(0))),
+                ("message", string("A human-readable account of the last failure or progress.")),
+            ],
+            &[],
+        );
+        kind_root("TimeseriesDBRestore writes one backup of a TimeseriesDBBackup into a database.", spec, status)
+    }
+
+    fn validate(&self, obj: &Value) -> ErrorList {
+        let mut errs = validate_endpoint(obj.pointer("/spec/target"), "spec.target");
+        if let Some(name) = obj.pointer("/spec/backupRef/name").and_then(Value::as_str) {
+            for msg in is_dns1123_subdomain(name) {
+                errs.push(FieldError::invalid("spec.backupRef.name", json!(name), msg));
+            }
+        }
+        errs
+    }
+
+    fn printer_columns(&self) -> &[PrinterColumn] {
+        COLUMNS
+    }
+
+    fn selectable_fields(&self) -> &[SelectableField] {
+        SELECTABLE
+    }
+}
+
+#[cfg(test)]
+mod tests;

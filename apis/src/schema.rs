@@ -1,0 +1,336 @@
+//! A small engine driven by a kind's OpenAPI v3 structural schema, as apiextensions-apiserver runs a CRD's
+//! `openAPIV3Schema`: pruning of unknown fields, structural defaulting, and type/enum/required/bounds validation.
+//! Also the builders the kinds write their schemas with.
+//!
+//! HTTP → authn → authz → generic REST → **strategy (this file: the REST layer calls [`prune`], then
+//! [`apply_defaults`], then `Kind::default`, then [`validate`] and `Kind::validate`)** → storage → etcd.
+//!
+//! Supported keywords: `type`, `properties`, `required`, `additionalProperties` (a schema), `items`, `enum`,
+//! `default`, `nullable`, `minimum`, `maximum`, `maxLength`, `format: date-time`, `x-kubernetes-list-type`
+//! (`map` with `x-kubernetes-list-map-keys`, `set`, `atomic`) and `x-kubernetes-preserve-unknown-fields`. A `$ref`
+//! is left alone, except that a `$ref` to ObjectMeta keeps only ObjectMeta's fields when pruning.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::field::{ErrorList, FieldError};
+use crate::objectmeta::OBJECT_META_FIELDS;
+
+/// Where a kind's schema points for `metadata`.
+pub const OBJECT_META_REF: &str = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+/// `{"$ref": <ObjectMeta>}`: a kind's `metadata` property.
+pub fn object_meta() -> Value {
+    json!({ "$ref": OBJECT_META_REF })
+}
+
+/// A string.
+pub fn string(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+
+/// A 64-bit integer.
+pub fn int64(description: &str) -> Value {
+    json!({ "type": "integer", "format": "int64", "description": description })
+}
+
+/// A boolean.
+pub fn boolean(description: &str) -> Value {
+    json!({ "type": "boolean", "description": description })
+}
+
+/// An RFC 3339 time (`2026-07-01T12:00:00Z`).
+pub fn date_time(description: &str) -> Value {
+    json!({ "type": "string", "format": "date-time", "description": description })
+}
+
+/// A string that must be one of `values`.
+pub fn enum_of(description: &str, values: &[&str]) -> Value {
+    json!({ "type": "string", "enum": values, "description": description })
+}
+
+/// An atomic list (replaced whole by merges and server-side apply).
+pub fn array_of(description: &str, items: Value) -> Value {
+    json!({ "type": "array", "items": items, "x-kubernetes-list-type": "atomic", "description": description })
+}
+
+/// A list of objects merged by `keys` (`x-kubernetes-list-type: map`): no two items share their keys.
+pub fn map_list(description: &str, items: Value, keys: &[&str]) -> Value {
+    json!({
+        "type": "array",
+        "items": items,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": keys,
+        "description": description,
+    })
+}
+
+/// An object with these properties, of which `required` must be present.
+pub fn obj<'a>(description: &str, props: impl IntoIterator<Item = (&'a str, Value)>, required: &[&str]) -> Value {
+    let properties: Map<String, Value> = props.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut s = json!({ "type": "object", "properties": properties, "description": description });
+    if !required.is_empty() {
+        s["required"] = json!(required);
+    }
+    s
+}
+
+/// A kind's whole-object schema: `apiVersion`, `kind`, `metadata` (a `$ref` to ObjectMeta), `spec` (required) and
+/// `status`.
+pub fn kind_root(description: &str, spec: Value, status: Value) -> Value {
+    const CONVENTIONS: &str = "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md";
+    let api_version = format!(
+        "APIVersion defines the versioned schema of this representation of an object. Servers should convert \
+         recognized schemas to the latest internal value, and may reject unrecognized values. More info: \
+         {CONVENTIONS}#resources"
+    );
+    let kind = format!(
+        "Kind is a string value representing the REST resource this object represents. Servers may infer this from \
+         the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: \
+         {CONVENTIONS}#types-kinds"
+    );
+    let props = [
+        ("apiVersion", string(&api_version)),
+        ("kind", string(&kind)),
+        ("metadata", object_meta()),
+        ("spec", spec),
+        ("status", status),
+    ];
+    obj(description, props, &["spec"])
+}
+
+/// Adds a keyword to a schema: `int64("…").with("default", json!(7)).with("minimum", json!(1))`.
+pub trait SchemaExt {
+    fn with(self, key: &str, value: Value) -> Value;
+}
+
+impl SchemaExt for Value {
+    fn with(mut self, key: &str, value: Value) -> Value {
+        if let Some(m) = self.as_object_mut() {
+            m.insert(key.to_string(), value);
+        }
+        self
+    }
+}
+
+fn is_ref(schema: &Value) -> bool {
+    schema.get("$ref").is_some()
+}
+
+fn flag(schema: &Value, key: &str) -> bool {
+    schema.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The entries of `properties`.
+fn properties(schema: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    schema.get("properties").and_then(Value::as_object).into_iter().flatten()
+}
+
+/// The schema of `key` in an object: its property, else `additionalProperties`.
+fn child<'s>(schema: &'s Value, key: &str) -> Option<&'s Value> {
+    let property = schema.get("properties").and_then(|p| p.get(key));
+    property.or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+/// Removes fields the schema does not know and returns their paths (`spec.foo`, `spec.items[0].bar`), for the
+/// `unknown field` warnings of fieldValidation=Warn and the errors of Strict.
+pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
+    let mut pruned = Vec::new();
+    prune_at(schema, obj, "", &mut pruned);
+    pruned
+}
+
+fn prune_at(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    if is_ref(schema) {
+        if schema["$ref"] == OBJECT_META_REF
+            && let Some(meta) = value.as_object_mut()
+        {
+            meta.retain(|k, _| OBJECT_META_FIELDS.contains(&k.as_str()) || record(pruned, join(path, k)));
+        }
+        return;
+    }
+    match value {
+        Value::Object(map) if schema.get("type").and_then(Value::as_str) == Some("object") => {
+            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+            map.retain(|k, v| match child(schema, k) {
+                Some(s) => {
+                    prune_at(s, v, &join(path, k), pruned);
+                    true
+                }
+                None => preserve || record(pruned, join(path, k)),
+            });
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune_at(s, v, &format!("{path}[{i}]"), pruned);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Records a pruned path; false, so that `retain` drops the field.
+fn record(pruned: &mut Vec<String>, path: String) -> bool {
+    pruned.push(path);
+    false
+}
+
+/// Structural defaulting: a property's `default` fills it when absent from a present object (a default that is an
+/// object is then defaulted itself). A `null` for a non-nullable property is dropped first, as CRDs do, so a default
+/// replaces it.
+pub fn apply_defaults(schema: &Value, obj: &mut Value) {
+    if is_ref(schema) {
+        return;
+    }
+    match obj {
+        Value::Object(map) => {
+            for (k, prop) in properties(schema) {
+                if map.get(k).is_some_and(Value::is_null) && !flag(prop, "nullable") {
+                    map.remove(k);
+                }
+                if let (None, Some(d)) = (map.get(k), prop.get("default")) {
+                    map.insert(k.clone(), d.clone());
+                }
+            }
+            for (k, v) in map.iter_mut() {
+                if let Some(s) = child(schema, k) {
+                    apply_defaults(s, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                items.iter_mut().for_each(|v| apply_defaults(s, v));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks `obj` against the schema, with apiextensions-apiserver's messages, e.g.
+/// `spec.retention.keepLast: Invalid value: "string": spec.retention.keepLast in body must be of type integer: "string"`.
+/// Paths index list items as `[i]`.
+pub fn validate(schema: &Value, obj: &Value) -> ErrorList {
+    let mut errs = ErrorList::default();
+    validate_at(schema, obj, "", &mut errs);
+    errs
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn validate_at(schema: &Value, value: &Value, path: &str, errs: &mut ErrorList) {
+    if is_ref(schema) || (value.is_null() && flag(schema, "nullable")) {
+        return;
+    }
+    if let Some(want) = schema.get("type").and_then(Value::as_str) {
+        let got = type_name(value);
+        if want != got && !(want == "number" && got == "integer") {
+            let detail = format!("{path} in body must be of type {want}: {got:?}");
+            errs.push(FieldError::type_invalid(path, json!(got), detail));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let names: Vec<String> =
+            allowed.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        errs.push(FieldError::not_supported(path, value.clone(), &names));
+    }
+    match value {
+        Value::String(s) => validate_string(schema, s, path, errs),
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
+            if let Some(min) = bound("minimum")
+                && x < min
+            {
+                let detail = format!("{path} in body should be greater than or equal to {min}");
+                errs.push(FieldError::invalid(path, value.clone(), detail));
+            }
+            if let Some(max) = bound("maximum")
+                && x > max
+            {
+                let detail = format!("{path} in body should be less than or equal to {max}");
+                errs.push(FieldError::invalid(path, value.clone(), detail));
+            }
+        }
+        Value::Object(map) => {
+            let required = schema.get("required").and_then(Value::as_array).into_iter().flatten();
+            for r in required.filter_map(Value::as_str).filter(|r| !map.contains_key(*r)) {
+                errs.push(FieldError::required(join(path, r), ""));
+            }
+            for (k, v) in map {
+                if let Some(s) = child(schema, k) {
+                    validate_at(s, v, &join(path, k), errs);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    validate_at(s, v, &format!("{path}[{i}]"), errs);
+                }
+            }
+            validate_list_type(schema, items, path, errs);
+        }
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+fn validate_string(schema: &Value, s: &str, path: &str, errs: &mut ErrorList) {
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && s.chars().count() as u64 > max
+    {
+        errs.push(FieldError::too_long_max_length(path, usize::try_from(max).unwrap_or(usize::MAX)));
+    }
+    if schema.get("format").and_then(Value::as_str) == Some("date-time") && s.parse::<jiff::Timestamp>().is_err() {
+        let detail = format!("{path} in body must be of type date-time: {s:?}");
+        errs.push(FieldError::type_invalid(path, json!(s), detail));
+    }
+}
+
+/// `x-kubernetes-list-type`: `map` items must differ in their keys, `set` items in their values.
+fn validate_list_type(schema: &Value, items: &[Value], path: &str, errs: &mut ErrorList) {
+    let key_of = |item: &Value| -> Option<Value> {
+        match schema.get("x-kubernetes-list-type").and_then(Value::as_str)? {
+            "set" => Some(item.clone()),
+            "map" => {
+                let keys = schema.get("x-kubernetes-list-map-keys").and_then(Value::as_array)?;
+                let key =
+                    keys.iter().filter_map(Value::as_str).filter_map(|k| Some((k.to_string(), item.get(k)?.clone())));
+                Some(Value::Object(key.collect()))
+            }
+            _ => None,
+        }
+    };
+    let mut seen = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(key) = key_of(item)
+            && !seen.insert(key.to_string())
+        {
+            errs.push(FieldError::duplicate(format!("{path}[{i}]"), key));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

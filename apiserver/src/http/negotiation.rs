@@ -1,0 +1,153 @@
+//! Content negotiation (k8s.io/apiserver `negotiation`): which representation an `Accept` header asks for.
+//!
+//! Clauses are tried in order of `q` (stable); protobuf and CBOR clauses are skipped because JSON is served, so
+//! the metadata client's `application/vnd.kubernetes.protobuf;as=…,application/json;as=…` gets the JSON form.
+
+use crate::error::{ApiError, ApiResult};
+
+/// What to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The object or list itself.
+    Json,
+    /// `as=Table`, `meta.k8s.io/<version>`.
+    Table(MetaVersion),
+    /// `as=PartialObjectMetadata` (single objects and watch events).
+    PartialObjectMetadata(MetaVersion),
+    /// `as=PartialObjectMetadataList`.
+    PartialObjectMetadataList(MetaVersion),
+}
+
+/// `meta.k8s.io` version of a transformed representation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaVersion {
+    V1,
+    V1beta1,
+}
+
+impl MetaVersion {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::V1 => "meta.k8s.io/v1",
+            Self::V1beta1 => "meta.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// The request shape being negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Object,
+    List,
+    Watch,
+}
+
+const ACCEPTED: &[&str] = &["application/json", "application/json;stream=watch"];
+
+/// One clause of an Accept header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaRange<'a> {
+    pub media_type: &'a str,
+    pub params: Vec<(&'a str, &'a str)>,
+    pub q: f32,
+}
+
+impl MediaRange<'_> {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    }
+}
+
+/// Split an Accept header into clauses, ordered by `q` (stable).
+pub fn parse_accept(accept: &str) -> Vec<MediaRange<'_>> {
+    let mut out: Vec<MediaRange<'_>> = accept
+        .split(',')
+        .filter_map(|clause| {
+            let mut parts = clause.split(';').map(str::trim);
+            let media_type = parts.next().filter(|m| !m.is_empty())?;
+            let mut params = Vec::new();
+            let mut q = 1.0;
+            for p in parts {
+                if let Some((k, v)) = p.split_once('=') {
+                    let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+                    if k.eq_ignore_ascii_case("q") {
+                        q = v.parse().unwrap_or(1.0);
+                    } else {
+                        params.push((k, v));
+                    }
+                }
+            }
+            Some(MediaRange { media_type, params, q })
+        })
+        .collect();
+    out.sort_by(|a, b| b.q.partial_cmp(&a.q).unwrap_or(std::cmp::Ordering::Equal));
+    out
+}
+
+fn is_json(media_type: &str) -> bool {
+    matches!(media_type, "application/json" | "application/*" | "*/*")
+}
+
+/// Choose the representation for a resource request.
+pub fn negotiate(accept: Option<&str>, target: Target) -> ApiResult<Output> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(Output::Json);
+    };
+    for range in parse_accept(accept) {
+        if range.q <= 0.0 || !is_json(range.media_type) {
+            continue;
+        }
+        let Some(as_kind) = range.param("as") else {
+            return Ok(Output::Json);
+        };
+        if range.param("g") != Some("meta.k8s.io") {
+            continue;
+        }
+        let version = match range.param("v") {
+            Some("v1") => MetaVersion::V1,
+            Some("v1beta1") => MetaVersion::V1beta1,
+            _ => continue,
+        };
+        match (as_kind, target) {
+            ("Table", _) => return Ok(Output::Table(version)),
+            ("PartialObjectMetadata", Target::Object | Target::Watch) => {
+                return Ok(Output::PartialObjectMetadata(version));
+            }
+            ("PartialObjectMetadataList", Target::List) => return Ok(Output::PartialObjectMetadataList(version)),
+            _ => continue,
+        }
+    }
+    Err(ApiError::not_acceptable(ACCEPTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_get_asks_for_a_table() {
+        let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(negotiate(Some(a), Target::List), Ok(Output::Table(MetaVersion::V1)));
+    }
+
+    #[test]
+    fn protobuf_first_falls_back_to_json_transform() {
+        let a = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(negotiate(Some(a), Target::List), Ok(Output::PartialObjectMetadataList(MetaVersion::V1)));
+        assert_eq!(negotiate(Some(a), Target::Object), Ok(Output::Json));
+    }
+
+    #[test]
+    fn empty_and_wildcards_are_json() {
+        assert_eq!(negotiate(None, Target::Object), Ok(Output::Json));
+        assert_eq!(negotiate(Some("*/*"), Target::Object), Ok(Output::Json));
+    }
+
+    #[test]
+    fn nothing_acceptable_is_406() {
+        let e = negotiate(Some("application/vnd.kubernetes.protobuf"), Target::Object).unwrap_err();
+        assert_eq!(e.code, 406);
+        let e = negotiate(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"), Target::Object);
+        assert_eq!(e.unwrap_err().code, 406);
+    }
+}

@@ -1,0 +1,106 @@
+//! The OpenAPI documents of `backup.extend-k8s.io/v1`: Swagger 2.0 at `/openapi/v2`, OpenAPI 3.0 at
+//! `/openapi/v3/apis/backup.extend-k8s.io/v1`, and the v3 index at `/openapi/v3`.
+//!
+//! Place in the flow: HTTP → authn → authz → **this module** (non-resource paths; never storage). The documents
+//! are built once at start from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from
+//! memory. kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
+//! with `If-None-Match`, merges them into the cluster's documents, and proxies `?hash=` requests for our group
+//! version here; kubectl (`explain`, server-side dry-run and field-validation checks) and client generators read
+//! them through kube-apiserver.
+//!
+//! Files: `routes` (paths and operations), `params` (their parameters), `naming` (definition names, operation IDs,
+//! tags), `schema` (kind/List definitions, v3 → v2), `meta` + `meta_v3.json` (upstream `meta/v1` definitions),
+//! `model` (what both documents hold), `v2`/`v3` (rendering), `serve` (ETag, 304, 406).
+
+mod meta;
+mod model;
+mod naming;
+mod params;
+mod routes;
+mod schema;
+mod serve;
+mod v2;
+mod v3;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use backup_apis::Kind;
+use jiff::{Timestamp, ToSpan, tz::TimeZone};
+
+use model::Model;
+use serve::Served;
+
+/// The served documents, built once at start.
+pub struct OpenApi {
+    v2: Served,
+    v3_index: Served,
+    v3_group_version: Served,
+    /// `apis/backup.extend-k8s.io/v1`.
+    gv_path: String,
+    /// When the documents were built (`Last-Modified`), whole seconds.
+    built: Timestamp,
+}
+
+impl OpenApi {
+    /// Builds and serializes the documents of [`backup_apis::GROUP`]/[`backup_apis::VERSION`] for `kinds`.
+    pub fn new(kinds: &[Arc<dyn Kind>]) -> Self {
+        let model = Model::new(backup_apis::GROUP, backup_apis::VERSION, kinds);
+        let gv_path = model.gv_path();
+        let v3_group_version = Served::new(&v3::document(&model));
+        let v3_index = Served::new(&v3::index(&gv_path, &v3_group_version.hash));
+        let now = Timestamp::now();
+        let built = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        Self { v2: Served::new(&v2::document(&model)), v3_index, v3_group_version, gv_path, built }
+    }
+
+    /// `GET /openapi/v2`.
+    pub fn serve_v2(&self, headers: &HeaderMap) -> Response {
+        if !serve::accepts_json(headers) {
+            return serve::not_acceptable();
+        }
+        serve::document(&self.v2, headers, self.built, HeaderMap::new())
+    }
+
+    /// `GET /openapi/v3`: served whatever the Accept header, as upstream's discovery handler does.
+    pub fn serve_v3_index(&self, headers: &HeaderMap) -> Response {
+        serve::document(&self.v3_index, headers, self.built, HeaderMap::new())
+    }
+
+    /// `GET /openapi/v3/<path>` (`path` e.g. `apis/backup.extend-k8s.io/v1`); `query` is the raw query string.
+    /// With the current `?hash=` the answer is cacheable forever; with a stale one it is a 301 to the current.
+    pub fn serve_v3_group_version(&self, path: &str, query: Option<&str>, headers: &HeaderMap) -> Response {
+        let path = path.trim_start_matches('/');
+        let path = path.strip_prefix("openapi/v3/").unwrap_or(path).trim_end_matches('/');
+        if path != self.gv_path {
+            return serve::not_found();
+        }
+        if !serve::accepts_json(headers) {
+            return serve::not_acceptable();
+        }
+        let served = &self.v3_group_version;
+        let hash = query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "hash").map(|(_, v)| v));
+        let mut extra = HeaderMap::new();
+        match hash.filter(|h| !h.is_empty()) {
+            Some(h) if h != served.hash.as_str() => {
+                return serve::moved(served, &v3::server_relative_url(&self.gv_path, &served.hash));
+            }
+            Some(_) => {
+                extra.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                extra.insert(header::EXPIRES, serve::http_date(one_year_from_now()));
+            }
+            None => {}
+        }
+        serve::document(served, headers, self.built, extra)
+    }
+}
+
+/// `time.Now().AddDate(1, 0, 0)`.
+fn one_year_from_now() -> Timestamp {
+    let now = Timestamp::now();
+    now.to_zoned(TimeZone::UTC).checked_add(1.year()).map(|z| z.timestamp()).unwrap_or(now)
+}

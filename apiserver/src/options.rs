@@ -1,0 +1,127 @@
+//! Command-line flags, named like k8s.io/apiserver's so operators recognise them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// backup-apiserver: the `backup.extend-k8s.io` aggregated API server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "backup-apiserver", version = crate::version::VERSION_LINE)]
+pub struct Options {
+    /// Run without a cluster: serve on 127.0.0.1 with the embedded store (or etcd, with --etcd-servers), an
+    /// admin token, and a kubeconfig written for kubectl.
+    #[arg(long)]
+    pub standalone: bool,
+
+    /// Directory of the embedded store (one redb file). Standalone default: ./standalone-data. Outside
+    /// standalone mode, setting it without --etcd-servers selects the embedded store.
+    #[arg(long, env = "BACKUP_APISERVER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the embedded store in memory only (tests; data is lost at exit).
+    #[arg(long)]
+    pub in_memory: bool,
+
+    /// Where standalone mode writes its kubeconfig.
+    #[arg(long, default_value = "standalone.kubeconfig")]
+    pub write_kubeconfig: PathBuf,
+
+    /// The HTTPS port (default 443; 8443 in standalone mode). 0 picks a free port.
+    #[arg(long)]
+    pub secure_port: Option<u16>,
+
+    /// The address to listen on (default 0.0.0.0; 127.0.0.1 in standalone mode).
+    #[arg(long)]
+    pub bind_address: Option<IpAddr>,
+
+    /// Serving certificate (PEM); without it a self-signed one is generated at start.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Serving key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// etcd servers to connect to (comma-separated URLs). Without them the embedded store is used.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+
+    /// CA bundle to verify etcd's serving certificate.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+
+    /// Client certificate for etcd.
+    #[arg(long, requires = "etcd_keyfile")]
+    pub etcd_certfile: Option<PathBuf>,
+
+    /// Client key for etcd.
+    #[arg(long, requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<PathBuf>,
+
+    /// The prefix of every key in etcd.
+    #[arg(long, default_value = "/registry")]
+    pub etcd_prefix: String,
+
+    /// How often to compact etcd's history (e.g. 5m, 30s; 0 disables).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub etcd_compaction_interval: std::time::Duration,
+
+    /// Static bearer tokens (kube-apiserver's CSV format: token,user,uid,"group1,group2").
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// Paths anyone may GET without authorization (entries ending in `*` are prefixes).
+    #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
+    pub authorization_always_allow_paths: Vec<String>,
+}
+
+/// Parse `90s`, `5m`, `1h`, `1h30m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push('s');
+            chars.next();
+        }
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("invalid duration unit {unit:?} in {s:?}")),
+        };
+    }
+    if !num.is_empty() {
+        return Err(format!("missing unit in duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5x").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run every test of the project: unit tests, the storage conformance suite (against a real etcd and the embedded
+# store) and the end-to-end tests that drive the real kubectl. This is the README's test command; .ci/run calls it.
+#
+# It installs what the tests need and a fresh machine lacks (Debian's etcd-server), as root with apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${need_apt[*]} with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing ${need_apt[*]}: install them (Debian: apt-get install ${need_apt[*]}) and run again" >&2
+    exit 1
+  fi
+fi
+command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end-to-end tests drive the real kubectl" >&2; exit 1; }
+
+cargo test --workspace --all-features "$@"

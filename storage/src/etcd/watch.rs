@@ -1,0 +1,150 @@
+//! Watches on etcd that outlive broken connections and etcd restarts.
+//!
+//! Each [`Storage::watch`](crate::Storage::watch) gets a task that holds one etcd watch (`WithRange`,
+//! `WithRev`, `WithPrevKV`) and forwards its events. When the stream breaks, the task opens a new etcd watch from
+//! the last forwarded revision + 1, after a pause that grows to 5 s while etcd stays away, so the consumer sees
+//! every event once and in order. Only a compaction past that revision (or etcd cancelling the watch) ends the
+//! stream with an error.
+
+use std::time::Duration;
+
+use etcd_client::proto::PbEvent;
+use etcd_client::{WatchClient, WatchOptions, WatchResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, warn};
+
+use super::errors::{is_transient, map_err};
+use crate::{Event, EventType, Result, Revision, StorageError, WatchStream};
+
+/// Events buffered between the etcd stream and a slow consumer.
+const BUFFER: usize = 256;
+const MIN_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// What to watch.
+pub(super) struct Target {
+    pub client: WatchClient,
+    /// The storage prefix to strip from keys.
+    pub storage_prefix: Vec<u8>,
+    /// The full key range `[start, end)`.
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+pub(super) fn spawn(target: Target, start_revision: Revision) -> WatchStream {
+    let (tx, rx) = mpsc::channel(BUFFER);
+    tokio::spawn(run(target, start_revision, tx));
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// Why one etcd watch stream ended.
+enum End {
+    /// The consumer is gone, or the watch cannot go on: stop.
+    Stop,
+    /// The connection broke: watch again from the next revision.
+    Reconnect(StorageError),
+}
+
+async fn run(mut target: Target, start_revision: Revision, tx: mpsc::Sender<Result<Event>>) {
+    let mut next = start_revision;
+    let mut pause = MIN_PAUSE;
+    loop {
+        let before = next;
+        let reason = tokio::select! {
+            end = watch_once(&mut target, &mut next, &tx) => end,
+            () = tx.closed() => End::Stop,
+        };
+        let End::Reconnect(error) = reason else { return };
+        if next > before {
+            pause = MIN_PAUSE;
+        }
+        warn!(error = %error, next_revision = next, pause_ms = pause.as_millis() as u64, "etcd watch broke; re-watching");
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = tx.closed() => return,
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Run one etcd watch from `next`, forwarding events and advancing `next` past each.
+async fn watch_once(target: &mut Target, next: &mut Revision, tx: &mpsc::Sender<Result<Event>>) -> End {
+    let options = WatchOptions::new().with_range(target.end.clone()).with_start_revision(*next).with_prev_key();
+    let stream = match target.client.watch(target.start.clone(), Some(options)).await {
+        Ok(stream) => stream,
+        Err(e) => return fail(map_err(e), tx).await,
+    };
+    // Keep the request half open: closing it would end the watch on some etcd versions.
+    let (_requests, mut responses) = stream.split();
+    loop {
+        let response = match responses.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => return End::Reconnect(StorageError::Unavailable("etcd closed the watch stream".into())),
+            Err(e) => return fail(map_err(e), tx).await,
+        };
+        if let Some(end) = forward(target, response, next, tx).await {
+            return end;
+        }
+    }
+}
+
+/// Forward one response's events; `Some` when the watch is over.
+async fn forward(
+    target: &Target,
+    response: WatchResponse,
+    next: &mut Revision,
+    tx: &mpsc::Sender<Result<Event>>,
+) -> Option<End> {
+    let response = response.0;
+    if response.compact_revision > 0 {
+        let error = StorageError::Compacted { requested: *next, compacted: response.compact_revision };
+        return Some(fail(error, tx).await);
+    }
+    if response.canceled {
+        let error = StorageError::Unavailable(format!("etcd cancelled the watch: {}", response.cancel_reason));
+        let _ = tx.send(Err(error)).await;
+        return Some(End::Stop);
+    }
+    for event in response.events {
+        let event = match to_event(&target.storage_prefix, event) {
+            Ok(event) => event,
+            Err(e) => return Some(fail(e, tx).await),
+        };
+        // A re-watch never goes back, but be safe: skip what was forwarded already.
+        if event.revision() < *next {
+            continue;
+        }
+        *next = event.revision() + 1;
+        if tx.send(Ok(event)).await.is_err() {
+            return Some(End::Stop);
+        }
+    }
+    None
+}
+
+/// A transient error reconnects; any other is the stream's last item.
+async fn fail(error: StorageError, tx: &mpsc::Sender<Result<Event>>) -> End {
+    if is_transient(&error) {
+        return End::Reconnect(error);
+    }
+    debug!(error = %error, "etcd watch ends");
+    let _ = tx.send(Err(error)).await;
+    End::Stop
+}
+
+fn to_event(prefix: &[u8], event: PbEvent) -> Result<Event> {
+    let kv = event.kv.ok_or_else(|| StorageError::Internal("etcd watch event without a key-value".into()))?;
+    let event_type = match event.r#type {
+        0 => EventType::Put,
+        1 => EventType::Delete,
+        other => return Err(StorageError::Internal(format!("etcd watch event of unknown type {other}"))),
+    };
+    let prev = event.prev_kv.map(|kv| super::to_kv(prefix, kv)).transpose()?;
+    let mut kv = super::to_kv(prefix, kv)?;
+    if event_type == EventType::Delete {
+        kv.create_revision = 0;
+        kv.value = bytes::Bytes::new();
+    }
+    Ok(Event { event_type, kv, prev })
+}

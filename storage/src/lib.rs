@@ -1,0 +1,180 @@
+//! Storage with etcd semantics: the bottom of the request flow.
+//!
+//! HTTP → authn → authz → generic REST → strategy → **storage** → etcd (or the embedded store).
+//!
+//! The [`Storage`] trait has the shape of k8s.io/apiserver's `storage.Interface`: values are opaque bytes, every
+//! write yields a new global revision, an object's resourceVersion is its `mod_revision`, a list's is the store's
+//! revision at the time of the read. Backends: [`etcd::EtcdStorage`] (etcd v3 through etcd-client) and
+//! [`embedded::EmbeddedStorage`] (one redb file, or memory only). A caching layer can wrap any `Arc<dyn Storage>`.
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+pub mod embedded;
+pub mod etcd;
+pub mod key;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+
+/// A global revision of the store (etcd's revision). Always > 0 for anything that was written.
+pub type Revision = i64;
+
+/// The largest value a backend accepts: etcd's default request limit (`--max-request-bytes`, 1.5 MiB).
+pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// One stored key with its revisions, as etcd's `mvccpb.KeyValue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key relative to the backend's prefix, e.g. `/backup.extend-k8s.io/timeseriesdbbackups/ns/name`.
+    pub key: String,
+    pub value: Bytes,
+    /// Revision of the write that created the key (since its last deletion).
+    pub create_revision: Revision,
+    /// Revision of the last write to the key: the object's resourceVersion.
+    pub mod_revision: Revision,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// At most this many items; `None` (or `Some(0)`, as in etcd) = all.
+    pub limit: Option<usize>,
+    /// Start at this key (inclusive); it must lie under the listed prefix. Used for continue tokens.
+    pub start_key: Option<String>,
+    /// Read the state as of this revision; `None` (or a revision ≤ 0, as in etcd) = the latest state.
+    pub revision: Option<Revision>,
+}
+
+/// The result of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListResult {
+    /// Items in key order.
+    pub items: Vec<KeyValue>,
+    /// The revision the list was read at (the list's resourceVersion).
+    pub revision: Revision,
+    /// True when more keys under the prefix follow the last item.
+    pub more: bool,
+    /// How many keys under the prefix follow the last item.
+    pub remaining: i64,
+}
+
+/// What a delete removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// The value as it was just before the delete.
+    pub prev: KeyValue,
+    /// The revision of the delete itself.
+    pub revision: Revision,
+}
+
+/// The kind of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Put,
+    Delete,
+}
+
+/// One change under a watched prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: EventType,
+    /// For `Put`: the new value with `mod_revision` = the event's revision. For `Delete`: the key with an empty
+    /// value, `mod_revision` = the delete's revision.
+    pub kv: KeyValue,
+    /// The value before this event (always present for `Delete`; for `Put` unless it created the key).
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    /// The revision at which this event happened.
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// A stream of watch events in revision order, each exactly once. It ends with `Err` when the watch cannot go
+/// on (e.g. [`StorageError::Compacted`]); the consumer may re-watch from its last seen revision + 1.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StorageError>> + Send>>;
+
+/// Every error a backend returns; the REST layer maps each to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// 404.
+    #[error("key not found: {key}")]
+    NotFound { key: String },
+    /// 409 AlreadyExists.
+    #[error("key already exists: {key}")]
+    AlreadyExists { key: String },
+    /// 409 Conflict: the key's mod_revision is not the expected one. `current` is the value now stored.
+    #[error("conflict on {key}: expected mod revision {expected}, found {}", current.mod_revision)]
+    Conflict { key: String, expected: Revision, current: Box<KeyValue> },
+    /// 410 Expired: the requested revision is older than the oldest one kept.
+    #[error("required revision {requested} has been compacted (compacted revision {compacted})")]
+    Compacted { requested: Revision, compacted: Revision },
+    /// 504 Timeout with cause ResourceVersionTooLarge: the requested revision is newer than the store's.
+    #[error("required revision {requested} is a future revision (current revision {current})")]
+    FutureRevision { requested: Revision, current: Revision },
+    /// 400: the key has an empty, `.` or `..` segment, or is not a path.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: String },
+    /// 413: the value is over [`MAX_VALUE_BYTES`].
+    #[error("value of {size} bytes is over the limit of {limit} bytes")]
+    ValueTooLarge { size: usize, limit: usize },
+    /// 503: the backend cannot be reached right now.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// 500: anything else.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The storage interface, with etcd's semantics. Keys are `/`-separated paths relative to the backend's prefix.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// The current value of `key`, or `None`.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Keys under `prefix` (which must end with `/`), in key order.
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult>;
+
+    /// Create `key`; `AlreadyExists` when it exists. Returns the stored key-value (its revisions).
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue>;
+
+    /// Replace `key` if its mod_revision is `expected_revision`: else `Conflict` (with the current value), or
+    /// `NotFound` when the key is gone.
+    async fn update(&self, key: &str, value: Bytes, expected_revision: Revision) -> Result<KeyValue>;
+
+    /// Delete `key`, if `expected_revision` is given only when its mod_revision equals it (else `Conflict`).
+    async fn delete(&self, key: &str, expected_revision: Option<Revision>) -> Result<Deleted>;
+
+    /// Watch `prefix` (ending with `/`) for events at revisions ≥ `start_revision`; `0` = from now on.
+    /// A `start_revision` below the compacted revision fails with `Compacted` (as the stream's first item), as in
+    /// etcd; a future one waits for it.
+    async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream>;
+
+    /// The store's current revision.
+    async fn current_revision(&self) -> Result<Revision>;
+
+    /// Forget history before `revision`: reads and watches at older revisions fail with `Compacted`. Compacting
+    /// at or below the compacted revision is a no-op; above the current revision it fails with `FutureRevision`.
+    async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// A cheap round trip that fails when the backend is unreachable (for /readyz).
+    async fn health(&self) -> Result<()> {
+        self.current_revision().await.map(|_| ())
+    }
+}
+
+/// Reject a value over [`MAX_VALUE_BYTES`] before it reaches a backend.
+pub fn check_value_size(value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StorageError::ValueTooLarge { size: value.len(), limit: MAX_VALUE_BYTES });
+    }
+    Ok(())
+}
