@@ -26,8 +26,9 @@ pub struct Discovery {
     group_list: Bytes,
     group: Bytes,
     resource_list: Bytes,
-    aggregated: Bytes,
-    aggregated_etag: String,
+    aggregated: Aggregated,
+    /// `/api` in v2: no legacy core resources are served here.
+    core_aggregated: Aggregated,
     api_versions: Bytes,
     core_v1: Bytes,
 }
@@ -76,20 +77,16 @@ impl Discovery {
             }));
         }
         let resource_list = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources});
-        let aggregated = bytes_of(&json!({
-            "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
-            "items": [{
-                "metadata": {"name": GROUP, "creationTimestamp": null},
-                "versions": [{"version": VERSION, "freshness": "Current", "resources": v2_resources}],
-            }],
-        }));
-        let aggregated_etag = format!("\"{}\"", hex::encode_upper(Sha512::digest(&aggregated)));
+        let aggregated = Aggregated::new(json!([{
+            "metadata": {"name": GROUP, "creationTimestamp": null},
+            "versions": [{"version": VERSION, "freshness": "Current", "resources": v2_resources}],
+        }]));
         Self {
             group_list: bytes_of(&json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group]})),
             group: bytes_of(&api_group),
             resource_list: bytes_of(&resource_list),
             aggregated,
-            aggregated_etag,
+            core_aggregated: Aggregated::new(json!([])),
             api_versions: bytes_of(&json!({
                 "kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
@@ -104,8 +101,8 @@ impl Discovery {
         let group_path = format!("/apis/{GROUP}");
         let version_path = format!("/apis/{GROUP}/{VERSION}");
         let body = match path {
-            "/apis" => return Some(self.serve_apis(headers)),
-            "/api" => self.api_versions.clone(),
+            "/apis" => return Some(negotiate(headers, &self.group_list, &self.aggregated)),
+            "/api" => return Some(negotiate(headers, &self.api_versions, &self.core_aggregated)),
             "/api/v1" => self.core_v1.clone(),
             p if p == group_path => self.group.clone(),
             p if p == version_path => self.resource_list.clone(),
@@ -114,42 +111,58 @@ impl Discovery {
         Some(json(body))
     }
 
-    /// `/apis`: aggregated v2 when the Accept asks for it (with ETag/304), else the legacy APIGroupList.
-    fn serve_apis(&self, headers: &HeaderMap) -> Response {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if accept.trim().is_empty() {
-            return json(self.group_list.clone());
-        }
-        for range in parse_accept(accept) {
-            let json_like = matches!(range.media_type, "application/json" | "application/*" | "*/*");
-            if !json_like {
-                continue;
-            }
-            match (range.param("as"), range.param("g"), range.param("v")) {
-                (None, _, _) => return json(self.group_list.clone()),
-                (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => return self.serve_v2(headers),
-                _ => continue,
-            }
-        }
-        ApiError::not_acceptable(&["application/json", V2_CONTENT_TYPE]).into_response()
+}
+
+/// An `APIGroupDiscoveryList`, serialized, with its ETag.
+struct Aggregated {
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+impl Aggregated {
+    fn new(items: Value) -> Self {
+        let body = bytes_of(&json!({
+            "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items,
+        }));
+        let etag = format!("\"{}\"", hex::encode_upper(Sha512::digest(&body)));
+        let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+        Self { body, etag }
     }
 
-    fn serve_v2(&self, headers: &HeaderMap) -> Response {
-        let etag = HeaderValue::from_str(&self.aggregated_etag).unwrap_or(HeaderValue::from_static("\"\""));
-        let matches = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    fn serve(&self, headers: &HeaderMap) -> Response {
+        let matches = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == self.etag.as_bytes());
         let mut resp = if matches {
             StatusCode::NOT_MODIFIED.into_response()
         } else {
-            let mut r = (StatusCode::OK, self.aggregated.clone()).into_response();
+            let mut r = (StatusCode::OK, self.body.clone()).into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(V2_CONTENT_TYPE));
             r
         };
         let h = resp.headers_mut();
-        h.insert(header::ETAG, etag);
+        h.insert(header::ETAG, self.etag.clone());
         h.insert(header::VARY, HeaderValue::from_static("Accept"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public"));
         resp
     }
+}
+
+/// Aggregated v2 when the Accept asks for it (with ETag/304), else the legacy document; 406 when neither fits.
+fn negotiate(headers: &HeaderMap, legacy: &Bytes, aggregated: &Aggregated) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.trim().is_empty() {
+        return json(legacy.clone());
+    }
+    for range in parse_accept(accept) {
+        if !matches!(range.media_type, "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        match (range.param("as"), range.param("g"), range.param("v")) {
+            (None, _, _) => return json(legacy.clone()),
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => return aggregated.serve(headers),
+            _ => continue,
+        }
+    }
+    ApiError::not_acceptable(&["application/json", V2_CONTENT_TYPE]).into_response()
 }
 
 fn json(body: Bytes) -> Response {

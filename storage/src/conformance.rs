@@ -11,9 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{
-    Event, EventType, KeyValue, ListOptions, MAX_VALUE_BYTES, Revision, Storage, StorageError, WatchStream,
-};
+use crate::{Event, EventType, KeyValue, ListOptions, MAX_VALUE_BYTES, Revision, Storage, StorageError, WatchStream};
 
 /// The next watch event, waiting at most 20 s; panics when there is none or the stream ended.
 pub async fn next_event(stream: &mut WatchStream) -> Result<Event, StorageError> {
@@ -43,12 +41,18 @@ pub async fn create_get_update_delete(s: Arc<dyn Storage>) {
     let key = "/c/crud/ns/a";
     let start = s.current_revision().await.expect("current revision");
     let created = s.create(key, value("v1")).await.expect("create");
-    assert_eq!(created, KeyValue { key: key.into(), value: value("v1"), create_revision: start + 1, mod_revision: start + 1 });
+    assert_eq!(
+        created,
+        KeyValue { key: key.into(), value: value("v1"), create_revision: start + 1, mod_revision: start + 1 }
+    );
     assert_eq!(s.current_revision().await.expect("revision"), start + 1);
     assert_eq!(s.get(key).await.expect("get"), Some(created.clone()));
 
     let updated = s.update(key, value("v2"), created.mod_revision).await.expect("update");
-    assert_eq!(updated, KeyValue { key: key.into(), value: value("v2"), create_revision: start + 1, mod_revision: start + 2 });
+    assert_eq!(
+        updated,
+        KeyValue { key: key.into(), value: value("v2"), create_revision: start + 1, mod_revision: start + 2 }
+    );
     assert_eq!(s.get(key).await.expect("get"), Some(updated.clone()));
 
     let deleted = s.delete(key, None).await.expect("delete");
@@ -179,7 +183,8 @@ pub async fn list_pagination_is_consistent(s: Arc<dyn Storage>) {
     for i in 0..10 {
         original.push(s.create(&key(i), value(&format!("v{i}"))).await.expect("create"));
     }
-    let page = |start_key: Option<String>, revision: Option<Revision>| ListOptions { limit: Some(3), start_key, revision };
+    let page =
+        |start_key: Option<String>, revision: Option<Revision>| ListOptions { limit: Some(3), start_key, revision };
     let first = s.list(prefix, page(None, None)).await.expect("page 1");
     assert_eq!((first.items.len(), first.more, first.remaining), (3, true, 7));
     let revision = first.revision;
@@ -239,7 +244,10 @@ pub async fn compaction_and_revision_bounds(s: Arc<dyn Storage>) {
         other => panic!("expected Compacted, got {other:?}"),
     }
     let kept = s.list(prefix, at(r2)).await.expect("the compacted revision itself is readable");
-    assert_eq!(kept.items.iter().map(|kv| (kv.mod_revision, kv.value.clone())).collect::<Vec<_>>(), [(r2, value("v2"))]);
+    assert_eq!(
+        kept.items.iter().map(|kv| (kv.mod_revision, kv.value.clone())).collect::<Vec<_>>(),
+        [(r2, value("v2"))]
+    );
     match s.list(prefix, at(r3 + 10)).await {
         Err(StorageError::FutureRevision { requested, current }) => assert_eq!((requested, current), (r3 + 10, r3)),
         other => panic!("expected FutureRevision, got {other:?}"),
@@ -267,7 +275,8 @@ pub async fn watch_replays_from_old_revision(s: Arc<dyn Storage>) {
     for _ in 0..4 {
         events.push(next_event(&mut watch).await.expect("event"));
     }
-    let tombstone = KeyValue { key: a1.key.clone(), value: Bytes::new(), create_revision: 0, mod_revision: deleted.revision };
+    let tombstone =
+        KeyValue { key: a1.key.clone(), value: Bytes::new(), create_revision: 0, mod_revision: deleted.revision };
     assert_eq!(
         events,
         [

@@ -2,7 +2,8 @@
 //! storage benchmark.
 //!
 //! [`EtcdServer::start`] runs the `etcd` binary (from `$ETCD_BIN`, else `PATH`) on free loopback ports with a
-//! temporary data directory; it panics when etcd is missing or does not become healthy, so etcd tests never skip.
+//! temporary data directory ([`EtcdServer::start_tls`]: serving TLS, requiring client certificates); it panics
+//! when etcd is missing or does not become healthy, so etcd tests never skip.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,25 +18,45 @@ const NOT_FOUND: &str =
     "etcd not found on PATH: install Debian's etcd-server (apt-get install etcd-server) — .ci/run does this";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// PEM files of an etcd that serves TLS and requires client certificates signed by `ca`.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// One single-member etcd on 127.0.0.1, killed (and its data removed) when dropped.
 pub struct EtcdServer {
     binary: PathBuf,
     dir: tempfile::TempDir,
+    tls: Option<EtcdTls>,
     client_port: u16,
     peer_port: u16,
+    /// Plain HTTP `/health` (and metrics), whatever the client URL's TLS.
+    metrics_port: u16,
     child: Option<Child>,
 }
 
 impl EtcdServer {
     /// Start etcd and wait until it is healthy (at most 10 s). Panics when it cannot.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Start etcd serving TLS with `tls.cert`/`tls.key` and requiring client certificates signed by `tls.ca`.
+    pub async fn start_tls(tls: EtcdTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<EtcdTls>) -> Self {
         let binary = find_etcd();
         let dir = tempfile::Builder::new().prefix("etcd-test-").tempdir().expect("create a temporary directory");
-        let mut server = Self { binary, dir, client_port: 0, peer_port: 0, child: None };
+        let mut server = Self { binary, dir, tls, client_port: 0, peer_port: 0, metrics_port: 0, child: None };
         let mut failure = String::new();
         // A free port can be taken by someone else before etcd binds it: try other ports.
         for _ in 0..3 {
-            (server.client_port, server.peer_port) = free_ports();
+            [server.client_port, server.peer_port, server.metrics_port] = free_ports();
             let _ = std::fs::remove_dir_all(server.dir.path().join("data"));
             match server.launch().await {
                 Ok(()) => return server,
@@ -45,9 +66,10 @@ impl EtcdServer {
         panic!("etcd did not start: {failure}");
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// A configuration for this server with `prefix`, no periodic compaction and short timeouts (2 s to connect,
@@ -88,7 +110,15 @@ impl EtcdServer {
         let stderr = log.try_clone().map_err(|e| e.to_string())?;
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name=test")
             .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -96,6 +126,7 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=test={peer}"))
+            .arg(format!("--listen-metrics-urls=http://127.0.0.1:{}", self.metrics_port))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null())
@@ -106,7 +137,7 @@ impl EtcdServer {
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if healthy(self.client_port).await {
+            if healthy(self.metrics_port).await {
                 return Ok(());
             }
             let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -144,12 +175,11 @@ fn is_executable(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Two distinct free loopback ports.
-fn free_ports() -> (u16, u16) {
-    let bind = || TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
-    let (a, b) = (bind(), bind());
-    let port = |l: &TcpListener| l.local_addr().expect("local address").port();
-    (port(&a), port(&b))
+/// Distinct free loopback ports.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1"));
+    listeners.map(|l| l.local_addr().expect("local address").port())
 }
 
 /// Whether etcd's `/health` answers `"health":"true"`.

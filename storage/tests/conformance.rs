@@ -112,7 +112,10 @@ async fn embedded_history_is_bounded() {
     }
     let old = s.list("/h/ns/", ListOptions { revision: Some(first), ..ListOptions::default() }).await;
     let Err(StorageError::Compacted { compacted, .. }) = old else { panic!("expected Compacted, got {old:?}") };
-    assert!(compacted > revision - 111 && compacted <= revision - 99, "about 100 events kept, compacted at {compacted}");
+    assert!(
+        compacted > revision - 111 && compacted <= revision - 99,
+        "about 100 events kept, compacted at {compacted}"
+    );
     let mut watch = s.watch("/h/ns/", first).await.expect("watch");
     assert!(matches!(next_event(&mut watch).await, Err(StorageError::Compacted { .. })));
     let recent = s.list("/h/ns/", ListOptions { revision: Some(revision - 50), ..ListOptions::default() }).await;

@@ -81,7 +81,10 @@ mod tests {
             defs[OBJECT_META]["description"],
             "ObjectMeta is metadata that all persisted resources must have, which includes all objects users must create."
         );
-        assert_eq!(defs[STATUS]["x-kubernetes-group-version-kind"], json!([{"group": "", "kind": "Status", "version": "v1"}]));
+        assert_eq!(
+            defs[STATUS]["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "kind": "Status", "version": "v1"}])
+        );
         assert_eq!(
             defs[DELETE_OPTIONS]["x-kubernetes-group-version-kind"][1],
             json!({"group": "backup.extend-k8s.io", "kind": "DeleteOptions", "version": "v1"})

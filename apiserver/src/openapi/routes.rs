@@ -114,7 +114,11 @@ pub(super) fn resource_paths(info: &ResourceInfo) -> Vec<PathItem> {
 
     let mut paths = vec![
         r.path(&collection, scope_params(), vec![r.delete_collection(scope), r.list(scope, ""), r.create(scope)]),
-        r.path(&item, item_params(), vec![r.delete(scope), r.read(scope, ""), r.patch(scope, ""), r.replace(scope, "")]),
+        r.path(
+            &item,
+            item_params(),
+            vec![r.delete(scope), r.read(scope, ""), r.patch(scope, ""), r.replace(scope, "")],
+        ),
     ];
     if info.status_subresource {
         let ops = vec![r.read(scope, "Status"), r.patch(scope, "Status"), r.replace(scope, "Status")];
@@ -123,7 +127,11 @@ pub(super) fn resource_paths(info: &ResourceInfo) -> Vec<PathItem> {
     let list_params = || [params::list(), scope_params()].concat();
     paths.push(r.path(&watch_collection, list_params(), vec![r.watch_list(scope, "")]));
     let ops = vec![r.watch(scope)];
-    paths.push(r.path(&format!("{watch_collection}/{{name}}"), [list_params(), vec![params::name(info.kind)]].concat(), ops));
+    paths.push(r.path(
+        &format!("{watch_collection}/{{name}}"),
+        [list_params(), vec![params::name(info.kind)]].concat(),
+        ops,
+    ));
     if info.namespaced {
         let all = format!("{root}/{plural}");
         paths.push(r.path(&all, params::list(), vec![r.list("", "ForAllNamespaces")]));
@@ -159,7 +167,14 @@ impl<'a> Resource<'a> {
         PathItem { path: path.to_string(), params: params::sorted(path_params), ops }
     }
 
-    fn op(&self, method: &'static str, verb: &str, action: &'static str, rest: String, description: String) -> Operation {
+    fn op(
+        &self,
+        method: &'static str,
+        verb: &str,
+        action: &'static str,
+        rest: String,
+        description: String,
+    ) -> Operation {
         let i = self.info;
         Operation {
             method,
@@ -177,7 +192,10 @@ impl<'a> Resource<'a> {
     }
 
     fn replies(&self, codes: &[(u16, &'static str)], definition: &str) -> Vec<Reply> {
-        codes.iter().map(|&(code, description)| Reply { code, description, definition: definition.to_string() }).collect()
+        codes
+            .iter()
+            .map(|&(code, description)| Reply { code, description, definition: definition.to_string() })
+            .collect()
     }
 
     /// ` status of` for the status subresource.
@@ -187,7 +205,13 @@ impl<'a> Resource<'a> {
 
     fn list(&self, scope: &str, suffix: &str) -> Operation {
         let kind = self.info.kind;
-        let mut op = self.op("get", "list", "list", format!("{scope}{kind}{suffix}"), format!("list or watch objects of kind {kind}"));
+        let mut op = self.op(
+            "get",
+            "list",
+            "list",
+            format!("{scope}{kind}{suffix}"),
+            format!("list or watch objects of kind {kind}"),
+        );
         if suffix.is_empty() {
             op.params = params::list();
         }
@@ -198,7 +222,8 @@ impl<'a> Resource<'a> {
 
     fn create(&self, scope: &str) -> Operation {
         let kind = self.info.kind;
-        let mut op = self.op("post", "create", "post", format!("{scope}{kind}"), format!("create{}{kind}", article(kind)));
+        let mut op =
+            self.op("post", "create", "post", format!("{scope}{kind}"), format!("create{}{kind}", article(kind)));
         op.params = params::write(false);
         op.body = Some(Body { definition: self.object.clone(), required: true });
         op.replies = self.replies(&[(200, "OK"), (201, "Created"), (202, "Accepted")], &self.object);
@@ -246,7 +271,8 @@ impl<'a> Resource<'a> {
 
     fn delete(&self, scope: &str) -> Operation {
         let kind = self.info.kind;
-        let mut op = self.op("delete", "delete", "delete", format!("{scope}{kind}"), format!("delete{}{kind}", article(kind)));
+        let mut op =
+            self.op("delete", "delete", "delete", format!("{scope}{kind}"), format!("delete{}{kind}", article(kind)));
         op.params = params::delete();
         op.body = Some(Body { definition: meta::DELETE_OPTIONS.to_string(), required: false });
         op.replies = self.replies(&[(200, "OK"), (202, "Accepted")], meta::STATUS);

@@ -50,7 +50,9 @@ pub(super) fn kind_v3(schema: Value, group: &str, version: &str, kind: &str) -> 
 
 /// A kind's List definition (v3 form): `object` is the kind's definition name.
 pub(super) fn list_v3(group: &str, version: &str, kind: &str, list_kind: &str, plural: &str, object: &str) -> Value {
-    let items_doc = format!("List of {plural}. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md");
+    let items_doc = format!(
+        "List of {plural}. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"
+    );
     json!({
         "description": format!("{list_kind} is a list of {kind}"),
         "properties": {
@@ -153,7 +155,8 @@ fn v2_structural_fixups(v3: &Map<String, Value>, out: &mut Map<String, Value>) {
         out.remove("type");
     }
     let props = v3.get("properties");
-    let nullable = |name: &str| props.and_then(|p| p.get(name)).is_some_and(|s| s.get("nullable") == Some(&Value::Bool(true)));
+    let nullable =
+        |name: &str| props.and_then(|p| p.get(name)).is_some_and(|s| s.get("nullable") == Some(&Value::Bool(true)));
     if let Some(Value::Array(required)) = out.get_mut("required") {
         required.retain(|r| !r.as_str().is_some_and(nullable));
     }
@@ -181,23 +184,35 @@ mod tests {
             },
         });
         let v3 = kind_v3(schema, "g.example.io", "v1", "K");
-        assert_eq!(v3["properties"]["spec"]["properties"]["when"]["allOf"][0]["$ref"], "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Time");
+        assert_eq!(
+            v3["properties"]["spec"]["properties"]["when"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Time"
+        );
         assert_eq!(v3["properties"]["metadata"]["description"], OBJECT_META_DESCRIPTION);
         assert_eq!(v3[GVK], json!([{"group": "g.example.io", "kind": "K", "version": "v1"}]));
 
         let v2 = to_v2(&v3, false);
         let spec = &v2["properties"]["spec"];
-        assert_eq!(spec["properties"]["when"], json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Time", "description": "d"}));
+        assert_eq!(
+            spec["properties"]["when"],
+            json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Time", "description": "d"})
+        );
         assert_eq!(spec["properties"]["maybe"], json!({}));
         assert_eq!(spec["properties"]["keep"], json!({"type": "integer", "default": 7, "enum": [7, 8]}));
         assert_eq!(spec["required"], json!(["keep"]));
-        assert_eq!(v2["properties"]["metadata"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+        assert_eq!(
+            v2["properties"]["metadata"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
         assert_eq!(v2[GVK], v3[GVK]);
     }
 
     #[test]
     fn v2_meta_drops_defaults() {
         let v3 = json!({"properties": {"items": {"items": {"allOf": [{"$ref": "#/components/schemas/X"}], "default": {}}, "type": "array"}}});
-        assert_eq!(to_v2(&v3, true), json!({"properties": {"items": {"items": {"$ref": "#/definitions/X"}, "type": "array"}}}));
+        assert_eq!(
+            to_v2(&v3, true),
+            json!({"properties": {"items": {"items": {"$ref": "#/definitions/X"}, "type": "array"}}})
+        );
     }
 }

@@ -48,9 +48,9 @@ pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
     accept.split(',').any(|clause| {
         let mut parts = clause.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let refused = parts.filter_map(|p| p.split_once('=')).any(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-        });
+        let refused = parts
+            .filter_map(|p| p.split_once('='))
+            .any(|(k, v)| k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0));
         !refused && matches!(media.as_str(), "application/json" | "application/*" | "*/*")
     })
 }
@@ -61,9 +61,11 @@ pub(super) fn not_modified(headers: &HeaderMap, served: &Served, last_modified: 
     let inm: Vec<&str> = headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).collect();
     if !inm.is_empty() {
         let ours = served.etag.to_str().unwrap_or_default();
-        return inm.iter().flat_map(|v| v.split(',')).map(str::trim).any(|tag| {
-            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == ours
-        });
+        return inm
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == ours);
     }
     let since = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
     let since = since.and_then(|s| DateTimeParser::new().parse_timestamp(s.trim()).ok());

@@ -109,14 +109,24 @@ fn v3() -> Value {
 const NAMESPACED_OPS: &[(&str, &str, &str, &str)] = &[
     ("/namespaces/{namespace}/widgets", "get", "listBackupExtendK8sIoV1NamespacedWidget", "list"),
     ("/namespaces/{namespace}/widgets", "post", "createBackupExtendK8sIoV1NamespacedWidget", "post"),
-    ("/namespaces/{namespace}/widgets", "delete", "deleteBackupExtendK8sIoV1CollectionNamespacedWidget", "deletecollection"),
+    (
+        "/namespaces/{namespace}/widgets",
+        "delete",
+        "deleteBackupExtendK8sIoV1CollectionNamespacedWidget",
+        "deletecollection",
+    ),
     ("/namespaces/{namespace}/widgets/{name}", "get", "readBackupExtendK8sIoV1NamespacedWidget", "get"),
     ("/namespaces/{namespace}/widgets/{name}", "put", "replaceBackupExtendK8sIoV1NamespacedWidget", "put"),
     ("/namespaces/{namespace}/widgets/{name}", "patch", "patchBackupExtendK8sIoV1NamespacedWidget", "patch"),
     ("/namespaces/{namespace}/widgets/{name}", "delete", "deleteBackupExtendK8sIoV1NamespacedWidget", "delete"),
     ("/namespaces/{namespace}/widgets/{name}/status", "get", "readBackupExtendK8sIoV1NamespacedWidgetStatus", "get"),
     ("/namespaces/{namespace}/widgets/{name}/status", "put", "replaceBackupExtendK8sIoV1NamespacedWidgetStatus", "put"),
-    ("/namespaces/{namespace}/widgets/{name}/status", "patch", "patchBackupExtendK8sIoV1NamespacedWidgetStatus", "patch"),
+    (
+        "/namespaces/{namespace}/widgets/{name}/status",
+        "patch",
+        "patchBackupExtendK8sIoV1NamespacedWidgetStatus",
+        "patch",
+    ),
     ("/widgets", "get", "listBackupExtendK8sIoV1WidgetForAllNamespaces", "list"),
     ("/watch/namespaces/{namespace}/widgets", "get", "watchBackupExtendK8sIoV1NamespacedWidgetList", "watchlist"),
     ("/watch/namespaces/{namespace}/widgets/{name}", "get", "watchBackupExtendK8sIoV1NamespacedWidget", "watch"),
@@ -174,10 +184,13 @@ fn v2_operation_shape() {
     );
     assert_eq!(param_names(&patch["parameters"]), ["body", "dryRun", "fieldManager", "fieldValidation", "force"]);
     assert_eq!(patch["parameters"][0]["schema"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
-    assert_eq!(patch["parameters"][1], json!({
-        "description": "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed",
-        "in": "query", "name": "dryRun", "type": "string", "uniqueItems": true,
-    }));
+    assert_eq!(
+        patch["parameters"][1],
+        json!({
+            "description": "When present, indicates that modifications should not be persisted. An invalid or unrecognized dryRun directive will result in an error response and no further processing of the request. Valid values are: - All: all dry run stages will be processed",
+            "in": "query", "name": "dryRun", "type": "string", "uniqueItems": true,
+        })
+    );
     assert_eq!(patch["schemes"], json!(["https"]));
     assert_eq!(patch["produces"], json!(["application/json", "application/yaml"]));
     assert_eq!(patch["responses"]["201"]["schema"]["$ref"], format!("#/definitions/{WIDGET}"));
@@ -209,7 +222,10 @@ fn v2_operation_shape() {
     let watch = &doc["paths"][format!("{ROOT}/watch/namespaces/{{namespace}}/widgets/{{name}}")];
     assert!(param_names(&watch["parameters"]).contains(&"labelSelector".to_string()));
     assert!(watch["get"]["produces"].as_array().unwrap().contains(&json!("application/json;stream=watch")));
-    assert_eq!(watch["get"]["responses"]["200"]["schema"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent");
+    assert_eq!(
+        watch["get"]["responses"]["200"]["schema"]["$ref"],
+        "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent"
+    );
     assert_eq!(doc["swagger"], "2.0");
 }
 
@@ -249,14 +265,23 @@ fn kind_and_list_definitions_carry_gvk() {
     }
     let w2 = &v2["definitions"][WIDGET];
     assert_eq!(w2["properties"]["metadata"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
-    assert_eq!(w2["properties"]["status"]["properties"]["at"], json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Time", "description": "When."}));
+    assert_eq!(
+        w2["properties"]["status"]["properties"]["at"],
+        json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Time", "description": "When."})
+    );
     assert_eq!(w2["properties"]["spec"]["properties"]["size"]["default"], 3);
     assert_eq!(w2["properties"]["spec"]["properties"]["colors"]["x-kubernetes-list-type"], "set");
     assert_eq!(w2["properties"]["status"]["properties"]["phase"]["enum"], json!(["Pending", "Done"]));
     assert!(w2["properties"]["spec"]["properties"]["note"].get("nullable").is_none());
-    assert_eq!(v2["definitions"]["io.extend-k8s.backup.v1.WidgetList"]["properties"]["items"]["items"]["$ref"], format!("#/definitions/{WIDGET}"));
+    assert_eq!(
+        v2["definitions"]["io.extend-k8s.backup.v1.WidgetList"]["properties"]["items"]["items"]["$ref"],
+        format!("#/definitions/{WIDGET}")
+    );
     let w3 = &v3["components"]["schemas"][WIDGET];
-    assert_eq!(w3["properties"]["metadata"]["allOf"][0]["$ref"], "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta");
+    assert_eq!(
+        w3["properties"]["metadata"]["allOf"][0]["$ref"],
+        "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    );
     assert_eq!(w3["properties"]["spec"]["properties"]["note"]["nullable"], true);
 }
 
@@ -266,7 +291,10 @@ fn v2_meta_definitions_have_upstream_v2_form() {
     let om = &doc["definitions"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"];
     assert_eq!(om["creationTimestamp"]["$ref"], "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Time");
     assert!(om["creationTimestamp"].get("allOf").is_none());
-    assert_eq!(om["managedFields"]["items"], json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"}));
+    assert_eq!(
+        om["managedFields"]["items"],
+        json!({"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"})
+    );
     assert_eq!(om["labels"]["additionalProperties"], json!({"type": "string"}));
     assert_eq!(om["finalizers"]["items"], json!({"type": "string"}));
     let status_meta = &doc["definitions"]["io.k8s.apimachinery.pkg.apis.meta.v1.Status"]["properties"]["metadata"];
@@ -399,7 +427,10 @@ fn v3_index_hash_redirect_and_immutable() {
     let missing = api.serve_v3_group_version("apis/backup.extend-k8s.io/v2", None, &HeaderMap::new());
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let status = json_of(missing);
-    assert_eq!((status["kind"].as_str(), status["reason"].as_str(), status["code"].as_u64()), (Some("Status"), Some("NotFound"), Some(404)));
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str(), status["code"].as_u64()),
+        (Some("Status"), Some("NotFound"), Some(404))
+    );
     let group = api.serve_v3_group_version("apis/backup.extend-k8s.io", None, &HeaderMap::new());
     assert_eq!(group.status(), StatusCode::NOT_FOUND);
 }

@@ -6,10 +6,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::model::{Model, security_scheme};
 use super::params::{In, Param};
 use super::routes::{Operation, PathItem};
 use super::schema::{GVK, v2_ref};
-use super::model::{Model, security_scheme};
 
 /// The whole v2 document.
 pub(super) fn document(model: &Model) -> Value {

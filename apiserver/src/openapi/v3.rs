@@ -8,10 +8,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::model::{Model, security_scheme};
 use super::params::{In, Param};
 use super::routes::{Operation, PathItem};
 use super::schema::{GVK, v3_ref};
-use super::model::{Model, security_scheme};
 
 /// The group-version document.
 pub(super) fn document(model: &Model) -> Value {
@@ -68,7 +68,12 @@ fn operation(op: &Operation) -> Value {
     let mut responses: Map<String, Value> = op
         .replies
         .iter()
-        .map(|r| (r.code.to_string(), json!({ "content": content(op.produces, &r.definition), "description": r.description })))
+        .map(|r| {
+            (
+                r.code.to_string(),
+                json!({ "content": content(op.produces, &r.definition), "description": r.description }),
+            )
+        })
         .collect();
     responses.insert("401".to_string(), json!({ "description": "Unauthorized" }));
 

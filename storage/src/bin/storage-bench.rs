@@ -119,7 +119,8 @@ async fn cell(
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (backend, next, keys, value, total) = (backend.clone(), next.clone(), keys.clone(), value.clone(), limits.ops);
+            let (backend, next, keys, value, total) =
+                (backend.clone(), next.clone(), keys.clone(), value.clone(), limits.ops);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
@@ -140,7 +141,8 @@ async fn cell(
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
+    let percentile =
+        |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
     Ok(Cell {
         backend: name,
         op,
@@ -193,7 +195,9 @@ fn parse_args() -> Result<Limits, BoxError> {
         match arg.as_str() {
             "--ops" => limits.ops = usize::try_from(number(args.next())?)?,
             "--seconds" => limits.time = Duration::from_secs(number(args.next())?),
-            other => return Err(format!("unknown argument {other:?}; usage: storage-bench [--ops N] [--seconds S]").into()),
+            other => {
+                return Err(format!("unknown argument {other:?}; usage: storage-bench [--ops N] [--seconds S]").into());
+            }
         }
     }
     Ok(limits)
@@ -203,7 +207,8 @@ fn print(cells: &[Cell]) {
     println!("| backend | op | concurrency | ops | ops/s | p50 ms | p99 ms | ops/s vs raw etcd |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for c in cells {
-        let raw = cells.iter().find(|r| r.backend == "raw etcd-client" && r.op == c.op && r.concurrency == c.concurrency);
+        let raw =
+            cells.iter().find(|r| r.backend == "raw etcd-client" && r.op == c.op && r.concurrency == c.concurrency);
         let ratio = raw.map_or("-".to_string(), |r| format!("{:.2}", c.per_second() / r.per_second()));
         println!(
             "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",

@@ -122,7 +122,12 @@ mod tests {
     use super::*;
 
     fn kv(key: &str, value: &'static str, create: Revision, modified: Revision) -> KeyValue {
-        KeyValue { key: key.into(), value: Bytes::from_static(value.as_bytes()), create_revision: create, mod_revision: modified }
+        KeyValue {
+            key: key.into(),
+            value: Bytes::from_static(value.as_bytes()),
+            create_revision: create,
+            mod_revision: modified,
+        }
     }
 
     #[test]

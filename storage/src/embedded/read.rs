@@ -92,7 +92,6 @@ impl Page {
     }
 }
 
-
 /// For each key in `[start, end)` changed after `at`: its value at `at` (`None`: it did not exist).
 fn undo_since(
     history: &ReadOnlyTable<i64, &[u8]>,

@@ -23,11 +23,8 @@ const CHUNK: usize = 512;
 
 pub(super) fn spawn(inner: &Arc<Inner>, prefix: String, start_revision: Revision) -> WatchStream {
     let live = inner.events.subscribe();
-    let next = if start_revision > 0 {
-        start_revision
-    } else {
-        inner.revision.load(std::sync::atomic::Ordering::Acquire) + 1
-    };
+    let next =
+        if start_revision > 0 { start_revision } else { inner.revision.load(std::sync::atomic::Ordering::Acquire) + 1 };
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(run(Arc::downgrade(inner), prefix, next, live, tx));
     Box::pin(ReceiverStream::new(rx))

@@ -158,7 +158,12 @@ impl<'t> Tables<'t> {
                     Err(e) => return Ok(Err(e)),
                 };
                 let revision = self.revision + 1;
-                let kv = KeyValue { key: current.key.clone(), value: Bytes::new(), create_revision: 0, mod_revision: revision };
+                let kv = KeyValue {
+                    key: current.key.clone(),
+                    value: Bytes::new(),
+                    create_revision: 0,
+                    mod_revision: revision,
+                };
                 self.record(Event { event_type: EventType::Delete, kv, prev: Some(current.clone()) }, events)?;
                 Ok(Ok(Outcome::Deleted(Deleted { prev: current, revision })))
             }

@@ -15,16 +15,15 @@ mod watch;
 use bytes::Bytes;
 use etcd_client::proto::{PbKeyValue, PbTxnOpResponse};
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, TxnOp, TxnResponse, WatchClient,
-    WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, TxnOp, TxnResponse, WatchClient, WatchOptions,
 };
 use tracing::debug;
 
 pub use self::config::EtcdConfig;
 use self::errors::{Failure, classify, map_err, map_failure};
 use crate::{
-    Deleted, KeyValue, ListOptions, ListResult, Result, Revision, Storage, StorageError, WatchStream,
-    check_value_size, key,
+    Deleted, KeyValue, ListOptions, ListResult, Result, Revision, Storage, StorageError, WatchStream, check_value_size,
+    key,
 };
 
 /// The largest gRPC message read back from etcd (kube-apiserver uses `math.MaxInt32` too): a list of many
@@ -175,9 +174,11 @@ impl Storage for EtcdStorage {
         key::validate_key(key, false)?;
         check_value_size(&value)?;
         let full = self.full_key(key);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(full.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(full, value.to_vec(), None)]);
+        let txn = Txn::new().when([Compare::mod_revision(full.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            full,
+            value.to_vec(),
+            None,
+        )]);
         let response = self.txn(txn).await.map_err(|f| write_error(f, &value))?;
         if !response.succeeded() {
             return Err(StorageError::AlreadyExists { key: key.to_string() });
@@ -249,11 +250,9 @@ impl Storage for EtcdStorage {
         }
         match range_kvs(&mut response, 0).and_then(|mut kvs| kvs.pop()) {
             None => Err(not_found()),
-            Some(current) => Err(StorageError::Conflict {
-                key: key.to_string(),
-                expected,
-                current: Box::new(self.to_kv(current)?),
-            }),
+            Some(current) => {
+                Err(StorageError::Conflict { key: key.to_string(), expected, current: Box::new(self.to_kv(current)?) })
+            }
         }
     }
 
