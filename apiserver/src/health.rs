@@ -2,10 +2,13 @@
 //!
 //! Checks: `ping` (always), `log` (always), the storage check (`etcd` or `storage`: a round trip with a 2 s
 //! timeout; in healthz and readyz, not livez, so a storage outage does not restart a server whose discovery and
-//! OpenAPI still answer), and `shutdown` in readyz (fails once the server is draining).
+//! OpenAPI still answer), `shutdown` in readyz (fails once the server is draining), and in readyz the
+//! self-diagnosis checks of [`Diagnosis`] (delegated authentication and authorization), whose failures say in
+//! plain words what is wrong with the setup.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -32,16 +35,44 @@ impl Endpoint {
     }
 }
 
+/// Named setup checks with their current problem (None = fine), kept current by whoever can tell.
+#[derive(Debug, Default)]
+pub struct Diagnosis(Mutex<BTreeMap<&'static str, Option<String>>>);
+
+impl Diagnosis {
+    /// Record the state of `check`: `None` when it is fine, else what is wrong and how to fix it. A new problem
+    /// is logged once.
+    pub fn set(&self, check: &'static str, problem: Option<String>) {
+        if let Ok(mut m) = self.0.lock() {
+            let previous = m.insert(check, problem.clone());
+            if let Some(p) = &problem {
+                if previous.flatten().as_ref() != Some(p) {
+                    tracing::error!(check, "{p}");
+                }
+            }
+        }
+    }
+
+    fn get(&self, check: &str) -> Option<Option<String>> {
+        self.0.lock().ok().and_then(|m| m.get(check).cloned())
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.0.lock().map(|m| m.keys().copied().collect()).unwrap_or_default()
+    }
+}
+
 /// The health state of the server.
 pub struct Health {
     storage: Arc<dyn Storage>,
     storage_check_name: &'static str,
     shutting_down: AtomicBool,
+    diagnosis: Arc<Diagnosis>,
 }
 
 impl Health {
-    pub fn new(storage: Arc<dyn Storage>, storage_check_name: &'static str) -> Self {
-        Self { storage, storage_check_name, shutting_down: AtomicBool::new(false) }
+    pub fn new(storage: Arc<dyn Storage>, storage_check_name: &'static str, diagnosis: Arc<Diagnosis>) -> Self {
+        Self { storage, storage_check_name, shutting_down: AtomicBool::new(false), diagnosis }
     }
 
     /// Mark the server as draining: readyz fails from now on.
@@ -56,6 +87,7 @@ impl Health {
         }
         if endpoint == Endpoint::Readyz {
             c.push("shutdown");
+            c.extend(self.diagnosis.names());
         }
         c
     }
@@ -70,8 +102,16 @@ impl Health {
                     Err(_) => Err("timed out after 2s".into()),
                 }
             }
-            _ => Ok(()),
+            c => match self.diagnosis.get(c) {
+                Some(Some(problem)) => Err(problem),
+                _ => Ok(()),
+            },
         }
+    }
+
+    /// Whether a failed check's reason may be shown (the self-diagnosis ones exist to be read).
+    fn reveals_reason(&self, check: &str) -> bool {
+        self.diagnosis.get(check).is_some()
     }
 
     /// Serve `/<endpoint>` or `/<endpoint>/<check>`.
@@ -86,7 +126,8 @@ impl Health {
                 Ok(()) => text(StatusCode::OK, "ok".into()),
                 Err(e) => {
                     tracing::warn!(check = one, error = %e, "health check failed");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {one} failed\n"))
+                    let reason = if self.reveals_reason(one) { e } else { format!("{one} failed") };
+                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {reason}\n"))
                 }
             };
         }
@@ -103,7 +144,11 @@ impl Health {
                 Err(e) => {
                     tracing::warn!(check = c, error = %e, endpoint = endpoint.name(), "health check failed");
                     failed = true;
-                    report.push_str(&format!("[-]{c} failed: reason withheld\n"));
+                    if self.reveals_reason(c) {
+                        report.push_str(&format!("[-]{c} failed: {e}\n"));
+                    } else {
+                        report.push_str(&format!("[-]{c} failed: reason withheld\n"));
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! `backup_storage` (etcd or the embedded store). [`discovery`], [`openapi`], [`health`] and [`metrics`] are
 //! served from memory beside it.
 
+pub mod admission;
 pub mod auth;
 pub mod discovery;
 pub mod error;
@@ -29,9 +30,14 @@ use backup_storage::embedded::EmbeddedStorage;
 use backup_storage::etcd::{EtcdConfig, EtcdStorage};
 use tokio::sync::oneshot;
 
+use crate::admission::{Admission, NamespaceLifecycle};
 use crate::auth::authn::{Authenticator, Chain, UserInfo};
-use crate::auth::authz::{AlwaysAllow, Union};
+use crate::auth::authz::{AlwaysAllow, Authorizer, Union};
+use crate::auth::delegation::{Overrides, kube_client, probe_reviews, start_configmap_sync};
 use crate::auth::token_file::TokenFile;
+use crate::auth::webhook::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
+use crate::auth::x509::{ClientCertAuthenticator, RequestHeaderAuthenticator, SharedCertAuthConfig};
+use crate::health::Diagnosis;
 use crate::metrics::{InstrumentedStorage, Metrics};
 use crate::options::Options;
 use crate::server::AppState;
@@ -109,21 +115,57 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     let storage: Arc<dyn Storage> = Arc::new(InstrumentedStorage { inner: raw_storage, metrics: metrics.clone() });
     let kinds = backup_apis::kinds();
 
-    let mut authenticators: Vec<Arc<dyn Authenticator>> = Vec::new();
+    let diagnosis = Arc::new(Diagnosis::default());
+    let cert_config = Arc::new(SharedCertAuthConfig::default());
+    let overrides = Overrides::from_options(&opts)?;
+    // The front proxy's headers first: it is also what strips them from every other request.
+    let mut authenticators: Vec<Arc<dyn Authenticator>> = vec![
+        Arc::new(RequestHeaderAuthenticator(cert_config.clone())),
+        Arc::new(ClientCertAuthenticator(cert_config.clone())),
+    ];
     if let Some(path) = &opts.token_auth_file {
         authenticators.push(Arc::new(TokenFile::load(path)?));
     }
     let mut admin_token = None;
+    let mut authorizer: Box<dyn Authorizer> = Box::new(AlwaysAllow);
+    let mut admission: Option<Arc<dyn Admission>> = None;
     if opts.standalone {
         let token = standalone::random_token();
         authenticators.push(Arc::new(StaticToken { token: token.clone(), user: standalone::admin_user() }));
         admin_token = Some(token);
+        cert_config.set(overrides.resolve(None));
+    } else {
+        let base = opts.kubeconfig.as_deref();
+        let client = kube_client(base).await?;
+        let authn_client = match &opts.authentication_kubeconfig {
+            Some(p) => kube_client(Some(p)).await?,
+            None => client.clone(),
+        };
+        let authz_client = match &opts.authorization_kubeconfig {
+            Some(p) => kube_client(Some(p)).await?,
+            None => client.clone(),
+        };
+        start_configmap_sync(authn_client.clone(), cert_config.clone(), overrides, diagnosis.clone()).await;
+        tokio::spawn(probe_reviews(authn_client.clone(), authz_client.clone(), diagnosis.clone()));
+        authenticators.push(Arc::new(TokenReviewAuthenticator::new(
+            authn_client,
+            opts.authentication_token_webhook_cache_ttl,
+            opts.api_audiences.clone(),
+            diagnosis.clone(),
+        )));
+        authorizer = Box::new(SubjectAccessReviewAuthorizer::new(
+            authz_client,
+            opts.authorization_webhook_cache_authorized_ttl,
+            opts.authorization_webhook_cache_unauthorized_ttl,
+            diagnosis.clone(),
+        ));
+        admission = Some(Arc::new(NamespaceLifecycle::start(client, diagnosis.clone())));
     }
-    let authz = Union { always_allow_paths: opts.authorization_always_allow_paths.clone(), inner: Box::new(AlwaysAllow) };
+    let authz = Union { always_allow_paths: opts.authorization_always_allow_paths.clone(), inner: authorizer };
 
-    let health = Arc::new(health::Health::new(storage.clone(), check_name));
+    let health = Arc::new(health::Health::new(storage.clone(), check_name, diagnosis));
     let state = Arc::new(AppState {
-        registry: rest::Registry::new(&kinds, storage.clone()),
+        registry: rest::Registry::new(&kinds, storage.clone(), admission),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),
@@ -149,8 +191,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
             tls::ServingCert::self_signed(&hosts)?
         }
     };
-    let verifier = rustls::server::WebPkiClientVerifier::no_client_auth();
-    let config = cert.server_config(verifier)?;
+    let config = cert.server_config(Arc::new(tls::RequestClientCert::new()))?;
 
     let mut kubeconfig = None;
     if let Some(token) = &admin_token {

@@ -74,6 +74,60 @@ pub struct Options {
     /// Paths anyone may GET without authorization (entries ending in `*` are prefixes).
     #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
     pub authorization_always_allow_paths: Vec<String>,
+
+    /// kubeconfig for talking to kube-apiserver (default: the in-cluster service account). Outside standalone mode
+    /// the server delegates authentication (TokenReview, front-proxy CA) and authorization (SubjectAccessReview)
+    /// to that cluster.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// kubeconfig for TokenReviews and the authentication ConfigMap (default: --kubeconfig).
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
+    /// kubeconfig for SubjectAccessReviews (default: --kubeconfig).
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// CA bundle for client certificates (CN = user, O = groups); overrides the ConfigMap's `client-ca-file`.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// CA bundle of the front proxy (kube-apiserver's proxy client certificate); overrides the ConfigMap's.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+
+    /// Common names a front-proxy certificate may have (empty: any signed by the front-proxy CA).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Option<Vec<String>>,
+
+    /// Headers holding the user name (first non-empty wins).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_username_headers: Option<Vec<String>>,
+
+    /// Headers holding the groups.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_group_headers: Option<Vec<String>>,
+
+    /// Header prefixes holding extra attributes.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Option<Vec<String>>,
+
+    /// How long TokenReview results are cached (capped by the token's own `exp`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authentication_token_webhook_cache_ttl: std::time::Duration,
+
+    /// Audiences sent in TokenReviews (none by default: kube-apiserver's own audiences apply).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+
+    /// How long an allowing SubjectAccessReview is cached.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authorization_webhook_cache_authorized_ttl: std::time::Duration,
+
+    /// How long a denying SubjectAccessReview is cached.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: std::time::Duration,
 }
 
 /// Parse `90s`, `5m`, `1h`, `1h30m` or a bare number of seconds.

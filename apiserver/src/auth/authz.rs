@@ -13,6 +13,8 @@ pub enum Decision {
     Deny(String),
     /// No opinion: the next authorizer decides; at the end of the union it is a denial.
     NoOpinion(String),
+    /// The authorizer could not decide (e.g. kube-apiserver unreachable): 500.
+    Error(String),
 }
 
 #[async_trait::async_trait]

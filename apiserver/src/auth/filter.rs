@@ -38,6 +38,10 @@ pub async fn authenticate_and_authorize(State(state): State<Arc<AppState>>, req:
             tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
             return forbidden(&user, &info, &reason).into_response();
         }
+        Decision::Error(e) => {
+            tracing::warn!(user = %user.name, path = %info.path, error = %e, "authorization failed");
+            return ApiError::internal(e).into_response();
+        }
     }
     parts.extensions.insert(Arc::new(user));
     next.run(Request::from_parts(parts, body)).await

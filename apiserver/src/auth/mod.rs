@@ -6,8 +6,11 @@
 
 pub mod authn;
 pub mod authz;
+pub mod delegation;
 pub mod filter;
 pub mod token_file;
+pub mod webhook;
+pub mod x509;
 
 pub use authn::{Authenticator, UserInfo};
 pub use authz::{Authorizer, Decision};

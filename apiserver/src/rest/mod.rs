@@ -19,6 +19,8 @@ use std::sync::Arc;
 use backup_apis::Kind;
 use backup_storage::Storage;
 
+use crate::admission::Admission;
+
 use store::ResourceStore;
 
 /// Every served resource's store, by plural name.
@@ -27,10 +29,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(kinds: &[Arc<dyn Kind>], storage: Arc<dyn Storage>) -> Self {
+    pub fn new(kinds: &[Arc<dyn Kind>], storage: Arc<dyn Storage>, admission: Option<Arc<dyn Admission>>) -> Self {
         let stores = kinds
             .iter()
-            .map(|k| (k.resource().plural, Arc::new(ResourceStore::new(k.clone(), storage.clone()))))
+            .map(|k| (k.resource().plural, Arc::new(ResourceStore::new(k.clone(), storage.clone(), admission.clone()))))
             .collect();
         Self { stores }
     }
