@@ -17,7 +17,9 @@ use crate::request_info::RequestInfo;
 use crate::rest::Registry;
 use crate::rest::list::{Filter, list};
 use crate::rest::params::{ListOptions, Params};
-use crate::rest::patch::PatchBody;
+use crate::rest::fieldmanager::options::{self, Verb};
+use crate::rest::fieldmanager::{ApplyRequest, Manager};
+use crate::rest::patch::{PatchBody, server_side_apply};
 use crate::rest::store::{DeleteOptions, ResourceStore, Subresource, WriteOptions, Written};
 use crate::rest::table::{IncludeObject, partial_object_metadata, partial_object_metadata_list, table};
 use crate::rest::watch::{self, WatchRequest};
@@ -52,6 +54,11 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
         if segment.contains('%') || segment == "." || segment == ".." {
             return Err(ApiError::bad_request(format!("Name parameter invalid: {segment:?}: may not be '.' or '..' or contain '%'")));
         }
+    }
+    // Collections take POST, items take PUT and PATCH: anything else on them is 405, as upstream's routes.
+    let item_verb = matches!(info.verb.as_str(), "update" | "patch");
+    if (info.verb == "create" && !info.name.is_empty()) || (item_verb && info.name.is_empty()) {
+        return Err(ApiError::method_not_allowed(&info.verb, r.kind));
     }
     let params = Params::parse(req.uri().query());
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -98,27 +105,41 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
             Ok(resp)
         }
         ("create", Subresource::Main) => {
-            let write = write_options(&params)?;
+            let fm = options::parse(&params, Verb::Create, &user_agent(req.headers()))?;
+            let write = write_options(&params, Manager::Update(&fm.manager))?;
             let output = negotiate(accept, Target::Object)?;
             let body = read_json_body(req).await?;
             let w = store.create(ns, body, write).await?;
             written(&store, w, output, &params)
         }
         ("update", _) => {
-            let write = write_options(&params)?;
+            let fm = options::parse(&params, Verb::Update, &user_agent(req.headers()))?;
+            let write = write_options(&params, Manager::Update(&fm.manager))?;
             let output = negotiate(accept, Target::Object)?;
             let body = read_json_body(req).await?;
             let w = store.update(ns, name, body, sub, write).await?;
             written(&store, w, output, &params)
         }
         ("patch", _) => {
-            let write = write_options(&params)?;
             let output = negotiate(accept, Target::Object)?;
             let content_type = content_type(req.headers());
+            let agent = user_agent(req.headers());
             let raw = read_body(req).await?;
             let patch = PatchBody::parse(&content_type, &raw)?;
-            let apply = move |doc: &mut Value| patch.apply(doc);
-            let w = store.patch(ns, name, &apply, sub, write).await?;
+            let fm = options::parse(&params, Verb::Patch { apply: patch.is_apply() }, &agent)?;
+            let w = match &patch {
+                PatchBody::Apply { config, duplicates } => {
+                    let req = ApplyRequest { manager: &fm.manager, force: fm.force, sub };
+                    let write = write_options(&params, Manager::Applied)?;
+                    server_side_apply(&store, ns, name, (config, duplicates.as_deref()), req, write).await?
+                }
+                _ => {
+                    let write = write_options(&params, Manager::Update(&fm.manager))?;
+                    let schema = store.schema();
+                    let apply = |doc: &mut Value| patch.apply(doc, schema);
+                    store.patch(ns, name, &apply, sub, write).await?
+                }
+            };
             written(&store, w, output, &params)
         }
         ("delete", Subresource::Main) => {
@@ -179,8 +200,12 @@ async fn delete_collection(
     Ok(json_response(StatusCode::OK, json_bytes(&body), &[]))
 }
 
-fn write_options(params: &Params) -> ApiResult<WriteOptions> {
-    Ok(WriteOptions { dry_run: params.dry_run()?, field_validation: params.field_validation()? })
+fn write_options<'a>(params: &Params, manager: Manager<'a>) -> ApiResult<WriteOptions<'a>> {
+    Ok(WriteOptions { dry_run: params.dry_run()?, field_validation: params.field_validation()?, manager })
+}
+
+fn user_agent(headers: &HeaderMap) -> String {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 fn written(store: &ResourceStore, w: Written, output: Output, params: &Params) -> ApiResult<Response> {

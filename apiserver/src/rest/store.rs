@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use backup_apis::{ErrorList, FieldError, Kind, ResourceInfo, objectmeta, schema};
+use backup_apis::{ErrorList, Kind, ResourceInfo, objectmeta, schema};
 use backup_storage::{KeyValue, Storage, StorageError, check_value_size};
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use crate::admission::Admission;
 use crate::error::{ApiError, ApiResult};
+use crate::rest::fieldmanager::{self, Manager};
 use crate::rest::meta;
 use crate::rest::object_bytes::{decode, encode_for_storage, with_resource_version};
 use crate::rest::params::FieldValidation;
@@ -27,9 +29,11 @@ pub enum Subresource {
 
 /// Options common to writes.
 #[derive(Debug, Clone, Copy)]
-pub struct WriteOptions {
+pub struct WriteOptions<'a> {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// Who writes, for `metadata.managedFields`.
+    pub manager: Manager<'a>,
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -45,6 +49,8 @@ pub struct ResourceStore {
     pub kind: Arc<dyn Kind>,
     pub storage: Arc<dyn Storage>,
     schema: Value,
+    /// Admission plugins run on create (NamespaceLifecycle in a cluster; none standalone).
+    admission: Option<Arc<dyn Admission>>,
     /// Field selector names: `metadata.name`, `metadata.namespace`, then the kind's own.
     field_names: Vec<&'static str>,
 }
@@ -56,15 +62,20 @@ pub struct Current {
 }
 
 impl ResourceStore {
-    pub fn new(kind: Arc<dyn Kind>, storage: Arc<dyn Storage>) -> Self {
+    pub fn new(kind: Arc<dyn Kind>, storage: Arc<dyn Storage>, admission: Option<Arc<dyn Admission>>) -> Self {
         let schema = kind.schema();
         let mut field_names = vec!["metadata.name", "metadata.namespace"];
         field_names.extend(kind.selectable_fields().iter().map(|f| f.name));
-        Self { kind, storage, schema, field_names }
+        Self { kind, storage, schema, admission, field_names }
     }
 
     pub fn info(&self) -> &ResourceInfo {
         self.kind.resource()
+    }
+
+    /// The kind's OpenAPI v3 schema.
+    pub fn schema(&self) -> &Value {
+        &self.schema
     }
 
     pub fn field_names(&self) -> &[&'static str] {
@@ -208,7 +219,7 @@ impl ResourceStore {
     }
 
     /// Create an object in `namespace` from a request body.
-    pub async fn create(&self, namespace: &str, body: Value, opts: WriteOptions) -> ApiResult<Written> {
+    pub async fn create(&self, namespace: &str, body: Value, opts: WriteOptions<'_>) -> ApiResult<Written> {
         let info = self.info();
         let Value::Object(mut obj) = body else {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
@@ -233,8 +244,13 @@ impl ResourceStore {
             obj.remove("status");
         }
         let mut warnings = Vec::new();
+        let requested = fieldmanager::take_managed_fields(&mut obj);
         self.normalize(&mut obj, None, opts.field_validation, &mut warnings)?;
+        fieldmanager::track(&self.schema, info, Subresource::Main, opts.manager, None, &mut obj, requested);
         let name = meta_name(&obj);
+        if let Some(admission) = &self.admission {
+            admission.admit_create(info, namespace, &name).await?;
+        }
         let bytes = encode_for_storage(&obj);
         check_value_size(&bytes).map_err(self.storage_err(&name))?;
         if opts.dry_run {
@@ -256,7 +272,7 @@ impl ResourceStore {
         name: &str,
         body: Value,
         sub: Subresource,
-        opts: WriteOptions,
+        opts: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let Value::Object(body) = body else {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
@@ -267,25 +283,16 @@ impl ResourceStore {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        let Some(rv) = precondition else {
-            let errors = ErrorList::from(vec![FieldError::invalid(
-                "metadata.resourceVersion",
-                Value::String("0x0".into()),
-                "must be specified for an update",
-            )]);
-            let mut e = ApiError::invalid(self.info(), name, &errors);
-            e.message = e.message.replace("\"0x0\"", "0x0");
-            if let Some(c) = e.details.as_mut().and_then(|d| d.pointer_mut("/causes/0/message")) {
-                *c = Value::String("Invalid value: 0x0: must be specified for an update".into());
-            }
-            return Err(e);
-        };
+        // As upstream: a missing object is 404 before the resourceVersion is looked at.
         let current = self.current(namespace, name).await?;
+        let Some(rv) = precondition else {
+            return Err(missing_resource_version(self.info(), name));
+        };
         if rv != current.kv.mod_revision.to_string() {
             return Err(ApiError::stale(self.info(), name));
         }
         let new = self.prepare_update(name, body, &current.obj, sub)?;
-        self.write_update(namespace, name, new, current, opts).await
+        self.write_update(namespace, name, new, current, sub, opts).await
     }
 
     /// Apply `patch` to the stored object and write the result, retrying on concurrent changes unless the patch
@@ -296,7 +303,7 @@ impl ResourceStore {
         name: &str,
         apply_patch: &(dyn Fn(&mut Value) -> ApiResult<()> + Send + Sync),
         sub: Subresource,
-        opts: WriteOptions,
+        opts: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         for _ in 0..MAX_UPDATE_RETRIES {
             let current = self.current(namespace, name).await?;
@@ -318,7 +325,7 @@ impl ResourceStore {
             };
             meta.insert("resourceVersion".into(), Value::String(current_rv));
             let new = self.prepare_update(name, patched, &current.obj, sub)?;
-            match self.write_update(namespace, name, new, current, opts).await {
+            match self.write_update(namespace, name, new, current, sub, opts).await {
                 Err(e) if e.code == 409 && e.reason == "Conflict" && !pinned => continue,
                 other => return other,
             }
@@ -366,12 +373,19 @@ impl ResourceStore {
         meta::prepare_update(meta, &old_meta);
         let new = match (sub, info.status_subresource) {
             (Subresource::Status, _) => {
-                // Only status changes through the status subresource.
+                // Only status changes through the status subresource (and managedFields, which apply computed).
                 let mut merged = old.clone();
                 match new.remove("status") {
                     Some(s) => merged.insert("status".into(), s),
                     None => merged.remove("status"),
                 };
+                let managed = fieldmanager::take_managed_fields(&mut new);
+                if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+                    match managed {
+                        Some(mf) => m.insert("managedFields".into(), mf),
+                        None => m.remove("managedFields"),
+                    };
+                }
                 merged
             }
             (Subresource::Main, true) => {
@@ -393,11 +407,14 @@ impl ResourceStore {
         name: &str,
         mut new: Map<String, Value>,
         current: Current,
-        opts: WriteOptions,
+        sub: Subresource,
+        opts: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let info = self.info();
         let mut warnings = Vec::new();
+        let requested = fieldmanager::take_managed_fields(&mut new);
         self.normalize(&mut new, Some(&current.obj), opts.field_validation, &mut warnings)?;
+        fieldmanager::track(&self.schema, info, sub, opts.manager, Some(&current.obj), &mut new, requested);
         if meta::spec_part(&new, info.status_subresource) != meta::spec_part(&current.obj, info.status_subresource) {
             let generation = current.obj.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64);
             let meta = metadata_mut(&mut new)?;
@@ -521,6 +538,23 @@ impl DeleteOptions {
             }
         }
         Ok(())
+    }
+}
+
+/// Upstream's answer to an update without a resourceVersion (`registry.Store.Update`): 422 Invalid, naming the
+/// resource (plural) where other Invalid errors name the kind.
+fn missing_resource_version(info: &ResourceInfo, name: &str) -> ApiError {
+    let detail = "Invalid value: 0x0: must be specified for an update";
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("{} \"{name}\" is invalid: metadata.resourceVersion: {detail}", info.qualified_resource()),
+        details: Some(json!({
+            "name": name, "group": info.group, "kind": info.plural,
+            "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": "metadata.resourceVersion"}],
+        })),
+        retry_after: None,
+        continue_token: None,
     }
 }
 

@@ -1,0 +1,196 @@
+//! Field sets (structured-merge-diff's `fieldpath.Set`): a trie of path elements whose nodes are members (the
+//! field itself is in the set) and/or have children, with set algebra and the `fieldsV1` JSON encoding of
+//! `metadata.managedFields[].fieldsV1`.
+//!
+//! HTTP → authn → authz → REST → **field manager (this file: field sets)** → strategy → storage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::path::{Path, PathElement};
+use super::schema;
+
+/// A set of field paths. Children are never empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Set {
+    members: BTreeSet<PathElement>,
+    children: BTreeMap<PathElement, Set>,
+}
+
+impl Set {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.children.is_empty()
+    }
+
+    /// Adds a path; the empty path is ignored.
+    pub fn insert(&mut self, path: &[PathElement]) {
+        match path {
+            [] => {}
+            [last] => {
+                self.members.insert(last.clone());
+            }
+            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+        }
+    }
+
+    pub fn has(&self, path: &[PathElement]) -> bool {
+        match path {
+            [] => false,
+            [last] => self.members.contains(last),
+            [first, rest @ ..] => self.children.get(first).is_some_and(|c| c.has(rest)),
+        }
+    }
+
+    /// The paths under `pe`, relative to it.
+    pub fn with_prefix(&self, pe: &PathElement) -> Option<&Set> {
+        self.children.get(pe)
+    }
+
+    pub fn union(&self, other: &Set) -> Set {
+        let mut out = self.clone();
+        out.members.extend(other.members.iter().cloned());
+        for (pe, c) in &other.children {
+            let merged = match out.children.get(pe) {
+                Some(mine) => mine.union(c),
+                None => c.clone(),
+            };
+            out.children.insert(pe.clone(), merged);
+        }
+        out
+    }
+
+    pub fn intersection(&self, other: &Set) -> Set {
+        let members = self.members.intersection(&other.members).cloned().collect();
+        let children = self
+            .children
+            .iter()
+            .filter_map(|(pe, c)| other.children.get(pe).map(|o| (pe.clone(), c.intersection(o))))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        Set { members, children }
+    }
+
+    /// Paths of `self` not in `other` (a member of `other` does not remove `self`'s paths below it).
+    pub fn difference(&self, other: &Set) -> Set {
+        let members = self.members.difference(&other.members).cloned().collect();
+        let children = self
+            .children
+            .iter()
+            .map(|(pe, c)| (pe.clone(), other.children.get(pe).map_or_else(|| c.clone(), |o| c.difference(o))))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        Set { members, children }
+    }
+
+    /// Like [`Set::difference`], but a member of `other` also removes everything below it.
+    pub fn recursive_difference(&self, other: &Set) -> Set {
+        let members = self.members.difference(&other.members).cloned().collect();
+        let children = self
+            .children
+            .iter()
+            .filter(|(pe, _)| !other.members.contains(pe))
+            .map(|(pe, c)| {
+                (pe.clone(), other.children.get(pe).map_or_else(|| c.clone(), |o| c.recursive_difference(o)))
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        Set { members, children }
+    }
+
+    /// Every path, members of a node before its children's paths, in order (upstream's `Iterate`).
+    pub fn paths(&self) -> Vec<Path> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect(&self, prefix: &mut Path, out: &mut Vec<Path>) {
+        for m in &self.members {
+            let mut p = prefix.clone();
+            p.push(m.clone());
+            out.push(p);
+        }
+        for (pe, c) in &self.children {
+            prefix.push(pe.clone());
+            c.collect(prefix, out);
+            prefix.pop();
+        }
+    }
+
+    /// The set plus every declared struct field that has children in it (upstream's
+    /// `EnsureNamedFieldsAreMembers`): owning `spec.a` then also means owning `spec`, but not `metadata.labels`.
+    pub fn ensure_named_fields_are_members(&self, schema: Option<&Value>) -> Set {
+        let mut members = self.members.clone();
+        let mut children = BTreeMap::new();
+        for (pe, c) in &self.children {
+            let child_schema = match pe {
+                PathElement::Field(name) => {
+                    if schema::is_declared(schema, name) {
+                        members.insert(pe.clone());
+                    }
+                    schema::child(schema, name)
+                }
+                _ => schema::resolve(schema).and_then(|s| s.get("items")),
+            };
+            children.insert(pe.clone(), c.ensure_named_fields_are_members(child_schema));
+        }
+        Set { members, children }
+    }
+
+    /// The `fieldsV1` encoding: `{"f:spec":{"f:schedule":{}}}`, with `".":{}` for a member that has children.
+    pub fn to_fields_v1(&self) -> Value {
+        Value::Object(self.emit(false))
+    }
+
+    fn emit(&self, include_self: bool) -> Map<String, Value> {
+        let mut out = Map::new();
+        for m in &self.members {
+            if !self.children.contains_key(m) {
+                out.insert(m.encode(), Value::Object(Map::new()));
+            }
+        }
+        for (pe, c) in &self.children {
+            out.insert(pe.encode(), Value::Object(c.emit(self.members.contains(pe))));
+        }
+        if include_self && !out.is_empty() {
+            out.insert(".".into(), Value::Object(Map::new()));
+        }
+        out
+    }
+
+    /// Parse `fieldsV1`; keys of unknown kinds are dropped as upstream does.
+    pub fn from_fields_v1(v: &Value) -> Result<Set, String> {
+        let Value::Object(m) = v else { return Err("fieldsV1 must be a JSON object".into()) };
+        Ok(Self::read(m)?.0)
+    }
+
+    /// The children of a node, and whether the node itself is a member.
+    fn read(m: &Map<String, Value>) -> Result<(Set, bool), String> {
+        let mut set = Set::new();
+        let mut member = false;
+        for (k, v) in m {
+            if k == "." {
+                member = true;
+                continue;
+            }
+            let Some(pe) = PathElement::decode(k).map_err(|e| format!("parsing key as path element: {e}"))? else {
+                continue;
+            };
+            let Value::Object(inner) = v else { return Err(format!("the value of {k:?} must be an object")) };
+            let (grandchildren, child_member) = Self::read(inner)?;
+            if child_member {
+                set.members.insert(pe.clone());
+            }
+            if !grandchildren.is_empty() {
+                set.children.insert(pe, grandchildren);
+            }
+        }
+        let member = member || set.is_empty();
+        Ok((set, member))
+    }
+}

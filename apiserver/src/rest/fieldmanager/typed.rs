@@ -1,0 +1,342 @@
+//! Schema-guided operations on JSON objects (structured-merge-diff's `typed` package): the set of fields a value
+//! sets, the comparison of two values (added, modified, removed fields), the apply merge of a configuration into a
+//! live object, and removal of fields.
+//!
+//! HTTP → authn → authz → REST → **field manager (this file: typed values)** → strategy → storage.
+//!
+//! Leaves are scalars, atomic lists and maps, and empty maps and lists (so that `{}` and absent differ). Objects
+//! are walked field by field; map lists item by item keyed by `k:`, sets by `v:`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::path::{Path, PathElement, show};
+use super::schema::{self, Field, ListKind, Node};
+use super::set::Set;
+
+/// The path element of a list item, or why there is none (a map-list item missing a key).
+pub fn item_element(kind: &ListKind<'_>, index: usize, item: &Value) -> Result<PathElement, String> {
+    match kind {
+        ListKind::Atomic => Ok(PathElement::Index(index)),
+        ListKind::Set => Ok(PathElement::Value(item.clone())),
+        ListKind::Map(keys) => {
+            let Value::Object(m) = item else {
+                return Err("associative list with keys may not have non-map elements".into());
+            };
+            let mut fields = Map::new();
+            for k in keys {
+                match m.get(*k) {
+                    Some(v) => fields.insert((*k).to_string(), v.clone()),
+                    None => {
+                        return Err(format!(
+                            "associative list with keys has an element that omits key field {k:?} (and doesn't have default value)"
+                        ));
+                    }
+                };
+            }
+            Ok(PathElement::key_of(fields))
+        }
+    }
+}
+
+/// Every field `value` sets, ignoring what the schema does not declare.
+pub fn field_set(schema: Option<&Value>, value: &Value) -> Set {
+    let mut w = FieldSetWalk { set: Set::new(), errors: Vec::new(), path: Vec::new() };
+    w.walk(schema, value);
+    w.set
+}
+
+/// Every field `value` sets (upstream's `ToFieldSet`). Errors name undeclared fields and unkeyed map-list items,
+/// as the typed conversion of an apply configuration reports them.
+pub fn to_field_set(schema: Option<&Value>, value: &Value) -> Result<Set, Vec<String>> {
+    let mut w = FieldSetWalk { set: Set::new(), errors: Vec::new(), path: Vec::new() };
+    w.walk(schema, value);
+    if w.errors.is_empty() { Ok(w.set) } else { Err(w.errors) }
+}
+
+struct FieldSetWalk {
+    set: Set,
+    errors: Vec<String>,
+    path: Path,
+}
+
+impl FieldSetWalk {
+    fn walk(&mut self, schema: Option<&Value>, value: &Value) {
+        match (schema::node(schema, value), value) {
+            (Node::Map { atomic: true, .. } | Node::List { kind: ListKind::Atomic, .. } | Node::Scalar, _) => {
+                self.set.insert(&self.path)
+            }
+            (Node::Map { schema, .. }, Value::Object(m)) => {
+                for (k, v) in m {
+                    let declared = match schema::field(schema, k) {
+                        Field::Declared(_) => true,
+                        Field::Entry(_) => false,
+                        Field::Unknown => {
+                            self.errors.push(format!("{}.{k}: field not declared in schema", show(&self.path)));
+                            continue;
+                        }
+                    };
+                    self.path.push(PathElement::Field(k.clone()));
+                    self.walk(schema::child(schema, k), v);
+                    if !declared {
+                        self.set.insert(&self.path);
+                    }
+                    self.path.pop();
+                }
+            }
+            (Node::List { items, kind }, Value::Array(list)) => {
+                for (i, item) in list.iter().enumerate() {
+                    match item_element(&kind, i, item) {
+                        Ok(pe) => {
+                            self.path.push(pe);
+                            self.walk(items, item);
+                            self.set.insert(&self.path);
+                            self.path.pop();
+                        }
+                        Err(e) => self.errors.push(format!("{}: element {i}: {e}", show(&self.path))),
+                    }
+                }
+            }
+            _ => self.set.insert(&self.path),
+        }
+    }
+}
+
+/// What changed from one value to another (upstream's `Comparison`).
+#[derive(Debug, Default, Clone)]
+pub struct Comparison {
+    pub added: Set,
+    pub modified: Set,
+    pub removed: Set,
+}
+
+impl Comparison {
+    /// Drops ignored fields (and everything below them) from all three sets.
+    pub fn exclude(self, ignored: &Set) -> Self {
+        Self {
+            added: self.added.recursive_difference(ignored),
+            modified: self.modified.recursive_difference(ignored),
+            removed: self.removed.recursive_difference(ignored),
+        }
+    }
+}
+
+/// What a merge walk does at leaves, and after containers.
+trait Rules {
+    /// A scalar, atomic value, or a container empty on both sides: the merged value (`None`: absent).
+    fn leaf(&mut self, path: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value>;
+    /// After the items of a container were merged.
+    fn post(&mut self, _path: &Path, _lhs: Option<&Value>, _rhs: Option<&Value>) {}
+}
+
+/// Compare `lhs` (old) with `rhs` (new). A container that appears or disappears is itself added or removed.
+pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value) -> Comparison {
+    struct Compare(Comparison);
+    impl Rules for Compare {
+        fn leaf(&mut self, path: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
+            match (lhs, rhs) {
+                (None, _) => self.0.added.insert(path),
+                (_, None) => self.0.removed.insert(path),
+                (Some(a), Some(b)) if a != b => self.0.modified.insert(path),
+                _ => {}
+            }
+            None
+        }
+        fn post(&mut self, path: &Path, lhs: Option<&Value>, rhs: Option<&Value>) {
+            match (lhs, rhs) {
+                (None, _) => self.0.added.insert(path),
+                (_, None) => self.0.removed.insert(path),
+                _ => {}
+            }
+        }
+    }
+    let mut rules = Compare(Comparison::default());
+    merge_walk(&mut rules, &mut Vec::new(), schema, Some(lhs), Some(rhs));
+    rules.0
+}
+
+/// The apply merge: `config`'s leaves win, containers merge, map lists merge by key and keep a stable order
+/// (upstream's `TypedValue.Merge`).
+pub fn merge(schema: Option<&Value>, live: &Value, config: &Value) -> Value {
+    struct KeepRhs;
+    impl Rules for KeepRhs {
+        fn leaf(&mut self, _: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
+            rhs.or(lhs).cloned()
+        }
+    }
+    merge_walk(&mut KeepRhs, &mut Vec::new(), schema, Some(live), Some(config)).unwrap_or(Value::Null)
+}
+
+fn is_empty_container(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
+}
+
+fn merge_walk(
+    rules: &mut dyn Rules,
+    path: &mut Path,
+    schema: Option<&Value>,
+    lhs: Option<&Value>,
+    rhs: Option<&Value>,
+) -> Option<Value> {
+    let ln = lhs.map(|v| schema::node(schema, v));
+    let rn = rhs.map(|v| schema::node(schema, v));
+    let same_kind = match (&ln, &rn) {
+        (Some(a), Some(b)) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        _ => true,
+    };
+    let node = rn.or(ln)?;
+    let out = match node {
+        _ if !same_kind => return rules.leaf(path, lhs, rhs),
+        Node::Scalar | Node::Map { atomic: true, .. } | Node::List { kind: ListKind::Atomic, .. } => {
+            return rules.leaf(path, lhs, rhs);
+        }
+        _ if is_empty_container(lhs) && is_empty_container(rhs) => return rules.leaf(path, lhs, rhs),
+        Node::Map { schema, .. } => {
+            let empty = Map::new();
+            let lm = lhs.and_then(Value::as_object).unwrap_or(&empty);
+            let rm = rhs.and_then(Value::as_object).unwrap_or(&empty);
+            let mut out = Map::new();
+            for k in lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k))) {
+                path.push(PathElement::Field(k.clone()));
+                if let Some(v) = merge_walk(rules, path, schema::child(schema, k), lm.get(k), rm.get(k)) {
+                    out.insert(k.clone(), v);
+                }
+                path.pop();
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Node::List { items, kind } => {
+            let out = merge_list(rules, path, items, &kind, lhs, rhs);
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+    };
+    rules.post(path, lhs, rhs);
+    out
+}
+
+/// A list's items by path element, in order, first occurrence of a duplicate kept.
+fn index_list<'v>(
+    kind: &ListKind<'_>,
+    list: Option<&'v Value>,
+) -> (Vec<PathElement>, BTreeMap<PathElement, &'v Value>) {
+    let mut order = Vec::new();
+    let mut items = BTreeMap::new();
+    for (i, item) in list.and_then(Value::as_array).into_iter().flatten().enumerate() {
+        if let Ok(pe) = item_element(kind, i, item)
+            && !items.contains_key(&pe)
+        {
+            items.insert(pe.clone(), item);
+            order.push(pe);
+        }
+    }
+    (order, items)
+}
+
+/// Merge list items keeping live items in place and config items in their relative order (upstream's
+/// `visitListItems`).
+fn merge_list(
+    rules: &mut dyn Rules,
+    path: &mut Path,
+    items: Option<&Value>,
+    kind: &ListKind<'_>,
+    lhs: Option<&Value>,
+    rhs: Option<&Value>,
+) -> Vec<Value> {
+    let (l_order, l_items) = index_list(kind, lhs);
+    let (r_order, r_items) = index_list(kind, rhs);
+    let mut shared = r_order.iter().filter(|pe| l_items.contains_key(*pe));
+    let mut next_shared = shared.next();
+    let mut out = Vec::new();
+    let item = |rules: &mut dyn Rules, path: &mut Path, pe: &PathElement, out: &mut Vec<Value>| {
+        path.push(pe.clone());
+        if let Some(v) = merge_walk(rules, path, items, l_items.get(pe).copied(), r_items.get(pe).copied()) {
+            out.push(v);
+        }
+        path.pop();
+    };
+    let (mut li, mut ri) = (0, 0);
+    while li < l_order.len() || ri < r_order.len() {
+        if li < l_order.len() && ri < r_order.len() {
+            let pe = &l_order[li];
+            if *pe == r_order[ri] {
+                item(rules, path, pe, &mut out);
+                li += 1;
+                ri += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if r_items.contains_key(pe) && next_shared.is_some_and(|n| n != pe) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < l_order.len() && !r_items.contains_key(&l_order[li]) {
+            item(rules, path, &l_order[li], &mut out);
+            li += 1;
+            continue;
+        }
+        if ri < r_order.len() {
+            let pe = &r_order[ri];
+            item(rules, path, pe, &mut out);
+            ri += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.next();
+            }
+        } else {
+            // Only shared live items remain, already merged in config order.
+            li += 1;
+        }
+    }
+    out
+}
+
+/// `value` without the fields (and map- and set-list items) that are members of `remove`; a container emptied
+/// by the removal disappears (upstream leaves a null that decoding then drops).
+pub fn remove_items(schema: Option<&Value>, value: &Value, remove: &Set) -> Option<Value> {
+    match (schema::node(schema, value), value) {
+        (Node::Map { atomic: false, schema }, Value::Object(m)) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let pe = PathElement::Field(k.clone());
+                if remove.has(std::slice::from_ref(&pe)) {
+                    continue;
+                }
+                match remove.with_prefix(&pe) {
+                    Some(sub) => {
+                        if let Some(v) = remove_items(schema::child(schema, k), v, sub) {
+                            out.insert(k.clone(), v);
+                        }
+                    }
+                    None => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        (Node::List { items, kind }, Value::Array(list)) if kind != ListKind::Atomic => {
+            let mut out = Vec::new();
+            for (i, item) in list.iter().enumerate() {
+                let Ok(pe) = item_element(&kind, i, item) else {
+                    out.push(item.clone());
+                    continue;
+                };
+                if remove.has(std::slice::from_ref(&pe)) {
+                    continue;
+                }
+                match remove.with_prefix(&pe) {
+                    Some(sub) => out.extend(remove_items(items, item, sub)),
+                    None => out.push(item.clone()),
+                }
+            }
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        _ => Some(value.clone()),
+    }
+}

@@ -1,0 +1,332 @@
+//! HTTP tests of the field manager through a real server: managedFields after each write path, server-side apply
+//! (kube-rs `Patch::Apply` and `kubectl apply --server-side`), conflicts and force, dry-run, and strategic merge
+//! patch (`kubectl patch --type strategic`).
+
+use std::path::Path;
+use std::process::Command;
+
+use backup_apiserver::options::Options;
+use clap::Parser;
+use http_body_util::BodyExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+
+const NS: &str = "default";
+
+struct Fixture {
+    server: backup_apiserver::Server,
+    dir: tempfile::TempDir,
+    client: Client,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let args = ["backup-apiserver", "--standalone", "--in-memory", "--secure-port", "0", "--write-kubeconfig"];
+        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        argv.push(kubeconfig.display().to_string());
+        let server = backup_apiserver::start(Options::parse_from(argv)).await.expect("server starts");
+        let kc = Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+        let client = Client::try_from(config).expect("client");
+        Self { server, dir, client }
+    }
+
+    fn api(&self) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("backup.extend-k8s.io", "v1", "TimeseriesDBBackup");
+        Api::namespaced_with(self.client.clone(), NS, &ApiResource::from_gvk_with_plural(&gvk, "timeseriesdbbackups"))
+    }
+
+    /// A raw request: the status code and the JSON body.
+    async fn raw(&self, method: &str, path_and_query: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header("content-type", content_type)
+            .body(body.as_bytes().to_vec().into())
+            .expect("request");
+        let resp = self.client.send(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .current_dir(self.dir.path())
+            .output()
+            .expect("kubectl runs")
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path.display().to_string()
+    }
+}
+
+fn backup(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup",
+           "metadata": {"name": name, "namespace": NS}, "spec": spec})
+}
+
+fn db() -> Value {
+    json!({"type": "Prometheus", "url": "http://prometheus:9090"})
+}
+
+fn entries(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+fn entry(obj: &Value, manager: &str) -> Value {
+    entries(obj)
+        .into_iter()
+        .find(|e| e["manager"] == manager)
+        .unwrap_or_else(|| panic!("no entry for {manager}: {obj}"))
+}
+
+fn to_value(o: DynamicObject) -> Value {
+    serde_json::to_value(o).expect("serializes")
+}
+
+fn collection() -> String {
+    format!("/apis/backup.extend-k8s.io/v1/namespaces/{NS}/timeseriesdbbackups")
+}
+
+#[tokio::test]
+async fn managed_fields_on_every_write_path() {
+    let f = Fixture::start().await;
+    let api = f.api();
+    let obj: DynamicObject =
+        serde_json::from_value(backup("w", json!({"database": db(), "schedule": "@daily"}))).unwrap();
+    let pp = PostParams { field_manager: Some("creator".into()), ..Default::default() };
+    let created = to_value(api.create(&pp, &obj).await.expect("create"));
+    let e = entry(&created, "creator");
+    assert_eq!(e["operation"], "Update");
+    assert_eq!(e["apiVersion"], "backup.extend-k8s.io/v1");
+    assert_eq!(e["fieldsType"], "FieldsV1");
+    assert!(e["fieldsV1"]["f:spec"]["f:schedule"].is_object());
+    assert!(e["fieldsV1"]["f:spec"]["f:retention"]["f:keepLast"].is_object(), "defaults belong to the creator");
+
+    // Merge patch by another manager takes the field.
+    let pp = PatchParams { field_manager: Some("patcher".into()), ..Default::default() };
+    let patched =
+        to_value(api.patch("w", &pp, &Patch::Merge(json!({"spec": {"schedule": "@hourly"}}))).await.expect("patch"));
+    assert_eq!(entry(&patched, "patcher")["fieldsV1"], json!({"f:spec": {"f:schedule": {}}}));
+    assert!(entry(&patched, "creator")["fieldsV1"]["f:spec"].get("f:schedule").is_none());
+
+    // Status patch: its own entry with the subresource.
+    let pp = PatchParams { field_manager: Some("controller".into()), ..Default::default() };
+    let status = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    let with_status = to_value(api.patch_status("w", &pp, &Patch::Merge(status)).await.expect("status"));
+    let s = entry(&with_status, "controller");
+    assert_eq!(s["subresource"], "status");
+    assert!(s["fieldsV1"]["f:status"]["f:conditions"]["k:{\"type\":\"Ready\"}"]["f:status"].is_object());
+
+    // Strategic merge patch of status merges conditions by type.
+    let smp = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}]}});
+    let merged = to_value(api.patch_status("w", &pp, &Patch::Strategic(smp)).await.expect("strategic"));
+    let conds = merged["status"]["conditions"].as_array().unwrap();
+    assert_eq!(conds.len(), 2);
+
+    // Update (PUT) with the User-Agent's manager when no fieldManager is given.
+    let mut put = merged.clone();
+    put["spec"]["suspend"] = json!(true);
+    let path = format!("{}/w", collection());
+    let (code, replaced) = f.raw("PUT", &path, "application/json", &put.to_string()).await;
+    assert_eq!(code, 200, "{replaced}");
+    let ua_manager = entries(&replaced).into_iter().find(|e| e["fieldsV1"]["f:spec"].get("f:suspend").is_some());
+    assert!(ua_manager.is_some_and(|e| !e["manager"].as_str().unwrap_or("").is_empty()));
+
+    // Apply records an Apply entry; no-op re-apply writes nothing.
+    let config = backup("w", json!({"database": db(), "schedule": "@hourly"}));
+    let applied =
+        to_value(api.patch("w", &PatchParams::apply("applier"), &Patch::Apply(&config)).await.expect("apply"));
+    assert_eq!(entry(&applied, "applier")["operation"], "Apply");
+    let again =
+        to_value(api.patch("w", &PatchParams::apply("applier"), &Patch::Apply(&config)).await.expect("re-apply"));
+    assert_eq!(again["metadata"]["resourceVersion"], applied["metadata"]["resourceVersion"]);
+
+    // Clearing managedFields with [{}].
+    let pp = PatchParams::default();
+    let cleared = to_value(
+        api.patch("w", &pp, &Patch::Merge(json!({"metadata": {"managedFields": [{}]}}))).await.expect("clear"),
+    );
+    assert!(entries(&cleared).is_empty());
+    f.server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn kube_rs_apply_conflicts_force_create_and_dry_run() {
+    let f = Fixture::start().await;
+    let api = f.api();
+    // Apply to a missing object creates it: 201.
+    let config = backup("a", json!({"database": db(), "schedule": "@daily"}));
+    let path = format!("{}/a?fieldManager=first", collection());
+    let (code, created) = f.raw("PATCH", &path, "application/apply-patch+yaml", &config.to_string()).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(entry(&created, "first")["operation"], "Apply");
+    let (code, again) = f.raw("PATCH", &path, "application/apply-patch+yaml", "apiVersion: backup.extend-k8s.io/v1\nkind: TimeseriesDBBackup\nmetadata:\n  name: a\nspec:\n  database:\n    type: Prometheus\n    url: http://prometheus:9090\n  schedule: '@daily'\n").await;
+    assert_eq!(code, 200, "{again}");
+
+    // A second manager changing the schedule conflicts.
+    let other = backup("a", json!({"database": db(), "schedule": "@weekly"}));
+    let err = api.patch("a", &PatchParams::apply("second"), &Patch::Apply(&other)).await.expect_err("conflict");
+    let kube::Error::Api(status) = err else { panic!("not an API error: {err}") };
+    assert_eq!(status.code, 409);
+    assert_eq!(status.message, "Apply failed with 1 conflict: conflict with \"first\": .spec.schedule");
+    let (code, body) = f
+        .raw(
+            "PATCH",
+            &format!("{}/a?fieldManager=second", collection()),
+            "application/apply-patch+yaml",
+            &json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup", "metadata": {"name": "a"},
+                "spec": {"schedule": "@weekly"}})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(code, 409);
+    assert_eq!(body["message"], "Apply failed with 1 conflict: conflict with \"first\": .spec.schedule");
+    assert_eq!(
+        body["details"]["causes"][0],
+        json!({"reason": "FieldManagerConflict", "message": "conflict with \"first\"", "field": ".spec.schedule"})
+    );
+
+    // Forced: ownership moves.
+    let forced =
+        to_value(api.patch("a", &PatchParams::apply("second").force(), &Patch::Apply(&other)).await.expect("force"));
+    assert_eq!(forced["spec"]["schedule"], "@weekly");
+    assert!(entry(&forced, "second")["fieldsV1"]["f:spec"]["f:schedule"].is_object());
+    assert!(entry(&forced, "first")["fieldsV1"]["f:spec"].get("f:schedule").is_none());
+
+    // Dry-run apply creates nothing.
+    let ghost = backup("ghost", json!({"database": db()}));
+    let dry =
+        to_value(api.patch("ghost", &PatchParams::apply("x").dry_run(), &Patch::Apply(&ghost)).await.expect("dry run"));
+    assert_eq!(entry(&dry, "x")["operation"], "Apply");
+    assert!(api.get_opt("ghost").await.expect("get").is_none());
+
+    // Option and body errors.
+    let body = config.to_string();
+    let (code, s) = f.raw("PATCH", &format!("{}/a", collection()), "application/apply-patch+yaml", &body).await;
+    assert_eq!(
+        (code, s["message"].as_str()),
+        (
+            422,
+            Some("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch")
+        )
+    );
+    let (code, s) =
+        f.raw("PATCH", &format!("{}/a?force=true", collection()), "application/merge-patch+json", "{}").await;
+    assert_eq!(
+        (code, s["message"].as_str()),
+        (
+            422,
+            Some(
+                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+            )
+        )
+    );
+    let (code, s) = f.raw("PATCH", &format!("{}/a", collection()), "application/x-unknown", "{}").await;
+    assert_eq!(code, 415);
+    assert_eq!(
+        s["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+    );
+    let (code, _) =
+        f.raw("PATCH", &format!("{}/a?fieldManager=m", collection()), "application/apply-patch+yaml", "").await;
+    assert_eq!(code, 400, "an empty configuration has no kind");
+    let (code, _) = f.raw("PATCH", &format!("{}/nothere/status?fieldManager=m", collection()), "application/apply-patch+yaml",
+        &json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup", "metadata": {"name": "nothere"}, "status": {"phase": "Running"}}).to_string()).await;
+    assert_eq!(code, 404, "apply to a missing object's status does not create it");
+    f.server.shutdown().await.expect("shutdown");
+}
+
+fn run_ok(f: &Fixture, args: &[&str]) -> String {
+    let out = f.kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_diff_and_strategic_patch() {
+    let f = Fixture::start().await;
+    let manifest = |schedule: &str| {
+        format!(
+            "apiVersion: backup.extend-k8s.io/v1\nkind: TimeseriesDBBackup\nmetadata:\n  name: k\n  namespace: {NS}\nspec:\n  database:\n    type: Prometheus\n    url: http://prometheus:9090\n  schedule: \"{schedule}\"\n"
+        )
+    };
+    let first = f.write("first.yaml", &manifest("@daily"));
+    let second = f.write("second.yaml", &manifest("@hourly"));
+    let kubectl = |args: Vec<&str>| tokio::task::block_in_place(|| f.kubectl(&args));
+    for _ in 0..2 {
+        let out = kubectl(vec!["apply", "--server-side", "-f", &first]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("serverside-applied"));
+    }
+    let out = kubectl(vec!["apply", "--server-side", "--field-manager=other", "-f", &second]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("conflict with \"kubectl\"") && stderr.contains(".spec.schedule"), "{stderr}");
+    let out = kubectl(vec!["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &second]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A server-side dry run changes nothing.
+    let out = kubectl(vec!["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", &first]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = tokio::task::block_in_place(|| {
+        run_ok(&f, &["get", "timeseriesdbbackups", "k", "-n", NS, "-o", "json", "--show-managed-fields"])
+    });
+    let got: Value = serde_json::from_str(&got).expect("json");
+    assert_eq!(got["spec"]["schedule"], "@hourly");
+    assert_eq!(entry(&got, "other")["operation"], "Apply");
+
+    // kubectl diff: exit 1 with a difference, 0 without.
+    let out = kubectl(vec!["diff", "--server-side", "--force-conflicts", "-f", &first]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("@daily"));
+    let out = kubectl(vec!["diff", "--server-side", "--field-manager=other", "-f", &second]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // kubectl patch defaults to a strategic merge patch.
+    let out = kubectl(vec!["patch", "timeseriesdbbackups", "k", "-n", NS, "-p", r#"{"spec":{"suspend":true}}"#]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl(vec![
+        "patch",
+        "timeseriesdbbackups",
+        "k",
+        "-n",
+        NS,
+        "--type",
+        "strategic",
+        "--subresource",
+        "status",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = tokio::task::block_in_place(|| run_ok(&f, &["get", "timeseriesdbbackups", "k", "-n", NS, "-o", "json"]));
+    let got: Value = serde_json::from_str(&got).expect("json");
+    assert_eq!(got["spec"]["suspend"], true);
+    assert_eq!(got["status"]["conditions"][0]["type"], "Ready");
+    assert!(Path::new(&first).exists());
+    f.server.shutdown().await.expect("shutdown");
+}
