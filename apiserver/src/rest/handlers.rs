@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{ApiError, ApiResult};
+use crate::http::json_body;
 use crate::http::negotiation::{Output, Target, negotiate};
 use crate::http::warning::warning_header;
 use crate::request_info::RequestInfo;
@@ -106,18 +107,18 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
         }
         ("create", Subresource::Main) => {
             let fm = options::parse(&params, Verb::Create, &user_agent(req.headers()))?;
-            let write = write_options(&params, Manager::Update(&fm.manager))?;
             let output = negotiate(accept, Target::Object)?;
             let body = read_json_body(req).await?;
-            let w = store.create(ns, body, write).await?;
+            let write = write_options(&params, Manager::Update(&fm.manager), &body.duplicates)?;
+            let w = store.create(ns, body.value, write).await?;
             written(&store, w, output, &params)
         }
         ("update", _) => {
             let fm = options::parse(&params, Verb::Update, &user_agent(req.headers()))?;
-            let write = write_options(&params, Manager::Update(&fm.manager))?;
             let output = negotiate(accept, Target::Object)?;
             let body = read_json_body(req).await?;
-            let w = store.update(ns, name, body, sub, write).await?;
+            let write = write_options(&params, Manager::Update(&fm.manager), &body.duplicates)?;
+            let w = store.update(ns, name, body.value, sub, write).await?;
             written(&store, w, output, &params)
         }
         ("patch", _) => {
@@ -130,11 +131,11 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
             let w = match &patch {
                 PatchBody::Apply { config, duplicates } => {
                     let req = ApplyRequest { manager: &fm.manager, force: fm.force, sub };
-                    let write = write_options(&params, Manager::Applied)?;
+                    let write = write_options(&params, Manager::Applied, &[])?;
                     server_side_apply(&store, ns, name, (config, duplicates.as_deref()), req, write).await?
                 }
                 _ => {
-                    let write = write_options(&params, Manager::Update(&fm.manager))?;
+                    let write = write_options(&params, Manager::Update(&fm.manager), &[])?;
                     let schema = store.schema();
                     let apply = |doc: &mut Value| patch.apply(doc, schema);
                     store.patch(ns, name, &apply, sub, write).await?
@@ -200,8 +201,8 @@ async fn delete_collection(
     Ok(json_response(StatusCode::OK, json_bytes(&body), &[]))
 }
 
-fn write_options<'a>(params: &Params, manager: Manager<'a>) -> ApiResult<WriteOptions<'a>> {
-    Ok(WriteOptions { dry_run: params.dry_run()?, field_validation: params.field_validation()?, manager })
+fn write_options<'a>(params: &Params, manager: Manager<'a>, duplicate_fields: &'a [String]) -> ApiResult<WriteOptions<'a>> {
+    Ok(WriteOptions { dry_run: params.dry_run()?, field_validation: params.field_validation()?, manager, duplicate_fields })
 }
 
 fn user_agent(headers: &HeaderMap) -> String {
@@ -274,23 +275,24 @@ pub async fn read_body(req: Request<Body>) -> ApiResult<Bytes> {
     }
 }
 
-/// A JSON (or YAML) object body; the content type must be one of those, or absent.
-async fn read_json_body(req: Request<Body>) -> ApiResult<Value> {
+/// A JSON (or YAML) object body, with its repeated keys; the content type must be one of those, or absent.
+async fn read_json_body(req: Request<Body>) -> ApiResult<json_body::Decoded> {
     let ct = content_type(req.headers());
     let media = ct.split(';').next().unwrap_or("").trim().to_string();
     let raw = read_body(req).await?;
-    let value: Value = match media.as_str() {
-        "" | "application/json" => serde_json::from_slice(&raw).map_err(|e| decode_error(&e.to_string()))?,
+    let decoded = match media.as_str() {
+        "" | "application/json" => json_body::decode(&raw).map_err(|e| decode_error(&e.to_string()))?,
         "application/yaml" => {
             let text = std::str::from_utf8(&raw).map_err(|e| decode_error(&e.to_string()))?;
-            serde_saphyr::from_str(text).map_err(|e| decode_error(&e.to_string()))?
+            let value = serde_saphyr::from_str(text).map_err(|e| decode_error(&e.to_string()))?;
+            json_body::Decoded { value, duplicates: Vec::new() }
         }
         other => return Err(ApiError::unsupported_media_type(other, &["application/json", "application/yaml"])),
     };
-    if !value.is_object() {
+    if !decoded.value.is_object() {
         return Err(decode_error("the body must be an object"));
     }
-    Ok(value)
+    Ok(decoded)
 }
 
 fn decode_error(detail: &str) -> ApiError {

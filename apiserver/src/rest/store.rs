@@ -34,6 +34,8 @@ pub struct WriteOptions<'a> {
     pub field_validation: FieldValidation,
     /// Who writes, for `metadata.managedFields`.
     pub manager: Manager<'a>,
+    /// Keys the request body repeated (for fieldValidation).
+    pub duplicate_fields: &'a [String],
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -175,15 +177,21 @@ impl ResourceStore {
         obj: &mut Map<String, Value>,
         old: Option<&Map<String, Value>>,
         fv: FieldValidation,
+        duplicates: &[String],
         warnings: &mut Vec<String>,
     ) -> ApiResult<()> {
         let info = self.info();
         let name = meta_name(obj);
         let mut value = Value::Object(std::mem::take(obj));
         let unknown = schema::prune(&self.schema, &mut value);
+        let problems: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .chain(duplicates.iter().map(|f| format!("duplicate field \"{f}\"")))
+            .collect();
         match fv {
-            FieldValidation::Strict if !unknown.is_empty() => {
-                let list = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ");
+            FieldValidation::Strict if !problems.is_empty() => {
+                let list = problems.join(", ");
                 return Err(ApiError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
                     info.kind,
@@ -191,7 +199,7 @@ impl ResourceStore {
                     info.kind
                 )));
             }
-            FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
+            FieldValidation::Warn => warnings.extend(problems),
             _ => {}
         }
         schema::apply_defaults(&self.schema, &mut value);
@@ -245,7 +253,7 @@ impl ResourceStore {
         }
         let mut warnings = Vec::new();
         let requested = fieldmanager::take_managed_fields(&mut obj);
-        self.normalize(&mut obj, None, opts.field_validation, &mut warnings)?;
+        self.normalize(&mut obj, None, opts.field_validation, opts.duplicate_fields, &mut warnings)?;
         fieldmanager::track(&self.schema, info, Subresource::Main, opts.manager, None, &mut obj, requested);
         let name = meta_name(&obj);
         if let Some(admission) = &self.admission {
@@ -413,7 +421,7 @@ impl ResourceStore {
         let info = self.info();
         let mut warnings = Vec::new();
         let requested = fieldmanager::take_managed_fields(&mut new);
-        self.normalize(&mut new, Some(&current.obj), opts.field_validation, &mut warnings)?;
+        self.normalize(&mut new, Some(&current.obj), opts.field_validation, opts.duplicate_fields, &mut warnings)?;
         fieldmanager::track(&self.schema, info, sub, opts.manager, Some(&current.obj), &mut new, requested);
         if meta::spec_part(&new, info.status_subresource) != meta::spec_part(&current.obj, info.status_subresource) {
             let generation = current.obj.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64);
