@@ -2,9 +2,9 @@
 //! (the limit), at concurrency 1, 8 and 32, on loopback with a throw-away etcd (feature `testing`).
 //!
 //! `cargo run --release -p backup-storage --features testing --bin storage-bench -- [--ops N] [--seconds S]`
-//! (or `hack/bench-storage.sh`). Each cell runs N operations (default 2,000) or S seconds (default 10),
-//! whichever ends first. Values are 600 bytes; a list reads 100 keys. Each backend's keys are deleted and
-//! etcd compacted afterwards (etcd 3.4 slows down a lot until deleted keys are compacted).
+//! (or `hack/bench-storage.sh`). Each cell runs N operations (default 5,000) or S seconds (default 10),
+//! whichever ends first. Values are 600 bytes; a list reads 100 keys. Backends take turns cell by cell; at the
+//! end the keys are deleted and etcd compacted (etcd 3.4 slows down a lot until deleted keys are compacted).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -154,24 +154,34 @@ async fn cell(
     })
 }
 
-/// All cells of one backend: for each concurrency, create fresh keys, then get them; lists read one
-/// 100-key prefix.
-async fn bench_backend(name: &'static str, backend: &Backend, limits: &Limits) -> Result<Vec<Cell>, BoxError> {
-    let list_prefix = "/bench/list/ns/";
+/// Every cell, backends interleaved per (concurrency, op) so that they see the same machine load: for each
+/// concurrency, creates of fresh keys, gets of those keys, lists of one 100-key prefix.
+async fn bench(backends: &[(&'static str, Backend)], limits: &Limits) -> Result<Vec<Cell>, BoxError> {
     let value = Bytes::from(vec![b'x'; VALUE_BYTES]);
-    for i in 0..LIST_KEYS {
-        backend.run(Op::Create, &format!("{list_prefix}k{i:03}"), &value).await?;
+    for (n, (_, backend)) in backends.iter().enumerate() {
+        for i in 0..LIST_KEYS {
+            backend.run(Op::Create, &format!("/bench/b{n}/list/ns/k{i:03}"), &value).await?;
+        }
     }
     let mut cells = Vec::new();
     for concurrency in CONCURRENCY {
-        let created = Arc::new(move |i: usize| format!("/bench/c{concurrency}/ns/k{i:06}"));
-        let create = cell(name, backend, Op::Create, concurrency, limits, created.clone()).await?;
-        let written = create.ops.max(1);
-        let get = Arc::new(move |i: usize| created(i % written));
-        let list = Arc::new(move |_| list_prefix.to_string());
-        cells.push(create);
-        cells.push(cell(name, backend, Op::Get, concurrency, limits, get).await?);
-        cells.push(cell(name, backend, Op::List, concurrency, limits, list).await?);
+        let mut written = vec![0; backends.len()];
+        for op in [Op::Create, Op::Get, Op::List] {
+            for (n, (name, backend)) in backends.iter().enumerate() {
+                eprintln!("{name}: {} at concurrency {concurrency}", op.name());
+                let created = written[n].max(1);
+                let keys: Arc<dyn Fn(usize) -> String + Send + Sync> = match op {
+                    Op::Create => Arc::new(move |i| format!("/bench/b{n}/c{concurrency}/ns/k{i:06}")),
+                    Op::Get => Arc::new(move |i| format!("/bench/b{n}/c{concurrency}/ns/k{:06}", i % created)),
+                    Op::List => Arc::new(move |_| format!("/bench/b{n}/list/ns/")),
+                };
+                let result = cell(name, backend, op, concurrency, limits, keys).await?;
+                if op == Op::Create {
+                    written[n] = result.ops;
+                }
+                cells.push(result);
+            }
+        }
     }
     Ok(cells)
 }
@@ -181,14 +191,14 @@ async fn clean_etcd(kv: &mut KvClient) -> Result<(), BoxError> {
     let start = format!("{PREFIX}/bench/");
     let options = DeleteOptions::new().with_range(format!("{PREFIX}{}", range_end("/bench/")));
     let deleted = kv.delete(start, Some(options)).await?;
-    if let Some(header) = deleted.header() {
+    if let (true, Some(header)) = (deleted.deleted() > 0, deleted.header()) {
         kv.compact(header.revision(), None).await?;
     }
     Ok(())
 }
 
 fn parse_args() -> Result<Limits, BoxError> {
-    let mut limits = Limits { ops: 2000, time: Duration::from_secs(10) };
+    let mut limits = Limits { ops: 5000, time: Duration::from_secs(10) };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let number = |v: Option<String>| -> Result<u64, BoxError> { Ok(v.ok_or("missing value")?.parse()?) };
@@ -236,12 +246,9 @@ async fn main() -> Result<(), BoxError> {
         ("EtcdStorage", Backend::Storage(Arc::new(EtcdStorage::connect(&config).await?))),
         ("EmbeddedStorage (file)", Backend::Storage(Arc::new(EmbeddedStorage::open(dir.path().join("bench.redb"))?))),
     ];
-    let mut cells = Vec::new();
-    for (name, backend) in &backends {
-        eprintln!("benchmarking {name}…");
-        cells.extend(bench_backend(name, backend, &limits).await?);
-        clean_etcd(&mut kv).await?;
-    }
+    let mut cells = bench(&backends, &limits).await?;
+    clean_etcd(&mut kv).await?;
+    cells.sort_by_key(|c| backends.iter().position(|(name, _)| *name == c.backend));
     println!(
         "{} ops or {} s per cell, {VALUE_BYTES} B values, lists of {LIST_KEYS} keys, {} cores, {}",
         limits.ops,

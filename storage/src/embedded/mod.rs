@@ -5,9 +5,9 @@
 //!
 //! Three tables: `kv` (current values with their create/mod revisions), `history` (one event per revision, with
 //! the previous value: what watches replay and what a list at a past revision undoes) and `meta` (the global
-//! revision, persisted and never reset, the compacted revision and the history's size). Writes are grouped into
-//! one redb transaction per batch by whoever holds the writer lock ([`write`]); reads use redb's MVCC snapshots
-//! ([`read`]); watches replay history, then follow a broadcast of committed events ([`watch`]). History is kept
+//! revision, persisted and never reset, the compacted revision and the history's size). Writes queue up and one
+//! committer at a time commits what has queued in one redb transaction ([`write`]); reads use redb's MVCC
+//! snapshots ([`read`]); watches replay history, then follow a broadcast of committed events ([`watch`]). History is kept
 //! to `history_limit` events (and `history_bytes_limit` bytes): older revisions read as `Compacted`.
 
 mod codec;
@@ -23,7 +23,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
-use self::write::{Op, Outcome, Pending};
+use self::write::{Op, Outcome};
 use crate::{
     Deleted, Event, KeyValue, ListOptions, ListResult, Result, Revision, Storage, StorageError, WatchStream,
     check_value_size, key,
@@ -64,7 +64,8 @@ impl Default for EmbeddedConfig {
     }
 }
 
-/// [`Storage`] in one redb file or in memory. Cheap to clone; clones share the database.
+/// [`Storage`] in one redb file or in memory. Cheap to clone; clones share the database, which is closed when the
+/// last clone is dropped (once no call is running; open watches do not keep it open, they end with `Unavailable`).
 #[derive(Clone)]
 pub struct EmbeddedStorage {
     inner: Arc<Inner>,
@@ -73,10 +74,8 @@ pub struct EmbeddedStorage {
 struct Inner {
     db: Database,
     config: EmbeddedConfig,
-    /// Writes waiting for the writer lock; whoever takes the lock commits them all in one transaction.
-    queue: Mutex<Vec<Pending>>,
-    /// Held while a batch is applied, committed and broadcast, so events go out in revision order.
-    writer: Mutex<()>,
+    /// Writes waiting to be committed, and whether a committer runs.
+    queue: Mutex<write::Queue>,
     /// Every committed event, in revision order.
     events: broadcast::Sender<Arc<Event>>,
     /// The last committed revision.
@@ -108,8 +107,7 @@ impl EmbeddedStorage {
         let inner = Inner {
             db,
             config,
-            queue: Mutex::new(Vec::new()),
-            writer: Mutex::new(()),
+            queue: Mutex::new(write::Queue::default()),
             events,
             revision: AtomicI64::new(revision),
         };

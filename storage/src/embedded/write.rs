@@ -1,10 +1,11 @@
 //! Writes of the embedded store: checked, numbered and committed in batches (group commit).
 //!
-//! A write joins the queue and starts a blocking task that takes the writer lock. Whoever holds the lock takes
-//! the whole queue, applies each write in order in one redb transaction (each gets the next revision, its
-//! current value in `kv` and its event in `history`), trims history, commits (one fsync), and only then publishes
-//! the events and answers. A write whose batch someone else took finds the queue empty and just waits for its
-//! answer, which is sent before the lock is released.
+//! A write joins the queue; if no committer runs, it starts one on the blocking pool. The committer takes what
+//! has queued (up to [`MAX_BATCH`]), applies each write in order in one redb transaction (each gets the next
+//! revision, its current value in `kv` and its event in `history`), trims history, commits (one fsync), and only
+//! then publishes the events and answers; then it takes the next batch, until the queue is empty. Writes that
+//! arrive during a commit form the next batch, so concurrent writers share fsyncs, and there is only ever one
+//! committer, so events go out in revision order.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +17,9 @@ use tracing::error;
 
 use super::{HISTORY, Inner, KV, META, META_COMPACTED, META_HISTORY_BYTES, META_REVISION, codec, db_error, lock};
 use crate::{Deleted, Event, EventType, KeyValue, Result, Revision, StorageError};
+
+/// The most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
 
 /// One requested write.
 pub(super) enum Op {
@@ -33,27 +37,87 @@ pub(super) enum Outcome {
     Compacted,
 }
 
-pub(super) type Pending = (Op, oneshot::Sender<Result<Outcome>>);
+type Pending = (Op, oneshot::Sender<Result<Outcome>>);
 
-/// Queue `op`, make sure someone commits it, and wait for its outcome.
+/// Writes waiting for the committer.
+#[derive(Default)]
+pub(super) struct Queue {
+    pending: Vec<Pending>,
+    committing: bool,
+}
+
+/// Queue `op`, make sure a committer runs, and wait for its outcome.
 pub(super) async fn submit(inner: &Arc<Inner>, op: Op) -> Result<Outcome> {
     let (reply, outcome) = oneshot::channel();
-    lock(&inner.queue).push((op, reply));
-    let committer = inner.clone();
-    super::spawn_blocking(move || {
-        commit_queue(&committer);
-        Ok(())
-    })
-    .await?;
+    let start_committer = {
+        let mut queue = lock(&inner.queue);
+        queue.pending.push((op, reply));
+        !std::mem::replace(&mut queue.committing, true)
+    };
+    if start_committer {
+        let inner = inner.clone();
+        tokio::task::spawn_blocking(move || commit_until_empty(inner));
+    }
     outcome.await.map_err(|_| StorageError::Internal("embedded store: the write was dropped".into()))?
 }
 
-fn commit_queue(inner: &Inner) {
-    let _writer = lock(&inner.writer);
-    let batch = std::mem::take(&mut *lock(&inner.queue));
-    if batch.is_empty() {
-        return;
+/// The committer: commit batches until the queue is empty. It lets go of the store before it answers the last
+/// batch, so that a store dropped after its last write returned closes its file at once.
+fn commit_until_empty(inner: Arc<Inner>) {
+    // Should a commit panic, the next write starts a new committer (the panicked batch's writers get errors from
+    // their dropped reply channels).
+    let mut guard = CommitterGuard(Some(inner));
+    loop {
+        let Some(inner) = guard.0.as_ref() else { return };
+        let Some(batch) = next_batch(inner) else {
+            guard.0 = None;
+            return;
+        };
+        let answers = commit(inner, batch);
+        let idle = {
+            let mut queue = lock(&inner.queue);
+            queue.committing = !queue.pending.is_empty();
+            !queue.committing
+        };
+        if idle {
+            guard.0 = None;
+        }
+        for (reply, outcome) in answers {
+            let _ = reply.send(outcome);
+        }
+        if idle {
+            return;
+        }
     }
+}
+
+/// The next writes to commit; `None` (and no committer running any more) when there are none.
+fn next_batch(inner: &Inner) -> Option<Vec<Pending>> {
+    let mut queue = lock(&inner.queue);
+    if queue.pending.is_empty() {
+        queue.committing = false;
+        return None;
+    }
+    let n = queue.pending.len().min(MAX_BATCH);
+    Some(queue.pending.drain(..n).collect())
+}
+
+struct CommitterGuard(Option<Arc<Inner>>);
+
+impl Drop for CommitterGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.0
+            && std::thread::panicking()
+        {
+            lock(&inner.queue).committing = false;
+        }
+    }
+}
+
+type Answers = Vec<(oneshot::Sender<Result<Outcome>>, Result<Outcome>)>;
+
+/// Commit a batch and publish its events; the answers to send.
+fn commit(inner: &Inner, batch: Vec<Pending>) -> Answers {
     let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
     match apply(inner, ops) {
         Ok(applied) => {
@@ -62,15 +126,11 @@ fn commit_queue(inner: &Inner) {
                 // No receiver is fine: nobody watches.
                 let _ = inner.events.send(Arc::new(event));
             }
-            for (reply, outcome) in replies.into_iter().zip(applied.outcomes) {
-                let _ = reply.send(outcome);
-            }
+            replies.into_iter().zip(applied.outcomes).collect()
         }
         Err(e) => {
             error!(error = %e, "embedded store: write batch failed");
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
+            replies.into_iter().map(|reply| (reply, Err(e.clone()))).collect()
         }
     }
 }
