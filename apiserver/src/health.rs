@@ -45,11 +45,10 @@ impl Diagnosis {
     pub fn set(&self, check: &'static str, problem: Option<String>) {
         if let Ok(mut m) = self.0.lock() {
             let previous = m.insert(check, problem.clone());
-            if let Some(p) = &problem {
-                if previous.flatten().as_ref() != Some(p) {
+            if let Some(p) = &problem
+                && previous.flatten().as_ref() != Some(p) {
                     tracing::error!(check, "{p}");
                 }
-            }
         }
     }
 

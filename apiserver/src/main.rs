@@ -15,14 +15,13 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let opts = Options::parse();
     let standalone = opts.standalone;
+    let store = if opts.etcd_servers.is_empty() { "embedded store" } else { "etcd" };
     let server = backup_apiserver::start(opts).await?;
     tracing::info!(address = %server.addr, "serving");
-    if standalone {
-        if let Some(kc) = &server.kubeconfig {
-            println!("backup-apiserver is serving on https://{} (standalone, embedded store)", server.addr);
-            println!("Try:\n  kubectl --kubeconfig {} get timeseriesdbbackups", kc.display());
-            println!("  kubectl --kubeconfig {} api-resources --api-group=backup.extend-k8s.io", kc.display());
-        }
+    if standalone && let Some(kc) = &server.kubeconfig {
+        println!("backup-apiserver is serving on https://{} (standalone, {store})", server.addr);
+        println!("Try:\n  kubectl --kubeconfig {} get timeseriesdbbackups", kc.display());
+        println!("  kubectl --kubeconfig {} api-resources --api-group=backup.extend-k8s.io", kc.display());
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -74,11 +74,10 @@ impl RequestInfo {
         }
         info.verb = resource_verb(method, !info.name.is_empty(), watch_path || watch_param);
         // A list narrowed to one name by `fieldSelector=metadata.name=x` is authorized as a request for that name.
-        if info.name.is_empty() && (info.verb == "list" || info.verb == "watch") {
-            if let Some(n) = field_selector_name {
+        if info.name.is_empty() && (info.verb == "list" || info.verb == "watch")
+            && let Some(n) = field_selector_name {
                 info.name = n.to_string();
             }
-        }
         info
     }
 }

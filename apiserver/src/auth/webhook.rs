@@ -202,11 +202,10 @@ impl Authorizer for SubjectAccessReviewAuthorizer {
         let spec = review_spec(user, info);
         let key = serde_json::to_string(&spec).unwrap_or_default();
         let cacheable = key.len() < MAX_CACHED_ATTRIBUTE_BYTES;
-        if cacheable {
-            if let Some(d) = self.cache.get(&key) {
+        if cacheable
+            && let Some(d) = self.cache.get(&key) {
                 return d;
             }
-        }
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let review = SubjectAccessReview { spec, ..SubjectAccessReview::default() };
         let status = match api.create(&PostParams::default(), &review).await {

@@ -146,7 +146,7 @@ impl Authenticator for RequestHeaderAuthenticator {
         };
         let trusted = match peer_chain(parts) {
             Some(chain) if rh.ca.verify(&chain).is_ok() => match subject(&chain[0]) {
-                Some((cn, _)) => rh.allowed_names.is_empty() || rh.allowed_names.iter().any(|n| *n == cn),
+                Some((cn, _)) => rh.allowed_names.is_empty() || rh.allowed_names.contains(&cn),
                 None => false,
             },
             _ => false,

@@ -90,13 +90,8 @@ fn main() -> anyhow::Result<()> {
         let dir = args.config_dir.join(ETCD_DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let (_, ca) = load_or_create_ca(&dir, "etcd-ca", "backup-etcd-ca", args.ca_days, args.new_ca)?;
-        let names = etcd_dns_names(
-            &args.etcd_statefulset,
-            &args.etcd_service,
-            ns,
-            &args.cluster_domain,
-            args.etcd_replicas,
-        );
+        let names =
+            etcd_dns_names(&args.etcd_statefulset, &args.etcd_service, ns, &args.cluster_domain, args.etcd_replicas);
         let both = [ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         for (file, cn, sans, usages) in [
             ("etcd-server", args.etcd_statefulset.as_str(), names.as_slice(), &both[..]),
@@ -107,7 +102,11 @@ fn main() -> anyhow::Result<()> {
             write(&dir.join(format!("{file}.crt")), &crt, false)?;
             write(&dir.join(format!("{file}.key")), &key, true)?;
         }
-        println!("wrote {}: etcd server, peer and client certificates for {} members", dir.display(), args.etcd_replicas);
+        println!(
+            "wrote {}: etcd server, peer and client certificates for {} members",
+            dir.display(),
+            args.etcd_replicas
+        );
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ pub enum Target {
     Watch,
 }
 
-const ACCEPTED: &[&str] = &["application/json", "application/json;stream=watch"];
+const ACCEPTED: &[&str] = &["application/json", "application/yaml", "application/json;stream=watch"];
 
 /// One clause of an Accept header.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,13 +88,27 @@ fn is_json(media_type: &str) -> bool {
     matches!(media_type, "application/json" | "application/*" | "*/*")
 }
 
+/// Whether a clause can be served: JSON always, YAML except for watch streams (as upstream).
+fn servable(media_type: &str, target: Target) -> bool {
+    is_json(media_type) || (media_type == "application/yaml" && target != Target::Watch)
+}
+
+/// Whether the clause the server will serve asks for YAML (the body is then converted from JSON).
+pub fn prefers_yaml(accept: Option<&str>, target: Target) -> bool {
+    let Some(accept) = accept else { return false };
+    parse_accept(accept)
+        .into_iter()
+        .find(|r| r.q > 0.0 && servable(r.media_type, target))
+        .is_some_and(|r| r.media_type == "application/yaml")
+}
+
 /// Choose the representation for a resource request.
 pub fn negotiate(accept: Option<&str>, target: Target) -> ApiResult<Output> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Ok(Output::Json);
     };
     for range in parse_accept(accept) {
-        if range.q <= 0.0 || !is_json(range.media_type) {
+        if range.q <= 0.0 || !servable(range.media_type, target) {
             continue;
         }
         let Some(as_kind) = range.param("as") else {
@@ -141,6 +155,14 @@ mod tests {
     fn empty_and_wildcards_are_json() {
         assert_eq!(negotiate(None, Target::Object), Ok(Output::Json));
         assert_eq!(negotiate(Some("*/*"), Target::Object), Ok(Output::Json));
+    }
+
+    #[test]
+    fn yaml_is_served_except_for_watches() {
+        assert_eq!(negotiate(Some("application/yaml"), Target::Object), Ok(Output::Json));
+        assert!(prefers_yaml(Some("application/yaml"), Target::List));
+        assert!(!prefers_yaml(Some("application/json, application/yaml"), Target::List));
+        assert_eq!(negotiate(Some("application/yaml"), Target::Watch).unwrap_err().code, 406);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::json_body;
-use crate::http::negotiation::{Output, Target, negotiate};
+use crate::http::negotiation::{Output, Target, negotiate, prefers_yaml};
 use crate::http::warning::warning_header;
 use crate::request_info::RequestInfo;
 use crate::rest::Registry;
@@ -30,9 +30,32 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Serve one resource request.
 pub async fn handle(registry: &Registry, info: &RequestInfo, req: Request<Body>) -> Response {
-    match dispatch(registry, info, req).await {
+    let target = if info.verb == "watch" { Target::Watch } else { Target::Object };
+    let yaml = prefers_yaml(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()), target);
+    let resp = match dispatch(registry, info, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    if yaml { to_yaml(resp).await } else { resp }
+}
+
+/// The JSON response re-encoded as YAML (`Accept: application/yaml`).
+async fn to_yaml(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return ApiError::internal("reading the response body").into_response();
+    };
+    let value: Value = match serde_json::from_slice(&collected.to_bytes()) {
+        Ok(v) => v,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    match serde_saphyr::to_string(&value) {
+        Ok(text) => {
+            parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(text))
+        }
+        Err(e) => ApiError::internal(e).into_response(),
     }
 }
 
@@ -318,13 +341,12 @@ async fn delete_options(params: &Params, req: Request<Body>) -> ApiResult<Delete
         }
     }
     let propagation_policy = text("propagationPolicy").or_else(|| params.get("propagationPolicy").map(str::to_string));
-    if let Some(p) = &propagation_policy {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+    if let Some(p) = &propagation_policy
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
             return Err(ApiError::bad_request(format!(
                 "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
             )));
         }
-    }
     let propagation_policy = match (propagation_policy, body.get("orphanDependents").and_then(Value::as_bool)) {
         (None, Some(true)) => Some("Orphan".to_string()),
         (p, _) => p,

@@ -56,11 +56,10 @@ pub fn prepare_create(meta: &mut Map<String, Value>) -> bool {
 /// Carry over the fields an update may not change (or may omit) from the stored object.
 pub fn prepare_update(meta: &mut Map<String, Value>, old: &Map<String, Value>) {
     for k in ["uid", "creationTimestamp"] {
-        if str_field(meta, k).is_empty() {
-            if let Some(v) = old.get(k) {
+        if str_field(meta, k).is_empty()
+            && let Some(v) = old.get(k) {
                 meta.insert(k.into(), v.clone());
             }
-        }
     }
     for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
         match old.get(k) {
@@ -71,15 +70,14 @@ pub fn prepare_update(meta: &mut Map<String, Value>, old: &Map<String, Value>) {
     meta.remove("selfLink");
 }
 
-/// The object without the parts that do not count for `generation` (metadata, and status when it is a
-/// subresource).
-pub fn spec_part(obj: &Map<String, Value>, status_subresource: bool) -> Map<String, Value> {
-    obj.iter()
-        .filter(|(k, _)| {
-            !matches!(k.as_str(), "metadata" | "apiVersion" | "kind") && !(status_subresource && k.as_str() == "status")
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+/// Whether two objects differ outside the parts that do not count for `generation` (metadata, and status when
+/// it is a subresource).
+pub fn spec_changed(a: &Map<String, Value>, b: &Map<String, Value>, status_subresource: bool) -> bool {
+    let ignored = |k: &str| matches!(k, "metadata" | "apiVersion" | "kind") || (status_subresource && k == "status");
+    let differs = |x: &Map<String, Value>, y: &Map<String, Value>| {
+        x.iter().filter(|(k, _)| !ignored(k)).any(|(k, v)| y.get(k) != Some(v))
+    };
+    differs(a, b) || differs(b, a)
 }
 
 /// The finalizers of an object.

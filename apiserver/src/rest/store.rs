@@ -423,7 +423,7 @@ impl ResourceStore {
         let requested = fieldmanager::take_managed_fields(&mut new);
         self.normalize(&mut new, Some(&current.obj), opts.field_validation, opts.duplicate_fields, &mut warnings)?;
         fieldmanager::track(&self.schema, info, sub, opts.manager, Some(&current.obj), &mut new, requested);
-        if meta::spec_part(&new, info.status_subresource) != meta::spec_part(&current.obj, info.status_subresource) {
+        if meta::spec_changed(&new, &current.obj, info.status_subresource) {
             let generation = current.obj.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64);
             let meta = metadata_mut(&mut new)?;
             meta.insert("generation".into(), Value::from(generation.unwrap_or(0) + 1));
@@ -470,12 +470,11 @@ impl ResourceStore {
                 Some("Foreground") => Some("foregroundDeletion"),
                 _ => None,
             };
-            if let Some(f) = orphan_or_foreground {
-                if !finalizers.iter().any(|x| x == f) && !meta.contains_key("deletionTimestamp") {
+            if let Some(f) = orphan_or_foreground
+                && !finalizers.iter().any(|x| x == f) && !meta.contains_key("deletionTimestamp") {
                     finalizers.push(f.to_string());
                     meta.insert("finalizers".into(), Value::from(finalizers.clone()));
                 }
-            }
             if finalizers.is_empty() {
                 if opts.dry_run {
                     return Ok(with_resource_version(&current.kv.value, current.kv.mod_revision));

@@ -111,11 +111,10 @@ pub async fn start(req: WatchRequest) -> ApiResult<mpsc::Receiver<Bytes>> {
                     }
                     Some(Ok(ev)) => {
                         w.last_rv = ev.revision();
-                        if let Some(line) = w.translate(&ev) {
-                            if tx.send(line).await.is_err() {
+                        if let Some(line) = w.translate(&ev)
+                            && tx.send(line).await.is_err() {
                                 return;
                             }
-                        }
                     }
                 },
             }
