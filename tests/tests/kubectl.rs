@@ -279,3 +279,40 @@ async fn restores_through_kubectl() {
     let out = k.ok(&["get", "backups"]).await;
     assert!(out.contains("timeseriesdbrestore.backup.extend-k8s.io/r1"), "the category lists restores:\n{out}");
 }
+
+const UNKNOWN_FIELDS: &str = "\
+apiVersion: backup.extend-k8s.io/v1
+kind: TimeseriesDBBackup
+metadata:
+  name: checked
+spec:
+  foo: 1
+  database: {type: Prometheus, url: \"http://127.0.0.1:9090\", bar: 2}
+";
+
+#[tokio::test]
+async fn apply_validate_strict_rejects_and_warn_warns_about_unknown_fields() {
+    let srv = TestServer::standalone().await;
+    let k = srv.kubectl();
+    let out = k.run_with(&["apply", "--validate=strict", "-f", "-"], UNKNOWN_FIELDS, &[]).await;
+    assert!(!out.success, "strict validation must fail");
+    assert!(out.stderr.contains("strict decoding error"), "{}", out.stderr);
+    for field in [r#"unknown field "spec.database.bar""#, r#"unknown field "spec.foo""#] {
+        assert!(out.stderr.contains(field), "{}", out.stderr);
+    }
+    assert!(!k.run(&["get", "tsdbb", "checked"]).await.success, "nothing was stored");
+
+    let out = k.run_with(&["apply", "--validate=warn", "-f", "-"], UNKNOWN_FIELDS, &[]).await;
+    assert!(out.success, "{}", out.stderr);
+    assert!(out.stderr.contains(r#"Warning: unknown field "spec.foo""#), "{}", out.stderr);
+    let stored = k.ok(&["get", "tsdbb", "checked", "-o", "jsonpath={.spec}"]).await;
+    assert!(!stored.contains("foo") && !stored.contains("bar"), "unknown fields are pruned: {stored}");
+}
+
+#[tokio::test]
+async fn explain_with_api_version() {
+    let srv = TestServer::standalone().await;
+    let out = srv.kubectl().ok(&["explain", "tsdbr.spec.target", "--api-version=backup.extend-k8s.io/v1"]).await;
+    assert!(out.contains("KIND:       TimeseriesDBRestore"), "{out}");
+    assert!(out.contains("FIELD: target <Object>"), "{out}");
+}
