@@ -104,10 +104,12 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
                 Output::Json => page.to_list_json(&store),
                 Output::Table(v) => {
                     let include = IncludeObject::parse(params.get("includeObject"))?;
-                    json_bytes(&table(store.kind.as_ref(), &page.decoded()?, page.list_meta(), include, v, true))
+                    let meta = page.list_meta();
+                    table(store.kind.as_ref(), page.into_objects(), meta, include, v, true)?
                 }
                 Output::PartialObjectMetadataList(v) => {
-                    json_bytes(&partial_object_metadata_list(&page.decoded()?, page.list_meta(), v))
+                    let meta = page.list_meta();
+                    partial_object_metadata_list(page.into_objects(), meta, v)?
                 }
                 Output::PartialObjectMetadata(_) => return Err(ApiError::not_acceptable(&["application/json"])),
             };
@@ -204,8 +206,10 @@ async fn delete_collection(
     output: Output,
 ) -> ApiResult<Response> {
     let page = list(store, (!ns.is_empty()).then_some(ns), list_opts, filter).await?;
+    let revision = page.revision;
     let mut deleted = Vec::with_capacity(page.items.len());
-    for v in page.decoded()? {
+    for v in page.into_objects() {
+        let v = v?;
         let item_ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
         let item_name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
         match store.delete(item_ns, item_name, opts).await {
@@ -216,12 +220,14 @@ async fn delete_collection(
     }
     let info = store.info();
     let mut list_meta = serde_json::Map::new();
-    list_meta.insert("resourceVersion".into(), Value::String(page.revision.to_string()));
+    list_meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     let body = match output {
-        Output::PartialObjectMetadataList(v) => partial_object_metadata_list(&deleted, list_meta, v),
-        _ => serde_json::json!({"apiVersion": info.api_version(), "items": deleted, "kind": info.list_kind, "metadata": list_meta}),
+        Output::PartialObjectMetadataList(v) => partial_object_metadata_list(deleted.into_iter().map(Ok), list_meta, v)?,
+        _ => json_bytes(&serde_json::json!({
+            "apiVersion": info.api_version(), "items": deleted, "kind": info.list_kind, "metadata": list_meta,
+        })),
     };
-    Ok(json_response(StatusCode::OK, json_bytes(&body), &[]))
+    Ok(json_response(StatusCode::OK, body, &[]))
 }
 
 fn write_options<'a>(params: &Params, manager: Manager<'a>, duplicate_fields: &'a [String]) -> ApiResult<WriteOptions<'a>> {
@@ -250,19 +256,18 @@ fn render_object(
         Output::Json => body,
         other => {
             let obj: Value = serde_json::from_slice(&body).map_err(ApiError::internal)?;
-            let rendered = match other {
+            match other {
                 Output::Table(v) => {
                     let include = IncludeObject::parse(params.get("includeObject"))?;
                     let mut meta = serde_json::Map::new();
                     if let Some(rv) = obj.pointer("/metadata/resourceVersion") {
                         meta.insert("resourceVersion".into(), rv.clone());
                     }
-                    table(store.kind.as_ref(), &[obj], meta, include, v, true)
+                    table(store.kind.as_ref(), std::iter::once(Ok(obj)), meta, include, v, true)?
                 }
-                Output::PartialObjectMetadata(v) => partial_object_metadata(&obj, v),
+                Output::PartialObjectMetadata(v) => json_bytes(&partial_object_metadata(&obj, v)),
                 _ => return Err(ApiError::not_acceptable(&["application/json"])),
-            };
-            json_bytes(&rendered)
+            }
         }
     };
     Ok(json_response(code, body, warnings))

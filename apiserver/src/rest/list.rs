@@ -64,15 +64,12 @@ impl ListPage {
         m
     }
 
-    /// The items decoded (for Table and metadata renderings).
-    pub fn decoded(&self) -> ApiResult<Vec<Value>> {
-        self.items
-            .iter()
-            .map(|(kv, v)| match v {
-                Some(v) => Ok(v.clone()),
-                None => decode(&kv.value, kv.mod_revision).map_err(ApiError::internal),
-            })
-            .collect()
+    /// The items decoded one at a time (for Table and metadata renderings).
+    pub fn into_objects(self) -> impl Iterator<Item = ApiResult<Value>> {
+        self.items.into_iter().map(|(kv, v)| match v {
+            Some(v) => Ok(v),
+            None => decode(&kv.value, kv.mod_revision).map_err(ApiError::internal),
+        })
     }
 
     /// `{"apiVersion":…,"items":[…],"kind":"<Kind>List","metadata":{…}}` with the items' stored bytes.

@@ -188,18 +188,21 @@ impl Writer {
                 if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     m.insert("resourceVersion".into(), Value::String(rv.to_string()));
                 }
-                let rendered = match other {
+                match other {
                     Output::Table(version) => {
                         let headers = !self.headers_sent;
                         self.headers_sent = true;
-                        table(self.req.store.kind.as_ref(), &[obj], Map::new(), self.req.include, version, headers)
+                        let kind = self.req.store.kind.as_ref();
+                        let rendered = table(kind, std::iter::once(Ok(obj)), Map::new(), self.req.include, version, headers);
+                        out.put_slice(&rendered.unwrap_or_default());
                     }
                     Output::PartialObjectMetadata(version) | Output::PartialObjectMetadataList(version) => {
-                        partial_object_metadata(&obj, version)
+                        let _ = serde_json::to_writer((&mut out).writer(), &partial_object_metadata(&obj, version));
                     }
-                    Output::Json => obj,
-                };
-                let _ = serde_json::to_writer((&mut out).writer(), &rendered);
+                    Output::Json => {
+                        let _ = serde_json::to_writer((&mut out).writer(), &obj);
+                    }
+                }
             }
         }
         out.put_slice(b"}\n");
