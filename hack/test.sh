@@ -2,12 +2,17 @@
 # Run every test of the project: unit tests, the storage conformance suite (against a real etcd and the embedded
 # store) and the end-to-end tests that drive the real kubectl. This is the README's test command; .ci/run calls it.
 #
-# It installs what the tests need and a fresh machine lacks (Debian's etcd-server), as root with apt-get.
+# It installs what the tests need and a fresh machine lacks (Debian's etcd-server, prometheus, victoria-metrics,
+# influxdb), as root with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+# The controller's tests back up and restore real databases.
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
+command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]} with apt-get"

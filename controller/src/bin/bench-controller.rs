@@ -1,0 +1,219 @@
+//! `bench-controller` (feature `testing`): backup and restore throughput and peak RSS per engine, beside the limit:
+//! the database's own export read raw into nothing, in the same run. Run it in release mode:
+//!
+//! ```sh
+//! cargo run --release -p backup-controller --features testing --bin bench-controller -- 1000000 250000
+//! ```
+//!
+//! Arguments: dataset sizes in samples (default 1000000); `BENCH_ONLY=Prometheus` (etc.) runs one engine. Each
+//! engine and size runs in a fresh child process; peak RSS is its `VmHWM`, reset (via `/proc/self/clear_refs`)
+//! before each measured step, with the RSS before the step (the loaded harness) beside it.
+
+use std::time::{Duration, Instant};
+
+use backup_apis::backup::BackupSource;
+use backup_apis::database::{DatabaseEndpoint, DatabaseType};
+use backup_controller::destination::Destination;
+use backup_controller::destination::local::LocalDir;
+use backup_controller::engine;
+use backup_controller::format::{BackupReader, BackupWriter};
+use backup_controller::http::{Body, Http, url};
+use backup_controller::testing::dataset::{float_series, influx_lines};
+use backup_controller::testing::influx::Influx;
+use backup_controller::testing::prometheus::Prometheus;
+use backup_controller::testing::victoria::Victoria;
+use bytes::Bytes;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // A child run: one engine and size, in a fresh process so its peak RSS is its own.
+    if let [flag, kind, n] = args.as_slice()
+        && flag == "--one"
+    {
+        let kind = backup_controller::plugin::parse_type(kind)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        println!("{}", runtime.block_on(bench(kind, n.parse()?))?);
+        return Ok(());
+    }
+    let sizes: Vec<u64> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let sizes = if sizes.is_empty() { vec![1_000_000] } else { sizes };
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    println!(
+        "| engine | samples | limit: raw export (samples/s) | backup (samples/s) | % of limit | backup peak RSS (before) \
+         | file | restore (samples/s) | restore peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in &sizes {
+        for kind in ["VictoriaMetrics", "Prometheus", "InfluxDB"] {
+            if !only.is_empty() && !kind.eq_ignore_ascii_case(&only) {
+                continue;
+            }
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args(["--one", kind, &n.to_string()])
+                .stderr(std::process::Stdio::inherit())
+                .output()?;
+            anyhow::ensure!(out.status.success(), "{kind} {n}: {}", out.status);
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    Ok(())
+}
+
+/// A database of `kind` holding about `n` samples, and a fresh one to restore into.
+enum Pair {
+    Victoria(Victoria, Victoria),
+    Prometheus(Prometheus, Prometheus),
+    Influx(Influx, Influx),
+}
+
+async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
+    let http = &Http::plain(Duration::from_secs(300));
+    let per_series = 1000usize;
+    let series = (n as usize).div_ceil(per_series);
+    let pair = match kind {
+        DatabaseType::VictoriaMetrics => {
+            let source = Victoria::start().await;
+            for chunk in (0..series).step_by(100) {
+                source.load(&float_series(chunk as u64, 100.min(series - chunk), per_series, false)).await;
+            }
+            Pair::Victoria(source, Victoria::start().await)
+        }
+        DatabaseType::Prometheus => {
+            let source = Prometheus::start().await;
+            for chunk in (0..series).step_by(100) {
+                source.load(&float_series(chunk as u64, 100.min(series - chunk), per_series, true)).await;
+            }
+            Pair::Prometheus(source, Prometheus::start().await)
+        }
+        DatabaseType::InfluxDB => {
+            let source = Influx::start().await;
+            // About 2.2 field values per point.
+            for chunk in (0..series).step_by(100) {
+                let (lines, _) = influx_lines(chunk as u64, chunk, 100.min(series - chunk), per_series * 10 / 22);
+                source.load("bench", &lines).await;
+            }
+            Pair::Influx(source, Influx::start().await)
+        }
+    };
+    let (source_url, target_url, database) = match &pair {
+        Pair::Victoria(s, t) => (s.url.clone(), t.url.clone(), None),
+        Pair::Prometheus(s, t) => (s.url.clone(), t.url.clone(), None),
+        Pair::Influx(s, t) => (s.url.clone(), t.url.clone(), Some("bench".to_string())),
+    };
+    let source = BackupSource {
+        endpoint: DatabaseEndpoint { r#type: kind, url: source_url.clone(), database: database.clone() },
+        selector: None,
+    };
+
+    // Make what was just written visible (VictoriaMetrics) and warm the caches: one untimed read.
+    if kind == DatabaseType::VictoriaMetrics {
+        http.get(&url(&source_url, "/internal/force_flush", &[])).await?;
+    }
+    raw_export(http, kind, &source_url).await?;
+    // The limit: the same export endpoints, read raw and thrown away.
+    let started = Instant::now();
+    raw_export(http, kind, &source_url).await?;
+    let raw = started.elapsed();
+
+    let tmp = tempfile::tempdir()?;
+    let dest = LocalDir::new(tmp.path());
+    let baseline = rss_kib("VmRSS:");
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut writer = BackupWriter::new(dest.create("bench/b.1.tsdb").await?, engine::source_of(&source))?;
+    engine::backup(http, &source, &mut writer).await?;
+    let (header, size) = writer.finish().await?;
+    let backup = started.elapsed();
+    let backup_rss = peak_rss_kib();
+
+    let target = DatabaseEndpoint { r#type: kind, url: target_url, database };
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut reader = BackupReader::open_verified(&dest, "bench/b.1.tsdb").await?;
+    let restored = engine::restore(http, &mut reader, &target).await?;
+    let restore = started.elapsed();
+    let restore_rss = peak_rss_kib();
+    anyhow::ensure!(restored.samples == header.samples, "restored {} of {}", restored.samples, header.samples);
+
+    let rate = |d: Duration| header.samples as f64 / d.as_secs_f64();
+    Ok(format!(
+        "| {kind:?} | {} | {:.0} | {:.0} | {:.0}% | {} MiB ({} MiB) | {:.1} MiB | {:.0} | {} MiB |",
+        header.samples,
+        rate(raw),
+        rate(backup),
+        100.0 * raw.as_secs_f64() / backup.as_secs_f64(),
+        backup_rss / 1024,
+        baseline / 1024,
+        size as f64 / (1 << 20) as f64,
+        rate(restore),
+        restore_rss / 1024,
+    ))
+}
+
+/// Reads what a backup reads, without decoding it.
+async fn raw_export(http: &Http, kind: DatabaseType, base: &str) -> anyhow::Result<u64> {
+    let body = match kind {
+        DatabaseType::VictoriaMetrics => {
+            http.get(&url(base, "/api/v1/export", &[("match[]", r#"{__name__!=""}"#)])).await?
+        }
+        DatabaseType::Prometheus => {
+            use prost::Message;
+            let request = engine::remote::ReadRequest {
+                queries: vec![engine::remote::Query {
+                    start_timestamp_ms: i64::MIN,
+                    end_timestamp_ms: i64::MAX,
+                    matchers: vec![engine::remote::LabelMatcher {
+                        r#type: 2,
+                        name: "__name__".into(),
+                        value: ".+".into(),
+                    }],
+                }],
+                accepted_response_types: vec![engine::remote::STREAMED_XOR_CHUNKS],
+            };
+            let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+            http.send(
+                ::http::Method::POST,
+                &url(base, "/api/v1/read", &[]),
+                &[(::http::header::CONTENT_ENCODING, "snappy")],
+                Bytes::from(body),
+            )
+            .await?
+        }
+        DatabaseType::InfluxDB => {
+            let mut total = 0;
+            for m in ["cpu", "disk io", "weird,name", "mem=used"] {
+                let q = format!("SELECT * FROM \"{m}\" GROUP BY *");
+                let params =
+                    [("db", "bench"), ("q", q.as_str()), ("epoch", "ns"), ("chunked", "true"), ("chunk_size", "10000")];
+                total += drain(http.get(&url(base, "/query", &params)).await?).await?;
+            }
+            return Ok(total);
+        }
+    };
+    drain(body).await
+}
+
+async fn drain(mut body: Body) -> anyhow::Result<u64> {
+    let mut n = 0;
+    while let Some(chunk) = body.chunk().await? {
+        n += chunk.len() as u64;
+    }
+    Ok(n)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_kib() -> u64 {
+    rss_kib("VmHWM:")
+}
+
+fn rss_kib(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,92 @@
+//! Writing status: conditions (set with Kubernetes' transition-time rules) and merge patches of the whole status
+//! through the status subresource, with `null` for cleared fields.
+//!
+//! API → controller → **status (this file)**.
+
+use backup_apis::status::{Condition, ConditionStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// `Ready`: the last backup or restore succeeded.
+pub const READY: &str = "Ready";
+/// `Running`: a backup or restore is in progress.
+pub const RUNNING: &str = "Running";
+
+/// Sets the condition of `type_`, keeping its transition time unless its status changes.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) {
+    let now = Some(Time(jiff::Timestamp::now()));
+    match conditions.iter_mut().find(|c| c.r#type == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = now;
+            }
+            c.status = status;
+            c.reason = Some(reason.to_owned());
+            c.message = Some(message.to_owned());
+        }
+        None => conditions.push(Condition {
+            r#type: type_.to_owned(),
+            status,
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            last_transition_time: now,
+        }),
+    }
+}
+
+/// Replaces the object's status (`keys` that `status` leaves out are cleared) with a merge patch on `/status`.
+pub async fn patch<K, S>(api: &Api<K>, name: &str, status: &S, keys: &[&str]) -> Result<(), kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let mut value = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
+    if let Value::Object(map) = &mut value {
+        for key in keys {
+            map.entry(*key).or_insert(Value::Null);
+        }
+    }
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": value }))).await?;
+    Ok(())
+}
+
+/// A human-readable byte count.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_keep_transition_time() {
+        let mut c = Vec::new();
+        set_condition(&mut c, READY, ConditionStatus::False, "Failed", "down");
+        let t0 = c[0].last_transition_time.clone();
+        set_condition(&mut c, READY, ConditionStatus::False, "Failed", "still down");
+        assert_eq!(c[0].last_transition_time, t0);
+        assert_eq!(c[0].message.as_deref(), Some("still down"));
+        set_condition(&mut c, RUNNING, ConditionStatus::True, "Started", "");
+        assert_eq!(c.len(), 2);
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

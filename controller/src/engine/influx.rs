@@ -1,0 +1,244 @@
+//! InfluxDB 1.x: back up measurement by measurement with `/query` (`SELECT * FROM "m" GROUP BY *`, chunked,
+//! `epoch=ns`; field types from `SHOW FIELD KEYS`, since JSON cannot tell float `3` from integer `3`), restore with
+//! `/write` (line protocol, `precision=ns`) into the database, created if missing.
+//!
+//! API → controller → engine → **InfluxDB (this file)** → database.
+//!
+//! Each InfluxDB series (measurement and tag set) is one series of the backup, its measurement in `__name__`; its
+//! fields are the columns and its points the rows. Only the database's default retention policy is read.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, bail, ensure};
+use backup_apis::backup::BackupSource;
+use backup_apis::database::DatabaseEndpoint;
+use bytes::Bytes;
+use http::Method;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::lineproto::{series_key, write_point};
+use crate::format::{
+    BackupReader, BackupWriter, Column, DistinctSeries, FieldType, FieldValue, Labels, NAME_LABEL, Record, Row,
+};
+use crate::http::{Http, Lines, url};
+
+/// Rows per chunk of a chunked answer; each chunk is one JSON line.
+const CHUNK_SIZE: &str = "10000";
+const MAX_LINE: usize = 256 << 20;
+/// Body chunks read ahead while answers are decoded.
+const READ_AHEAD: usize = 16;
+/// Line protocol bytes per `/write` request.
+const WRITE_BATCH: usize = 1 << 20;
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    results: Vec<StatementResult>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatementResult {
+    #[serde(default)]
+    series: Vec<ResultSeries>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ResultSeries {
+    name: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    columns: Vec<String>,
+    #[serde(default)]
+    values: Vec<Vec<Value>>,
+}
+
+pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) -> anyhow::Result<()> {
+    ensure!(source.selector.is_none(), "spec.database.selector is not supported for InfluxDB");
+    let base = &source.endpoint.url;
+    let db = database(&source.endpoint)?;
+    let mut measurements = Vec::new();
+    let mut answers = query(http, base, db, "SHOW MEASUREMENTS").await?;
+    while let Some(series) = answers.next().await? {
+        measurements.extend(series.values.iter().filter_map(|row| row.first()?.as_str().map(str::to_owned)));
+    }
+    for measurement in measurements {
+        backup_measurement(http, base, db, &measurement, out)
+            .await
+            .with_context(|| format!("measurement {measurement:?}"))?;
+    }
+    Ok(())
+}
+
+async fn backup_measurement(
+    http: &Http,
+    base: &str,
+    db: &str,
+    measurement: &str,
+    out: &mut BackupWriter,
+) -> anyhow::Result<()> {
+    let name = quote_ident(measurement);
+    let mut types = HashMap::new();
+    let mut answers = query(http, base, db, &format!("SHOW FIELD KEYS FROM {name}")).await?;
+    while let Some(series) = answers.next().await? {
+        for row in &series.values {
+            if let [Value::String(key), Value::String(kind)] = row.as_slice() {
+                types.entry(key.clone()).or_insert(field_type(kind)?);
+            }
+        }
+    }
+    let mut answers = query(http, base, db, &format!("SELECT * FROM {name} GROUP BY *")).await?;
+    let mut current: Option<(Labels, Vec<Column>)> = None;
+    while let Some(series) = answers.next().await? {
+        ensure!(series.columns.first().map(String::as_str) == Some("time"), "answer without a time column");
+        let columns = series.columns[1..]
+            .iter()
+            .map(|c| {
+                Ok(Column { name: c.clone(), field_type: *types.get(c).context(format!("no type for field {c:?}"))? })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut labels = series.tags;
+        labels.insert(NAME_LABEL.into(), series.name);
+        let labels: Labels = labels.into_iter().collect();
+        let same_series = current.as_ref().is_some_and(|(l, _)| *l == labels);
+        if !same_series || current.as_ref().is_some_and(|(_, c)| *c != columns) {
+            out.series(labels.clone()).await?;
+            out.columns(columns.clone()).await?;
+            current = Some((labels, columns.clone()));
+        }
+        let rows = series.values.iter().map(|row| to_row(row, &columns)).collect::<anyhow::Result<Vec<_>>>()?;
+        out.rows(rows).await?;
+    }
+    Ok(())
+}
+
+pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEndpoint) -> anyhow::Result<(u64, u64)> {
+    let db = database(target)?;
+    let base = &target.url;
+    http.send(
+        Method::POST,
+        &url(base, "/query", &[("q", &format!("CREATE DATABASE {}", quote_ident(db)))]),
+        &[],
+        Bytes::new(),
+    )
+    .await?
+    .bytes(1 << 20)
+    .await?;
+    let write_url = url(base, "/write", &[("db", db), ("precision", "ns")]);
+    let (mut key, mut columns, mut buf) = (String::new(), Vec::new(), String::with_capacity(WRITE_BATCH * 2));
+    let (mut series, mut samples) = (DistinctSeries::default(), 0u64);
+    while let Some(record) = input.next().await? {
+        match record {
+            Record::Series(labels) => {
+                series.add(&labels);
+                let measurement = labels.iter().find(|(k, _)| k == NAME_LABEL).map(|(_, v)| v.as_str());
+                let measurement = measurement.context("corrupt backup: InfluxDB series without a measurement")?;
+                let tags: Labels = labels.iter().filter(|(k, _)| k != NAME_LABEL).cloned().collect();
+                key = series_key(measurement, &tags);
+            }
+            Record::Columns(c) => columns = c,
+            Record::Rows(rows) => {
+                for row in rows {
+                    samples += row.values.iter().flatten().count() as u64;
+                    write_point(&mut buf, &key, &columns, &row.values, row.time);
+                }
+                if buf.len() >= WRITE_BATCH {
+                    write(http, &write_url, &mut buf).await?;
+                }
+            }
+            Record::Samples { .. } => bail!("corrupt backup: float samples in an InfluxDB backup"),
+        }
+    }
+    write(http, &write_url, &mut buf).await?;
+    Ok((series.count(), samples))
+}
+
+async fn write(http: &Http, write_url: &str, buf: &mut String) -> anyhow::Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let body = Bytes::from(std::mem::take(buf).into_bytes());
+    http.send(Method::POST, write_url, &[(http::header::CONTENT_TYPE, "text/plain")], body)
+        .await?
+        .bytes(1 << 20)
+        .await?;
+    Ok(())
+}
+
+fn database(endpoint: &DatabaseEndpoint) -> anyhow::Result<&str> {
+    endpoint.database.as_deref().filter(|d| !d.is_empty()).context("an InfluxDB endpoint needs its database name")
+}
+
+/// A chunked query's answer: JSON objects, one per line, each with a few result series.
+struct Answers {
+    lines: Lines,
+    pending: std::vec::IntoIter<ResultSeries>,
+}
+
+impl Answers {
+    /// The next result series (possibly a further part of the previous one).
+    async fn next(&mut self) -> anyhow::Result<Option<ResultSeries>> {
+        loop {
+            if let Some(series) = self.pending.next() {
+                return Ok(Some(series));
+            }
+            let Some(line) = self.lines.next().await? else { return Ok(None) };
+            let answer: Answer = serde_json::from_slice(&line).context("unexpected answer from InfluxDB")?;
+            if let Some(e) = answer.error {
+                bail!("InfluxDB: {e}");
+            }
+            let mut series = Vec::new();
+            for result in answer.results {
+                if let Some(e) = result.error {
+                    bail!("InfluxDB: {e}");
+                }
+                series.extend(result.series);
+            }
+            self.pending = series.into_iter();
+        }
+    }
+}
+
+async fn query(http: &Http, base: &str, db: &str, q: &str) -> anyhow::Result<Answers> {
+    let params = [("db", db), ("q", q), ("epoch", "ns"), ("chunked", "true"), ("chunk_size", CHUNK_SIZE)];
+    let lines = http.get(&url(base, "/query", &params)).await?.read_ahead(READ_AHEAD).lines(MAX_LINE);
+    Ok(Answers { lines, pending: Vec::new().into_iter() })
+}
+
+fn to_row(row: &[Value], columns: &[Column]) -> anyhow::Result<Row> {
+    let time = row.first().and_then(Value::as_i64).context("row without an integer time")?;
+    let values = row[1..].iter().zip(columns).map(|(v, c)| to_value(v, c)).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Row { time, values })
+}
+
+fn to_value(v: &Value, column: &Column) -> anyhow::Result<Option<FieldValue>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let value = match column.field_type {
+        FieldType::Float => v.as_f64().map(FieldValue::Float),
+        FieldType::Integer => v.as_i64().map(FieldValue::Integer),
+        FieldType::Unsigned => v.as_u64().map(FieldValue::Unsigned),
+        FieldType::String => v.as_str().map(|s| FieldValue::String(s.to_owned())),
+        FieldType::Boolean => v.as_bool().map(FieldValue::Boolean),
+    };
+    value.map(Some).with_context(|| format!("value {v} of field {:?} is not {:?}", column.name, column.field_type))
+}
+
+fn field_type(name: &str) -> anyhow::Result<FieldType> {
+    Ok(match name {
+        "float" => FieldType::Float,
+        "integer" => FieldType::Integer,
+        "unsigned" => FieldType::Unsigned,
+        "string" => FieldType::String,
+        "boolean" => FieldType::Boolean,
+        other => bail!("unknown InfluxDB field type {other:?}"),
+    })
+}
+
+/// An InfluxQL double-quoted identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}

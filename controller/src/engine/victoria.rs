@@ -1,0 +1,152 @@
+//! VictoriaMetrics: back up with `/api/v1/export` (JSON lines), restore with remote write.
+//!
+//! The export sends each series as one line, so memory here grows with the longest series (about 50 bytes a
+//! sample while its line is decoded), not with the database. `reduce_mem_usage=1` would bound lines to a storage
+//! block, but VictoriaMetrics 1.79 then attributes samples to the wrong series (seen in the tests), so it is not
+//! used.
+//!
+//! API → controller → engine → **VictoriaMetrics (this file)** → database.
+//!
+//! Restores go through `/api/v1/write` rather than `/api/v1/import`: VictoriaMetrics keeps no NaN but Prometheus'
+//! staleness marker, exports that marker as `null` (1.79; `NaN` in some versions), and its JSON import drops it, so
+//! only remote write (which carries the marker's exact bits) brings staleness markers back.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail, ensure};
+use backup_apis::backup::BackupSource;
+use backup_apis::database::DatabaseEndpoint;
+
+use super::{STALE_NAN, prometheus_like_restore};
+use crate::format::{BackupReader, BackupWriter, Labels};
+use crate::http::{Http, url};
+
+/// Selects every series.
+const ALL_SERIES: &str = r#"{__name__!=""}"#;
+/// A line is one series: at ~35 bytes a sample, 1 GiB is some 30 million samples (a year at one a second).
+const MAX_LINE: usize = 1 << 30;
+/// Body chunks read ahead while lines are decoded.
+const READ_AHEAD: usize = 16;
+
+pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) -> anyhow::Result<()> {
+    // No `/internal/force_flush` first: it costs more than exporting a million samples, and only makes the last
+    // second or so of ingestion visible, which a backup of a live database races with anyway.
+    let base = &source.endpoint.url;
+    let selector = source.selector.as_deref().unwrap_or(ALL_SERIES);
+    let body = http.get(&url(base, "/api/v1/export", &[("match[]", selector)])).await?;
+    let mut lines = body.read_ahead(READ_AHEAD).lines(MAX_LINE);
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    while let Some(line) = lines.next().await? {
+        let labels = parse_line(&line, &mut timestamps, &mut values)
+            .with_context(|| format!("unexpected export line from VictoriaMetrics: {}", preview(&line)))?;
+        out.series(labels).await?;
+        out.samples(&timestamps, &values).await?;
+    }
+    Ok(())
+}
+
+pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEndpoint) -> anyhow::Result<(u64, u64)> {
+    let counts = prometheus_like_restore(http, input, &target.url).await?;
+    flush(http, &target.url).await;
+    Ok(counts)
+}
+
+/// Makes restored samples visible to queries at once (best effort: a cluster's vminsert has no such endpoint).
+async fn flush(http: &Http, base: &str) {
+    if let Err(e) = http.get(&url(base, "/internal/force_flush", &[])).await {
+        tracing::debug!(error = %e, "VictoriaMetrics force_flush failed");
+    }
+}
+
+/// Parses `{"metric":{...},"values":[...],"timestamps":[...]}` into labels, timestamps and values (replacing the
+/// vectors' contents). Values are JSON numbers, `null` or `NaN` (staleness markers), `+Inf` or `-Inf`.
+fn parse_line(line: &[u8], timestamps: &mut Vec<i64>, values: &mut Vec<f64>) -> anyhow::Result<Labels> {
+    let rest = line.strip_prefix(br#"{"metric":"#).context("no metric")?;
+    let mut metric = serde_json::Deserializer::from_slice(rest).into_iter::<BTreeMap<String, String>>();
+    let labels = metric.next().context("no metric")??;
+    let rest = std::str::from_utf8(&rest[metric.byte_offset()..])?;
+    let rest = rest.strip_prefix(r#","values":["#).context("no values")?;
+    let (vals, rest) = rest.split_once(']').context("unterminated values")?;
+    let rest = rest.strip_prefix(r#","timestamps":["#).context("no timestamps")?;
+    let (times, rest) = rest.split_once(']').context("unterminated timestamps")?;
+    ensure!(rest == "}", "trailing data");
+    values.clear();
+    if !vals.is_empty() {
+        for v in vals.split(',') {
+            values.push(parse_value(v)?);
+        }
+    }
+    timestamps.clear();
+    if !times.is_empty() {
+        parse_ints(times.as_bytes(), timestamps).with_context(|| format!("bad timestamps {}", preview(times)))?;
+    }
+    ensure!(values.len() == timestamps.len(), "{} values but {} timestamps", values.len(), timestamps.len());
+    Ok(labels.into_iter().collect())
+}
+
+/// Comma-separated decimal integers, in one pass (the hot loop of a backup: a timestamp per sample).
+fn parse_ints(s: &[u8], out: &mut Vec<i64>) -> anyhow::Result<()> {
+    for field in s.split(|&b| b == b',') {
+        let (negative, digits) = match field.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, field),
+        };
+        ensure!(!digits.is_empty() && digits.len() <= 18, "bad integer");
+        let mut v = 0i64;
+        for &d in digits {
+            ensure!(d.is_ascii_digit(), "bad integer");
+            v = v * 10 + i64::from(d - b'0');
+        }
+        out.push(if negative { -v } else { v });
+    }
+    Ok(())
+}
+
+fn parse_value(v: &str) -> anyhow::Result<f64> {
+    Ok(match v {
+        // The only NaN VictoriaMetrics stores is the staleness marker.
+        "null" | "NaN" => STALE_NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ if v.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
+            v.parse().with_context(|| format!("bad value {v:?}"))?
+        }
+        _ => bail!("bad value {v:?}"),
+    })
+}
+
+fn preview(text: impl AsRef<[u8]>) -> String {
+    let text = text.as_ref();
+    String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_export_lines() {
+        let line = br#"{"metric":{"__name__":"m","a":"x\"y"},"values":[1.5,NaN,+Inf,-Inf,-0,1e-300,100000000000000000000,null],"timestamps":[1,2,3,4,5,6,-7,8]}"#;
+        let (mut ts, mut vs) = (vec![9], vec![9.0]);
+        let labels = parse_line(line, &mut ts, &mut vs).unwrap();
+        assert_eq!(labels, [("__name__".into(), "m".into()), ("a".into(), "x\"y".into())]);
+        assert_eq!(ts, [1, 2, 3, 4, 5, 6, -7, 8]);
+        let bits: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u64> = [1.5, STALE_NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 1e-300, 1e20, STALE_NAN]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(bits, want);
+        let empty = br#"{"metric":{},"values":[],"timestamps":[]}"#;
+        assert!(parse_line(empty, &mut ts, &mut vs).unwrap().is_empty() && ts.is_empty());
+        for bad in [
+            &br#"{"metric":{"a":"b"},"values":[1],"timestamps":[]}"#[..],
+            br#"{"metric":{},"values":[x],"timestamps":[1]}"#,
+            br#"{"metric":{},"values":[1],"timestamps":[1x]}"#,
+            br#"{"metric":{},"values":[1],"timestamps":[1234567890123456789]}"#,
+            b"{}",
+        ] {
+            assert!(parse_line(bad, &mut ts, &mut vs).is_err());
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The records of a payload, as bytes (before compression): `tag (1 byte) | body length (u32 LE) | body`.
+//!
+//! API → controller → backup file → **records (this file)** ↔ engine → database.
+//!
+//! | tag | record | body |
+//! |---|---|---|
+//! | `S` | series | count, then name and value of each label |
+//! | `F` | float samples | count, zigzag deltas of the timestamps, then each value's 8 bytes (IEEE-754 bits, LE) |
+//! | `C` | columns | count, then name and type code of each |
+//! | `R` | rows | count, then per row: zigzag time delta, column count, per column `0xff` (no value) or a type code and the value |
+//!
+//! Integers are LEB128 varints; strings are a length and UTF-8 bytes. Values keep their exact bits (NaN payloads
+//! such as Prometheus' staleness marker, -0.0).
+
+use anyhow::{Context, bail, ensure};
+
+use super::{Column, FieldType, FieldValue, Record, Row};
+
+/// No frame is larger than this (writers split long runs of samples and rows).
+pub const MAX_FRAME: usize = 64 << 20;
+
+const NO_VALUE: u8 = 0xff;
+
+/// Appends `record` to `out` as one frame.
+pub fn encode(record: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    let tag = match record {
+        Record::Series(_) => b'S',
+        Record::Samples { .. } => b'F',
+        Record::Columns(_) => b'C',
+        Record::Rows(_) => b'R',
+    };
+    out.push(tag);
+    out.extend_from_slice(&[0; 4]);
+    match record {
+        Record::Series(labels) => {
+            put_uvarint(out, labels.len() as u64);
+            for (name, value) in labels {
+                put_str(out, name);
+                put_str(out, value);
+            }
+        }
+        Record::Samples { timestamps, values } => {
+            put_uvarint(out, timestamps.len() as u64);
+            let mut prev = 0i64;
+            for &t in timestamps {
+                put_varint(out, t.wrapping_sub(prev));
+                prev = t;
+            }
+            for v in values {
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        Record::Columns(columns) => {
+            put_uvarint(out, columns.len() as u64);
+            for c in columns {
+                put_str(out, &c.name);
+                out.push(c.field_type.code());
+            }
+        }
+        Record::Rows(rows) => {
+            put_uvarint(out, rows.len() as u64);
+            let mut prev = 0i64;
+            for row in rows {
+                put_varint(out, row.time.wrapping_sub(prev));
+                prev = row.time;
+                put_uvarint(out, row.values.len() as u64);
+                for value in &row.values {
+                    put_value(out, value.as_ref());
+                }
+            }
+        }
+    }
+    let len = (out.len() - start - 5) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Decodes the frame at the start of `buf`: the record and the bytes it took, or `None` if `buf` holds only part of
+/// it.
+pub fn decode(buf: &[u8]) -> anyhow::Result<Option<(Record, usize)>> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    ensure!(len <= MAX_FRAME, "corrupt backup: frame of {len} bytes");
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    let mut c = Cursor { buf: &buf[5..5 + len] };
+    let record = match buf[0] {
+        b'S' => {
+            let n = c.count()?;
+            let mut labels = Vec::with_capacity(n);
+            for _ in 0..n {
+                labels.push((c.string()?, c.string()?));
+            }
+            Record::Series(labels)
+        }
+        b'F' => {
+            let n = c.count()?;
+            let mut timestamps = Vec::with_capacity(n);
+            let mut prev = 0i64;
+            for _ in 0..n {
+                prev = prev.wrapping_add(c.varint()?);
+                timestamps.push(prev);
+            }
+            let mut values = Vec::with_capacity(n);
+            for _ in 0..n {
+                values.push(f64::from_bits(c.u64_le()?));
+            }
+            Record::Samples { timestamps, values }
+        }
+        b'C' => {
+            let n = c.count()?;
+            let mut columns = Vec::with_capacity(n);
+            for _ in 0..n {
+                columns.push(Column { name: c.string()?, field_type: FieldType::from_code(c.byte()?)? });
+            }
+            Record::Columns(columns)
+        }
+        b'R' => {
+            let n = c.count()?;
+            let mut rows = Vec::with_capacity(n);
+            let mut prev = 0i64;
+            for _ in 0..n {
+                prev = prev.wrapping_add(c.varint()?);
+                let ncols = c.count()?;
+                let mut values = Vec::with_capacity(ncols);
+                for _ in 0..ncols {
+                    values.push(c.value()?);
+                }
+                rows.push(Row { time: prev, values });
+            }
+            Record::Rows(rows)
+        }
+        tag => bail!("corrupt backup: unknown record tag {tag}"),
+    };
+    ensure!(c.buf.is_empty(), "corrupt backup: {} stray bytes in a record", c.buf.len());
+    Ok(Some((record, 5 + len)))
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_uvarint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_value(out: &mut Vec<u8>, value: Option<&FieldValue>) {
+    let Some(value) = value else {
+        out.push(NO_VALUE);
+        return;
+    };
+    match value {
+        FieldValue::Float(f) => {
+            out.push(FieldType::Float.code());
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        FieldValue::Integer(i) => {
+            out.push(FieldType::Integer.code());
+            put_varint(out, *i);
+        }
+        FieldValue::Unsigned(u) => {
+            out.push(FieldType::Unsigned.code());
+            put_uvarint(out, *u);
+        }
+        FieldValue::String(s) => {
+            out.push(FieldType::String.code());
+            put_str(out, s);
+        }
+        FieldValue::Boolean(b) => {
+            out.push(FieldType::Boolean.code());
+            out.push(u8::from(*b));
+        }
+    }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> anyhow::Result<u8> {
+        let (&b, rest) = self.buf.split_first().context("corrupt backup: record cut short")?;
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn uvarint(&mut self) -> anyhow::Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        bail!("corrupt backup: varint too long")
+    }
+
+    fn varint(&mut self) -> anyhow::Result<i64> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    /// A count of items that each take at least one byte, so a corrupt count cannot make us allocate much.
+    fn count(&mut self) -> anyhow::Result<usize> {
+        let n = self.uvarint()?;
+        ensure!(n <= self.buf.len() as u64, "corrupt backup: count {n} exceeds the record");
+        Ok(n as usize)
+    }
+
+    fn take(&mut self, n: usize) -> anyhow::Result<&[u8]> {
+        ensure!(n <= self.buf.len(), "corrupt backup: record cut short");
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u64_le(&mut self) -> anyhow::Result<u64> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_le_bytes(bytes.try_into()?))
+    }
+
+    fn string(&mut self) -> anyhow::Result<String> {
+        let n = self.count()?;
+        Ok(std::str::from_utf8(self.take(n)?).context("corrupt backup: label or name not UTF-8")?.to_owned())
+    }
+
+    fn value(&mut self) -> anyhow::Result<Option<FieldValue>> {
+        let code = self.byte()?;
+        if code == NO_VALUE {
+            return Ok(None);
+        }
+        Ok(Some(match FieldType::from_code(code)? {
+            FieldType::Float => FieldValue::Float(f64::from_bits(self.u64_le()?)),
+            FieldType::Integer => FieldValue::Integer(self.varint()?),
+            FieldType::Unsigned => FieldValue::Unsigned(self.uvarint()?),
+            FieldType::String => FieldValue::String(self.string()?),
+            FieldType::Boolean => FieldValue::Boolean(self.byte()? != 0),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_bits() {
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        let records = vec![
+            Record::Series(vec![("__name__".into(), "up".into()), ("job".into(), "a\"b\n".into())]),
+            Record::Samples {
+                timestamps: vec![i64::MIN, -1, 0, 1_700_000_000_123, i64::MAX],
+                values: vec![stale, -0.0, f64::INFINITY, 5e-324, f64::MAX],
+            },
+            Record::Columns(vec![
+                Column { name: "v".into(), field_type: FieldType::Float },
+                Column { name: "s".into(), field_type: FieldType::String },
+            ]),
+            Record::Rows(vec![
+                Row { time: 5, values: vec![Some(FieldValue::Float(1.5)), None] },
+                Row {
+                    time: 3,
+                    values: vec![
+                        Some(FieldValue::Integer(i64::MIN)),
+                        Some(FieldValue::String("x y".into())),
+                        Some(FieldValue::Unsigned(u64::MAX)),
+                        Some(FieldValue::Boolean(true)),
+                    ],
+                },
+            ]),
+        ];
+        let mut buf = Vec::new();
+        for r in &records {
+            encode(r, &mut buf);
+        }
+        let mut at = 0;
+        for want in &records {
+            assert!(decode(&buf[at..at + 3]).unwrap().is_none());
+            let (got, used) = decode(&buf[at..]).unwrap().unwrap();
+            if let (Record::Samples { timestamps: gt, values: g }, Record::Samples { timestamps: wt, values: w }) =
+                (&got, want)
+            {
+                let bits = |v: &Vec<f64>| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!((gt, bits(g)), (wt, bits(w)));
+            } else {
+                assert_eq!(&got, want);
+            }
+            at += used;
+        }
+        assert_eq!(at, buf.len());
+    }
+
+    #[test]
+    fn corrupt_counts_fail() {
+        let mut buf = vec![b'S', 3, 0, 0, 0, 0xff, 0xff, 0x7f];
+        assert!(decode(&buf).is_err());
+        buf[0] = b'X';
+        assert!(decode(&buf).is_err());
+    }
+}

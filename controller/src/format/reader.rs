@@ -1,0 +1,140 @@
+//! Reading a backup file: the header, a verification pass over the payload's SHA-256, then records one by one, in
+//! bounded memory.
+//!
+//! API → controller → **backup file reader (this file)** → engine → database.
+
+use anyhow::{Context, bail, ensure};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+use super::{HEADER_SIZE, Header, Record, frame};
+use crate::destination::Destination;
+
+const READ_SIZE: usize = 256 << 10;
+
+pub struct BackupReader {
+    header: Header,
+    input: Box<dyn AsyncRead + Send + Unpin>,
+    decoder: Decoder<'static>,
+    inbuf: Vec<u8>,
+    in_pos: usize,
+    /// Decompressed bytes; `out[out_pos..]` are not yet decoded into records.
+    out: Vec<u8>,
+    out_pos: usize,
+    sha: Sha256,
+    payload_read: u64,
+    input_done: bool,
+    /// Whether the zstd stream ended exactly at a frame's end.
+    frame_done: bool,
+}
+
+impl BackupReader {
+    /// Opens `location`, checks its header and the payload's size and checksum, then positions at the first record.
+    pub async fn open_verified(dest: &dyn Destination, location: &str) -> anyhow::Result<Self> {
+        let mut input = dest.open(location).await?;
+        let header = read_header(&mut input).await?;
+        let mut sha = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0; READ_SIZE];
+        loop {
+            let n = input.read(&mut buf).await.with_context(|| format!("reading {location}"))?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            size += n as u64;
+        }
+        check(&header, size, sha)?;
+        let mut input = dest.open(location).await?;
+        ensure!(read_header(&mut input).await? == header, "backup {location} changed while being read");
+        Ok(Self {
+            header,
+            input,
+            decoder: Decoder::new()?,
+            inbuf: Vec::with_capacity(READ_SIZE),
+            in_pos: 0,
+            out: Vec::with_capacity(READ_SIZE * 4),
+            out_pos: 0,
+            sha: Sha256::new(),
+            payload_read: 0,
+            input_done: false,
+            frame_done: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next record; `None` at the end of the payload (whose checksum is checked again then).
+    pub async fn next(&mut self) -> anyhow::Result<Option<Record>> {
+        loop {
+            if let Some((record, used)) = frame::decode(&self.out[self.out_pos..])? {
+                self.out_pos += used;
+                return Ok(Some(record));
+            }
+            if !self.fill().await? {
+                ensure!(self.out_pos == self.out.len(), "corrupt backup: the payload ends inside a record");
+                ensure!(self.frame_done, "corrupt backup: the compressed payload is cut short");
+                let sha = std::mem::take(&mut self.sha);
+                check(&self.header, self.payload_read, sha)?;
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Decompresses more bytes into `out`; false when the payload is exhausted.
+    async fn fill(&mut self) -> anyhow::Result<bool> {
+        self.out.drain(..self.out_pos);
+        self.out_pos = 0;
+        loop {
+            if self.in_pos == self.inbuf.len() && !self.input_done {
+                self.inbuf.resize(READ_SIZE, 0);
+                let n = self.input.read(&mut self.inbuf).await.context("reading the backup")?;
+                self.inbuf.truncate(n);
+                self.in_pos = 0;
+                self.sha.update(&self.inbuf);
+                self.payload_read += n as u64;
+                // At the end, the decoder still runs once more to flush what it holds.
+                self.input_done = n == 0;
+            }
+            if self.out.capacity() - self.out.len() < READ_SIZE {
+                self.out.reserve(READ_SIZE);
+            }
+            let before = self.out.len();
+            let mut input = InBuffer::around(&self.inbuf[self.in_pos..]);
+            let mut output = OutBuffer::around_pos(&mut self.out, before);
+            let hint = self.decoder.run(&mut input, &mut output).context("corrupt backup: zstd")?;
+            let consumed = input.pos();
+            self.in_pos += consumed;
+            // A run with nothing to do says nothing about the frame (it would hint at a next frame's header).
+            if consumed > 0 || self.out.len() > before {
+                self.frame_done = hint == 0;
+            }
+            if self.out.len() > before {
+                return Ok(true);
+            }
+            if self.input_done && self.in_pos == self.inbuf.len() {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+async fn read_header(input: &mut (dyn AsyncRead + Send + Unpin)) -> anyhow::Result<Header> {
+    let mut block = vec![0; HEADER_SIZE];
+    input.read_exact(&mut block).await.context("not a complete backup file (shorter than its header)")?;
+    Header::decode(&block)
+}
+
+fn check(header: &Header, size: u64, sha: Sha256) -> anyhow::Result<()> {
+    if size != header.payload_bytes {
+        bail!("corrupt backup: payload is {size} bytes, the header says {}", header.payload_bytes);
+    }
+    let got = hex::encode(sha.finalize());
+    if got != header.payload_sha256 {
+        bail!("corrupt backup: payload SHA-256 is {got}, the header says {}", header.payload_sha256);
+    }
+    Ok(())
+}

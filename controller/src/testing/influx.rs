@@ -1,0 +1,99 @@
+//! InfluxDB 1.6 for tests: started on free loopback ports with a temporary directory (monitoring, reporting and
+//! the extra services off), loaded with line protocol, dumped per measurement for comparison.
+//!
+//! Tests → harness → **InfluxDB (this file)**.
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+
+use super::{Process, free_port, http, require};
+use crate::http::url;
+
+pub struct Influx {
+    pub url: String,
+    pub process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Influx {
+    pub async fn start() -> Influx {
+        let binary = require("influxd", "influxdb");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, rpc) = (free_port(), free_port());
+        let d = dir.path().display();
+        let config = format!(
+            r#"reporting-enabled = false
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+  pprof-enabled = false
+  unix-socket-enabled = false
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = false
+[ifql]
+  enabled = false
+[logging]
+  level = "warn"
+"#
+        );
+        let config_path = dir.path().join("influxdb.conf");
+        std::fs::write(&config_path, config).expect("writing the config");
+        let args = ["run".to_string(), "-config".into(), config_path.display().to_string()];
+        let mut process = Process::spawn(&binary, &args, dir.path().join("log"));
+        let url = format!("http://127.0.0.1:{port}");
+        process.wait_ready(&http(), &format!("{url}/ping"), "influxd").await;
+        Influx { url, process, _dir: dir }
+    }
+
+    pub async fn query(&self, db: &str, q: &str) -> Value {
+        let body = http()
+            .send(Method::POST, &url(&self.url, "/query", &[("db", db), ("q", q), ("epoch", "ns")]), &[], Bytes::new())
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:#}"))
+            .bytes(1 << 30)
+            .await
+            .expect("query answer");
+        serde_json::from_slice(&body).expect("JSON answer")
+    }
+
+    pub async fn load(&self, db: &str, lines: &[String]) {
+        self.query(db, &format!("CREATE DATABASE \"{db}\"")).await;
+        for batch in lines.chunks(5000) {
+            let body = Bytes::from(batch.join("\n"));
+            http()
+                .send(Method::POST, &url(&self.url, "/write", &[("db", db), ("precision", "ns")]), &[], body)
+                .await
+                .expect("writing line protocol");
+        }
+    }
+
+    /// Each measurement's field keys and types and all its points (`SELECT * ... GROUP BY *`), as InfluxDB answers.
+    pub async fn dump(&self, db: &str) -> Vec<(String, Value, Value)> {
+        let measurements = self.query(db, "SHOW MEASUREMENTS").await;
+        let names: Vec<String> = measurements
+            .pointer("/results/0/series/0/values")
+            .and_then(Value::as_array)
+            .map(|rows| rows.iter().filter_map(|r| r.get(0)?.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for name in names {
+            let quoted = format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+            let fields = self.query(db, &format!("SHOW FIELD KEYS FROM {quoted}")).await;
+            let points = self.query(db, &format!("SELECT * FROM {quoted} GROUP BY *")).await;
+            out.push((name, fields, points));
+        }
+        out
+    }
+}

@@ -1,0 +1,62 @@
+//! A throttling TCP proxy for tests: makes a backup slow enough to kill the controller in the middle of it.
+//!
+//! Tests → harness → **proxy (this file)** → database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Listens on a free loopback port; each connection is forwarded to `target`, answers at about the set rate.
+pub struct Proxy {
+    pub url: String,
+    rate: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: u16, bytes_per_sec: usize) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let rate = Arc::new(AtomicUsize::new(bytes_per_sec));
+        let shared = rate.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(forward(client, target, shared.clone()));
+            }
+        });
+        Proxy { url: format!("http://127.0.0.1:{port}"), rate, task }
+    }
+
+    /// Changes the rate of the answers, for connections open and new.
+    pub fn set_rate(&self, bytes_per_sec: usize) {
+        self.rate.store(bytes_per_sec, Ordering::Relaxed);
+    }
+}
+
+async fn forward(client: TcpStream, target: u16, rate: Arc<AtomicUsize>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else { return };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+    });
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let slice = (rate.load(Ordering::Relaxed) / 20).clamp(1, buf.len());
+        let Ok(n) = server_read.read(&mut buf[..slice]).await else { break };
+        if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    upstream.abort();
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,172 @@
+//! The API server and the controller, in-process, for tests: the server standalone with the in-memory store on a
+//! free port, a kube client from the kubeconfig it writes, and a controller task that can be killed and restarted.
+//!
+//! Tests → harness → **API server and controller (this file)**.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_apis::backup::{BackupSource, Retention, TimeseriesDBBackup, TimeseriesDBBackupSpec};
+use backup_apis::database::{DatabaseEndpoint, DatabaseType};
+use backup_apis::restore::{BackupRef, TimeseriesDBRestore, TimeseriesDBRestoreSpec};
+use backup_apis::status::Phase;
+use clap::Parser;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use super::wait_for;
+use crate::controller::{self, Backoff, Context};
+use crate::destination::local::LocalDir;
+use crate::http::Http;
+
+pub const NAMESPACE: &str = "default";
+
+/// A running API server, a client, a backup directory, and (maybe) a controller.
+pub struct Stack {
+    pub tmp: tempfile::TempDir,
+    pub server: Option<backup_apiserver::Server>,
+    pub client: Client,
+    pub backup_dir: PathBuf,
+    controller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = tmp.path().join("kubeconfig");
+        let opts = backup_apiserver::options::Options::parse_from([
+            "backup-apiserver",
+            "--standalone",
+            "--in-memory",
+            "--secure-port",
+            "0",
+            "--write-kubeconfig",
+            kubeconfig.to_str().expect("UTF-8 temp path"),
+        ]);
+        let server = backup_apiserver::start(opts).await.expect("starting backup-apiserver");
+        let (client, _) = crate::client::connect(Some(&kubeconfig)).await.expect("client from the kubeconfig");
+        let backup_dir = tmp.path().join("backups");
+        Stack { tmp, server: Some(server), client, backup_dir, controller: None }
+    }
+
+    /// Starts the controller in-process (fast backoff: 200 ms doubling to 2 s).
+    pub fn start_controller(&mut self) {
+        assert!(self.controller.is_none(), "controller already running");
+        let ctx = Arc::new(Context {
+            client: self.client.clone(),
+            destination: Arc::new(LocalDir::new(&self.backup_dir)),
+            http: Http::plain(Duration::from_secs(30)),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
+        });
+        self.controller = Some(tokio::spawn(async move {
+            controller::run(ctx, None, std::future::pending()).await;
+        }));
+    }
+
+    /// Kills the controller as a crash would: its reconciles stop wherever they are.
+    pub async fn kill_controller(&mut self) {
+        if let Some(handle) = self.controller.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
+    pub fn backups(&self) -> Api<TimeseriesDBBackup> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    pub fn restores(&self) -> Api<TimeseriesDBRestore> {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    pub async fn create_backup(&self, name: &str, spec: TimeseriesDBBackupSpec) -> TimeseriesDBBackup {
+        let obj = TimeseriesDBBackup::new(NAMESPACE, name, spec);
+        self.backups().create(&PostParams::default(), &obj).await.expect("creating a TimeseriesDBBackup")
+    }
+
+    pub async fn create_restore(&self, name: &str, spec: TimeseriesDBRestoreSpec) -> TimeseriesDBRestore {
+        let obj = TimeseriesDBRestore::new(NAMESPACE, name, spec);
+        self.restores().create(&PostParams::default(), &obj).await.expect("creating a TimeseriesDBRestore")
+    }
+
+    /// Waits until the backup's phase is `phase` (and, for Succeeded, it has a last backup).
+    pub async fn wait_backup(&self, name: &str, phase: Phase, timeout: Duration) -> TimeseriesDBBackup {
+        let api = self.backups();
+        wait_for(&format!("TimeseriesDBBackup {name} to be {phase:?}"), timeout, || async {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            let status = obj.status.clone().unwrap_or_default();
+            if status.phase == Some(phase) && (phase != Phase::Succeeded || status.last_backup.is_some()) {
+                Ok(obj)
+            } else {
+                Err(format!("{:?}: {}", status.phase, status.message.unwrap_or_default()))
+            }
+        })
+        .await
+    }
+
+    pub async fn wait_restore(&self, name: &str, phase: Phase, timeout: Duration) -> TimeseriesDBRestore {
+        let api = self.restores();
+        wait_for(&format!("TimeseriesDBRestore {name} to be {phase:?}"), timeout, || async {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            let status = obj.status.clone().unwrap_or_default();
+            if status.phase == Some(phase) {
+                Ok(obj)
+            } else {
+                Err(format!("{:?}: {}", status.phase, status.message.unwrap_or_default()))
+            }
+        })
+        .await
+    }
+
+    /// The backup files under the backup directory (relative paths), partial ones included.
+    pub fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        collect(&self.backup_dir, &self.backup_dir, &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(handle) = self.controller.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// A backup spec of `url` (an InfluxDB one needs `database`).
+pub fn backup_spec(r#type: DatabaseType, url: &str, database: Option<&str>) -> TimeseriesDBBackupSpec {
+    TimeseriesDBBackupSpec {
+        database: BackupSource { endpoint: endpoint(r#type, url, database), selector: None },
+        destination: None,
+        schedule: None,
+        retention: Retention::default(),
+        suspend: false,
+    }
+}
+
+/// A restore of the latest backup of `backup` into `url`.
+pub fn restore_spec(backup: &str, r#type: DatabaseType, url: &str, database: Option<&str>) -> TimeseriesDBRestoreSpec {
+    TimeseriesDBRestoreSpec {
+        backup_ref: BackupRef { name: backup.into(), id: None },
+        target: endpoint(r#type, url, database),
+    }
+}
+
+fn endpoint(r#type: DatabaseType, url: &str, database: Option<&str>) -> DatabaseEndpoint {
+    DatabaseEndpoint { r#type, url: url.into(), database: database.map(Into::into) }
+}
