@@ -177,6 +177,34 @@ pub fn parse_schedule(expr: &str) -> Result<Cron, CronError> {
     CronParser::new().parse(expr)
 }
 
+/// Schedules already parsed successfully: parsing one costs more than the rest of a create's validation, and most
+/// objects share a handful of schedules.
+static KNOWN_VALID_SCHEDULES: ValidSchedules = ValidSchedules(std::sync::Mutex::new(Vec::new()));
+
+/// A small memo of valid cron expressions (bounded; a miss just parses again).
+struct ValidSchedules(std::sync::Mutex<Vec<String>>);
+
+impl ValidSchedules {
+    const CAPACITY: usize = 64;
+
+    /// Whether `expr` is known valid; if not, parse it and remember it when it is.
+    fn contains(&self, expr: &str) -> bool {
+        if self.0.lock().is_ok_and(|known| known.iter().any(|k| k == expr)) {
+            return true;
+        }
+        if parse_schedule(expr).is_err() {
+            return false;
+        }
+        if let Ok(mut known) = self.0.lock() {
+            if known.len() >= Self::CAPACITY {
+                known.remove(0);
+            }
+            known.push(expr.to_string());
+        }
+        true
+    }
+}
+
 /// Upstream's `validateLocalDescendingPath` messages, plus non-empty.
 fn validate_relative_path(path: &str, field: &str) -> ErrorList {
     let mut errs = ErrorList::default();
@@ -389,6 +417,7 @@ impl Kind for BackupKind {
     fn validate(&self, obj: &Value) -> ErrorList {
         let mut errs = validate_endpoint(obj.pointer("/spec/database"), "spec.database");
         if let Some(schedule) = obj.pointer("/spec/schedule").and_then(Value::as_str)
+            && !KNOWN_VALID_SCHEDULES.contains(schedule)
             && let Err(e) = parse_schedule(schedule)
         {
             let detail = format!(
