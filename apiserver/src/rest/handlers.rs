@@ -21,7 +21,8 @@ use crate::rest::params::{ListOptions, Params};
 use crate::rest::fieldmanager::options::{self, Verb};
 use crate::rest::fieldmanager::{ApplyRequest, Manager};
 use crate::rest::patch::{PatchBody, server_side_apply};
-use crate::rest::store::{DeleteOptions, ResourceStore, Subresource, WriteOptions, Written};
+use crate::rest::delete::DeleteOptions;
+use crate::rest::store::{ResourceStore, Subresource, WriteOptions, Written};
 use crate::rest::table::{IncludeObject, partial_object_metadata, partial_object_metadata_list, table};
 use crate::rest::watch::{self, WatchRequest};
 

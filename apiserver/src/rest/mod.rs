@@ -3,6 +3,7 @@
 //! HTTP → authn → authz → **REST handlers (here)** → generic store → the kind's strategy → storage.
 
 pub mod fieldmanager;
+pub mod delete;
 pub mod handlers;
 pub mod list;
 pub mod meta;
