@@ -130,6 +130,19 @@ pub struct Options {
     pub authorization_webhook_cache_unauthorized_ttl: std::time::Duration,
 }
 
+impl Options {
+    /// A throw-away server: standalone, in memory, on a free loopback port, writing its kubeconfig to `kubeconfig`
+    /// (tests, examples).
+    pub fn ephemeral(kubeconfig: &std::path::Path) -> Self {
+        let mut args: Vec<std::ffi::OsString> =
+            ["backup-apiserver", "--standalone", "--in-memory", "--secure-port", "0", "--write-kubeconfig"]
+                .map(Into::into)
+                .into();
+        args.push(kubeconfig.as_os_str().to_owned());
+        Self::parse_from(args)
+    }
+}
+
 /// Parse `90s`, `5m`, `1h`, `1h30m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use backup_apiserver::options::Options;
-use clap::Parser;
 use http_body_util::BodyExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -27,10 +26,7 @@ impl Fixture {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let args = ["backup-apiserver", "--standalone", "--in-memory", "--secure-port", "0", "--write-kubeconfig"];
-        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        argv.push(kubeconfig.display().to_string());
-        let server = backup_apiserver::start(Options::parse_from(argv)).await.expect("server starts");
+        let server = backup_apiserver::start(Options::ephemeral(&kubeconfig)).await.expect("server starts");
         let kc = Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
         let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
         let client = Client::try_from(config).expect("client");

@@ -5,7 +5,6 @@
 mod demo;
 
 use backup_apis::status::Phase;
-use clap::Parser;
 
 use backup_apiserver::options::Options;
 
@@ -14,17 +13,7 @@ async fn typed_client_example_against_the_standalone_server() -> anyhow::Result<
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("standalone.kubeconfig");
-    let kubeconfig_arg = kubeconfig.to_str().expect("utf-8 temp path");
-    let opts = Options::parse_from([
-        "backup-apiserver",
-        "--standalone",
-        "--in-memory",
-        "--secure-port",
-        "0",
-        "--write-kubeconfig",
-        kubeconfig_arg,
-    ]);
-    let server = backup_apiserver::start(opts).await?;
+    let server = backup_apiserver::start(Options::ephemeral(&kubeconfig)).await?;
 
     // The example's own client construction: from the kubeconfig the server wrote.
     let client = demo::client(Some(&kubeconfig)).await?;

@@ -11,7 +11,6 @@ use backup_apis::backup::{BackupSource, Retention, TimeseriesDBBackup, Timeserie
 use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 use backup_apis::restore::{BackupRef, TimeseriesDBRestore, TimeseriesDBRestoreSpec};
 use backup_apis::status::Phase;
-use clap::Parser;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
@@ -36,15 +35,7 @@ impl Stack {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tmp = tempfile::tempdir().expect("temp dir");
         let kubeconfig = tmp.path().join("kubeconfig");
-        let opts = backup_apiserver::options::Options::parse_from([
-            "backup-apiserver",
-            "--standalone",
-            "--in-memory",
-            "--secure-port",
-            "0",
-            "--write-kubeconfig",
-            kubeconfig.to_str().expect("UTF-8 temp path"),
-        ]);
+        let opts = backup_apiserver::options::Options::ephemeral(&kubeconfig);
         let server = backup_apiserver::start(opts).await.expect("starting backup-apiserver");
         let (client, _) = crate::client::connect(Some(&kubeconfig)).await.expect("client from the kubeconfig");
         let backup_dir = tmp.path().join("backups");
