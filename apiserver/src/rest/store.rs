@@ -175,7 +175,7 @@ impl ResourceStore {
     fn normalize(
         &self,
         obj: &mut Map<String, Value>,
-        old: Option<&Map<String, Value>>,
+        old: Option<&Value>,
         fv: FieldValidation,
         duplicates: &[String],
         warnings: &mut Vec<String>,
@@ -215,7 +215,7 @@ impl ResourceStore {
         errors.extend(schema::validate(&self.schema, &value));
         errors.extend(self.kind.validate(&value));
         if let Some(old) = old {
-            errors.extend(self.kind.validate_update(&value, &Value::Object(old.clone())));
+            errors.extend(self.kind.validate_update(&value, old));
         }
         if !errors.is_empty() {
             return Err(ApiError::invalid(info, &name, &errors));
@@ -421,36 +421,44 @@ impl ResourceStore {
         let info = self.info();
         let mut warnings = Vec::new();
         let requested = fieldmanager::take_managed_fields(&mut new);
-        self.normalize(&mut new, Some(&current.obj), opts.field_validation, opts.duplicate_fields, &mut warnings)?;
-        fieldmanager::track(&self.schema, info, sub, opts.manager, Some(&current.obj), &mut new, requested);
-        if meta::spec_changed(&new, &current.obj, info.status_subresource) {
-            let generation = current.obj.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64);
+        let Current { kv: current_kv, obj: old_map } = current;
+        // The stored object as a Value for the strategy, moved rather than copied.
+        let old = Value::Object(old_map);
+        let Value::Object(old_map) = &old else {
+            return Err(ApiError::internal("the stored object is not a JSON object"));
+        };
+        self.normalize(&mut new, Some(&old), opts.field_validation, opts.duplicate_fields, &mut warnings)?;
+        fieldmanager::track(&self.schema, info, sub, opts.manager, Some(old_map), &mut new, requested);
+        if meta::spec_changed(&new, old_map, info.status_subresource) {
+            let generation = old_map.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64);
             let meta = metadata_mut(&mut new)?;
             meta.insert("generation".into(), Value::from(generation.unwrap_or(0) + 1));
         }
         let bytes = encode_for_storage(&new);
         check_value_size(&bytes).map_err(self.storage_err(name))?;
-        if bytes == current.kv.value {
+        if bytes == current_kv.value {
             // No change: nothing is written and the resourceVersion stays.
-            return Ok(Written { body: with_resource_version(&bytes, current.kv.mod_revision), created: false, warnings });
+            return Ok(Written { body: with_resource_version(&bytes, current_kv.mod_revision), created: false, warnings });
         }
-        let meta = new.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
-        let deleting = meta.contains_key("deletionTimestamp") && meta::finalizers(&meta).is_empty();
+        let deleting = new
+            .get("metadata")
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.contains_key("deletionTimestamp") && meta::finalizers(m).is_empty());
         if opts.dry_run {
-            return Ok(Written { body: with_resource_version(&bytes, current.kv.mod_revision), created: false, warnings });
+            return Ok(Written { body: with_resource_version(&bytes, current_kv.mod_revision), created: false, warnings });
         }
         let key = self.key(namespace, name);
         if deleting {
             let deleted = self
                 .storage
-                .delete(&key, Some(current.kv.mod_revision))
+                .delete(&key, Some(current_kv.mod_revision))
                 .await
                 .map_err(self.storage_err(name))?;
             return Ok(Written { body: with_resource_version(&bytes, deleted.revision), created: false, warnings });
         }
         let kv = self
             .storage
-            .update(&key, Bytes::from(bytes), current.kv.mod_revision)
+            .update(&key, Bytes::from(bytes), current_kv.mod_revision)
             .await
             .map_err(self.storage_err(name))?;
         Ok(Written { body: with_resource_version(&kv.value, kv.mod_revision), created: false, warnings })
