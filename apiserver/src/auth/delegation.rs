@@ -86,30 +86,18 @@ impl Overrides {
         let client_ca = pool(self.client_ca_pem.as_deref().or(key("client-ca-file")), "client-ca-file");
         let rh_ca =
             pool(self.requestheader_ca_pem.as_deref().or(key("requestheader-client-ca-file")), "requestheader-client-ca-file");
+        // Each setting: the flag, else the ConfigMap's key, else upstream's default.
+        let pick = |flag: &Option<Vec<String>>, key: &str, default: &[String]| {
+            flag.clone().or_else(|| list(key)).unwrap_or_else(|| default.to_vec())
+        };
         let requestheader = rh_ca.map(|ca| {
-            let defaults = RequestHeaderConfig::with_defaults(ca);
+            let d = RequestHeaderConfig::with_defaults(ca);
             RequestHeaderConfig {
-                allowed_names: self
-                    .allowed_names
-                    .clone()
-                    .or_else(|| list("requestheader-allowed-names"))
-                    .unwrap_or(defaults.allowed_names.clone()),
-                username_headers: self
-                    .username_headers
-                    .clone()
-                    .or_else(|| list("requestheader-username-headers"))
-                    .unwrap_or(defaults.username_headers.clone()),
-                group_headers: self
-                    .group_headers
-                    .clone()
-                    .or_else(|| list("requestheader-group-headers"))
-                    .unwrap_or(defaults.group_headers.clone()),
-                extra_prefixes: self
-                    .extra_prefixes
-                    .clone()
-                    .or_else(|| list("requestheader-extra-headers-prefix"))
-                    .unwrap_or(defaults.extra_prefixes.clone()),
-                ca: defaults.ca,
+                allowed_names: pick(&self.allowed_names, "requestheader-allowed-names", &d.allowed_names),
+                username_headers: pick(&self.username_headers, "requestheader-username-headers", &d.username_headers),
+                group_headers: pick(&self.group_headers, "requestheader-group-headers", &d.group_headers),
+                extra_prefixes: pick(&self.extra_prefixes, "requestheader-extra-headers-prefix", &d.extra_prefixes),
+                ca: d.ca,
             }
         });
         CertAuthConfig { client_ca, requestheader }
