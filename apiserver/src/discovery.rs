@@ -67,7 +67,8 @@ impl Discovery {
                     "name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
                     "kind": r.kind, "verbs": STATUS_VERBS,
                 }));
-                subresources.push(json!({"subresource": "status", "responseKind": response_kind, "verbs": STATUS_VERBS}));
+                subresources
+                    .push(json!({"subresource": "status", "responseKind": response_kind, "verbs": STATUS_VERBS}));
             }
             v2_resources.push(json!({
                 "resource": r.plural, "responseKind": response_kind,
@@ -76,7 +77,8 @@ impl Discovery {
                 "categories": r.categories, "subresources": subresources,
             }));
         }
-        let resource_list = json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources});
+        let resource_list =
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources});
         let aggregated = Aggregated::new(json!([{
             "metadata": {"name": GROUP, "creationTimestamp": null},
             "versions": [{"version": VERSION, "freshness": "Current", "resources": v2_resources}],
@@ -110,7 +112,6 @@ impl Discovery {
         };
         Some(json(body))
     }
-
 }
 
 /// An `APIGroupDiscoveryList`, serialized, with its ETag.
@@ -158,7 +159,9 @@ fn negotiate(headers: &HeaderMap, legacy: &Bytes, aggregated: &Aggregated) -> Re
         }
         match (range.param("as"), range.param("g"), range.param("v")) {
             (None, _, _) => return json(legacy.clone()),
-            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => return aggregated.serve(headers),
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => {
+                return aggregated.serve(headers);
+            }
             _ => continue,
         }
     }

@@ -57,8 +57,11 @@ impl ApiError {
     }
 
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", info.qualified_resource()))
-            .with_details(details(name, info.group, info.plural))
+        Self::new(404, "NotFound", format!("{} \"{name}\" not found", info.qualified_resource())).with_details(details(
+            name,
+            info.group,
+            info.plural,
+        ))
     }
 
     /// A plain 404 for a path that serves nothing.
@@ -81,8 +84,12 @@ impl ApiError {
     }
 
     pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {why}", info.qualified_resource()))
-            .with_details(details(name, info.group, info.plural))
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", info.qualified_resource()),
+        )
+        .with_details(details(name, info.group, info.plural))
     }
 
     /// The Conflict of an update with a stale resourceVersion.
@@ -106,7 +113,10 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: {}", supported.join(", ")),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                supported.join(", ")
+            ),
         )
         .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]}))
     }
@@ -132,9 +142,14 @@ impl ApiError {
         let mut e = Self::new(
             500,
             "ServerTimeout",
-            format!("The {operation} operation against {} could not be completed at this time, please try again.", info.qualified_resource()),
+            format!(
+                "The {operation} operation against {} could not be completed at this time, please try again.",
+                info.qualified_resource()
+            ),
         )
-        .with_details(json!({"name": operation, "group": info.group, "kind": info.plural, "retryAfterSeconds": retry_after}));
+        .with_details(
+            json!({"name": operation, "group": info.group, "kind": info.plural, "retryAfterSeconds": retry_after}),
+        );
         e.retry_after = Some(retry_after);
         e
     }

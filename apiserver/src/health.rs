@@ -46,9 +46,10 @@ impl Diagnosis {
         if let Ok(mut m) = self.0.lock() {
             let previous = m.insert(check, problem.clone());
             if let Some(p) = &problem
-                && previous.flatten().as_ref() != Some(p) {
-                    tracing::error!(check, "{p}");
-                }
+                && previous.flatten().as_ref() != Some(p)
+            {
+                tracing::error!(check, "{p}");
+            }
         }
     }
 

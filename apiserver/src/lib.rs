@@ -175,10 +175,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         version: version::info(),
     });
 
-    let default_bind = if opts.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+    let default_bind =
+        if opts.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
     let bind = opts.bind_address.unwrap_or(default_bind);
     let port = opts.secure_port.unwrap_or(if opts.standalone { 8443 } else { 443 });
-    let listener = tokio::net::TcpListener::bind((bind, port)).await.with_context(|| format!("listening on {bind}:{port}"))?;
+    let listener =
+        tokio::net::TcpListener::bind((bind, port)).await.with_context(|| format!("listening on {bind}:{port}"))?;
     let addr = listener.local_addr()?;
 
     let cert = match (&opts.tls_cert_file, &opts.tls_private_key_file) {

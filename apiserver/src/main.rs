@@ -7,9 +7,7 @@ use backup_apiserver::options::Options;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     // One crypto provider for the whole process: ring (rustls would otherwise ask which).
     let _ = rustls::crypto::ring::default_provider().install_default();

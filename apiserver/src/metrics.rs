@@ -66,7 +66,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let durations = Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
+        let durations =
+            Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
         let watchers = Family::<WatchLabels, Gauge>::default();
         let storage = Family::<StorageLabels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
         registry.register(

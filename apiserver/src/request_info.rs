@@ -74,10 +74,12 @@ impl RequestInfo {
         }
         info.verb = resource_verb(method, !info.name.is_empty(), watch_path || watch_param);
         // A list narrowed to one name by `fieldSelector=metadata.name=x` is authorized as a request for that name.
-        if info.name.is_empty() && (info.verb == "list" || info.verb == "watch")
-            && let Some(n) = field_selector_name {
-                info.name = n.to_string();
-            }
+        if info.name.is_empty()
+            && (info.verb == "list" || info.verb == "watch")
+            && let Some(n) = field_selector_name
+        {
+            info.name = n.to_string();
+        }
         info
     }
 }
@@ -109,7 +111,10 @@ mod tests {
     fn resource_paths() {
         let i = p(Method::GET, "/apis/backup.extend-k8s.io/v1/namespaces/ns/timeseriesdbbackups/x/status", false);
         assert!(i.is_resource_request);
-        assert_eq!((i.verb.as_str(), i.namespace.as_str(), i.name.as_str(), i.subresource.as_str()), ("get", "ns", "x", "status"));
+        assert_eq!(
+            (i.verb.as_str(), i.namespace.as_str(), i.name.as_str(), i.subresource.as_str()),
+            ("get", "ns", "x", "status")
+        );
         let i = p(Method::GET, "/apis/backup.extend-k8s.io/v1/timeseriesdbbackups", true);
         assert_eq!(i.verb, "watch");
         let i = p(Method::DELETE, "/apis/backup.extend-k8s.io/v1/namespaces/ns/timeseriesdbbackups", false);
@@ -122,7 +127,8 @@ mod tests {
 
     #[test]
     fn non_resource_paths() {
-        for path in ["/healthz", "/apis", "/apis/backup.extend-k8s.io", "/apis/backup.extend-k8s.io/v1", "/openapi/v2"] {
+        for path in ["/healthz", "/apis", "/apis/backup.extend-k8s.io", "/apis/backup.extend-k8s.io/v1", "/openapi/v2"]
+        {
             let i = p(Method::GET, path, false);
             assert!(!i.is_resource_request, "{path}");
             assert_eq!(i.verb, "get");

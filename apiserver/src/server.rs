@@ -57,7 +57,8 @@ async fn request_info_and_metrics(State(state): State<Arc<AppState>>, mut req: R
         .get("fieldSelector")
         .and_then(|s| s.split(',').find_map(|t| t.trim().strip_prefix("metadata.name=")))
         .map(str::to_string);
-    let info = Arc::new(RequestInfo::parse(req.method(), req.uri().path(), params.flag("watch"), name_selector.as_deref()));
+    let info =
+        Arc::new(RequestInfo::parse(req.method(), req.uri().path(), params.flag("watch"), name_selector.as_deref()));
     let is_apply = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -170,10 +171,8 @@ async fn route(State(state): State<Arc<AppState>>, req: Request) -> Response {
         ["readyz", rest @ ..] => health(&state, Endpoint::Readyz, rest, query.as_deref()).await,
         ["metrics"] => {
             let mut r = state.metrics.encode().into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             r
         }
         ["version"] => json_response(state.version.clone()),

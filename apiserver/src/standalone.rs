@@ -11,7 +11,12 @@ use crate::auth::authn::{MASTERS_GROUP, UserInfo};
 
 /// The admin identity of standalone mode.
 pub fn admin_user() -> UserInfo {
-    UserInfo { name: "admin".into(), uid: "standalone-admin".into(), groups: vec![MASTERS_GROUP.into()], ..UserInfo::default() }
+    UserInfo {
+        name: "admin".into(),
+        uid: "standalone-admin".into(),
+        groups: vec![MASTERS_GROUP.into()],
+        ..UserInfo::default()
+    }
 }
 
 /// A random bearer token (32 bytes, hex).

@@ -93,11 +93,19 @@ impl Setup {
     async fn client(&self, user: &str) -> kube::Client {
         let text = kubeconfig(&self.url(), &self.server.ca_pem, user);
         let kc = kube::config::Kubeconfig::from_yaml(&text).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.unwrap();
         kube::Client::try_from(config).unwrap()
     }
 
-    async fn request(&self, user: &str, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (StatusCode, Value) {
+    async fn request(
+        &self,
+        user: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let client = self.client(user).await;
         let mut req = Request::builder().method(method).uri(path);
         for (k, v) in headers {
@@ -294,12 +302,21 @@ async fn readyz_says_when_kube_apiserver_is_unreachable() {
     let ca = TestCa::new("unused");
     std::fs::write(&kc, kubeconfig(&format!("https://{closed}"), &ca.cert_pem, "token: t")).unwrap();
     let opts = Options::parse_from([
-        "backup-apiserver", "--in-memory", "--secure-port", "0", "--bind-address", "127.0.0.1",
-        "--kubeconfig", kc.to_str().unwrap(),
+        "backup-apiserver",
+        "--in-memory",
+        "--secure-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
     ]);
     let server = backup_apiserver::start(opts).await.expect("starts even when kube-apiserver is down");
     let text = kubeconfig(&format!("https://{}", server.addr), &server.ca_pem, "username: \"\"");
-    let config = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&text).unwrap(), &Default::default()).await.unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&text).unwrap(), &Default::default())
+            .await
+            .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let resp = client.send(Request::get("/readyz?verbose").body(kube::client::Body::empty()).unwrap()).await.unwrap();
     let body = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).to_string();
@@ -351,9 +368,10 @@ async fn kubectl_works_with_client_certificate_and_token_kubeconfigs() {
         let manifest = s.dir.path().join(format!("{name}.json"));
         std::fs::write(&manifest, backup(&format!("from-{name}")).to_string()).unwrap();
         let (kc2, cache2) = (kc.clone(), cache.clone());
-        let out = tokio::task::spawn_blocking(move || kubectl(&kc2, &cache2, &["apply", "-f", manifest.to_str().unwrap()]))
-            .await
-            .unwrap();
+        let out =
+            tokio::task::spawn_blocking(move || kubectl(&kc2, &cache2, &["apply", "-f", manifest.to_str().unwrap()]))
+                .await
+                .unwrap();
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         let out = tokio::task::spawn_blocking(move || kubectl(&kc, &cache, &["get", "tsdbb"])).await.unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();

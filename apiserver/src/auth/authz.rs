@@ -93,7 +93,12 @@ mod tests {
     #[test]
     fn forbidden_matches_upstream() {
         let user = UserInfo { name: "bob".into(), ..UserInfo::default() };
-        let info = RequestInfo::parse(&Method::GET, "/apis/backup.extend-k8s.io/v1/namespaces/default/timeseriesdbbackups/x", false, None);
+        let info = RequestInfo::parse(
+            &Method::GET,
+            "/apis/backup.extend-k8s.io/v1/namespaces/default/timeseriesdbbackups/x",
+            false,
+            None,
+        );
         let e = forbidden(&user, &info, "");
         assert_eq!(e.code, 403);
         assert_eq!(

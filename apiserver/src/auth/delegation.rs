@@ -84,8 +84,10 @@ impl Overrides {
             })
         };
         let client_ca = pool(self.client_ca_pem.as_deref().or(key("client-ca-file")), "client-ca-file");
-        let rh_ca =
-            pool(self.requestheader_ca_pem.as_deref().or(key("requestheader-client-ca-file")), "requestheader-client-ca-file");
+        let rh_ca = pool(
+            self.requestheader_ca_pem.as_deref().or(key("requestheader-client-ca-file")),
+            "requestheader-client-ca-file",
+        );
         // Each setting: the flag, else the ConfigMap's key, else upstream's default.
         let pick = |flag: &Option<Vec<String>>, key: &str, default: &[String]| {
             flag.clone().or_else(|| list(key)).unwrap_or_else(|| default.to_vec())
@@ -146,9 +148,11 @@ pub async fn start_configmap_sync(
         Err(_) => {
             diagnosis.set(
                 CHECK_CONFIGMAP,
-                Some("reading ConfigMap kube-system/extension-apiserver-authentication timed out after 10s: \
+                Some(
+                    "reading ConfigMap kube-system/extension-apiserver-authentication timed out after 10s: \
                       kube-apiserver unreachable"
-                    .into()),
+                        .into(),
+                ),
             );
             apply(&shared, &overrides, &diagnosis, None);
         }
@@ -187,8 +191,12 @@ fn configmap_problem(e: &kube::Error) -> String {
             "ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} does not exist: kube-apiserver writes it when started \
              with --requestheader-client-ca-file or --client-ca-file"
         ),
-        kube::Error::Api(s) => format!("reading ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {} ({})", s.message, s.code),
-        other => format!("reading ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: kube-apiserver unreachable: {other}"),
+        kube::Error::Api(s) => {
+            format!("reading ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {} ({})", s.message, s.code)
+        }
+        other => {
+            format!("reading ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: kube-apiserver unreachable: {other}")
+        }
     }
 }
 
@@ -207,7 +215,8 @@ pub async fn probe_reviews(authn: kube::Client, authz: kube::Client, diagnosis: 
     let outcome = tokenreviews.create(&PostParams::default(), &tr).await;
     diagnosis.set(CHECK_TOKENREVIEW, outcome.err().map(|e| describe("TokenReview", &e)));
     let info = RequestInfo::parse(&axum::http::Method::GET, "/readyz", false, None);
-    let sar = SubjectAccessReview { spec: review_spec(&UserInfo::anonymous(), &info), ..SubjectAccessReview::default() };
+    let sar =
+        SubjectAccessReview { spec: review_spec(&UserInfo::anonymous(), &info), ..SubjectAccessReview::default() };
     let reviews: Api<SubjectAccessReview> = Api::all(authz);
     let outcome = reviews.create(&PostParams::default(), &sar).await;
     diagnosis.set(CHECK_SAR, outcome.err().map(|e| describe("SubjectAccessReview", &e)));

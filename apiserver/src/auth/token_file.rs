@@ -6,7 +6,7 @@ use std::path::Path;
 
 use axum::http::request::Parts;
 
-use super::authn::{AuthnError, Authenticator, UserInfo, bearer_token};
+use super::authn::{Authenticator, AuthnError, UserInfo, bearer_token};
 
 /// Tokens read from a file at start.
 pub struct TokenFile {
@@ -15,8 +15,8 @@ pub struct TokenFile {
 
 impl TokenFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading token file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading token file {}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("token file {}: {e}", path.display()))
     }
 

@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
 
-use super::authn::{AuthnError, Authenticator, UserInfo, bearer_token};
+use super::authn::{Authenticator, AuthnError, UserInfo, bearer_token};
 use super::authz::{Authorizer, Decision};
 use crate::health::Diagnosis;
 use crate::request_info::RequestInfo;
@@ -202,10 +202,9 @@ impl Authorizer for SubjectAccessReviewAuthorizer {
         let spec = review_spec(user, info);
         let key = serde_json::to_string(&spec).unwrap_or_default();
         let cacheable = key.len() < MAX_CACHED_ATTRIBUTE_BYTES;
-        if cacheable
-            && let Some(d) = self.cache.get(&key) {
-                return d;
-            }
+        if cacheable && let Some(d) = self.cache.get(&key) {
+            return d;
+        }
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let review = SubjectAccessReview { spec, ..SubjectAccessReview::default() };
         let status = match api.create(&PostParams::default(), &review).await {

@@ -13,7 +13,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use super::authn::{AuthnError, Authenticator, UserInfo};
+use super::authn::{Authenticator, AuthnError, UserInfo};
 use crate::tls::PeerCertificates;
 
 /// A CA bundle that verifies client certificate chains.
@@ -201,7 +201,9 @@ fn strip_identity_headers(parts: &mut Parts, rh: Option<&RequestHeaderConfig>) {
     let doomed: Vec<_> = parts
         .headers
         .keys()
-        .filter(|k| names.iter().any(|n| n == k.as_str()) || prefixes.iter().any(|p| k.as_str().starts_with(p.as_str())))
+        .filter(|k| {
+            names.iter().any(|n| n == k.as_str()) || prefixes.iter().any(|p| k.as_str().starts_with(p.as_str()))
+        })
         .cloned()
         .collect();
     for k in doomed {

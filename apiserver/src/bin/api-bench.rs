@@ -204,13 +204,23 @@ async fn bench_raw_etcd(endpoint: &str, cells: &mut Vec<Cell>) -> Result<(), Box
             }
         })
         .await;
-        cells.push(Cell { target: "raw etcd-client", op: "create", concurrency: c, ops, elapsed, latencies, cpu: None });
+        cells.push(Cell {
+            target: "raw etcd-client",
+            op: "create",
+            concurrency: c,
+            ops,
+            elapsed,
+            latencies,
+            cpu: None,
+        });
     }
     Ok(())
 }
 
 fn print(cells: &[Cell]) {
-    println!("| target | op | concurrency | ops | ops/s | p50 ms | p99 ms | server CPU per op | ops/s vs raw etcd create |");
+    println!(
+        "| target | op | concurrency | ops | ops/s | p50 ms | p99 ms | server CPU per op | ops/s vs raw etcd create |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for c in cells {
         let raw = cells.iter().find(|r| r.target == "raw etcd-client" && r.concurrency == c.concurrency);
@@ -221,7 +231,15 @@ fn print(cells: &[Cell]) {
         let cpu = c.cpu.map_or("-".into(), |t| format!("{:.3} ms", t.as_secs_f64() * 1e3 / c.ops.max(1) as f64));
         println!(
             "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
-            c.target, c.op, c.concurrency, c.ops, c.per_second(), c.percentile(0.5), c.percentile(0.99), cpu, ratio
+            c.target,
+            c.op,
+            c.concurrency,
+            c.ops,
+            c.per_second(),
+            c.percentile(0.5),
+            c.percentile(0.99),
+            cpu,
+            ratio
         );
     }
 }

@@ -77,10 +77,9 @@ impl<'de> Visitor<'de> for Node<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Node {
-            path: format!("{}[{}]", self.path, out.len()),
-            duplicates: self.duplicates,
-        })? {
+        while let Some(v) =
+            seq.next_element_seed(Node { path: format!("{}[{}]", self.path, out.len()), duplicates: self.duplicates })?
+        {
             out.push(v);
         }
         Ok(Value::Array(out))

@@ -29,10 +29,12 @@ impl ResourceStore {
                 _ => None,
             };
             if let Some(f) = orphan_or_foreground
-                && !finalizers.iter().any(|x| x == f) && !meta.contains_key("deletionTimestamp") {
-                    finalizers.push(f.to_string());
-                    meta.insert("finalizers".into(), Value::from(finalizers.clone()));
-                }
+                && !finalizers.iter().any(|x| x == f)
+                && !meta.contains_key("deletionTimestamp")
+            {
+                finalizers.push(f.to_string());
+                meta.insert("finalizers".into(), Value::from(finalizers.clone()));
+            }
             if finalizers.is_empty() {
                 if opts.dry_run {
                     return Ok(with_resource_version(&current.kv.value, current.kv.mod_revision));

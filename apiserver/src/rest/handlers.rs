@@ -16,12 +16,12 @@ use crate::http::negotiation::{Output, Target, negotiate, prefers_yaml};
 use crate::http::warning::warning_header;
 use crate::request_info::RequestInfo;
 use crate::rest::Registry;
-use crate::rest::list::{Filter, list};
-use crate::rest::params::{ListOptions, Params};
+use crate::rest::delete::DeleteOptions;
 use crate::rest::fieldmanager::options::{self, Verb};
 use crate::rest::fieldmanager::{ApplyRequest, Manager};
+use crate::rest::list::{Filter, list};
+use crate::rest::params::{ListOptions, Params};
 use crate::rest::patch::{PatchBody, server_side_apply};
-use crate::rest::delete::DeleteOptions;
 use crate::rest::store::{ResourceStore, Subresource, WriteOptions, Written};
 use crate::rest::table::{IncludeObject, partial_object_metadata, partial_object_metadata_list, table};
 use crate::rest::watch::{self, WatchRequest};
@@ -66,7 +66,11 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
     }
     let store = registry.store(&info.resource).ok_or_else(ApiError::path_not_found)?.clone();
     let r = store.info();
-    let ns_ok = if r.namespaced { !info.namespace.is_empty() || matches!(info.verb.as_str(), "list" | "watch") } else { info.namespace.is_empty() };
+    let ns_ok = if r.namespaced {
+        !info.namespace.is_empty() || matches!(info.verb.as_str(), "list" | "watch")
+    } else {
+        info.namespace.is_empty()
+    };
     if !ns_ok {
         return Err(ApiError::path_not_found());
     }
@@ -77,7 +81,9 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
     };
     for segment in [&info.name, &info.namespace] {
         if segment.contains('%') || segment == "." || segment == ".." {
-            return Err(ApiError::bad_request(format!("Name parameter invalid: {segment:?}: may not be '.' or '..' or contain '%'")));
+            return Err(ApiError::bad_request(format!(
+                "Name parameter invalid: {segment:?}: may not be '.' or '..' or contain '%'"
+            )));
         }
     }
     // Collections take POST, items take PUT and PATCH: anything else on them is 405, as upstream's routes.
@@ -126,7 +132,8 @@ async fn dispatch(registry: &Registry, info: &RequestInfo, req: Request<Body>) -
             let include = IncludeObject::parse(params.get("includeObject"))?;
             let namespace = (!ns.is_empty()).then(|| ns.to_string());
             let rx = watch::start(WatchRequest { store, namespace, opts, filter, output, include }).await?;
-            let body = Body::from_stream(futures::StreamExt::map(ReceiverStream::new(rx), Ok::<_, std::convert::Infallible>));
+            let body =
+                Body::from_stream(futures::StreamExt::map(ReceiverStream::new(rx), Ok::<_, std::convert::Infallible>));
             let mut resp = Response::new(body);
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(resp)
@@ -223,7 +230,9 @@ async fn delete_collection(
     let mut list_meta = serde_json::Map::new();
     list_meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
     let body = match output {
-        Output::PartialObjectMetadataList(v) => partial_object_metadata_list(deleted.into_iter().map(Ok), list_meta, v)?,
+        Output::PartialObjectMetadataList(v) => {
+            partial_object_metadata_list(deleted.into_iter().map(Ok), list_meta, v)?
+        }
         _ => json_bytes(&serde_json::json!({
             "apiVersion": info.api_version(), "items": deleted, "kind": info.list_kind, "metadata": list_meta,
         })),
@@ -231,8 +240,17 @@ async fn delete_collection(
     Ok(json_response(StatusCode::OK, body, &[]))
 }
 
-fn write_options<'a>(params: &Params, manager: Manager<'a>, duplicate_fields: &'a [String]) -> ApiResult<WriteOptions<'a>> {
-    Ok(WriteOptions { dry_run: params.dry_run()?, field_validation: params.field_validation()?, manager, duplicate_fields })
+fn write_options<'a>(
+    params: &Params,
+    manager: Manager<'a>,
+    duplicate_fields: &'a [String],
+) -> ApiResult<WriteOptions<'a>> {
+    Ok(WriteOptions {
+        dry_run: params.dry_run()?,
+        field_validation: params.field_validation()?,
+        manager,
+        duplicate_fields,
+    })
 }
 
 fn user_agent(headers: &HeaderMap) -> String {
@@ -299,7 +317,9 @@ pub async fn read_body(req: Request<Body>) -> ApiResult<Bytes> {
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY_BYTES);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY_BYTES)),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(MAX_BODY_BYTES))
+        }
         Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
     }
 }
@@ -348,11 +368,12 @@ async fn delete_options(params: &Params, req: Request<Body>) -> ApiResult<Delete
     }
     let propagation_policy = text("propagationPolicy").or_else(|| params.get("propagationPolicy").map(str::to_string));
     if let Some(p) = &propagation_policy
-        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::bad_request(format!(
-                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
-            )));
-        }
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {p:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
+        )));
+    }
     let propagation_policy = match (propagation_policy, body.get("orphanDependents").and_then(Value::as_bool)) {
         (None, Some(true)) => Some("Orphan".to_string()),
         (p, _) => p,

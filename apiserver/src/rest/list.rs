@@ -112,7 +112,12 @@ pub async fn wait_for_revision(store: &ResourceStore, rv: i64) -> ApiResult<()> 
 const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
 
 /// List `namespace` (None = all namespaces) with `opts`.
-pub async fn list(store: &ResourceStore, namespace: Option<&str>, opts: &ListOptions, filter: &Filter) -> ApiResult<ListPage> {
+pub async fn list(
+    store: &ResourceStore,
+    namespace: Option<&str>,
+    opts: &ListOptions,
+    filter: &Filter,
+) -> ApiResult<ListPage> {
     let prefix = store.prefix(namespace);
     let mut start_key = None;
     let mut revision = match (&opts.continue_token, opts.resource_version, opts.rv_match) {

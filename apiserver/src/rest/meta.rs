@@ -57,9 +57,10 @@ pub fn prepare_create(meta: &mut Map<String, Value>) -> bool {
 pub fn prepare_update(meta: &mut Map<String, Value>, old: &Map<String, Value>) {
     for k in ["uid", "creationTimestamp"] {
         if str_field(meta, k).is_empty()
-            && let Some(v) = old.get(k) {
-                meta.insert(k.into(), v.clone());
-            }
+            && let Some(v) = old.get(k)
+        {
+            meta.insert(k.into(), v.clone());
+        }
     }
     for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
         match old.get(k) {

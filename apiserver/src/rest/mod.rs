@@ -2,8 +2,8 @@
 //!
 //! HTTP → authn → authz → **REST handlers (here)** → generic store → the kind's strategy → storage.
 
-pub mod fieldmanager;
 pub mod delete;
+pub mod fieldmanager;
 pub mod handlers;
 pub mod list;
 pub mod meta;

@@ -34,9 +34,7 @@ impl Params {
         let mut dry = false;
         for v in self.get_all("dryRun") {
             if v != "All" {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid dryRun value: {v:?}: supported values: \"All\""
-                )));
+                return Err(ApiError::bad_request(format!("Invalid dryRun value: {v:?}: supported values: \"All\"")));
             }
             dry = true;
         }
@@ -136,9 +134,12 @@ impl ListOptions {
     pub fn from_params(p: &Params, watch: bool) -> ApiResult<Self> {
         let resource_version = match p.get("resourceVersion") {
             None | Some("") => None,
-            Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                ApiError::bad_request(format!("invalid resource version: {v:?}"))
-            })?),
+            Some(v) => Some(
+                v.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {v:?}")))?,
+            ),
         };
         let rv_match = match p.get("resourceVersionMatch") {
             None | Some("") => RvMatch::Unset,

@@ -29,9 +29,10 @@ impl LabelSelector {
             if term.is_empty() {
                 continue;
             }
-            reqs.push(parse_requirement(term).map_err(|m| {
-                ApiError::bad_request(format!("unable to parse requirement: {m}"))
-            })?);
+            reqs.push(
+                parse_requirement(term)
+                    .map_err(|m| ApiError::bad_request(format!("unable to parse requirement: {m}")))?,
+            );
         }
         Ok(Self(reqs))
     }

@@ -194,9 +194,7 @@ impl ResourceStore {
                 let list = problems.join(", ");
                 return Err(ApiError::bad_request(format!(
                     "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
-                    info.kind,
-                    info.version,
-                    info.kind
+                    info.kind, info.version, info.kind
                 )));
             }
             FieldValidation::Warn => warnings.extend(problems),
@@ -438,22 +436,27 @@ impl ResourceStore {
         check_value_size(&bytes).map_err(self.storage_err(name))?;
         if bytes == current_kv.value {
             // No change: nothing is written and the resourceVersion stays.
-            return Ok(Written { body: with_resource_version(&bytes, current_kv.mod_revision), created: false, warnings });
+            return Ok(Written {
+                body: with_resource_version(&bytes, current_kv.mod_revision),
+                created: false,
+                warnings,
+            });
         }
         let deleting = new
             .get("metadata")
             .and_then(Value::as_object)
             .is_some_and(|m| m.contains_key("deletionTimestamp") && meta::finalizers(m).is_empty());
         if opts.dry_run {
-            return Ok(Written { body: with_resource_version(&bytes, current_kv.mod_revision), created: false, warnings });
+            return Ok(Written {
+                body: with_resource_version(&bytes, current_kv.mod_revision),
+                created: false,
+                warnings,
+            });
         }
         let key = self.key(namespace, name);
         if deleting {
-            let deleted = self
-                .storage
-                .delete(&key, Some(current_kv.mod_revision))
-                .await
-                .map_err(self.storage_err(name))?;
+            let deleted =
+                self.storage.delete(&key, Some(current_kv.mod_revision)).await.map_err(self.storage_err(name))?;
             return Ok(Written { body: with_resource_version(&bytes, deleted.revision), created: false, warnings });
         }
         let kv = self

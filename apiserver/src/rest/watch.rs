@@ -88,7 +88,8 @@ pub async fn start(req: WatchRequest) -> ApiResult<mpsc::Receiver<Bytes>> {
         };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
+        let mut bookmarks =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
         loop {
             tokio::select! {
                 _ = &mut deadline => {
@@ -193,7 +194,8 @@ impl Writer {
                         let headers = !self.headers_sent;
                         self.headers_sent = true;
                         let kind = self.req.store.kind.as_ref();
-                        let rendered = table(kind, std::iter::once(Ok(obj)), Map::new(), self.req.include, version, headers);
+                        let rendered =
+                            table(kind, std::iter::once(Ok(obj)), Map::new(), self.req.include, version, headers);
                         out.put_slice(&rendered.unwrap_or_default());
                     }
                     Output::PartialObjectMetadata(version) | Output::PartialObjectMetadataList(version) => {

@@ -68,7 +68,11 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 }
 
 fn forbidden(what: &str) -> Response {
-    status(403, "Forbidden", &format!("{what} is forbidden: User \"system:serviceaccount:kube-extensions:backup-apiserver\" cannot do it"))
+    status(
+        403,
+        "Forbidden",
+        &format!("{what} is forbidden: User \"system:serviceaccount:kube-extensions:backup-apiserver\" cannot do it"),
+    )
 }
 
 async fn tokenreview(State(s): State<AppState>, axum::Json(mut tr): axum::Json<TokenReview>) -> Response {
@@ -81,11 +85,20 @@ async fn tokenreview(State(s): State<AppState>, axum::Json(mut tr): axum::Json<T
     tr.status = Some(match b.tokens.get(&token) {
         Some((user, groups)) => TokenReviewStatus {
             authenticated: Some(true),
-            user: Some(UserInfo { username: Some(user.clone()), uid: Some(format!("uid-{user}")), groups: Some(groups.clone()), extra: None }),
+            user: Some(UserInfo {
+                username: Some(user.clone()),
+                uid: Some(format!("uid-{user}")),
+                groups: Some(groups.clone()),
+                extra: None,
+            }),
             audiences: tr.spec.audiences.clone(),
             error: None,
         },
-        None => TokenReviewStatus { authenticated: Some(false), error: Some("invalid token".into()), ..TokenReviewStatus::default() },
+        None => TokenReviewStatus {
+            authenticated: Some(false),
+            error: Some("invalid token".into()),
+            ..TokenReviewStatus::default()
+        },
     });
     (StatusCode::CREATED, axum::Json(tr)).into_response()
 }
@@ -175,7 +188,8 @@ where
 {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(f(tx));
-    let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok::<_, std::convert::Infallible>);
+    let stream =
+        futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok::<_, std::convert::Infallible>);
     Body::from_stream(stream)
 }
 
@@ -187,7 +201,10 @@ fn namespace(name: &str, terminating: bool) -> Namespace {
             deletion_timestamp: terminating.then(|| Time(jiff::Timestamp::now())),
             ..ObjectMeta::default()
         },
-        status: Some(NamespaceStatus { phase: Some(if terminating { "Terminating" } else { "Active" }.into()), conditions: None }),
+        status: Some(NamespaceStatus {
+            phase: Some(if terminating { "Terminating" } else { "Active" }.into()),
+            conditions: None,
+        }),
         ..Namespace::default()
     }
 }
