@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -212,46 +212,70 @@ impl Body {
 
     /// Splits the body into lines, each at most `max_line` bytes.
     pub fn lines(self, max_line: usize) -> Lines {
-        Lines { body: self, buf: BytesMut::new(), scanned: 0, max_line, done: false }
+        Lines {
+            body: self,
+            chunk: Bytes::new(),
+            line: Bytes::new(),
+            partial: Vec::new(),
+            partial_returned: false,
+            max_line,
+            done: false,
+        }
     }
 }
 
-/// Newline-delimited records of a streamed body, in bounded memory.
+/// Newline-delimited records of a streamed body, in bounded memory. A line inside one chunk is handed out in place;
+/// only a line spread over chunks is copied, into one reused buffer.
 pub struct Lines {
     body: Body,
-    buf: BytesMut,
-    /// How much of `buf` is known to hold no newline.
-    scanned: usize,
+    /// The rest of the last chunk read, after the lines already returned.
+    chunk: Bytes,
+    /// The line returned last, when it lay inside one chunk.
+    line: Bytes,
+    /// The start of a line spread over chunks (and the line returned last, when `partial_returned`).
+    partial: Vec<u8>,
+    partial_returned: bool,
     max_line: usize,
     done: bool,
 }
 
 impl Lines {
-    /// The next non-empty line, without its `\n`.
-    pub async fn next(&mut self) -> anyhow::Result<Option<Bytes>> {
+    /// The next non-empty line, without its `\n`; valid until the next call.
+    pub async fn next(&mut self) -> anyhow::Result<Option<&[u8]>> {
+        if std::mem::take(&mut self.partial_returned) {
+            self.partial.clear();
+        }
         loop {
-            if let Some(found) = memchr::memchr(b'\n', &self.buf[self.scanned..]) {
-                let pos = self.scanned + found;
-                self.scanned = 0;
-                let line = self.buf.split_to(pos + 1).freeze().slice(..pos);
-                if line.is_empty() {
-                    continue;
+            if let Some(pos) = memchr::memchr(b'\n', &self.chunk) {
+                let mut head = self.chunk.split_to(pos + 1);
+                head.truncate(pos);
+                if self.partial.len() + head.len() > self.max_line {
+                    bail!("a line of the answer is longer than {} bytes", self.max_line);
                 }
-                return Ok(Some(line));
-            }
-            if self.done {
-                if self.buf.is_empty() {
-                    return Ok(None);
+                if self.partial.is_empty() {
+                    if head.is_empty() {
+                        continue;
+                    }
+                    self.line = head;
+                    return Ok(Some(&self.line));
                 }
-                self.scanned = 0;
-                return Ok(Some(self.buf.split().freeze()));
+                self.partial.extend_from_slice(&head);
+                self.partial_returned = true;
+                return Ok(Some(&self.partial));
             }
-            self.scanned = self.buf.len();
-            if self.buf.len() > self.max_line {
+            if self.partial.len() + self.chunk.len() > self.max_line {
                 bail!("a line of the answer is longer than {} bytes", self.max_line);
             }
+            self.partial.extend_from_slice(&std::mem::take(&mut self.chunk));
+            if self.done {
+                if self.partial.is_empty() {
+                    return Ok(None);
+                }
+                self.partial_returned = true;
+                return Ok(Some(&self.partial));
+            }
             match self.body.chunk().await? {
-                Some(chunk) => self.buf.extend_from_slice(chunk.chunk()),
+                Some(chunk) => self.chunk = chunk,
                 None => self.done = true,
             }
         }
@@ -280,5 +304,49 @@ mod tests {
         );
         assert_eq!(url("http://p:9090/prefix", "/api/v1/read", &[]), "http://p:9090/prefix/api/v1/read");
         assert_eq!(redact("http://x/q?db=a"), "http://x/q");
+    }
+
+    /// A body that yields `chunks`, as a read-ahead one does.
+    fn body_of(chunks: &[&str]) -> Body {
+        let (tx, rx) = tokio::sync::mpsc::channel(chunks.len() + 1);
+        for c in chunks {
+            tx.try_send(Ok(Some(Bytes::copy_from_slice(c.as_bytes())))).unwrap();
+        }
+        tx.try_send(Ok(None)).unwrap();
+        let reader = AbortOnDrop(tokio::spawn(async {}));
+        Body {
+            source: Source::Ahead { chunks: rx, _reader: reader },
+            timeout: Duration::from_secs(1),
+            content_type: None,
+        }
+    }
+
+    async fn all_lines(chunks: &[&str], max_line: usize) -> anyhow::Result<Vec<String>> {
+        let mut lines = body_of(chunks).lines(max_line);
+        let mut out = Vec::new();
+        while let Some(line) = lines.next().await? {
+            out.push(String::from_utf8(line.to_vec())?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn lines_inside_and_across_chunks() {
+        let want = ["ab", "c", "defgh", "ij", "k"];
+        for chunks in [
+            &["ab\nc\ndefgh\nij\nk"][..],
+            &["ab\nc\nde", "fg", "h\nij\n", "k"],
+            &["a", "b", "\n", "c\n", "\n\ndefgh", "\nij\nk\n"],
+            &["ab\n\nc", "\ndefgh\n", "ij", "\nk", "\n\n"],
+        ] {
+            assert_eq!(all_lines(chunks, 10).await.unwrap(), want, "{chunks:?}");
+        }
+        assert!(all_lines(&[], 10).await.unwrap().is_empty());
+        assert!(all_lines(&["\n\n", "\n"], 10).await.unwrap().is_empty());
+        assert_eq!(all_lines(&["12345", "678\n"], 8).await.unwrap(), ["12345678"]);
+        for chunks in [&["12345", "6789\n"][..], &["123456789\n"], &["1234", "56789"]] {
+            let err = all_lines(chunks, 8).await.unwrap_err();
+            assert!(err.to_string().contains("longer than 8 bytes"), "{err}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! kube-runtime) → [`controller`] (reconcilers: schedule, retention, status) → [`format`] (the backup file) and
 //! [`destination`] (where files live) → [`engine`] (one per database, over [`http`]) → the database.
 
+pub mod allocator;
 pub mod client;
 pub mod controller;
 pub mod destination;

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use backup_apis::backup::BackupSource;
 use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 use backup_controller::destination::Destination;
@@ -18,13 +19,14 @@ use backup_controller::destination::local::LocalDir;
 use backup_controller::engine;
 use backup_controller::format::{BackupReader, BackupWriter};
 use backup_controller::http::{Body, Http, url};
-use backup_controller::testing::dataset::{float_series, influx_lines};
+use backup_controller::testing::dataset::{FloatSeries, float_series, influx_lines, scraped_series};
 use backup_controller::testing::influx::Influx;
 use backup_controller::testing::prometheus::Prometheus;
 use backup_controller::testing::victoria::Victoria;
 use bytes::Bytes;
 
 fn main() -> anyhow::Result<()> {
+    backup_controller::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // A child run: one engine and size, in a fresh process so its peak RSS is its own.
     if let [flag, kind, n] = args.as_slice()
@@ -39,10 +41,11 @@ fn main() -> anyhow::Result<()> {
     let sizes = if sizes.is_empty() { vec![1_000_000] } else { sizes };
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!(
-        "| engine | samples | limit: raw export (samples/s) | backup (samples/s) | % of limit | backup peak RSS (before) \
+        "| engine | samples | limit: raw export (samples/s) | backup (samples/s) | % of limit \
+         | backup CPU ns/sample (database + controller) | backup peak RSS (before) \
          | file | restore (samples/s) | restore peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         for kind in ["VictoriaMetrics", "Prometheus", "InfluxDB"] {
             if !only.is_empty() && !kind.eq_ignore_ascii_case(&only) {
@@ -74,14 +77,14 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         DatabaseType::VictoriaMetrics => {
             let source = Victoria::start().await;
             for chunk in (0..series).step_by(100) {
-                source.load(&float_series(chunk as u64, 100.min(series - chunk), per_series, false)).await;
+                source.load(&floats(chunk as u64, 100.min(series - chunk), per_series, false)).await;
             }
             Pair::Victoria(source, Victoria::start().await)
         }
         DatabaseType::Prometheus => {
             let source = Prometheus::start().await;
             for chunk in (0..series).step_by(100) {
-                source.load(&float_series(chunk as u64, 100.min(series - chunk), per_series, true)).await;
+                source.load(&floats(chunk as u64, 100.min(series - chunk), per_series, true)).await;
             }
             Pair::Prometheus(source, Prometheus::start().await)
         }
@@ -110,26 +113,47 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         http.get(&url(&source_url, "/internal/force_flush", &[])).await?;
     }
     raw_export(http, kind, &source_url).await?;
-    // The limit: the same export endpoints, read raw and thrown away.
-    let started = Instant::now();
-    raw_export(http, kind, &source_url).await?;
-    let raw = started.elapsed();
+    let db_pid = pair.source_pid();
 
+    // Rounds alternate the limit (the same export endpoints, read raw and thrown away) and a backup; each figure is
+    // the median of its rounds, so one disturbed round on a shared machine does not decide the ratio.
     let tmp = tempfile::tempdir()?;
     let dest = LocalDir::new(tmp.path());
     let baseline = rss_kib("VmRSS:");
+    let (mut raws, mut backups, mut cpus, mut raw_cpu) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
+    let mut last = None;
     reset_peak_rss();
-    let started = Instant::now();
-    let mut writer = BackupWriter::new(dest.create("bench/b.1.tsdb").await?, engine::source_of(&source))?;
-    engine::backup(http, &source, &mut writer).await?;
-    let (header, size) = writer.finish().await?;
-    let backup = started.elapsed();
+    for round in 0..rounds() {
+        let db_cpu = cpu_seconds(db_pid);
+        let started = Instant::now();
+        raw_export(http, kind, &source_url).await?;
+        raws.push(started.elapsed());
+        raw_cpu += cpu_seconds(db_pid) - db_cpu;
+
+        let name = format!("bench/b.{round}.tsdb");
+        let (db_cpu, own_cpu) = (cpu_seconds(db_pid), cpu_seconds(None));
+        let started = Instant::now();
+        let mut writer = BackupWriter::new(dest.create(&name).await?, engine::source_of(&source))?;
+        engine::backup(http, &source, &mut writer).await?;
+        let (header, size) = writer.finish().await?;
+        backups.push(started.elapsed());
+        cpus.push((cpu_seconds(db_pid) - db_cpu, cpu_seconds(None) - own_cpu));
+        if let Some((previous, _, _)) = last.replace((name, header, size)) {
+            dest.delete(&previous).await?;
+        }
+    }
     let backup_rss = peak_rss_kib();
+    let (name, header, size) = last.context("no rounds")?;
+    let (raw, backup) = (median(&mut raws), median(&mut backups));
+    let per_sample = |seconds: f64| seconds * 1e9 / header.samples as f64 / cpus.len() as f64;
+    let cpu_db = per_sample(cpus.iter().map(|c| c.0).sum());
+    let cpu_own = per_sample(cpus.iter().map(|c| c.1).sum());
+    eprintln!("{kind:?} {n}: database CPU while read raw: {:.0} ns/sample", per_sample(raw_cpu));
 
     let target = DatabaseEndpoint { r#type: kind, url: target_url, database };
     reset_peak_rss();
     let started = Instant::now();
-    let mut reader = BackupReader::open_verified(&dest, "bench/b.1.tsdb").await?;
+    let mut reader = BackupReader::open_verified(&dest, &name).await?;
     let restored = engine::restore(http, &mut reader, &target).await?;
     let restore = started.elapsed();
     let restore_rss = peak_rss_kib();
@@ -137,7 +161,7 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
 
     let rate = |d: Duration| header.samples as f64 / d.as_secs_f64();
     Ok(format!(
-        "| {kind:?} | {} | {:.0} | {:.0} | {:.0}% | {} MiB ({} MiB) | {:.1} MiB | {:.0} | {} MiB |",
+        "| {kind:?} | {} | {:.0} | {:.0} | {:.0}% | {cpu_db:.0} + {cpu_own:.0} | {} MiB ({} MiB) | {:.1} MiB | {:.0} | {} MiB |",
         header.samples,
         rate(raw),
         rate(backup),
@@ -199,6 +223,51 @@ async fn drain(mut body: Body) -> anyhow::Result<u64> {
         n += chunk.len() as u64;
     }
     Ok(n)
+}
+
+impl Pair {
+    fn source_pid(&self) -> Option<u32> {
+        match self {
+            Pair::Victoria(s, _) => s.process.child.id(),
+            Pair::Prometheus(s, _) => s.process.child.id(),
+            Pair::Influx(s, _) => s.process.child.id(),
+        }
+    }
+}
+
+/// User plus system CPU time of a process (this one if `None`), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The float dataset: `BENCH_DATASET=scraped` for values as a scrape leaves them, else the tests' edge values. Each
+/// call (`seed`) makes its own series: a `shard` label tells them from the other calls' series.
+fn floats(seed: u64, series: usize, per_series: usize, plain_nan: bool) -> Vec<FloatSeries> {
+    let mut data = if std::env::var("BENCH_DATASET").is_ok_and(|d| d == "scraped") {
+        scraped_series(seed, series, per_series)
+    } else {
+        float_series(seed, series, per_series, plain_nan)
+    };
+    for s in &mut data {
+        s.labels.push(("shard".into(), seed.to_string()));
+        s.labels.sort();
+    }
+    data
+}
+
+/// Rounds of limit and backup per engine and size: `BENCH_ROUNDS`, default 5.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).filter(|&r| r > 0).unwrap_or(5)
+}
+
+fn median(durations: &mut [Duration]) -> Duration {
+    durations.sort();
+    durations[durations.len() / 2]
 }
 
 fn reset_peak_rss() {

@@ -185,7 +185,7 @@ impl Answers {
                 return Ok(Some(series));
             }
             let Some(line) = self.lines.next().await? else { return Ok(None) };
-            let answer: Answer = serde_json::from_slice(&line).context("unexpected answer from InfluxDB")?;
+            let answer: Answer = serde_json::from_slice(line).context("unexpected answer from InfluxDB")?;
             if let Some(e) = answer.error {
                 bail!("InfluxDB: {e}");
             }

@@ -13,6 +13,7 @@
 //! either restores into either; an InfluxDB backup restores into InfluxDB only.
 
 mod chunkenc;
+mod decimal;
 mod influx;
 mod lineproto;
 mod prometheus;

@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use backup_apis::backup::BackupSource;
 use backup_apis::database::DatabaseEndpoint;
 
-use super::{STALE_NAN, prometheus_like_restore};
+use super::{STALE_NAN, decimal, prometheus_like_restore};
 use crate::format::{BackupReader, BackupWriter, Labels};
 use crate::http::{Http, url};
 
@@ -37,8 +37,8 @@ pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) 
     let mut lines = body.read_ahead(READ_AHEAD).lines(MAX_LINE);
     let (mut timestamps, mut values) = (Vec::new(), Vec::new());
     while let Some(line) = lines.next().await? {
-        let labels = parse_line(&line, &mut timestamps, &mut values)
-            .with_context(|| format!("unexpected export line from VictoriaMetrics: {}", preview(&line)))?;
+        let labels = parse_line(line, &mut timestamps, &mut values)
+            .with_context(|| format!("unexpected export line from VictoriaMetrics: {}", preview(line)))?;
         out.series(labels).await?;
         out.samples(&timestamps, &values).await?;
     }
@@ -64,55 +64,29 @@ fn parse_line(line: &[u8], timestamps: &mut Vec<i64>, values: &mut Vec<f64>) -> 
     let rest = line.strip_prefix(br#"{"metric":"#).context("no metric")?;
     let mut metric = serde_json::Deserializer::from_slice(rest).into_iter::<BTreeMap<String, String>>();
     let labels = metric.next().context("no metric")??;
-    let rest = std::str::from_utf8(&rest[metric.byte_offset()..])?;
-    let rest = rest.strip_prefix(r#","values":["#).context("no values")?;
-    let (vals, rest) = rest.split_once(']').context("unterminated values")?;
-    let rest = rest.strip_prefix(r#","timestamps":["#).context("no timestamps")?;
-    let (times, rest) = rest.split_once(']').context("unterminated timestamps")?;
-    ensure!(rest == "}", "trailing data");
+    let rest = &rest[metric.byte_offset()..];
+    let rest = rest.strip_prefix(br#","values":["#).context("no values")?;
+    let (vals, rest) = split_array(rest).context("unterminated values")?;
+    let rest = rest.strip_prefix(br#","timestamps":["#).context("no timestamps")?;
+    let (times, rest) = split_array(rest).context("unterminated timestamps")?;
+    ensure!(rest == b"}", "trailing data");
     values.clear();
     if !vals.is_empty() {
-        for v in vals.split(',') {
-            values.push(parse_value(v)?);
-        }
+        // The only NaN VictoriaMetrics stores is the staleness marker.
+        decimal::parse_float_list(vals, values, |v| matches!(v, b"null" | b"NaN").then_some(STALE_NAN))?;
     }
     timestamps.clear();
     if !times.is_empty() {
-        parse_ints(times.as_bytes(), timestamps).with_context(|| format!("bad timestamps {}", preview(times)))?;
+        decimal::parse_int_list(times, timestamps)?;
     }
     ensure!(values.len() == timestamps.len(), "{} values but {} timestamps", values.len(), timestamps.len());
     Ok(labels.into_iter().collect())
 }
 
-/// Comma-separated decimal integers, in one pass (the hot loop of a backup: a timestamp per sample).
-fn parse_ints(s: &[u8], out: &mut Vec<i64>) -> anyhow::Result<()> {
-    for field in s.split(|&b| b == b',') {
-        let (negative, digits) = match field.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, field),
-        };
-        ensure!(!digits.is_empty() && digits.len() <= 18, "bad integer");
-        let mut v = 0i64;
-        for &d in digits {
-            ensure!(d.is_ascii_digit(), "bad integer");
-            v = v * 10 + i64::from(d - b'0');
-        }
-        out.push(if negative { -v } else { v });
-    }
-    Ok(())
-}
-
-fn parse_value(v: &str) -> anyhow::Result<f64> {
-    Ok(match v {
-        // The only NaN VictoriaMetrics stores is the staleness marker.
-        "null" | "NaN" => STALE_NAN,
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        _ if v.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
-            v.parse().with_context(|| format!("bad value {v:?}"))?
-        }
-        _ => bail!("bad value {v:?}"),
-    })
+/// The inside of a JSON array of numbers and what follows its `]`.
+fn split_array(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = memchr::memchr(b']', s)?;
+    Some((&s[..end], &s[end + 1..]))
 }
 
 fn preview(text: impl AsRef<[u8]>) -> String {

@@ -35,8 +35,9 @@ pub use writer::BackupWriter;
 
 pub const MAGIC: &[u8; 8] = b"TSDBBKP1";
 pub const HEADER_SIZE: usize = 4096;
-/// The format version in the header.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version in the header of new files. Format 1 (raw 8-byte values, `F` records) is still read.
+pub const FORMAT_VERSION: u32 = 2;
+const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 /// The label that holds a Prometheus metric name, or an InfluxDB measurement.
 pub const NAME_LABEL: &str = "__name__";
@@ -100,8 +101,13 @@ impl Header {
         let len = u32::from_le_bytes([block[8], block[9], block[10], block[11]]) as usize;
         ensure!(len <= HEADER_SIZE - 12 && block.len() >= 12 + len, "corrupt backup header (length {len})");
         let header: Header = serde_json::from_slice(&block[12..12 + len]).context("corrupt backup header")?;
-        if header.format != FORMAT_VERSION {
-            bail!("backup format {} is not supported (this controller reads {FORMAT_VERSION})", header.format);
+        if !READABLE_FORMATS.contains(&header.format) {
+            bail!(
+                "backup format {} is not supported (this controller reads formats {} to {})",
+                header.format,
+                READABLE_FORMATS.start(),
+                READABLE_FORMATS.end()
+            );
         }
         Ok(header)
     }

@@ -85,7 +85,8 @@ impl BackupWriter {
         for (ts, vs) in timestamps.chunks(MAX_SAMPLES_PER_FRAME).zip(values.chunks(MAX_SAMPLES_PER_FRAME)) {
             self.samples += ts.len() as u64;
             self.times(ts.iter().copied());
-            self.push(&Record::Samples { timestamps: ts.to_vec(), values: vs.to_vec() }).await?;
+            frame::encode_samples(ts, vs, &mut self.raw);
+            self.flush_if_full().await?;
         }
         Ok(())
     }
@@ -151,6 +152,10 @@ impl BackupWriter {
 
     async fn push(&mut self, record: &Record) -> anyhow::Result<()> {
         frame::encode(record, &mut self.raw);
+        self.flush_if_full().await
+    }
+
+    async fn flush_if_full(&mut self) -> anyhow::Result<()> {
         if self.raw.len() >= FLUSH_AT {
             self.compress()?;
             if self.zstd.get_ref().len() >= FLUSH_AT {
