@@ -1,6 +1,6 @@
-//! InfluxDB end to end: points of every field type (sparse, with names that need escaping) backed up through a
-//! TimeseriesDBBackup, restored through a TimeseriesDBRestore into a fresh instance, and compared with the source's
-//! own answers to `SHOW FIELD KEYS` and `SELECT * ... GROUP BY *`.
+//! InfluxDB end to end: points of every field type (sparse, with names that need escaping), in the default retention
+//! policy and in another one, backed up through a TimeseriesDBBackup, restored through a TimeseriesDBRestore into a
+//! fresh instance, and compared with the source's own answers to `SHOW FIELD KEYS` and `SELECT * ... GROUP BY *`.
 
 use std::time::Duration;
 
@@ -21,25 +21,37 @@ async fn backup_and_restore_are_lossless() {
     source.load("metrics", &lines).await;
     let want = source.dump("metrics").await;
     assert_eq!(want.len(), 4, "measurements");
+    // A second retention policy (a name that needs quoting) with its own series.
+    const POLICY: &str = "long \"term\"";
+    source
+        .query("metrics", r#"CREATE RETENTION POLICY "long \"term\"" ON "metrics" DURATION 5200w REPLICATION 1"#)
+        .await;
+    let (kept_lines, kept_values) = influx_lines(9, 1000, 20, 50);
+    source.write("metrics", Some(POLICY), &kept_lines).await;
+    let want_kept = source.dump_policy("metrics", Some(POLICY)).await;
+    assert_eq!(want_kept.len(), 4, "measurements in {POLICY}");
+    let (series, values) = (220, values + kept_values);
 
     stack.start_controller();
     stack.create_backup("influx", backup_spec(InfluxDB, &source.url, Some("metrics"))).await;
     let backup = stack.wait_backup("influx", Phase::Succeeded, TIMEOUT).await;
     let last = backup.status.and_then(|s| s.last_backup).expect("lastBackup");
-    assert_eq!((last.series, last.samples), (Some(200), Some(values)));
+    assert_eq!((last.series, last.samples), (Some(series), Some(values)));
 
     let target = Influx::start().await;
     stack.create_restore("influx-restore", restore_spec("influx", InfluxDB, &target.url, Some("copy"))).await;
     let restore = stack.wait_restore("influx-restore", Phase::Succeeded, TIMEOUT).await;
     let status = restore.status.expect("status");
-    assert_eq!((status.series, status.samples), (Some(200), Some(values)));
-    let got = target.dump("copy").await;
-    for ((name, want_fields, want_points), (got_name, got_fields, got_points)) in want.iter().zip(&got) {
-        assert_eq!(name, got_name);
-        assert_eq!(want_fields, got_fields, "field types of {name}");
-        assert!(want_points == got_points, "points of {name} differ");
+    assert_eq!((status.series, status.samples), (Some(series), Some(values)));
+    for (policy, want) in [(None, &want), (Some(POLICY), &want_kept)] {
+        let got = target.dump_policy("copy", policy).await;
+        for ((name, want_fields, want_points), (got_name, got_fields, got_points)) in want.iter().zip(&got) {
+            assert_eq!(name, got_name);
+            assert_eq!(want_fields, got_fields, "field types of {name} in {policy:?}");
+            assert!(want_points == got_points, "points of {name} in {policy:?} differ");
+        }
+        assert_eq!(got.len(), want.len());
     }
-    assert_eq!(got.len(), want.len());
 
     // An InfluxDB backup does not go into Prometheus: refused for good, with the reason.
     stack.create_restore("wrong-engine", restore_spec("influx", Prometheus, "http://127.0.0.1:9", None)).await;

@@ -4,8 +4,11 @@
 //!
 //! API → controller → engine → **InfluxDB (this file)** → database.
 //!
-//! Each InfluxDB series (measurement and tag set) is one series of the backup, its measurement in `__name__`; its
-//! fields are the columns and its points the rows. Only the database's default retention policy is read.
+//! Each InfluxDB series (measurement and tag set) of each retention policy is one series of the backup, its
+//! measurement in `__name__`, its retention policy in `__retention_policy__` unless it is the database's default;
+//! its fields are the columns and its points the rows. A restore writes series without that label into the target
+//! database's default retention policy and the others into theirs, creating a missing one with an infinite
+//! duration (so that no restored point is dropped at once; shorten it afterwards if needed).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +22,8 @@ use serde_json::Value;
 
 use super::lineproto::{series_key, write_point};
 use crate::format::{
-    BackupReader, BackupWriter, Column, DistinctSeries, FieldType, FieldValue, Labels, NAME_LABEL, Record, Row,
+    BackupReader, BackupWriter, Column, DistinctSeries, FieldType, FieldValue, Labels, NAME_LABEL,
+    RETENTION_POLICY_LABEL, Record, Row,
 };
 use crate::http::{Http, Lines, url};
 
@@ -47,6 +51,8 @@ struct StatementResult {
 
 #[derive(Deserialize)]
 struct ResultSeries {
+    /// The measurement (absent in answers to SHOW RETENTION POLICIES).
+    #[serde(default)]
     name: String,
     #[serde(default)]
     tags: BTreeMap<String, String>,
@@ -64,24 +70,48 @@ pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) 
     while let Some(series) = answers.next().await? {
         measurements.extend(series.values.iter().filter_map(|row| row.first()?.as_str().map(str::to_owned)));
     }
-    for measurement in measurements {
-        backup_measurement(http, base, db, &measurement, out)
-            .await
-            .with_context(|| format!("measurement {measurement:?}"))?;
+    for policy in retention_policies(http, base, db).await? {
+        for measurement in &measurements {
+            backup_measurement(http, base, db, &policy, measurement, out)
+                .await
+                .with_context(|| format!("measurement {measurement:?} of retention policy {:?}", policy.name))?;
+        }
     }
     Ok(())
+}
+
+/// A retention policy of the source database.
+struct RetentionPolicy {
+    name: String,
+    default: bool,
+}
+
+async fn retention_policies(http: &Http, base: &str, db: &str) -> anyhow::Result<Vec<RetentionPolicy>> {
+    let mut policies = Vec::new();
+    let mut answers = query(http, base, db, &format!("SHOW RETENTION POLICIES ON {}", quote_ident(db))).await?;
+    while let Some(series) = answers.next().await? {
+        let column = |name: &str| series.columns.iter().position(|c| c == name);
+        let (name, default) = column("name").zip(column("default")).context("unexpected SHOW RETENTION POLICIES")?;
+        for row in &series.values {
+            let name = row.get(name).and_then(Value::as_str).context("retention policy without a name")?;
+            let default = row.get(default).and_then(Value::as_bool).unwrap_or(false);
+            policies.push(RetentionPolicy { name: name.to_owned(), default });
+        }
+    }
+    Ok(policies)
 }
 
 async fn backup_measurement(
     http: &Http,
     base: &str,
     db: &str,
+    policy: &RetentionPolicy,
     measurement: &str,
     out: &mut BackupWriter,
 ) -> anyhow::Result<()> {
-    let name = quote_ident(measurement);
+    let from = format!("{}.{}", quote_ident(&policy.name), quote_ident(measurement));
     let mut types = HashMap::new();
-    let mut answers = query(http, base, db, &format!("SHOW FIELD KEYS FROM {name}")).await?;
+    let mut answers = query(http, base, db, &format!("SHOW FIELD KEYS FROM {from}")).await?;
     while let Some(series) = answers.next().await? {
         for row in &series.values {
             if let [Value::String(key), Value::String(kind)] = row.as_slice() {
@@ -89,7 +119,7 @@ async fn backup_measurement(
             }
         }
     }
-    let mut answers = query(http, base, db, &format!("SELECT * FROM {name} GROUP BY *")).await?;
+    let mut answers = query(http, base, db, &format!("SELECT * FROM {from} GROUP BY *")).await?;
     let mut current: Option<(Labels, Vec<Column>)> = None;
     while let Some(series) = answers.next().await? {
         ensure!(series.columns.first().map(String::as_str) == Some("time"), "answer without a time column");
@@ -101,6 +131,9 @@ async fn backup_measurement(
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut labels = series.tags;
         labels.insert(NAME_LABEL.into(), series.name);
+        if !policy.default {
+            labels.insert(RETENTION_POLICY_LABEL.into(), policy.name.clone());
+        }
         let labels: Labels = labels.into_iter().collect();
         let same_series = current.as_ref().is_some_and(|(l, _)| *l == labels);
         if !same_series || current.as_ref().is_some_and(|(_, c)| *c != columns) {
@@ -117,42 +150,71 @@ async fn backup_measurement(
 pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEndpoint) -> anyhow::Result<(u64, u64)> {
     let db = database(target)?;
     let base = &target.url;
-    http.send(
-        Method::POST,
-        &url(base, "/query", &[("q", &format!("CREATE DATABASE {}", quote_ident(db)))]),
-        &[],
-        Bytes::new(),
-    )
-    .await?
-    .bytes(1 << 20)
-    .await?;
-    let write_url = url(base, "/write", &[("db", db), ("precision", "ns")]);
+    statement(http, base, &format!("CREATE DATABASE {}", quote_ident(db))).await?;
+    let mut existing: Vec<String> = retention_policies(http, base, db).await?.into_iter().map(|p| p.name).collect();
+    // Where the points in `buf` go: the default retention policy (None) or a named one.
+    let (mut policy, mut next_policy): (Option<String>, Option<String>) = (None, None);
     let (mut key, mut columns, mut buf) = (String::new(), Vec::new(), String::with_capacity(WRITE_BATCH * 2));
     let (mut series, mut samples) = (DistinctSeries::default(), 0u64);
     while let Some(record) = input.next().await? {
         match record {
             Record::Series(labels) => {
                 series.add(&labels);
-                let measurement = labels.iter().find(|(k, _)| k == NAME_LABEL).map(|(_, v)| v.as_str());
-                let measurement = measurement.context("corrupt backup: InfluxDB series without a measurement")?;
-                let tags: Labels = labels.iter().filter(|(k, _)| k != NAME_LABEL).cloned().collect();
+                let label = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+                let measurement = label(NAME_LABEL).context("corrupt backup: InfluxDB series without a measurement")?;
+                next_policy = label(RETENTION_POLICY_LABEL).map(str::to_owned);
+                let tags: Labels =
+                    labels.iter().filter(|(k, _)| k != NAME_LABEL && k != RETENTION_POLICY_LABEL).cloned().collect();
                 key = series_key(measurement, &tags);
             }
             Record::Columns(c) => columns = c,
             Record::Rows(rows) => {
+                if next_policy != policy {
+                    write(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
+                    if let Some(name) = &next_policy
+                        && !existing.contains(name)
+                    {
+                        let create = format!(
+                            "CREATE RETENTION POLICY {} ON {} DURATION INF REPLICATION 1",
+                            quote_ident(name),
+                            quote_ident(db)
+                        );
+                        statement(http, base, &create).await?;
+                        existing.push(name.clone());
+                    }
+                    policy = next_policy.clone();
+                }
                 for row in rows {
                     samples += row.values.iter().flatten().count() as u64;
                     write_point(&mut buf, &key, &columns, &row.values, row.time);
                 }
                 if buf.len() >= WRITE_BATCH {
-                    write(http, &write_url, &mut buf).await?;
+                    write(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
                 }
             }
             Record::Samples { .. } => bail!("corrupt backup: float samples in an InfluxDB backup"),
         }
     }
-    write(http, &write_url, &mut buf).await?;
+    write(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
     Ok((series.count(), samples))
+}
+
+fn write_url(base: &str, db: &str, policy: Option<&str>) -> String {
+    match policy {
+        Some(rp) => url(base, "/write", &[("db", db), ("rp", rp), ("precision", "ns")]),
+        None => url(base, "/write", &[("db", db), ("precision", "ns")]),
+    }
+}
+
+/// Runs a statement that changes the server (a POST to `/query`), failing with InfluxDB's error if it has one.
+async fn statement(http: &Http, base: &str, q: &str) -> anyhow::Result<()> {
+    let body =
+        http.send(Method::POST, &url(base, "/query", &[("q", q)]), &[], Bytes::new()).await?.bytes(1 << 20).await?;
+    let answer: Answer = serde_json::from_slice(&body).with_context(|| format!("unexpected answer to {q}"))?;
+    if let Some(e) = answer.error.or_else(|| answer.results.into_iter().find_map(|r| r.error)) {
+        bail!("InfluxDB: {q}: {e}");
+    }
+    Ok(())
 }
 
 async fn write(http: &Http, write_url: &str, buf: &mut String) -> anyhow::Result<()> {

@@ -41,6 +41,8 @@ const READABLE_FORMATS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 /// The label that holds a Prometheus metric name, or an InfluxDB measurement.
 pub const NAME_LABEL: &str = "__name__";
+/// The label that holds an InfluxDB series' retention policy, when it is not the database's default one.
+pub const RETENTION_POLICY_LABEL: &str = "__retention_policy__";
 
 /// The unit of the timestamps in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,10 +70,17 @@ bind-address = "127.0.0.1:{rpc}"
 
     pub async fn load(&self, db: &str, lines: &[String]) {
         self.query(db, &format!("CREATE DATABASE \"{db}\"")).await;
+        self.write(db, None, lines).await;
+    }
+
+    /// Writes line protocol into a retention policy (the default one if `None`).
+    pub async fn write(&self, db: &str, rp: Option<&str>, lines: &[String]) {
+        let mut params = vec![("db", db), ("precision", "ns")];
+        params.extend(rp.map(|rp| ("rp", rp)));
         for batch in lines.chunks(5000) {
             let body = Bytes::from(batch.join("\n"));
             http()
-                .send(Method::POST, &url(&self.url, "/write", &[("db", db), ("precision", "ns")]), &[], body)
+                .send(Method::POST, &url(&self.url, "/write", &params), &[], body)
                 .await
                 .expect("writing line protocol");
         }
@@ -81,6 +88,11 @@ bind-address = "127.0.0.1:{rpc}"
 
     /// Each measurement's field keys and types and all its points (`SELECT * ... GROUP BY *`), as InfluxDB answers.
     pub async fn dump(&self, db: &str) -> Vec<(String, Value, Value)> {
+        self.dump_policy(db, None).await
+    }
+
+    /// As [`Influx::dump`], for the measurements of a retention policy (the default one if `None`).
+    pub async fn dump_policy(&self, db: &str, rp: Option<&str>) -> Vec<(String, Value, Value)> {
         let measurements = self.query(db, "SHOW MEASUREMENTS").await;
         let names: Vec<String> = measurements
             .pointer("/results/0/series/0/values")
@@ -89,7 +101,11 @@ bind-address = "127.0.0.1:{rpc}"
             .unwrap_or_default();
         let mut out = Vec::new();
         for name in names {
-            let quoted = format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+            let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+            let quoted = match rp {
+                Some(rp) => format!("{}.{}", quote(rp), quote(&name)),
+                None => quote(&name),
+            };
             let fields = self.query(db, &format!("SHOW FIELD KEYS FROM {quoted}")).await;
             let points = self.query(db, &format!("SELECT * FROM {quoted} GROUP BY *")).await;
             out.push((name, fields, points));
