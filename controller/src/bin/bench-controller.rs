@@ -5,7 +5,9 @@
 //! cargo run --release -p backup-controller --features testing --bin bench-controller -- 1000000 250000
 //! ```
 //!
-//! Arguments: dataset sizes in samples (default 1000000); `BENCH_ONLY=Prometheus` (etc.) runs one engine. Each
+//! Arguments: dataset sizes in samples (default 1000000); `BENCH_ONLY=Prometheus` (etc.) runs one engine;
+//! `BENCH_DATASET=scraped` loads values as a scrape leaves them instead of the tests' edge values; `BENCH_PIN=1` gives
+//! the database and the controller one core each; `BENCH_ROUNDS` (default 5) sets the rounds per figure. Each
 //! engine and size runs in a fresh child process; peak RSS is its `VmHWM`, reset (via `/proc/self/clear_refs`)
 //! before each measured step, with the RSS before the step (the loaded harness) beside it.
 
@@ -51,10 +53,17 @@ fn main() -> anyhow::Result<()> {
             if !only.is_empty() && !kind.eq_ignore_ascii_case(&only) {
                 continue;
             }
-            let out = std::process::Command::new(std::env::current_exe()?)
-                .args(["--one", kind, &n.to_string()])
-                .stderr(std::process::Stdio::inherit())
-                .output()?;
+            let exe = std::env::current_exe()?;
+            let mut command = match pinned() {
+                // The database on CPU 0, this process (the controller's side) on CPU 1.
+                true => {
+                    let mut taskset = std::process::Command::new("taskset");
+                    taskset.args(["-c", "1"]).arg(exe).env("TSDB_TEST_CPUS", "0");
+                    taskset
+                }
+                false => std::process::Command::new(exe),
+            };
+            let out = command.args(["--one", kind, &n.to_string()]).stderr(std::process::Stdio::inherit()).output()?;
             anyhow::ensure!(out.status.success(), "{kind} {n}: {}", out.status);
             print!("{}", String::from_utf8_lossy(&out.stdout));
         }
@@ -258,6 +267,12 @@ fn floats(seed: u64, series: usize, per_series: usize, plain_nan: bool) -> Vec<F
         s.labels.sort();
     }
     data
+}
+
+/// `BENCH_PIN=1`: the database and the controller get one core each (`taskset`), as when each runs in its own pod
+/// with its own CPU; otherwise they share the machine's cores.
+fn pinned() -> bool {
+    std::env::var("BENCH_PIN").is_ok_and(|p| p == "1")
 }
 
 /// Rounds of limit and backup per engine and size: `BENCH_ROUNDS`, default 5.

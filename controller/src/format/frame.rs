@@ -5,7 +5,7 @@
 //! | tag | record | body |
 //! |---|---|---|
 //! | `S` | series | count, then name and value of each label |
-//! | `G` | float samples | count, the timestamps as zigzag deltas of their deltas, then the values XORed with the previous one (below) |
+//! | `G` | float samples | count, the timestamps as zigzag deltas of their deltas, then the values XORed with the previous one: a control byte per value, then the values' bytes (below) |
 //! | `F` | float samples (format 1, read only) | count, zigzag deltas of the timestamps, then each value's 8 bytes (IEEE-754 bits, LE) |
 //! | `C` | columns | count, then name and type code of each |
 //! | `R` | rows | count, then per row: zigzag time delta, column count, per column `0xff` (no value) or a type code and the value |
@@ -14,10 +14,11 @@
 //! such as Prometheus' staleness marker, -0.0).
 //!
 //! In `G` records a value's IEEE-754 bits are XORed with the previous value's (0 before the first), as in Gorilla,
-//! but byte-aligned: a repeated value is one `0` byte; otherwise a byte `tz << 4 | n` says the XOR has `tz` zero
-//! bytes at its low end and `n` (1 to 8) bytes above them, which follow, low byte first. Regular timestamps (a scrape
-//! every 15 s) take one byte each, counters and repeated values one to four bytes: about half the bytes of `F`, so
-//! zstd, the costliest step of a backup after parsing the database's answer, has half the work.
+//! but byte-aligned: a repeated value is a control byte `0` and no bytes; otherwise the control byte `tz << 4 | n`
+//! says the XOR has `tz` zero bytes at its low end and `n` (1 to 8) bytes above them, which are the value's bytes,
+//! low byte first. Regular timestamps (a scrape every 15 s) take one byte each, counters and repeated values one to
+//! four bytes: about half the bytes of `F` for such series, so zstd, the costliest step of a backup after parsing
+//! the database's answer, has half the work.
 
 use anyhow::{Context, bail, ensure};
 
@@ -96,28 +97,30 @@ fn put_samples(out: &mut Vec<u8>, timestamps: &[i64], values: &[f64]) {
         at += write_uvarint(&mut buf[at..], zigzag(delta.wrapping_sub(prev_delta)));
         (prev, prev_delta) = (t, delta);
     }
+    // The values' control bytes first, then their bytes: zstd squeezes the (repetitive) control bytes apart from the
+    // (often random) value bytes.
+    let (mut control, mut at) = (at, at + values.len());
     let mut prev = 0u64;
     for v in values {
         let bits = v.to_bits();
-        at += write_xor(&mut buf[at..], bits ^ prev);
-        prev = bits;
+        let (head, len) = write_xor(&mut buf[at..], bits ^ prev);
+        buf[control] = head;
+        (control, at, prev) = (control + 1, at + len, bits);
     }
     out.truncate(start + at);
 }
 
-/// One XORed value, `0` or `tz << 4 | n` and the `n` bytes above the `tz` low zero bytes, into `buf` (which has room
-/// for 9 bytes and 8 more that may be overwritten); returns its length.
+/// One XORed value's bytes, the `n` above its `tz` low zero bytes, into `buf` (which has room for 8 bytes that may
+/// all be overwritten); returns its control byte (`0` for a zero XOR, else `tz << 4 | n`) and `n`.
 #[inline]
-fn write_xor(buf: &mut [u8], xor: u64) -> usize {
+fn write_xor(buf: &mut [u8], xor: u64) -> (u8, usize) {
     if xor == 0 {
-        buf[0] = 0;
-        return 1;
+        return (0, 0);
     }
     let tz = xor.trailing_zeros() / 8;
     let n = 8 - tz - xor.leading_zeros() / 8;
-    buf[0] = (tz << 4 | n) as u8;
-    buf[1..9].copy_from_slice(&(xor >> (8 * tz)).to_le_bytes());
-    1 + n as usize
+    buf[..8].copy_from_slice(&(xor >> (8 * tz)).to_le_bytes());
+    ((tz << 4 | n) as u8, n as usize)
 }
 
 /// A LEB128 varint into `buf` (room for 10 bytes); returns its length.
@@ -167,10 +170,11 @@ pub fn decode(buf: &[u8]) -> anyhow::Result<Option<(Record, usize)>> {
                 prev = prev.wrapping_add(prev_delta);
                 timestamps.push(prev);
             }
+            let controls = c.take(n)?;
             let mut values = Vec::with_capacity(n);
             let mut prev = 0u64;
-            for _ in 0..n {
-                prev ^= c.xor()?;
+            for &control in controls {
+                prev ^= c.xor(control)?;
                 values.push(f64::from_bits(prev));
             }
             Record::Samples { timestamps, values }
@@ -268,7 +272,7 @@ struct Cursor<'a> {
     buf: &'a [u8],
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn byte(&mut self) -> anyhow::Result<u8> {
         let (&b, rest) = self.buf.split_first().context("corrupt backup: record cut short")?;
         self.buf = rest;
@@ -299,7 +303,7 @@ impl Cursor<'_> {
         Ok(n as usize)
     }
 
-    fn take(&mut self, n: usize) -> anyhow::Result<&[u8]> {
+    fn take(&mut self, n: usize) -> anyhow::Result<&'a [u8]> {
         ensure!(n <= self.buf.len(), "corrupt backup: record cut short");
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
@@ -311,13 +315,13 @@ impl Cursor<'_> {
         Ok(u64::from_le_bytes(bytes.try_into()?))
     }
 
-    fn xor(&mut self) -> anyhow::Result<u64> {
-        let head = self.byte()?;
-        if head == 0 {
+    /// The bytes of a XORed value with this control byte.
+    fn xor(&mut self, control: u8) -> anyhow::Result<u64> {
+        if control == 0 {
             return Ok(0);
         }
-        let (tz, n) = (usize::from(head >> 4), usize::from(head & 0x0f));
-        ensure!((1..=8).contains(&n) && tz + n <= 8, "corrupt backup: bad value header {head:#x}");
+        let (tz, n) = (usize::from(control >> 4), usize::from(control & 0x0f));
+        ensure!((1..=8).contains(&n) && tz + n <= 8, "corrupt backup: bad value control byte {control:#x}");
         let mut bytes = [0; 8];
         bytes[..n].copy_from_slice(self.take(n)?);
         Ok(u64::from_le_bytes(bytes) << (8 * tz))

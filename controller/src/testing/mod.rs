@@ -42,10 +42,20 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `binary`; on the CPUs listed in `TSDB_TEST_CPUS` (as `taskset -c` takes them) when set, which the
+    /// benchmark uses to give a database cores of its own.
     pub fn spawn(binary: &Path, args: &[String], log: PathBuf) -> Process {
         let out = std::fs::File::create(&log).expect("creating a log file");
         let err = out.try_clone().expect("cloning a file handle");
-        let child = tokio::process::Command::new(binary)
+        let mut command = match std::env::var("TSDB_TEST_CPUS") {
+            Ok(cpus) => {
+                let mut taskset = tokio::process::Command::new("taskset");
+                taskset.arg("-c").arg(cpus).arg(binary);
+                taskset
+            }
+            Err(_) => tokio::process::Command::new(binary),
+        };
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
