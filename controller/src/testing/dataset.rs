@@ -43,6 +43,15 @@ pub struct FloatSeries {
 /// Label values that need escaping in one format or another.
 const AWKWARD: &[&str] = &["a \"quoted\" \\ path, with=signs", "ünïcødé ✓", "x{y}z", "tab\there", "line\nbreak"];
 
+/// The name, job and instance labels of the `i`-th series of a dataset.
+fn target_labels(name: &str, i: usize) -> Labels {
+    vec![
+        ("__name__".into(), name.into()),
+        ("job".into(), format!("job-{}", i % 7)),
+        ("instance".into(), format!("10.0.{}.{}:9100", i / 256, i % 256)),
+    ]
+}
+
 /// `series` series of `per_series` samples ending in the recent past, timestamps in milliseconds. Plain NaN is left out
 /// when `plain_nan` is false (VictoriaMetrics keeps no NaN but the staleness marker).
 pub fn float_series(seed: u64, series: usize, per_series: usize, plain_nan: bool) -> Vec<FloatSeries> {
@@ -51,11 +60,7 @@ pub fn float_series(seed: u64, series: usize, per_series: usize, plain_nan: bool
     let names = ["http_requests_total", "node_cpu_seconds_total", "weird:metric_name", "temperature_celsius"];
     (0..series)
         .map(|i| {
-            let mut labels: Labels = vec![
-                ("__name__".into(), names[i % names.len()].into()),
-                ("job".into(), format!("job-{}", i % 7)),
-                ("instance".into(), format!("10.0.{}.{}:9100", i / 256, i % 256)),
-            ];
+            let mut labels = target_labels(names[i % names.len()], i);
             if i % 5 == 0 {
                 labels.push(("path".into(), AWKWARD[i / 5 % AWKWARD.len()].into()));
             }
@@ -83,11 +88,7 @@ pub fn scraped_series(seed: u64, series: usize, per_series: usize) -> Vec<FloatS
     let names = ["http_requests_total", "node_memory_free_ratio", "temperature_celsius"];
     (0..series)
         .map(|i| {
-            let mut labels: Labels = vec![
-                ("__name__".into(), names[i % names.len()].into()),
-                ("job".into(), format!("job-{}", i % 7)),
-                ("instance".into(), format!("10.0.{}.{}:9100", i / 256, i % 256)),
-            ];
+            let mut labels = target_labels(names[i % names.len()], i);
             labels.sort();
             let mut t = now - per_series as i64 * 15_000 - 60_000;
             let mut counter = rng.below(1 << 20) as f64;
