@@ -107,8 +107,7 @@ fn fast_float(s: &[u8]) -> Option<(f64, usize)> {
         return None;
     }
     // No division for integers: its latency is most of a short number's cost.
-    let magnitude =
-        if fraction_digits == 0 { mantissa as f64 } else { mantissa as f64 / POW10_F64[fraction_digits] };
+    let magnitude = if fraction_digits == 0 { mantissa as f64 } else { mantissa as f64 / POW10_F64[fraction_digits] };
     Some((if negative { -magnitude } else { magnitude }, len + usize::from(negative)))
 }
 

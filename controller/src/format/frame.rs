@@ -31,32 +31,23 @@ const NO_VALUE: u8 = 0xff;
 
 /// Appends `record` to `out` as one frame.
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
-    let start = out.len();
-    let tag = match record {
-        Record::Series(_) => b'S',
-        Record::Samples { .. } => b'G',
-        Record::Columns(_) => b'C',
-        Record::Rows(_) => b'R',
-    };
-    out.push(tag);
-    out.extend_from_slice(&[0; 4]);
     match record {
-        Record::Series(labels) => {
+        Record::Series(labels) => frame(out, b'S', |out| {
             put_uvarint(out, labels.len() as u64);
             for (name, value) in labels {
                 put_str(out, name);
                 put_str(out, value);
             }
-        }
-        Record::Samples { timestamps, values } => put_samples(out, timestamps, values),
-        Record::Columns(columns) => {
+        }),
+        Record::Samples { timestamps, values } => encode_samples(timestamps, values, out),
+        Record::Columns(columns) => frame(out, b'C', |out| {
             put_uvarint(out, columns.len() as u64);
             for c in columns {
                 put_str(out, &c.name);
                 out.push(c.field_type.code());
             }
-        }
-        Record::Rows(rows) => {
+        }),
+        Record::Rows(rows) => frame(out, b'R', |out| {
             put_uvarint(out, rows.len() as u64);
             let mut prev = 0i64;
             for row in rows {
@@ -67,18 +58,21 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
                     put_value(out, value.as_ref());
                 }
             }
-        }
+        }),
     }
-    let len = (out.len() - start - 5) as u32;
-    out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
 }
 
 /// Appends a float samples frame (as `encode` of [`Record::Samples`] does, without owning the samples).
 pub fn encode_samples(timestamps: &[i64], values: &[f64], out: &mut Vec<u8>) {
+    frame(out, b'G', |out| put_samples(out, timestamps, values));
+}
+
+/// Appends the tag, then the body `write_body` appends, behind its length.
+fn frame(out: &mut Vec<u8>, tag: u8, write_body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
-    out.push(b'G');
+    out.push(tag);
     out.extend_from_slice(&[0; 4]);
-    put_samples(out, timestamps, values);
+    write_body(out);
     let len = (out.len() - start - 5) as u32;
     out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
 }
