@@ -53,16 +53,7 @@ async fn setup_with(customize: impl FnOnce(&mut Behaviour, &TestCa, &TestCa)) ->
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("server.kubeconfig");
     std::fs::write(&kc, kube.kubeconfig()).unwrap();
-    let opts = Options::parse_from([
-        "backup-apiserver",
-        "--in-memory",
-        "--secure-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-    ]);
+    let opts = delegating_options(&kc);
     let server = backup_apiserver::start(opts).await.expect("server starts");
     // Let the startup probes (one TokenReview, one SubjectAccessReview) land before a test counts calls.
     for _ in 0..100 {
@@ -301,16 +292,7 @@ async fn readyz_says_when_kube_apiserver_is_unreachable() {
     let kc = dir.path().join("kc");
     let ca = TestCa::new("unused");
     std::fs::write(&kc, kubeconfig(&format!("https://{closed}"), &ca.cert_pem, "token: t")).unwrap();
-    let opts = Options::parse_from([
-        "backup-apiserver",
-        "--in-memory",
-        "--secure-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-    ]);
+    let opts = delegating_options(&kc);
     let server = backup_apiserver::start(opts).await.expect("starts even when kube-apiserver is down");
     let text = kubeconfig(&format!("https://{}", server.addr), &server.ca_pem, "username: \"\"");
     let config =
@@ -378,4 +360,18 @@ async fn kubectl_works_with_client_certificate_and_token_kubeconfigs() {
         assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains(&format!("from-{name}")), "{stdout}");
     }
+}
+
+/// A server on an in-memory store and a free loopback port, delegating to the kube-apiserver of `kubeconfig`.
+fn delegating_options(kubeconfig: &std::path::Path) -> Options {
+    Options::parse_from([
+        "backup-apiserver",
+        "--in-memory",
+        "--secure-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ])
 }
