@@ -25,4 +25,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end-to-end tests drive the real kubectl" >&2; exit 1; }
 
+# Lints first: every clippy::all lint and unwrap/expect outside tests are errors ([workspace.lints]).
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features "$@"

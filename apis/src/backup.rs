@@ -23,6 +23,7 @@ use crate::status::{Condition, Phase, conditions_schema, observed_generation_sch
 /// `spec.retention.keepLast` when not given.
 pub const DEFAULT_KEEP_LAST: i64 = 7;
 
+/// Names and shape of `timeseriesdbbackups`.
 pub const RESOURCE: ResourceInfo = ResourceInfo {
     group: crate::GROUP,
     version: crate::VERSION,
@@ -40,27 +41,37 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeseriesDBBackup {
+    /// `backup.extend-k8s.io/v1`.
     pub api_version: String,
+    /// `TimeseriesDBBackup`.
     pub kind: String,
+    /// Standard object metadata.
     pub metadata: ObjectMeta,
+    /// What to back up, where to, when, and how many backups to keep.
     pub spec: TimeseriesDBBackupSpec,
+    /// What the controller observed; written through the status subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TimeseriesDBBackupStatus>,
 }
 
 impl_namespaced_resource!(TimeseriesDBBackup, RESOURCE);
 
+/// The desired state of a TimeseriesDBBackup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeseriesDBBackupSpec {
+    /// The database to back up.
     pub database: BackupSource,
+    /// Where the backup files go; `<namespace>/<name>` on the controller's volume when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<Destination>,
     /// Cron expression; absent for a single backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// How many backups to keep.
     #[serde(default)]
     pub retention: Retention,
+    /// No new scheduled backups while true; a running one finishes.
     #[serde(default)]
     pub suspend: bool,
 }
@@ -69,6 +80,7 @@ pub struct TimeseriesDBBackupSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSource {
+    /// Type, URL and (InfluxDB) database name.
     #[serde(flatten)]
     pub endpoint: DatabaseEndpoint,
     /// Series matcher such as `{job="node"}`; all series when absent.
@@ -76,6 +88,7 @@ pub struct BackupSource {
     pub selector: Option<String>,
 }
 
+/// Where a backup's files are written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
@@ -84,9 +97,11 @@ pub struct Destination {
     pub path: Option<String>,
 }
 
+/// Which backups are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
+    /// How many of the newest successful backups to keep (at least 1); older files and entries are deleted.
     pub keep_last: i64,
 }
 
@@ -96,13 +111,17 @@ impl Default for Retention {
     }
 }
 
+/// The observed state of a TimeseriesDBBackup.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeseriesDBBackupStatus {
+    /// Where the backup is in its life: Pending, Running, Succeeded, Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// The `metadata.generation` this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready` and `Running` conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
     /// The most recent successful backup.
@@ -111,8 +130,10 @@ pub struct TimeseriesDBBackupStatus {
     /// The backups kept, newest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<Vec<BackupRecord>>,
+    /// When the next scheduled backup runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<Time>,
+    /// Why the last run failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -121,24 +142,33 @@ pub struct TimeseriesDBBackupStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRecord {
+    /// The backup's identifier, unique within its TimeseriesDBBackup.
     pub id: String,
+    /// When the backup started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the backup completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Number of series in the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<u64>,
+    /// Number of samples in the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
+    /// Size of the backup file in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Where the backup is, relative to the controller's backup volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// SHA-256 of the backup's content, hex-encoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
 
 impl TimeseriesDBBackup {
+    /// A TimeseriesDBBackup `namespace/name` with `spec` and no status.
     pub fn new(namespace: &str, name: &str, spec: TimeseriesDBBackupSpec) -> Self {
         Self {
             api_version: crate::API_VERSION.to_string(),

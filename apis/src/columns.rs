@@ -6,14 +6,20 @@ use serde_json::Value;
 /// The Table column type (`columnDefinitions[].type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
+    /// A string cell.
     String,
+    /// An integer cell.
     Integer,
+    /// A floating-point cell.
     Number,
+    /// A boolean cell.
     Boolean,
+    /// A date cell (kubectl prints it as an age).
     Date,
 }
 
 impl ColumnType {
+    /// The type's name in a Table's `columnDefinitions`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::String => "string",
@@ -43,12 +49,15 @@ pub enum CellSource {
 pub struct PrinterColumn {
     /// Upper-cased by kubectl: `Name`, `Database`, `Last Backup`.
     pub name: &'static str,
+    /// The cell type.
     pub column_type: ColumnType,
     /// `name` for the name column, else "".
     pub format: &'static str,
+    /// What the column shows, for `columnDefinitions`.
     pub description: &'static str,
     /// 0 = always shown; 1 = only with `-o wide`.
     pub priority: i32,
+    /// Where each row's cell comes from.
     pub source: CellSource,
 }
 

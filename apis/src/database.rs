@@ -13,8 +13,11 @@ use crate::schema::{enum_of, obj, string};
 /// The supported time-series databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DatabaseType {
+    /// Prometheus (remote read to back up, remote write to restore).
     Prometheus,
+    /// VictoriaMetrics (`/api/v1/export` to back up, remote write to restore).
     VictoriaMetrics,
+    /// InfluxDB 1.x (chunked queries to back up, line protocol to restore).
     InfluxDB,
 }
 
@@ -27,6 +30,7 @@ impl DatabaseType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseEndpoint {
+    /// Which kind of database.
     pub r#type: DatabaseType,
     /// `http://` or `https://` base URL of the database's HTTP API.
     pub url: String,

@@ -7,12 +7,19 @@ use serde_json::Value;
 /// The type of a field error; `reason()` is the `details.causes[].reason` of a Status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldErrorType {
+    /// A required field is missing.
     Required,
+    /// A field's value is invalid.
     Invalid,
+    /// A field's value is not one of the supported values.
     NotSupported,
+    /// A field may not be set (here, or to this value).
     Forbidden,
+    /// A value repeats where values must be unique.
     Duplicate,
+    /// A value is longer than allowed.
     TooLong,
+    /// A value has the wrong JSON type.
     TypeInvalid,
 }
 
@@ -47,27 +54,33 @@ impl FieldErrorType {
 /// One invalid field: `spec.retention.keepLast: Invalid value: -1: must be greater than or equal to 0`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
+    /// What is wrong.
     pub error_type: FieldErrorType,
     /// Dotted path with indices, e.g. `spec.database.url`, `status.conditions[0].type`.
     pub field: String,
     /// The offending value (shown for Invalid, NotSupported, Duplicate, TypeInvalid).
     pub value: Option<Value>,
+    /// Why, in words (`must be greater than or equal to 0`).
     pub detail: String,
 }
 
 impl FieldError {
+    /// A missing required field.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self { error_type: FieldErrorType::Required, field: field.into(), value: None, detail: detail.into() }
     }
 
+    /// An invalid value.
     pub fn invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
         Self { error_type: FieldErrorType::Invalid, field: field.into(), value: Some(value), detail: detail.into() }
     }
 
+    /// A field that may not be set.
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self { error_type: FieldErrorType::Forbidden, field: field.into(), value: None, detail: detail.into() }
     }
 
+    /// A value over `max` characters.
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
         Self {
             error_type: FieldErrorType::TooLong,
@@ -77,6 +90,7 @@ impl FieldError {
         }
     }
 
+    /// A value of the wrong type.
     pub fn type_invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
         Self { error_type: FieldErrorType::TypeInvalid, field: field.into(), value: Some(value), detail: detail.into() }
     }
@@ -142,18 +156,22 @@ impl fmt::Display for FieldError {
 pub struct ErrorList(pub Vec<FieldError>);
 
 impl ErrorList {
+    /// Add one error.
     pub fn push(&mut self, e: FieldError) {
         self.0.push(e);
     }
 
+    /// Add every error of `other`.
     pub fn extend(&mut self, other: ErrorList) {
         self.0.extend(other.0);
     }
 
+    /// Whether there is no error.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The errors, in the order they were found.
     pub fn iter(&self) -> impl Iterator<Item = &FieldError> {
         self.0.iter()
     }

@@ -51,6 +51,8 @@
 //! `examples/typed_client` is the complete version (create, list, status patch, a kube-runtime watcher, delete):
 //! `cargo run -p backup-apis --example typed_client -- [KUBECONFIG] [NAMESPACE]`.
 
+#![deny(missing_docs)]
+
 pub mod columns;
 pub mod field;
 pub mod kind;

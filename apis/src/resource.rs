@@ -3,7 +3,9 @@
 /// Static facts about one resource of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceInfo {
+    /// The API group, `backup.extend-k8s.io`.
     pub group: &'static str,
+    /// The served version, `v1`.
     pub version: &'static str,
     /// `TimeseriesDBBackup`.
     pub kind: &'static str,
@@ -13,7 +15,9 @@ pub struct ResourceInfo {
     pub plural: &'static str,
     /// `timeseriesdbbackup`.
     pub singular: &'static str,
+    /// Short names kubectl accepts (`tsdbb`).
     pub short_names: &'static [&'static str],
+    /// Categories kubectl accepts (`kubectl get backups`).
     pub categories: &'static [&'static str],
     /// Namespaced (true) or cluster-scoped (false).
     pub namespaced: bool,

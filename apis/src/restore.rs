@@ -17,6 +17,7 @@ use crate::resource::{ResourceInfo, impl_namespaced_resource};
 use crate::schema::{SchemaExt, date_time, int64, kind_root, obj, string};
 use crate::status::{Condition, Phase, conditions_schema, observed_generation_schema, phase_schema};
 
+/// Names and shape of `timeseriesdbrestores`.
 pub const RESOURCE: ResourceInfo = ResourceInfo {
     group: crate::GROUP,
     version: crate::VERSION,
@@ -34,20 +35,28 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeseriesDBRestore {
+    /// `backup.extend-k8s.io/v1`.
     pub api_version: String,
+    /// `TimeseriesDBRestore`.
     pub kind: String,
+    /// Standard object metadata.
     pub metadata: ObjectMeta,
+    /// Which backup to restore, and into which database.
     pub spec: TimeseriesDBRestoreSpec,
+    /// What the controller observed; written through the status subresource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TimeseriesDBRestoreStatus>,
 }
 
 impl_namespaced_resource!(TimeseriesDBRestore, RESOURCE);
 
+/// The desired state of a TimeseriesDBRestore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeseriesDBRestoreSpec {
+    /// The backup to restore.
     pub backup_ref: BackupRef,
+    /// The database to restore into.
     pub target: DatabaseEndpoint,
 }
 
@@ -55,34 +64,45 @@ pub struct TimeseriesDBRestoreSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRef {
+    /// The TimeseriesDBBackup's name (same namespace).
     pub name: String,
     /// A `status.backups[].id`; the latest successful backup when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 
+/// The observed state of a TimeseriesDBRestore.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeseriesDBRestoreStatus {
+    /// Where the restore is: Pending, Running, Succeeded, Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// The `metadata.generation` this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready` and `Running` conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
+    /// When the restore started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the restore completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Number of series restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<u64>,
+    /// Number of samples restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u64>,
+    /// Why the restore failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 impl TimeseriesDBRestore {
+    /// A TimeseriesDBRestore `namespace/name` with `spec` and no status.
     pub fn new(namespace: &str, name: &str, spec: TimeseriesDBRestoreSpec) -> Self {
         Self {
             api_version: crate::API_VERSION.to_string(),

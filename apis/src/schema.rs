@@ -102,6 +102,7 @@ pub fn kind_root(description: &str, spec: Value, status: Value) -> Value {
 
 /// Adds a keyword to a schema: `int64("…").with("default", json!(7)).with("minimum", json!(1))`.
 pub trait SchemaExt {
+    /// This schema with `key` set to `value`.
     fn with(self, key: &str, value: Value) -> Value;
 }
 

@@ -12,9 +12,13 @@ use crate::schema::{SchemaExt, date_time, enum_of, int64, map_list, obj, string}
 /// Where a backup or restore is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
+    /// Accepted, not started yet.
     Pending,
+    /// In progress.
     Running,
+    /// The last run completed.
     Succeeded,
+    /// The last run failed (see the conditions and `message`).
     Failed,
 }
 
@@ -26,8 +30,11 @@ impl Phase {
 /// A condition's truth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ConditionStatus {
+    /// The condition holds.
     True,
+    /// The condition does not hold.
     False,
+    /// Not known yet.
     Unknown,
 }
 
@@ -35,12 +42,17 @@ pub enum ConditionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// The condition's type, e.g. `Ready`; unique in the list.
     pub r#type: String,
+    /// `True`, `False` or `Unknown`.
     pub status: ConditionStatus,
+    /// A machine-readable CamelCase reason for the last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A human-readable message about the last transition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
 }

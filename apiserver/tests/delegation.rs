@@ -2,6 +2,8 @@
 //! headers, client certificates, TokenReview with its cache, SubjectAccessReview with upstream's 403 message, the
 //! ConfigMap watched for a new CA, NamespaceLifecycle, and the readyz self-diagnosis.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 mod support;
 
 use std::collections::BTreeMap;

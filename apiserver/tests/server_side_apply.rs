@@ -2,6 +2,8 @@
 //! (kube-rs `Patch::Apply` and `kubectl apply --server-side`), conflicts and force, dry-run, and strategic merge
 //! patch (`kubectl patch --type strategic`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::path::Path;
 use std::process::Command;
 

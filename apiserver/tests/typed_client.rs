@@ -1,6 +1,8 @@
 //! The typed-client example (`apis/examples/typed_client`) against the standalone server, started in process: kube-rs
 //! `Api<TimeseriesDBBackup>` create, list, status patch and a kube-runtime watcher, exactly as the example runs them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 #[path = "../../apis/examples/typed_client/demo.rs"]
 mod demo;
 

@@ -2,6 +2,8 @@
 //! policy and in another one, backed up through a TimeseriesDBBackup, restored through a TimeseriesDBRestore into a
 //! fresh instance, and compared with the source's own answers to `SHOW FIELD KEYS` and `SELECT * ... GROUP BY *`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_apis::database::DatabaseType::{InfluxDB, Prometheus};

@@ -3,6 +3,8 @@
 //! TimeseriesDBRestore into a fresh Prometheus, compared bit for bit with the source's own remote read answer; and
 //! the same backup restored into VictoriaMetrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_apis::database::DatabaseType::{Prometheus as PrometheusType, VictoriaMetrics};

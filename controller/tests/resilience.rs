@@ -1,6 +1,8 @@
 //! The controller killed in the middle of a backup, and a database that is down: backups end Succeeded with a
 //! verified file or Failed with a clear message, never Succeeded with a broken file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_apis::database::DatabaseType::VictoriaMetrics;

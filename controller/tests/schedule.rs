@@ -1,5 +1,7 @@
 //! Scheduled backups with retention, and the kubectl plugin's commands, against VictoriaMetrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! TimeseriesDBRestore into a fresh instance, compared sample by sample with the source's own export (see
 //! `assert_same` for the one thing VictoriaMetrics itself may change: the last digit of a value it re-encodes).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

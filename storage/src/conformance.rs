@@ -4,6 +4,8 @@
 //! Each case panics on the first broken expectation. Cases assume nobody else writes to the store meanwhile
 //! (they check exact revisions) and bound every wait and every load loop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

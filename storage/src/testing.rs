@@ -5,6 +5,8 @@
 //! temporary data directory ([`EtcdServer::start_tls`]: serving TLS, requiring client certificates); it panics
 //! when etcd is missing or does not become healthy, so etcd tests never skip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

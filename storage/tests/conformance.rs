@@ -1,6 +1,8 @@
 //! The conformance suite (`backup_storage::conformance`) against every backend — etcd (a fresh server per case),
 //! the embedded store on disk and in memory — plus what only one backend can show: restarts and history limits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! `EtcdStorage` over TLS with a client certificate (`--etcd-cafile/--etcd-certfile/--etcd-keyfile`), against an
 //! etcd that requires client certificates.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::path::Path;
 
 use backup_storage::etcd::{EtcdConfig, EtcdStorage};

@@ -5,6 +5,8 @@
 //! Every test starts its own [`TestServer`], so tests run in parallel; everything that waits is bounded by a
 //! timeout.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 pub mod http;
 pub mod kubectl;
 

@@ -1,6 +1,8 @@
 //! Discovery (legacy and aggregated v2 with ETags), `/api`, `/version`, OpenAPI v2 caching, `/metrics` and the
 //! health endpoints, over raw HTTPS.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use backup_e2e::{GV_PATH, Http, Response, TestServer, backup, backup_path, backups};
 use http::Method;
 use serde_json::{Value, json};

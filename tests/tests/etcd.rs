@@ -1,6 +1,8 @@
 //! On etcd: the storage layout (read with etcd-client directly), resourceVersion = the key's mod_revision, and
 //! 410 Expired after a compaction (an ERROR event inside a 200 watch, and expired lists and continue tokens).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_e2e::{GV_PATH, TestServer, backup, backup_path, backups, collection, restore, str_at};

@@ -1,6 +1,8 @@
 //! kube-rs against the server: aggregated discovery, the dynamic API, kube-runtime's watcher (list then watch, and
 //! streaming lists), and the typed `TimeseriesDBBackup` API including `patch_status`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_apis::backup::{BackupSource, Retention, TimeseriesDBBackup, TimeseriesDBBackupSpec};

@@ -2,6 +2,8 @@
 //! label, annotate, patch, edit, status, selectors, wait, describe, delete) on the embedded store and on etcd,
 //! `apply` updates, `get -w`, discovery-driven commands, chunked lists and `explain`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_e2e::TestServer;

@@ -1,6 +1,8 @@
 //! Lists over raw HTTPS: pagination (limit, continue, remainingItemCount, pinned revision), label selectors
 //! (equality and set-based), field selectors and resourceVersion semantics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use backup_e2e::{GV_PATH, Http, TestServer, backup, backup_path, backups, str_at};
 use serde_json::{Value, json};
 

@@ -1,6 +1,8 @@
 //! Object semantics over raw HTTPS: generation, the status subresource, generateName, finalizers, delete
 //! preconditions, deletecollection, dryRun and fieldValidation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use backup_e2e::{Http, TestServer, backup, backup_path, backups, str_at};
 use http::Method;
 use serde_json::{Value, json};

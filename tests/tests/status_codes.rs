@@ -1,6 +1,8 @@
 //! Every HTTP status code the server answers, over raw HTTPS, and the `Status` body of every error (apiVersion
 //! v1, reason, code, details naming the resource as upstream does). 410 lives in `etcd.rs`, which can compact.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use backup_e2e::{GV_PATH, TestServer, backup, backup_path, backups, str_at};
 use http::Method;
 use serde_json::json;

@@ -1,6 +1,8 @@
 //! Server-side printing and metadata transforms: `as=Table` (columns, rows, includeObject, watches) and
 //! `as=PartialObjectMetadata[List]` in meta.k8s.io v1 and v1beta1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use backup_e2e::{Http, Response, TestServer, backup, backup_path, backups, str_at};

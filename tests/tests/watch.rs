@@ -2,6 +2,8 @@
 //! resourceVersion, bookmarks, timeoutSeconds, selectors (objects leaving the selection yield DELETED) and
 //! streaming lists (`sendInitialEvents`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 use std::time::{Duration, Instant};
 
 use backup_e2e::{GV_PATH, Http, TestServer, WatchStream, backup, backup_path, backups, str_at};

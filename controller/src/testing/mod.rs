@@ -4,6 +4,8 @@
 //!
 //! Tests → **harness (this module)** → API server, controller, databases.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
 pub mod dataset;
 pub mod influx;
 pub mod prometheus;
