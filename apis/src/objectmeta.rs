@@ -75,6 +75,13 @@ fn is_qualified_shaped(s: &str) -> bool {
     }
 }
 
+/// The time now as Kubernetes writes metadata timestamps (`creationTimestamp`, `deletionTimestamp`,
+/// managedFields' `time`): RFC 3339 in UTC, second precision, `Z`.
+pub fn timestamp_now() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
+}
+
 /// Upstream's `IsDNS1123Label`: empty when `v` is a valid DNS-1123 label (namespace names).
 pub fn is_dns1123_label(v: &str) -> Vec<String> {
     let mut errs = Vec::new();

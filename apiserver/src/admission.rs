@@ -1,4 +1,4 @@
-//! Admission between the REST handlers and the strategy: NamespaceLifecycle, as upstream's plugin. A create into a
+//! Admission between the registry store and storage: NamespaceLifecycle, as upstream's plugin. A create into a
 //! namespace that does not exist in the cluster is rejected (404 for the namespace), into a Terminating namespace
 //! with 403. Namespaces come from a watch (a reflector cache), so the hot path makes no request; only a name the
 //! cache does not know is looked up live, as upstream does for a cache that may lag.
@@ -13,7 +13,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, StatusReason};
 use crate::health::Diagnosis;
 use backup_apis::ResourceInfo;
 
@@ -75,11 +75,8 @@ impl Admission for NamespaceLifecycle {
             return Ok(());
         }
         let Some(ns) = self.lookup(namespace).await? else {
-            let mut e = ApiError::bad_request(format!("namespaces \"{namespace}\" not found"));
-            e.code = 404;
-            e.reason = "NotFound";
-            e.details = Some(json!({"name": namespace, "kind": "namespaces"}));
-            return Err(e);
+            return Err(ApiError::new(404, StatusReason::NotFound, format!("namespaces \"{namespace}\" not found"))
+                .with_details(json!({"name": namespace, "kind": "namespaces"})));
         };
         let terminating = ns.metadata.deletion_timestamp.is_some()
             || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating");

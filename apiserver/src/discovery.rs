@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::ApiError;
-use crate::http::negotiation::parse_accept;
+use crate::request::negotiation::parse_accept;
 
 /// Content type of aggregated discovery v2.
 pub const V2_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";

@@ -9,12 +9,66 @@ use backup_apis::{ErrorList, ResourceInfo};
 use backup_storage::StorageError;
 use serde_json::{Map, Value, json};
 
+/// `reason` of a failure `Status` (`metav1.StatusReason`): what kind of failure, for clients to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusReason {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Expired,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    Invalid,
+    TooManyRequests,
+    InternalError,
+    ServiceUnavailable,
+    ServerTimeout,
+    Timeout,
+}
+
+impl StatusReason {
+    /// The reason as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BadRequest",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::NotFound => "NotFound",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::NotAcceptable => "NotAcceptable",
+            Self::AlreadyExists => "AlreadyExists",
+            Self::Conflict => "Conflict",
+            Self::Gone => "Gone",
+            Self::Expired => "Expired",
+            Self::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Self::UnsupportedMediaType => "UnsupportedMediaType",
+            Self::Invalid => "Invalid",
+            Self::TooManyRequests => "TooManyRequests",
+            Self::InternalError => "InternalError",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::ServerTimeout => "ServerTimeout",
+            Self::Timeout => "Timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for StatusReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failed request: the code, reason and message of a `Status`, plus optional details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub code: u16,
-    /// `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, …
-    pub reason: &'static str,
+    pub reason: StatusReason,
     pub message: String,
     /// `details` of the Status, when there are any.
     pub details: Option<Value>,
@@ -25,21 +79,43 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    /// A failure with `code` and `reason`; most callers use the named constructors below.
+    pub fn new(code: u16, reason: StatusReason, message: impl Into<String>) -> Self {
         Self { code, reason, message: message.into(), details: None, retry_after: None, continue_token: None }
     }
 
-    fn with_details(mut self, details: Value) -> Self {
+    /// The same failure with `details`.
+    pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
         self
     }
 
+    /// 404 NotFound: the object (or path) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.reason == StatusReason::NotFound
+    }
+
+    /// 409 AlreadyExists: a create found the name taken.
+    pub fn is_already_exists(&self) -> bool {
+        self.reason == StatusReason::AlreadyExists
+    }
+
+    /// 409 Conflict: the object changed since it was read (or an apply conflicts with other managers).
+    pub fn is_conflict(&self) -> bool {
+        self.reason == StatusReason::Conflict
+    }
+
+    /// 422 Invalid with `message` (no causes): a request that is well-formed but cannot be applied.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(422, StatusReason::Invalid, message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, StatusReason::BadRequest, message)
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
+        Self::new(401, StatusReason::Unauthorized, "Unauthorized")
     }
 
     /// 403 with upstream's `forbidden` wording; `details` names the resource when there is one.
@@ -53,40 +129,45 @@ impl ApiError {
             format!("{qualified_resource} \"{name}\" is forbidden: {msg}")
         };
         let (resource, group) = split_qualified(qualified_resource);
-        Self::new(403, "Forbidden", full).with_details(details(name, group, resource))
+        Self::new(403, StatusReason::Forbidden, full).with_details(details(name, group, resource))
     }
 
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", info.qualified_resource())).with_details(details(
-            name,
-            info.group,
-            info.plural,
-        ))
+        Self::new(404, StatusReason::NotFound, format!("{} \"{name}\" not found", info.qualified_resource()))
+            .with_details(details(name, info.group, info.plural))
     }
 
     /// A plain 404 for a path that serves nothing.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(404, StatusReason::NotFound, "the server could not find the requested resource")
             .with_details(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]}))
     }
 
     pub fn method_not_allowed(action: &str, kind: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("{action} is not supported on resources of kind \"{kind}\""))
+        Self::new(
+            405,
+            StatusReason::MethodNotAllowed,
+            format!("{action} is not supported on resources of kind \"{kind}\""),
+        )
     }
 
     pub fn not_acceptable(accepted: &[&str]) -> Self {
-        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: {}", accepted.join(", ")))
+        Self::new(
+            406,
+            StatusReason::NotAcceptable,
+            format!("only the following media types are accepted: {}", accepted.join(", ")),
+        )
     }
 
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", info.qualified_resource()))
+        Self::new(409, StatusReason::AlreadyExists, format!("{} \"{name}\" already exists", info.qualified_resource()))
             .with_details(details(name, info.group, info.plural))
     }
 
     pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> Self {
         Self::new(
             409,
-            "Conflict",
+            StatusReason::Conflict,
             format!("Operation cannot be fulfilled on {} \"{name}\": {why}", info.qualified_resource()),
         )
         .with_details(details(name, info.group, info.plural))
@@ -102,17 +183,17 @@ impl ApiError {
     }
 
     pub fn gone_expired(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, StatusReason::Expired, message)
     }
 
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(413, StatusReason::RequestEntityTooLarge, format!("Request entity too large: limit is {limit}"))
     }
 
     pub fn unsupported_media_type(content_type: &str, supported: &[&str]) -> Self {
         Self::new(
             415,
-            "UnsupportedMediaType",
+            StatusReason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: {}",
                 supported.join(", ")
@@ -127,13 +208,17 @@ impl ApiError {
             .iter()
             .map(|e| json!({"reason": e.error_type.reason(), "message": e.message(), "field": e.field}))
             .collect();
-        Self::new(422, "Invalid", format!("{} \"{name}\" is invalid: {}", info.qualified_kind(), errors.summary()))
-            .with_details(json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}))
+        Self::new(
+            422,
+            StatusReason::Invalid,
+            format!("{} \"{name}\" is invalid: {}", info.qualified_kind(), errors.summary()),
+        )
+        .with_details(json!({"name": name, "group": info.group, "kind": info.kind, "causes": causes}))
     }
 
     pub fn internal(message: impl std::fmt::Display) -> Self {
         let message = message.to_string();
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(500, StatusReason::InternalError, format!("Internal error occurred: {message}"))
             .with_details(json!({"causes": [{"message": message}]}))
     }
 
@@ -141,7 +226,7 @@ impl ApiError {
     pub fn server_timeout(info: &ResourceInfo, operation: &str, retry_after: u64) -> Self {
         let mut e = Self::new(
             500,
-            "ServerTimeout",
+            StatusReason::ServerTimeout,
             format!(
                 "The {operation} operation against {} could not be completed at this time, please try again.",
                 info.qualified_resource()
@@ -155,7 +240,7 @@ impl ApiError {
     }
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {
-        let mut e = Self::new(503, "ServiceUnavailable", message);
+        let mut e = Self::new(503, StatusReason::ServiceUnavailable, message);
         e.retry_after = Some(1);
         e
     }
@@ -164,7 +249,7 @@ impl ApiError {
     pub fn too_large_resource_version(requested: i64, current: i64) -> Self {
         let mut e = Self::new(
             504,
-            "Timeout",
+            StatusReason::Timeout,
             format!("Too large resource version: {requested}, current: {current}"),
         )
         .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}));
@@ -209,7 +294,7 @@ impl ApiError {
         );
         m.insert("status".into(), "Failure".into());
         m.insert("message".into(), self.message.clone().into());
-        m.insert("reason".into(), self.reason.into());
+        m.insert("reason".into(), self.reason.as_str().into());
         if let Some(d) = &self.details {
             m.insert("details".into(), d.clone());
         }

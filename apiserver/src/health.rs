@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_storage::Storage;
 
-use crate::rest::params::Params;
+use crate::request::query::Query;
 
 /// Which endpoint is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +115,7 @@ impl Health {
     }
 
     /// Serve `/<endpoint>` or `/<endpoint>/<check>`.
-    pub async fn serve(&self, endpoint: Endpoint, check: Option<&str>, query: Option<&str>) -> Response {
-        let params = Params::parse(query);
+    pub async fn serve(&self, endpoint: Endpoint, check: Option<&str>, params: &Query) -> Response {
         let checks = self.checks(endpoint);
         if let Some(one) = check {
             if !checks.contains(&one) {

@@ -1,21 +1,34 @@
 //! backup-apiserver: the `backup.extend-k8s.io` aggregated extension API server.
 //!
-//! The request flow, top to bottom: [`tls`] (HTTPS, HTTP/2) → [`server`] (request info, metrics) → [`auth`]
-//! (authn → authz) → [`rest`] (generic REST handlers and store) → the kind's strategy (`backup_apis::Kind`) →
-//! `backup_storage` (etcd or the embedded store). [`discovery`], [`openapi`], [`health`] and [`metrics`] are
-//! served from memory beside it.
+//! Start reading at [`start`], then follow one request down, one file per step:
+//!
+//! 1. [`tls`]: HTTPS (HTTP/2 and HTTP/1.1) accepts the connection; [`server`] holds the routes.
+//! 2. [`filters`], outermost first: [`filters::request_info`] parses the request once into a
+//!    [`request::info::RequestInfo`] and [`request::query::Query`]; [`filters::metrics`];
+//!    [`filters::authentication`] and [`filters::authorization`], asking [`auth`]'s authenticators and authorizers.
+//! 3. [`endpoints`]: the file of the request's verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+//!    `delete_collection`) decodes its [`request::options`] and body and renders through [`endpoints::output`].
+//! 4. [`registry`]: the generic store, every verb a method; the kind's [`registry::strategy`] over
+//!    `backup_apis::Kind`; the [`fieldmanager`] for managedFields and server-side apply; [`admission`].
+//! 5. `backup_storage`: etcd or the embedded store, opened by [`backend`].
+//!
+//! [`discovery`], [`openapi`], [`health`] and [`metrics`] are served from memory beside the resource endpoints;
+//! [`error`] is the `Status` every layer answers with.
 
 pub mod admission;
 pub mod auth;
+pub mod backend;
 pub mod discovery;
+pub mod endpoints;
 pub mod error;
+pub mod fieldmanager;
+pub mod filters;
 pub mod health;
-pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod options;
-pub mod request_info;
-pub mod rest;
+pub mod registry;
+pub mod request;
 pub mod server;
 pub mod standalone;
 pub mod tls;
@@ -25,22 +38,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use backup_storage::Storage;
-use backup_storage::embedded::EmbeddedStorage;
-use backup_storage::etcd::{EtcdConfig, EtcdStorage};
 use tokio::sync::oneshot;
 
 use crate::admission::{Admission, NamespaceLifecycle};
-use crate::auth::authn::{Authenticator, Chain, UserInfo};
-use crate::auth::authz::{AlwaysAllow, Authorizer, Union};
-use crate::auth::delegation::{Overrides, kube_client, probe_reviews, start_configmap_sync};
-use crate::auth::token_file::TokenFile;
-use crate::auth::webhook::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
-use crate::auth::x509::{ClientCertAuthenticator, RequestHeaderAuthenticator, SharedCertAuthConfig};
+use crate::filters::FilterDeps;
 use crate::health::Diagnosis;
-use crate::metrics::{InstrumentedStorage, Metrics};
+use crate::metrics::Metrics;
 use crate::options::Options;
-use crate::server::AppState;
+use crate::server::Routes;
 
 /// A running server.
 pub struct Server {
@@ -77,104 +82,43 @@ impl Server {
     }
 }
 
-async fn open_storage(opts: &Options) -> anyhow::Result<(Arc<dyn Storage>, &'static str)> {
-    if !opts.etcd_servers.is_empty() {
-        let config = EtcdConfig {
-            servers: opts.etcd_servers.clone(),
-            cafile: opts.etcd_cafile.clone(),
-            certfile: opts.etcd_certfile.clone(),
-            keyfile: opts.etcd_keyfile.clone(),
-            prefix: opts.etcd_prefix.clone(),
-            compaction_interval: opts.etcd_compaction_interval,
-            ..EtcdConfig::default()
-        };
-        let s = EtcdStorage::connect(&config).await.context("connecting to etcd")?;
-        return Ok((Arc::new(s), "etcd"));
-    }
-    if opts.in_memory {
-        return Ok((Arc::new(EmbeddedStorage::in_memory().context("opening the in-memory store")?), "storage"));
-    }
-    let dir = match (&opts.data_dir, opts.standalone) {
-        (Some(d), _) => d.clone(),
-        (None, true) => "standalone-data".into(),
-        (None, false) => anyhow::bail!("no storage: give --etcd-servers, or --data-dir for the embedded store"),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("store.redb");
-    let s = tokio::task::spawn_blocking(move || EmbeddedStorage::open(path))
-        .await
-        .context("opening the embedded store")?
-        .context("opening the embedded store")?;
-    Ok((Arc::new(s), "storage"))
-}
-
 /// Start the server described by `opts`; it runs until [`Server::shutdown`].
 pub async fn start(opts: Options) -> anyhow::Result<Server> {
-    let (raw_storage, check_name) = open_storage(&opts).await?;
     let metrics = Arc::new(Metrics::default());
-    let storage: Arc<dyn Storage> = Arc::new(InstrumentedStorage { inner: raw_storage, metrics: metrics.clone() });
+    let (storage, check_name) = backend::open(&opts, &metrics).await?;
     let kinds = backup_apis::kinds();
-
     let diagnosis = Arc::new(Diagnosis::default());
-    let cert_config = Arc::new(SharedCertAuthConfig::default());
-    let overrides = Overrides::from_options(&opts)?;
-    // The front proxy's headers first: it is also what strips them from every other request.
-    let mut authenticators: Vec<Arc<dyn Authenticator>> = vec![
-        Arc::new(RequestHeaderAuthenticator(cert_config.clone())),
-        Arc::new(ClientCertAuthenticator(cert_config.clone())),
-    ];
-    if let Some(path) = &opts.token_auth_file {
-        authenticators.push(Arc::new(TokenFile::load(path)?));
-    }
-    let mut admin_token = None;
-    let mut authorizer: Box<dyn Authorizer> = Box::new(AlwaysAllow);
-    let mut admission: Option<Arc<dyn Admission>> = None;
-    if opts.standalone {
-        let token = standalone::random_token();
-        authenticators.push(Arc::new(StaticToken { token: token.clone(), user: standalone::admin_user() }));
-        admin_token = Some(token);
-        cert_config.set(overrides.resolve(None));
-    } else {
-        let base = opts.kubeconfig.as_deref();
-        let client = kube_client(base).await?;
-        let authn_client = match &opts.authentication_kubeconfig {
-            Some(p) => kube_client(Some(p)).await?,
-            None => client.clone(),
-        };
-        let authz_client = match &opts.authorization_kubeconfig {
-            Some(p) => kube_client(Some(p)).await?,
-            None => client.clone(),
-        };
-        start_configmap_sync(authn_client.clone(), cert_config.clone(), overrides, diagnosis.clone()).await;
-        tokio::spawn(probe_reviews(authn_client.clone(), authz_client.clone(), diagnosis.clone()));
-        authenticators.push(Arc::new(TokenReviewAuthenticator::new(
-            authn_client,
-            opts.authentication_token_webhook_cache_ttl,
-            opts.api_audiences.clone(),
-            diagnosis.clone(),
-        )));
-        authorizer = Box::new(SubjectAccessReviewAuthorizer::new(
-            authz_client,
-            opts.authorization_webhook_cache_authorized_ttl,
-            opts.authorization_webhook_cache_unauthorized_ttl,
-            diagnosis.clone(),
-        ));
-        admission = Some(Arc::new(NamespaceLifecycle::start(client, diagnosis.clone())));
-    }
-    let authz = Union { always_allow_paths: opts.authorization_always_allow_paths.clone(), inner: authorizer };
-
+    let auth = auth::setup::build(&opts, &diagnosis).await?;
+    let admission = auth
+        .cluster
+        .clone()
+        .map(|client| Arc::new(NamespaceLifecycle::start(client, diagnosis.clone())) as Arc<dyn Admission>);
     let health = Arc::new(health::Health::new(storage.clone(), check_name, diagnosis));
-    let state = Arc::new(AppState {
-        registry: rest::Registry::new(&kinds, storage.clone(), admission),
+    let routes = Arc::new(Routes {
+        registry: registry::Registry::new(&kinds, storage, admission),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),
-        metrics,
-        authn: Chain(authenticators),
-        authz,
+        metrics: metrics.clone(),
         version: version::info(),
     });
+    let filters = FilterDeps {
+        authenticator: auth.authenticator,
+        authorizer: auth.authorizer,
+        always_allow: auth.always_allow,
+        metrics,
+    };
+    let app = server::router(routes, filters);
+    serve(&opts, app, auth.admin_token, health).await
+}
 
+/// Listen, load or make the serving certificate, write the standalone kubeconfig, and serve `app`.
+async fn serve(
+    opts: &Options,
+    app: axum::Router,
+    admin_token: Option<String>,
+    health: Arc<health::Health>,
+) -> anyhow::Result<Server> {
     let default_bind =
         if opts.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
     let bind = opts.bind_address.unwrap_or(default_bind);
@@ -204,28 +148,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     }
 
     let (tx, rx) = oneshot::channel();
-    let app = server::router(state);
     let task = tokio::spawn(tls::serve(listener, config, app, async {
         let _ = rx.await;
     }));
     Ok(Server { addr, ca_pem: cert.cert_pem, admin_token, kubeconfig, health, shutdown: Some(tx), task })
-}
-
-/// One fixed bearer token (the standalone admin).
-struct StaticToken {
-    token: String,
-    user: UserInfo,
-}
-
-#[async_trait::async_trait]
-impl Authenticator for StaticToken {
-    async fn authenticate(
-        &self,
-        parts: &mut axum::http::request::Parts,
-    ) -> Result<Option<UserInfo>, auth::authn::AuthnError> {
-        match auth::authn::bearer_token(parts) {
-            Some(t) if t == self.token => Ok(Some(self.user.clone())),
-            _ => Ok(None),
-        }
-    }
 }

@@ -1,29 +1,11 @@
-//! Standalone mode: no cluster. An admin token and a kubeconfig that points kubectl at this server.
+//! Standalone mode: no cluster. The kubeconfig that points kubectl at this server with the admin token
+//! ([`crate::auth::static_token::StaticToken::standalone_admin`]).
 
 use std::path::Path;
 
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rand::Rng;
-
-use crate::auth::authn::{MASTERS_GROUP, UserInfo};
-
-/// The admin identity of standalone mode.
-pub fn admin_user() -> UserInfo {
-    UserInfo {
-        name: "admin".into(),
-        uid: "standalone-admin".into(),
-        groups: vec![MASTERS_GROUP.into()],
-        ..UserInfo::default()
-    }
-}
-
-/// A random bearer token (32 bytes, hex).
-pub fn random_token() -> String {
-    let bytes: [u8; 32] = rand::rng().random();
-    hex::encode(bytes)
-}
 
 /// A kubeconfig for `server` trusting `ca_pem`, authenticating with `token`.
 pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {

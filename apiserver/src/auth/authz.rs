@@ -1,9 +1,10 @@
 //! May they do it: the authorizer interface and the decisions every setup shares (always-allow paths, the
-//! `system:masters` group), and upstream's Forbidden wording.
+//! `system:masters` group). The authorization filter asks the [`Union`].
+
+use std::sync::Arc;
 
 use crate::auth::authn::{MASTERS_GROUP, UserInfo};
-use crate::error::ApiError;
-use crate::request_info::RequestInfo;
+use crate::request::info::RequestInfo;
 
 /// An authorizer's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,89 +24,44 @@ pub trait Authorizer: Send + Sync + 'static {
 }
 
 /// Allows every authenticated user (standalone mode).
-pub struct AlwaysAllow;
+pub struct AllowAll;
 
 #[async_trait::async_trait]
-impl Authorizer for AlwaysAllow {
+impl Authorizer for AllowAll {
     async fn authorize(&self, _: &UserInfo, _: &RequestInfo) -> Decision {
         Decision::Allow
     }
 }
 
-/// The union every server runs: always-allow paths, then `system:masters`, then the configured authorizer.
-pub struct Union {
-    pub always_allow_paths: Vec<String>,
-    pub inner: Box<dyn Authorizer>,
-}
+/// `--authorization-always-allow-paths`: non-resource paths anyone may GET, even without credentials.
+#[derive(Debug, Clone, Default)]
+pub struct AlwaysAllowPaths(pub Vec<String>);
 
-impl Union {
-    /// Whether `path` is on the always-allow list (entries ending in `*` are prefixes).
-    pub fn is_always_allowed(&self, path: &str) -> bool {
-        self.always_allow_paths.iter().any(|p| match p.strip_suffix('*') {
+impl AlwaysAllowPaths {
+    /// Whether `path` is on the list (entries ending in `*` are prefixes).
+    pub fn contains(&self, path: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
             Some(prefix) => path.starts_with(prefix),
             None => path == p,
         })
     }
 }
 
+/// The union every server runs: always-allow paths, then `system:masters`, then the configured authorizer.
+pub struct Union {
+    pub always_allow: Arc<AlwaysAllowPaths>,
+    pub inner: Box<dyn Authorizer>,
+}
+
 #[async_trait::async_trait]
 impl Authorizer for Union {
     async fn authorize(&self, user: &UserInfo, info: &RequestInfo) -> Decision {
-        if !info.is_resource_request && self.is_always_allowed(&info.path) {
+        if !info.is_resource_request && self.always_allow.contains(&info.path) {
             return Decision::Allow;
         }
         if user.groups.iter().any(|g| g == MASTERS_GROUP) {
             return Decision::Allow;
         }
         self.inner.authorize(user, info).await
-    }
-}
-
-/// The 403 for a denied request, worded as upstream's `forbiddenMessage`.
-pub fn forbidden(user: &UserInfo, info: &RequestInfo, reason: &str) -> ApiError {
-    let suffix = if reason.is_empty() { String::new() } else { format!(": {reason}") };
-    if !info.is_resource_request {
-        let msg = format!("User \"{}\" cannot {} path \"{}\"{suffix}", user.name, info.verb, info.path);
-        return ApiError::forbidden("", "", msg);
-    }
-    let mut resource = info.resource.clone();
-    if !info.subresource.is_empty() {
-        resource = format!("{resource}/{}", info.subresource);
-    }
-    let scope = if info.namespace.is_empty() {
-        "at the cluster scope".to_string()
-    } else {
-        format!("in the namespace \"{}\"", info.namespace)
-    };
-    let msg = format!(
-        "User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}{suffix}",
-        user.name, info.verb, info.api_group
-    );
-    let qualified = if info.api_group.is_empty() { resource.clone() } else { format!("{resource}.{}", info.api_group) };
-    ApiError::forbidden(&qualified, &info.name, msg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::Method;
-
-    #[test]
-    fn forbidden_matches_upstream() {
-        let user = UserInfo { name: "bob".into(), ..UserInfo::default() };
-        let info = RequestInfo::parse(
-            &Method::GET,
-            "/apis/backup.extend-k8s.io/v1/namespaces/default/timeseriesdbbackups/x",
-            false,
-            None,
-        );
-        let e = forbidden(&user, &info, "");
-        assert_eq!(e.code, 403);
-        assert_eq!(
-            e.message,
-            "timeseriesdbbackups.backup.extend-k8s.io \"x\" is forbidden: User \"bob\" cannot get resource \"timeseriesdbbackups\" in API group \"backup.extend-k8s.io\" in the namespace \"default\""
-        );
-        let info = RequestInfo::parse(&Method::GET, "/metrics", false, None);
-        assert_eq!(forbidden(&user, &info, "").message, "forbidden: User \"bob\" cannot get path \"/metrics\"");
     }
 }

@@ -18,7 +18,7 @@ use super::x509::{CaPool, CertAuthConfig, RequestHeaderConfig, SharedCertAuthCon
 use crate::auth::authn::UserInfo;
 use crate::health::Diagnosis;
 use crate::options::Options;
-use crate::request_info::RequestInfo;
+use crate::request::info::{RequestInfo, Verb};
 
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
 pub const CONFIGMAP_NAME: &str = "extension-apiserver-authentication";
@@ -214,7 +214,7 @@ pub async fn probe_reviews(authn: kube::Client, authz: kube::Client, diagnosis: 
     let tokenreviews: Api<TokenReview> = Api::all(authn);
     let outcome = tokenreviews.create(&PostParams::default(), &tr).await;
     diagnosis.set(CHECK_TOKENREVIEW, outcome.err().map(|e| describe("TokenReview", &e)));
-    let info = RequestInfo::parse(&axum::http::Method::GET, "/readyz", false, None);
+    let info = RequestInfo::non_resource(Verb::Get, "/readyz");
     let sar =
         SubjectAccessReview { spec: review_spec(&UserInfo::anonymous(), &info), ..SubjectAccessReview::default() };
     let reviews: Api<SubjectAccessReview> = Api::all(authz);

@@ -1,13 +1,15 @@
-//! Authentication and authorization: the first two steps of the request flow.
+//! Authentication and authorization: the authenticators and authorizers the filters ask, and [`setup`], which
+//! builds them from the flags.
 //!
-//! HTTP → **authn → authz** → REST → strategy → storage. Authenticators form a chain (first success wins);
-//! authorizers form a union. A request no authenticator recognises is `system:anonymous`, which passes only on
-//! the always-allow paths (health endpoints, for kubelet probes).
+//! request info → **authentication → authorization** (filters, asking these) → endpoints. Authenticators form a
+//! chain (first success wins); authorizers form a union. A request no authenticator recognises is
+//! `system:anonymous`, which passes only on the always-allow paths (health endpoints, for kubelet probes).
 
 pub mod authn;
 pub mod authz;
 pub mod delegation;
-pub mod filter;
+pub mod setup;
+pub mod static_token;
 pub mod token_file;
 pub mod webhook;
 pub mod x509;

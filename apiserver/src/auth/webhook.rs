@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::authn::{Authenticator, AuthnError, UserInfo, bearer_token};
 use super::authz::{Authorizer, Decision};
 use crate::health::Diagnosis;
-use crate::request_info::RequestInfo;
+use crate::request::info::RequestInfo;
 
 /// Upstream caches at most this many authorization decisions; authentication likewise here.
 const MAX_CACHE_ENTRIES: usize = 8192;
@@ -181,17 +181,17 @@ pub fn review_spec(user: &UserInfo, info: &RequestInfo) -> SubjectAccessReviewSp
     if info.is_resource_request {
         spec.resource_attributes = Some(ResourceAttributes {
             namespace: Some(info.namespace.clone()),
-            verb: Some(info.verb.clone()),
+            verb: Some(info.verb.as_str().to_string()),
             group: Some(info.api_group.clone()),
             version: Some(info.api_version.clone()),
             resource: Some(info.resource.clone()),
-            subresource: Some(info.subresource.clone()),
+            subresource: Some(info.subresource.as_str().to_string()),
             name: Some(info.name.clone()),
             ..ResourceAttributes::default()
         });
     } else {
         spec.non_resource_attributes =
-            Some(NonResourceAttributes { path: Some(info.path.clone()), verb: Some(info.verb.clone()) });
+            Some(NonResourceAttributes { path: Some(info.path.clone()), verb: Some(info.verb.as_str().to_string()) });
     }
     spec
 }

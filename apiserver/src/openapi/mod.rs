@@ -71,9 +71,9 @@ impl OpenApi {
         serve::document(&self.v3_index, headers, self.built, HeaderMap::new())
     }
 
-    /// `GET /openapi/v3/<path>` (`path` e.g. `apis/backup.extend-k8s.io/v1`); `query` is the raw query string.
-    /// With the current `?hash=` the answer is cacheable forever; with a stale one it is a 301 to the current.
-    pub fn serve_v3_group_version(&self, path: &str, query: Option<&str>, headers: &HeaderMap) -> Response {
+    /// `GET /openapi/v3/<path>` (`path` e.g. `apis/backup.extend-k8s.io/v1`), `hash` the `?hash=` parameter.
+    /// With the current hash the answer is cacheable forever; with a stale one it is a 301 to the current.
+    pub fn serve_v3_group_version(&self, path: &str, hash: Option<&str>, headers: &HeaderMap) -> Response {
         let path = path.trim_start_matches('/');
         let path = path.strip_prefix("openapi/v3/").unwrap_or(path).trim_end_matches('/');
         if path != self.gv_path {
@@ -83,7 +83,6 @@ impl OpenApi {
             return serve::not_acceptable();
         }
         let served = &self.v3_group_version;
-        let hash = query.and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "hash").map(|(_, v)| v));
         let mut extra = HeaderMap::new();
         match hash.filter(|h| !h.is_empty()) {
             Some(h) if h != served.hash.as_str() => {

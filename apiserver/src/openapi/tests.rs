@@ -404,7 +404,7 @@ fn v3_index_hash_redirect_and_immutable() {
     let doc_bytes = body(plain);
     assert_eq!(hex::encode_upper(Sha512::digest(&doc_bytes)), hash);
 
-    let pinned = api.serve_v3_group_version("/apis/backup.extend-k8s.io/v1", Some(query), &HeaderMap::new());
+    let pinned = api.serve_v3_group_version("/apis/backup.extend-k8s.io/v1", Some(hash), &HeaderMap::new());
     assert_eq!(pinned.status(), StatusCode::OK);
     assert_eq!(pinned.headers()[header::CACHE_CONTROL], "public, immutable");
     assert_eq!(pinned.headers()[header::VARY], "Accept");
@@ -414,13 +414,13 @@ fn v3_index_hash_redirect_and_immutable() {
     assert!((364..=366).contains(&days), "{days}");
     assert_eq!(body(pinned), doc_bytes);
 
-    let stale = api.serve_v3_group_version("apis/backup.extend-k8s.io/v1", Some("hash=ABC"), &HeaderMap::new());
+    let stale = api.serve_v3_group_version("apis/backup.extend-k8s.io/v1", Some("ABC"), &HeaderMap::new());
     assert_eq!(stale.status(), StatusCode::MOVED_PERMANENTLY);
     assert_eq!(stale.headers()[header::LOCATION], url);
 
     let mut h = HeaderMap::new();
     h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&format!("\"{hash}\"")).unwrap());
-    let cached = api.serve_v3_group_version("apis/backup.extend-k8s.io/v1", Some(query), &h);
+    let cached = api.serve_v3_group_version("apis/backup.extend-k8s.io/v1", Some(hash), &h);
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(cached.headers()[header::CACHE_CONTROL], "public, immutable");
 

@@ -1,0 +1,51 @@
+//! The storage backend the flags choose: etcd (`--etcd-servers`), or the embedded store on disk (`--data-dir`, the
+//! standalone default) or in memory (`--in-memory`); wrapped so every operation is timed in the metrics.
+//!
+//! registry store → **backend** (`backup_storage`) → etcd or the embedded store.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use backup_storage::Storage;
+use backup_storage::embedded::EmbeddedStorage;
+use backup_storage::etcd::{EtcdConfig, EtcdStorage};
+
+use crate::metrics::{InstrumentedStorage, Metrics};
+use crate::options::Options;
+
+/// Open the backend; also returns the name of its health check (`etcd` or `storage`).
+pub async fn open(opts: &Options, metrics: &Arc<Metrics>) -> anyhow::Result<(Arc<dyn Storage>, &'static str)> {
+    let (raw, check_name) = open_raw(opts).await?;
+    Ok((Arc::new(InstrumentedStorage { inner: raw, metrics: metrics.clone() }), check_name))
+}
+
+async fn open_raw(opts: &Options) -> anyhow::Result<(Arc<dyn Storage>, &'static str)> {
+    if !opts.etcd_servers.is_empty() {
+        let config = EtcdConfig {
+            servers: opts.etcd_servers.clone(),
+            cafile: opts.etcd_cafile.clone(),
+            certfile: opts.etcd_certfile.clone(),
+            keyfile: opts.etcd_keyfile.clone(),
+            prefix: opts.etcd_prefix.clone(),
+            compaction_interval: opts.etcd_compaction_interval,
+            ..EtcdConfig::default()
+        };
+        let s = EtcdStorage::connect(&config).await.context("connecting to etcd")?;
+        return Ok((Arc::new(s), "etcd"));
+    }
+    if opts.in_memory {
+        return Ok((Arc::new(EmbeddedStorage::in_memory().context("opening the in-memory store")?), "storage"));
+    }
+    let dir = match (&opts.data_dir, opts.standalone) {
+        (Some(d), _) => d.clone(),
+        (None, true) => "standalone-data".into(),
+        (None, false) => anyhow::bail!("no storage: give --etcd-servers, or --data-dir for the embedded store"),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("store.redb");
+    let s = tokio::task::spawn_blocking(move || EmbeddedStorage::open(path))
+        .await
+        .context("opening the embedded store")?
+        .context("opening the embedded store")?;
+    Ok((Arc::new(s), "storage"))
+}

@@ -1,0 +1,16 @@
+//! GET of one object (or its `/status`): `registry.Store.Get`, rendered as asked.
+//!
+//! endpoints → **get** → registry store → storage.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::{ResourceRequest, output};
+use crate::error::ApiResult;
+use crate::request::negotiation::{Target, negotiate};
+
+pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
+    let output = negotiate(req.accept(), Target::Object)?;
+    let body = req.store.get(&req.info.namespace, &req.info.name).await?;
+    output::object(req.store, body, output, req.query, StatusCode::OK, &[])
+}

@@ -1,0 +1,33 @@
+//! JSON merge patch (`application/merge-patch+json`, RFC 7386): the patch's fields replace the object's, `null`
+//! removes one. Strategic merge patches have the same body shape and are parsed here too.
+//!
+//! endpoints/patch → **merge patch** (inside the store's update loop).
+
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Parse a merge (or strategic merge) patch body: any JSON value (400 when it is not JSON).
+pub fn parse(body: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+}
+
+/// Merge `patch` into `doc`.
+pub fn apply(doc: &mut Value, patch: &Value) -> ApiResult<()> {
+    json_patch::merge(doc, patch);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merges_and_removes() {
+        let mut doc = json!({"spec": {"a": 1, "b": 2}});
+        apply(&mut doc, &parse(br#"{"spec":{"a":null,"c":3}}"#).unwrap()).unwrap();
+        assert_eq!(doc, json!({"spec": {"b": 2, "c": 3}}));
+        assert_eq!(parse(b"{").unwrap_err().code, 400);
+    }
+}

@@ -1,0 +1,91 @@
+//! PATCH of an object or its `/status`, by `Content-Type`: JSON patch ([`json`], RFC 6902), JSON merge patch
+//! ([`merge`], RFC 7386), strategic merge patch ([`strategic`], driven by the kind's schema) — each applied to the
+//! stored object inside `registry.Store.Patch`'s update loop — and server-side apply ([`apply`], merged by the
+//! field manager in `registry.Store.Apply`).
+//!
+//! endpoints → **patch** → registry store → (field manager) → strategy → storage.
+
+mod apply;
+mod json;
+mod merge;
+mod strategic;
+
+use axum::response::Response;
+use serde_json::Value;
+
+use super::ResourceRequest;
+use super::update::written;
+use crate::error::{ApiError, ApiResult};
+use crate::request::body;
+use crate::request::negotiation::{Target, negotiate};
+use crate::request::options::PatchOptions;
+
+/// Patch content types this server applies, in upstream's order.
+pub const SUPPORTED: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// The patch types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchType {
+    /// The type of a `Content-Type` media type (parameters already stripped): 415 for others.
+    fn from_media_type(media: &str) -> ApiResult<Self> {
+        match media {
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            "application/apply-patch+yaml" => Ok(Self::Apply),
+            other => Err(ApiError::unsupported_media_type(other, SUPPORTED)),
+        }
+    }
+}
+
+pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
+    let output = negotiate(req.accept(), Target::Object)?;
+    let patch_type = PatchType::from_media_type(body::media_type(req.headers))?;
+    let opts = PatchOptions::from_query(req.query, req.user_agent(), patch_type == PatchType::Apply)?;
+    let raw = body::read(req.body).await?;
+    let (store, info) = (req.store, req.info);
+    let (ns, name, sub) = (info.namespace.as_str(), info.name.as_str(), &info.subresource);
+    let w = match patch_type {
+        PatchType::Json => {
+            let patch = json::parse(&raw)?;
+            store.patch(ns, name, &|doc: &mut Value| json::apply(doc, &patch), sub, &opts).await?
+        }
+        PatchType::Merge => {
+            let patch = merge::parse(&raw)?;
+            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, &opts).await?
+        }
+        PatchType::Strategic => {
+            let patch = merge::parse(&raw)?;
+            let schema = store.strategy.schema();
+            store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, &patch), sub, &opts).await?
+        }
+        PatchType::Apply => {
+            let configuration = apply::parse(&raw)?;
+            store.apply(ns, name, &configuration, sub, &opts).await?
+        }
+    };
+    written(store, w, output, req.query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(PatchType::from_media_type("application/apply-patch+yaml").unwrap(), PatchType::Apply);
+        assert_eq!(PatchType::from_media_type("application/cbor-seq").unwrap_err().code, 415);
+    }
+}

@@ -1,0 +1,250 @@
+//! The field manager: `metadata.managedFields` on every write, server-side apply, and strategic merge patch —
+//! k8s.io/apiserver's `fieldmanager` over structured-merge-diff, driven by the kind's OpenAPI v3 schema and its
+//! `x-kubernetes-list-type` / `x-kubernetes-list-map-keys` markers.
+//!
+//! endpoints → registry store → strategy → **field manager (here)** → storage.
+//!
+//! The store calls [`track`] after the strategy pruned, defaulted and validated an object: an update records the
+//! fields its manager changed and takes them from the others. [`apply`] runs inside a PATCH with
+//! `application/apply-patch+yaml`: it merges the configuration into the live object and computes the managers;
+//! the store then runs the strategy on the result and [`track`] keeps what apply computed.
+
+mod lastapplied;
+mod managers;
+mod path;
+pub mod schema;
+mod set;
+mod typed;
+mod updater;
+
+#[cfg(test)]
+mod tests;
+
+use backup_apis::ResourceInfo;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ApiResult, StatusReason};
+use crate::request::info::Subresource;
+
+use managers::{ManagerId, Managers};
+use path::{PathElement, show};
+use set::Set;
+use updater::{Conflicts, Updater};
+
+/// Who writes, for `metadata.managedFields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager<'a> {
+    /// A create, update or non-apply patch by this manager (operation `Update`).
+    Update(&'a str),
+    /// A server-side apply: the object already carries the managedFields [`apply`] computed.
+    Applied,
+}
+
+fn subresource_name(sub: &Subresource) -> &str {
+    sub.as_str()
+}
+
+/// The fields the strategy resets on an endpoint: status through the main resource, everything but status through
+/// `/status` (upstream resets only spec there and would record metadata it then discards).
+fn reset_fields(sub: &Subresource) -> Set {
+    let mut s = Set::new();
+    let names: &[&str] = match sub {
+        Subresource::Status => &["spec", "metadata"],
+        Subresource::Main | Subresource::Other(_) => &["status"],
+    };
+    for n in names {
+        s.insert(&[PathElement::Field((*n).into())]);
+    }
+    s
+}
+
+fn updater<'s>(schema: &'s Value, sub: &Subresource, api_version: &'s str) -> Updater<'s> {
+    Updater {
+        schema: Some(schema),
+        api_version,
+        ignored: reset_fields(sub),
+        now: backup_apis::objectmeta::timestamp_now(),
+    }
+}
+
+/// Remove and return `metadata.managedFields`.
+pub fn take_managed_fields(obj: &mut Map<String, Value>) -> Option<Value> {
+    obj.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"))
+}
+
+fn without_managed_fields(obj: &Map<String, Value>) -> Value {
+    let mut obj = obj.clone();
+    take_managed_fields(&mut obj);
+    Value::Object(obj)
+}
+
+fn set_managed_fields(obj: &mut Map<String, Value>, encoded: Option<Value>) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    match encoded {
+        Some(v) => meta.insert("managedFields".into(), v),
+        None => meta.remove("managedFields"),
+    };
+}
+
+fn live_managers(live: Option<&Map<String, Value>>) -> Managers {
+    live.and_then(|l| l.get("metadata")?.get("managedFields"))
+        .and_then(|v| managers::decode(v).ok())
+        .unwrap_or_default()
+}
+
+/// Set `new`'s managedFields once the strategy has normalized it. `live` is the stored object (`None` on create);
+/// `requested` the managedFields the request body carried (taken out before validation), or for
+/// [`Manager::Applied`] the ones [`apply`] computed.
+pub fn track(
+    schema: &Value,
+    info: &ResourceInfo,
+    sub: &Subresource,
+    manager: Manager<'_>,
+    live: Option<&Map<String, Value>>,
+    new: &mut Map<String, Value>,
+    requested: Option<Value>,
+) {
+    let encoded = match manager {
+        Manager::Applied => requested,
+        Manager::Update(name) => {
+            // Upstream's decodeLiveOrNew: a subresource never sets managedFields; `[]` or `[{}]` resets them; an
+            // absent or undecodable list keeps the live ones.
+            let managers = match requested {
+                _ if *sub == Subresource::Status => live_managers(live),
+                Some(r) if managers::is_reset(&r) => Managers::new(),
+                Some(r) => managers::decode(&r).ok().filter(|m| !m.is_empty()).unwrap_or_else(|| live_managers(live)),
+                None => live_managers(live),
+            };
+            let api_version = info.api_version();
+            let u = updater(schema, sub, &api_version);
+            let live_value = live.map_or_else(|| json!({}), without_managed_fields);
+            let id = ManagerId::update(name, &api_version, subresource_name(sub));
+            let managers = u.update(&live_value, &without_managed_fields(new), managers, &id);
+            managers::encode(&managers)
+        }
+    };
+    set_managed_fields(new, encoded);
+    if let Some(live) = live {
+        keep_times_if_unchanged(live, new);
+    }
+}
+
+/// Upstream's `IgnoreManagedFieldsTimestampsTransformer`: when only managedFields timestamps changed, keep the old
+/// ones so that the write is a no-op.
+fn keep_times_if_unchanged(live: &Map<String, Value>, new: &mut Map<String, Value>) {
+    let get = |o: &Map<String, Value>| o.get("metadata").and_then(|m| m.get("managedFields")).cloned();
+    let (Some(old_mf), Some(new_mf)) = (get(live), get(new)) else { return };
+    if old_mf == new_mf
+        || !managers::equal_but_times(&old_mf, &new_mf)
+        || without_managed_fields(live) != without_managed_fields(new)
+    {
+        return;
+    }
+    set_managed_fields(new, Some(old_mf));
+}
+
+/// A server-side apply request.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyRequest<'a> {
+    pub manager: &'a str,
+    pub force: bool,
+    pub sub: &'a Subresource,
+}
+
+/// `group/version, Kind=kind`, as Go prints a GroupVersionKind.
+fn gvk_of(obj: &Value) -> String {
+    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let (group, version) = av.split_once('/').unwrap_or(("", av));
+    format!("{group}/{version}, Kind={}", obj.get("kind").and_then(Value::as_str).unwrap_or(""))
+}
+
+/// Apply `config` to `live` (the stored object, or an empty object when apply creates): the merged object with
+/// its managedFields, or 409 on conflicts with other managers.
+pub fn apply(
+    schema: &Value,
+    info: &ResourceInfo,
+    live: &Value,
+    config: &Value,
+    req: ApplyRequest<'_>,
+) -> ApiResult<Value> {
+    let api_version = info.api_version();
+    let expected = format!("{}/{}, Kind={}", info.group, info.version, info.kind);
+    if !config.is_object() || gvk_of(config) != expected {
+        return Err(ApiError::bad_request(format!("invalid object type: {}", gvk_of(config))));
+    }
+    if config.pointer("/metadata/managedFields").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    let config_set = typed::to_field_set(Some(schema), config).map_err(|errors| {
+        let text =
+            |k: &str| config.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
+        let detail = if errors.len() == 1 { errors[0].clone() } else { format!("errors:\n  {}", errors.join("\n  ")) };
+        ApiError::bad_request(format!(
+            "failed to create typed patch object ({}/{}; {}): {detail}",
+            text("namespace"),
+            text("name"),
+            gvk_of(config)
+        ))
+    })?;
+    let Value::Object(live_map) = live else { return Err(ApiError::internal("the live object is not an object")) };
+    let managers = match live_map.get("metadata").and_then(|m| m.get("managedFields")) {
+        Some(v) => {
+            managers::decode(v).map_err(|e| ApiError::internal(format!("failed to decode managed fields: {e}")))?
+        }
+        None => Managers::new(),
+    };
+    let live_value = without_managed_fields(live_map);
+    let u = updater(schema, req.sub, &api_version);
+    let id = ManagerId::apply(req.manager, subresource_name(req.sub));
+    let run = |force: bool| u.apply(&live_value, config, &config_set, managers.clone(), &id, force);
+    let (new, managers) = match run(req.force) {
+        Ok(r) => r,
+        Err(conflicts) if req.manager == lastapplied::KUBECTL => {
+            match lastapplied::allowed_conflicts(Some(schema), &api_version, &live_value) {
+                Some(allowed) => {
+                    let left: Conflicts = conflicts.into_iter().filter(|(_, p)| !allowed.has(p)).collect();
+                    if !left.is_empty() {
+                        return Err(conflict_error(&left));
+                    }
+                    run(true).map_err(|c| conflict_error(&c))?
+                }
+                None => return Err(conflict_error(&conflicts)),
+            }
+        }
+        Err(conflicts) => return Err(conflict_error(&conflicts)),
+    };
+    let Value::Object(mut out) = new.unwrap_or(live_value) else {
+        return Err(ApiError::internal("the applied object is not an object"));
+    };
+    if req.manager == lastapplied::KUBECTL {
+        lastapplied::update_annotation(&mut out, config);
+    }
+    set_managed_fields(&mut out, managers::encode(&managers));
+    Ok(Value::Object(out))
+}
+
+/// The 409 of an apply that would change fields other managers own (upstream's `NewConflictError`).
+fn conflict_error(conflicts: &Conflicts) -> ApiError {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(id, p)| {
+            json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", id.describe()), "field": show(p)})
+        })
+        .collect();
+    let message = match conflicts.as_slice() {
+        [(id, p)] => format!("Apply failed with 1 conflict: conflict with {}: {}", id.describe(), show(p)),
+        _ => {
+            let mut lines = Vec::new();
+            let mut current: Option<&ManagerId> = None;
+            for (id, p) in conflicts {
+                if current != Some(id) {
+                    lines.push(format!("conflicts with {}:", id.describe()));
+                    current = Some(id);
+                }
+                lines.push(format!("- {}", show(p)));
+            }
+            format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+        }
+    };
+    ApiError::new(409, StatusReason::Conflict, message).with_details(json!({"causes": causes}))
+}

@@ -1,0 +1,136 @@
+//! Field sets, their fieldsV1 encoding, and the typed walks over the backup schema.
+
+use serde_json::json;
+
+use super::backup;
+use crate::fieldmanager::path::PathElement;
+use crate::fieldmanager::set::Set;
+use crate::fieldmanager::typed;
+
+fn f(name: &str) -> PathElement {
+    PathElement::Field(name.into())
+}
+
+#[test]
+fn fields_v1_round_trip() {
+    let encoded = json!({
+        "f:metadata": {"f:labels": {".": {}, "f:app": {}}, "f:finalizers": {".": {}, "v:\"x\"": {}}},
+        "f:spec": {"f:schedule": {}, "f:items": {"i:0": {}}},
+        "f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}, "f:type": {}}}},
+    });
+    let set = Set::from_fields_v1(&encoded).unwrap();
+    assert!(set.has(&[f("metadata"), f("labels")]));
+    assert!(set.has(&[f("metadata"), f("labels"), f("app")]));
+    assert!(!set.has(&[f("spec")]));
+    assert!(set.has(&[f("spec"), f("items"), PathElement::Index(0)]));
+    let ready = PathElement::key_of(json!({"type": "Ready"}).as_object().unwrap().clone());
+    assert!(set.has(&[f("status"), f("conditions"), ready.clone()]));
+    assert!(set.has(&[f("status"), f("conditions"), ready, f("type")]));
+    assert_eq!(set.to_fields_v1(), encoded);
+    // Unknown element kinds are dropped; a key without a colon is an error.
+    assert!(Set::from_fields_v1(&json!({"x:y": {}, "f:a": {}})).unwrap().has(&[f("a")]));
+    assert!(Set::from_fields_v1(&json!({"nocolon": {}})).is_err());
+}
+
+#[test]
+fn path_elements_encode_and_print_as_upstream() {
+    let key = PathElement::key_of(json!({"type": "Ready", "a": 1}).as_object().unwrap().clone());
+    assert_eq!(key.encode(), r#"k:{"a":1,"type":"Ready"}"#);
+    assert_eq!(key.to_string(), r#"[a=1,type="Ready"]"#);
+    assert_eq!(PathElement::Value(json!("a<b")).encode(), r#"v:"a\u003cb""#);
+    assert_eq!(PathElement::Value(json!("x")).to_string(), r#"[="x"]"#);
+    assert_eq!(PathElement::Index(3).encode(), "i:3");
+    assert!(f("z") < key && key < PathElement::Value(json!(1)) && PathElement::Value(json!(1)) < PathElement::Index(0));
+}
+
+#[test]
+fn set_algebra() {
+    let mut a = Set::new();
+    a.insert(&[f("spec"), f("a")]);
+    a.insert(&[f("spec"), f("b")]);
+    a.insert(&[f("spec")]);
+    let mut b = Set::new();
+    b.insert(&[f("spec")]);
+    // A plain difference keeps the paths below a removed member; a recursive one does not.
+    assert_eq!(a.difference(&b).paths().len(), 2);
+    assert!(a.recursive_difference(&b).is_empty());
+    assert_eq!(a.intersection(&b).paths(), vec![vec![f("spec")]]);
+    assert_eq!(b.union(&a), a);
+    let (schema, _) = backup();
+    let mut deep = Set::new();
+    deep.insert(&[f("spec"), f("retention"), f("keepLast")]);
+    deep.insert(&[f("metadata"), f("labels"), f("app")]);
+    let named = deep.ensure_named_fields_are_members(Some(&schema));
+    assert!(named.has(&[f("spec")]) && named.has(&[f("spec"), f("retention")]) && named.has(&[f("metadata")]));
+    assert!(named.has(&[f("metadata"), f("labels")]), "labels is a field of ObjectMeta");
+    let mut entry = Set::new();
+    entry.insert(&[f("metadata"), f("annotations"), f("a"), f("deeper")]);
+    let named = entry.ensure_named_fields_are_members(Some(&schema));
+    assert!(!named.has(&[f("metadata"), f("annotations"), f("a")]), "a map entry is not a named field");
+}
+
+#[test]
+fn field_sets_follow_the_schema() {
+    let (schema, _) = backup();
+    let obj = json!({
+        "metadata": {"labels": {"app": "x"}, "finalizers": ["a"], "ownerReferences": [{"uid": "u1", "name": "o"}]},
+        "spec": {"schedule": "@daily", "database": {"type": "Prometheus", "url": "http://p"}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}], "backups": [{"id": "1"}]},
+    });
+    let set = typed::to_field_set(Some(&schema), &obj).unwrap();
+    assert_eq!(
+        set.to_fields_v1(),
+        json!({
+            "f:metadata": {
+                "f:labels": {"f:app": {}},
+                "f:finalizers": {"v:\"a\"": {}},
+                "f:ownerReferences": {"k:{\"uid\":\"u1\"}": {".": {}, "f:name": {}, "f:uid": {}}},
+            },
+            "f:spec": {"f:schedule": {}, "f:database": {"f:type": {}, "f:url": {}}},
+            "f:status": {
+                "f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}, "f:type": {}}},
+                "f:backups": {},
+            },
+        })
+    );
+    let errors = typed::to_field_set(
+        Some(&schema),
+        &json!({"spec": {"nope": 1}, "status": {"conditions": [{"status": "True"}]}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        errors,
+        vec![
+            ".spec.nope: field not declared in schema".to_string(),
+            ".status.conditions: element 0: associative list with keys has an element that omits key field \"type\" (and doesn't have default value)".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn comparisons_mark_new_containers() {
+    let (schema, _) = backup();
+    let old = json!({"spec": {"schedule": "a"}});
+    let new = json!({"spec": {"schedule": "b", "retention": {"keepLast": 3}}});
+    let c = typed::compare(Some(&schema), &old, &new);
+    assert!(c.modified.has(&[f("spec"), f("schedule")]));
+    assert!(c.added.has(&[f("spec"), f("retention")]));
+    assert!(c.added.has(&[f("spec"), f("retention"), f("keepLast")]));
+    let back = typed::compare(Some(&schema), &new, &old);
+    assert!(back.removed.has(&[f("spec"), f("retention")]));
+}
+
+#[test]
+fn merge_keeps_live_order_and_merges_by_key() {
+    let (schema, _) = backup();
+    let live = json!({"status": {"conditions": [{"type": "A", "status": "True"}, {"type": "B", "status": "True"}],
+                                 "backups": [{"id": "1"}, {"id": "2"}]}});
+    let config = json!({"status": {"conditions": [{"type": "B", "status": "False"}, {"type": "C", "status": "True"}],
+                                   "backups": [{"id": "3"}]}});
+    let merged = typed::merge(Some(&schema), &live, &config);
+    assert_eq!(
+        merged["status"]["conditions"],
+        json!([{"type": "A", "status": "True"}, {"type": "B", "status": "False"}, {"type": "C", "status": "True"}])
+    );
+    assert_eq!(merged["status"]["backups"], json!([{"id": "3"}]), "atomic lists are replaced");
+}

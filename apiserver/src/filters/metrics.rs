@@ -1,0 +1,117 @@
+//! The metrics filter (k8s.io/apiserver `endpoints/metrics` instrumentation): counts every request by verb, dry
+//! run, group, version, resource, subresource, scope and code, times it, keeps open watches in a gauge, and sets
+//! the headers every response carries.
+//!
+//! request info → **metrics** → authentication → authorization → endpoints.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+
+use crate::error::ApiError;
+use crate::metrics::{DurationLabels, Metrics, RequestLabels, WatchLabels};
+use crate::request::info::{RequestInfo, Verb};
+use crate::request::query::Query;
+
+pub async fn record(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let (Some(info), Some(query)) =
+        (req.extensions().get::<Arc<RequestInfo>>().cloned(), req.extensions().get::<Arc<Query>>().cloned())
+    else {
+        return ApiError::internal("request info missing").into_response();
+    };
+    let is_apply = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/apply-patch"));
+    let mut resp = next.run(req).await;
+    tracing::debug!(verb = %info.verb, path = %info.path, code = resp.status().as_u16(), "request");
+    let h = resp.headers_mut();
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    }
+    let verb = metrics_verb(&info, is_apply);
+    let scope = if !info.is_resource_request {
+        ""
+    } else if !info.name.is_empty() {
+        "resource"
+    } else if !info.namespace.is_empty() {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    let (resource, group, version) = if info.is_resource_request {
+        (info.resource.clone(), info.api_group.clone(), info.api_version.clone())
+    } else {
+        (String::new(), String::new(), String::new())
+    };
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            verb: verb.into(),
+            dry_run: query.get("dryRun").unwrap_or("").to_string(),
+            group: group.clone(),
+            version: version.clone(),
+            resource: resource.clone(),
+            subresource: info.subresource.as_str().to_string(),
+            scope: scope.into(),
+            component: "apiserver".into(),
+            code: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    let durations = DurationLabels {
+        verb: verb.into(),
+        group: group.clone(),
+        version: version.clone(),
+        resource: resource.clone(),
+        subresource: info.subresource.as_str().to_string(),
+        scope: scope.into(),
+    };
+    if info.verb == Verb::Watch && resp.status().is_success() {
+        // Count the watch as open until its body is dropped.
+        let gauge = metrics.watchers.get_or_create(&WatchLabels { group, version, resource }).clone();
+        gauge.inc();
+        let guard = WatchGuard(gauge);
+        let (parts, body) = resp.into_parts();
+        let body = body.map_frame(move |f| {
+            let _ = &guard;
+            f
+        });
+        return Response::from_parts(parts, Body::new(body));
+    }
+    metrics.durations.get_or_create(&durations).observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+struct WatchGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Upstream's verb label: GET, LIST, WATCH, POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION; for non-resource
+/// requests the HTTP method.
+fn metrics_verb(info: &RequestInfo, is_apply: bool) -> &'static str {
+    match info.verb {
+        Verb::Get => "GET",
+        Verb::List => "LIST",
+        Verb::Watch => "WATCH",
+        Verb::Create | Verb::Post => "POST",
+        Verb::Update | Verb::Put => "PUT",
+        Verb::Patch if is_apply && info.is_resource_request => "APPLY",
+        Verb::Patch => "PATCH",
+        Verb::Delete => "DELETE",
+        Verb::DeleteCollection => "DELETECOLLECTION",
+        Verb::Head => "HEAD",
+        Verb::Options => "OPTIONS",
+    }
+}

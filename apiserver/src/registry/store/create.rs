@@ -1,0 +1,74 @@
+//! Create (`registry.Store.Create` with `rest.BeforeCreate`): system fields, the strategy, managedFields,
+//! admission, then one storage create.
+//!
+//! endpoints/create → **store create** → strategy → field manager → admission → storage.
+
+use backup_storage::{StorageError, check_value_size};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{Store, WriteOptions, Written, check_namespace, metadata_mut};
+use crate::error::{ApiError, ApiResult};
+use crate::fieldmanager::{self, Manager};
+use crate::registry::meta;
+use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
+use crate::registry::strategy::meta_name;
+use crate::request::body::Decoded;
+use crate::request::info::Subresource;
+use crate::request::options::CreateOptions;
+
+impl Store {
+    /// Create an object in `namespace` from a request body.
+    pub async fn create(&self, namespace: &str, body: Decoded, opts: &CreateOptions) -> ApiResult<Written> {
+        let write = WriteOptions {
+            dry_run: opts.dry_run,
+            field_validation: opts.field_validation,
+            manager: Manager::Update(&opts.field_manager),
+            duplicate_fields: &body.duplicates,
+        };
+        self.create_object(namespace, body.value, write).await
+    }
+
+    /// Create from a decoded object (a create's body, or the result of an apply to a missing object).
+    pub(super) async fn create_object(
+        &self,
+        namespace: &str,
+        obj: Value,
+        opts: WriteOptions<'_>,
+    ) -> ApiResult<Written> {
+        let info = self.info();
+        let Value::Object(mut obj) = obj else {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        };
+        self.strategy.check_type_meta(&obj)?;
+        let meta = metadata_mut(&mut obj)?;
+        if info.namespaced {
+            check_namespace(meta, namespace)?;
+        }
+        let generated = meta::prepare_create(meta);
+        if info.status_subresource {
+            obj.remove("status");
+        }
+        let mut warnings = Vec::new();
+        let requested = fieldmanager::take_managed_fields(&mut obj);
+        self.strategy.normalize(&mut obj, None, opts.field_validation, opts.duplicate_fields, &mut warnings)?;
+        let schema = self.strategy.schema();
+        fieldmanager::track(schema, info, &Subresource::Main, opts.manager, None, &mut obj, requested);
+        let name = meta_name(&obj);
+        if let Some(admission) = &self.admission {
+            admission.admit_create(info, namespace, &name).await?;
+        }
+        let bytes = encode_for_storage(&obj);
+        check_value_size(&bytes).map_err(self.storage_err(&name))?;
+        if opts.dry_run {
+            return Ok(Written { body: Bytes::from(bytes), created: true, warnings });
+        }
+        let kv = match self.storage.create(&self.key(namespace, &name), Bytes::from(bytes)).await {
+            Err(StorageError::AlreadyExists { .. }) if generated => {
+                return Err(ApiError::server_timeout(info, "POST", 1));
+            }
+            other => other.map_err(self.storage_err(&name))?,
+        };
+        Ok(Written { body: with_resource_version(&kv.value, kv.mod_revision), created: true, warnings })
+    }
+}

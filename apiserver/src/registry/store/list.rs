@@ -1,0 +1,157 @@
+//! List (GET on a collection): selectors, pagination with continue tokens, resourceVersion semantics. Items stay
+//! stored bytes unless a selector needed them decoded; the endpoint renders them.
+//!
+//! endpoints/list (and watch, deletecollection) → **store list** → selectors → storage.
+
+use std::time::Duration;
+
+use backup_storage::{KeyValue, ListOptions as StorageListOptions, StorageError};
+use serde_json::{Map, Value};
+
+use super::Store;
+use crate::error::{ApiError, ApiResult};
+use crate::registry::object_bytes::decode;
+use crate::registry::selectors::Filter;
+use crate::request::options::{ContinueToken, ListOptions, ResourceVersionMatch};
+
+/// How long a list or watch waits for the store to reach a requested resourceVersion.
+const FUTURE_RV_WAIT: Duration = Duration::from_secs(3);
+
+/// One page of a list.
+pub struct ListPage {
+    /// Matching items; decoded when a filter needed them.
+    pub items: Vec<(KeyValue, Option<Value>)>,
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+impl ListPage {
+    /// `metadata` of the list.
+    pub fn list_meta(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("resourceVersion".into(), Value::String(self.revision.to_string()));
+        if let Some(c) = &self.continue_token {
+            m.insert("continue".into(), Value::String(c.clone()));
+        }
+        if let Some(r) = self.remaining {
+            m.insert("remainingItemCount".into(), Value::from(r));
+        }
+        m
+    }
+
+    /// The items decoded one at a time (for Table and metadata renderings).
+    pub fn into_objects(self) -> impl Iterator<Item = ApiResult<Value>> {
+        self.items.into_iter().map(|(kv, v)| match v {
+            Some(v) => Ok(v),
+            None => decode(&kv.value, kv.mod_revision).map_err(ApiError::internal),
+        })
+    }
+}
+
+/// Wait (bounded) until the store's revision reaches `rv`; 504 with ResourceVersionTooLarge otherwise.
+pub(super) async fn wait_for_revision(store: &Store, rv: i64) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + FUTURE_RV_WAIT;
+    loop {
+        let current = store.storage.current_revision().await?;
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::too_large_resource_version(rv, current));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+impl Store {
+    /// List `namespace` (None = all namespaces) with `opts`.
+    pub async fn list(&self, namespace: Option<&str>, opts: &ListOptions) -> ApiResult<ListPage> {
+        let filter = Filter::new(&self.strategy, &opts.label_selector, &opts.field_selector)?;
+        list(self, namespace, opts, &filter).await
+    }
+}
+
+/// [`Store::list`] with its filter parsed.
+pub(super) async fn list(
+    store: &Store,
+    namespace: Option<&str>,
+    opts: &ListOptions,
+    filter: &Filter,
+) -> ApiResult<ListPage> {
+    let prefix = store.prefix(namespace);
+    let mut start_key = None;
+    let mut revision = match (&opts.continue_token, opts.resource_version, opts.rv_match) {
+        (Some(token), _, _) => {
+            start_key = Some(format!("{prefix}{}", token.start));
+            (token.rv > 0).then_some(token.rv)
+        }
+        (None, None | Some(0), _) => None,
+        (None, Some(rv), ResourceVersionMatch::Exact) => Some(rv),
+        (None, Some(rv), ResourceVersionMatch::Unset) if opts.limit.is_some() => Some(rv),
+        (None, Some(rv), _) => {
+            wait_for_revision(store, rv).await?;
+            None
+        }
+    };
+    let mut items = Vec::new();
+    let mut last_examined: Option<String> = None;
+    let mut remaining;
+    let truncated;
+    loop {
+        let want = opts.limit.map(|l| l.saturating_sub(items.len()).max(if filter.is_empty() { 1 } else { 64 }));
+        let req = StorageListOptions { limit: want, start_key: start_key.clone(), revision };
+        let page = match store.storage.list(&prefix, req).await {
+            Err(StorageError::Compacted { .. }) if opts.continue_token.is_some() => {
+                let start = opts.continue_token.as_ref().map(|t| t.start.clone()).unwrap_or_default();
+                let mut e = ApiError::gone_expired(EXPIRED_CONTINUE);
+                e.continue_token = Some(ContinueToken { rv: -1, start }.encode());
+                return Err(e);
+            }
+            Err(StorageError::Compacted { requested, compacted }) => {
+                return Err(ApiError::gone_expired(format!(
+                    "The resourceVersion for the provided list is too old. ({requested} < {compacted})"
+                )));
+            }
+            other => other?,
+        };
+        revision = Some(page.revision);
+        remaining = page.remaining;
+        let page_len = page.items.len();
+        let mut examined = 0;
+        for kv in page.items {
+            examined += 1;
+            last_examined = Some(kv.key.clone());
+            if filter.is_empty() {
+                items.push((kv, None));
+            } else {
+                let v = decode(&kv.value, kv.mod_revision).map_err(ApiError::internal)?;
+                if filter.matches(&store.strategy, &v) {
+                    items.push((kv, Some(v)));
+                }
+            }
+            if opts.limit.is_some_and(|l| items.len() >= l) {
+                break;
+            }
+        }
+        let full = opts.limit.is_some_and(|l| items.len() >= l);
+        if full || !page.more || opts.limit.is_none() {
+            truncated = opts.limit.is_some() && (examined < page_len || page.more);
+            break;
+        }
+        start_key = last_examined.as_ref().map(|k| format!("{k}\u{0}"));
+    }
+    let revision = revision.unwrap_or(0);
+    let continue_token = match (&last_examined, truncated) {
+        (Some(last), true) => {
+            let start = format!("{}\u{0}", last.strip_prefix(&prefix).unwrap_or(last));
+            Some(ContinueToken { rv: revision, start }.encode())
+        }
+        _ => None,
+    };
+    // The count is exact only when every key counts (no selector) and the last page was read whole.
+    let remaining = (continue_token.is_some() && filter.is_empty() && remaining > 0).then_some(remaining);
+    Ok(ListPage { items, revision, continue_token, remaining })
+}
