@@ -24,6 +24,8 @@ pub struct Kubectl {
 #[derive(Debug)]
 pub struct Output {
     pub success: bool,
+    /// The exit code (None when kubectl was killed by a signal).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -61,6 +63,7 @@ impl Kubectl {
             .expect("wait for kubectl");
         Output {
             success: out.status.success(),
+            code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }

@@ -17,6 +17,9 @@ use serde_json::{Map, Value, json};
 
 const PREFIX: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
 
+/// The extension naming the group-version-kinds a definition (or operation) is for.
+pub(super) const GVK: &str = "x-kubernetes-group-version-kind";
+
 pub(super) const API_RESOURCE_LIST: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList";
 pub(super) const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 pub(super) const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
@@ -39,7 +42,7 @@ pub(super) fn definitions_v3(group: &str, version: &str) -> Map<String, Value> {
                 {"group": "", "kind": kind, "version": "v1"},
                 {"group": group, "kind": kind, "version": version},
             ]);
-            def.insert(super::schema::GVK.to_string(), gvks);
+            def.insert(GVK.to_string(), gvks);
         }
     }
     defs

@@ -9,10 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::meta;
-
-/// The extension naming the group-version-kinds of a definition or operation.
-pub(super) const GVK: &str = "x-kubernetes-group-version-kind";
+use super::meta::{self, GVK};
 
 const V3_PREFIX: &str = "#/components/schemas/";
 const V2_PREFIX: &str = "#/definitions/";

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
 use super::OpenApi;
-use super::schema::GVK;
+use super::meta::GVK;
 
 const ROOT: &str = "/apis/backup.extend-k8s.io/v1";
 const WIDGET: &str = "io.extend-k8s.backup.v1.Widget";

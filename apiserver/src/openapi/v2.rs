@@ -6,10 +6,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::meta::GVK;
 use super::model::{Model, security_scheme};
 use super::params::{In, Param};
 use super::routes::{Operation, PathItem};
-use super::schema::{GVK, v2_ref};
+use super::schema::v2_ref;
 
 /// The whole v2 document.
 pub(super) fn document(model: &Model) -> Value {

@@ -8,10 +8,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::meta::GVK;
 use super::model::{Model, security_scheme};
 use super::params::{In, Param};
 use super::routes::{Operation, PathItem};
-use super::schema::{GVK, v3_ref};
+use super::schema::v3_ref;
 
 /// The group-version document.
 pub(super) fn document(model: &Model) -> Value {

@@ -4,69 +4,37 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
-use std::path::Path;
-use std::process::Command;
-
-use backup_apiserver::options::Options;
-use http_body_util::BodyExt;
+use backup_e2e::{Kubectl, TestServer};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 
 const NS: &str = "default";
 
 struct Fixture {
-    server: backup_apiserver::Server,
-    dir: tempfile::TempDir,
-    client: Client,
+    server: TestServer,
 }
 
 impl Fixture {
     async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let server = backup_apiserver::start(Options::ephemeral(&kubeconfig)).await.expect("server starts");
-        let kc = Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
-        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
-        let client = Client::try_from(config).expect("client");
-        Self { server, dir, client }
+        Self { server: TestServer::standalone().await }
     }
 
     fn api(&self) -> Api<DynamicObject> {
         let gvk = GroupVersionKind::gvk("backup.extend-k8s.io", "v1", "TimeseriesDBBackup");
-        Api::namespaced_with(self.client.clone(), NS, &ApiResource::from_gvk_with_plural(&gvk, "timeseriesdbbackups"))
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "timeseriesdbbackups");
+        Api::namespaced_with(self.server.client(), NS, &resource)
     }
 
     /// A raw request: the status code and the JSON body.
     async fn raw(&self, method: &str, path_and_query: &str, content_type: &str, body: &str) -> (u16, Value) {
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header("content-type", content_type)
-            .body(body.as_bytes().to_vec().into())
-            .expect("request");
-        let resp = self.client.send(req).await.expect("response");
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let method = http::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let resp = self.server.http().request(method, path_and_query).body(content_type, body).send().await;
+        (resp.status, serde_json::from_slice(&resp.body).unwrap_or(Value::Null))
     }
 
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-            .current_dir(self.dir.path())
-            .output()
-            .expect("kubectl runs")
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write file");
-        path.display().to_string()
+    fn kubectl(&self) -> Kubectl {
+        self.server.kubectl()
     }
 }
 
@@ -158,7 +126,7 @@ async fn managed_fields_on_every_write_path() {
         api.patch("w", &pp, &Patch::Merge(json!({"metadata": {"managedFields": [{}]}}))).await.expect("clear"),
     );
     assert!(entries(&cleared).is_empty());
-    f.server.shutdown().await.expect("shutdown");
+    f.server.shutdown().await;
 }
 
 #[tokio::test]
@@ -244,21 +212,10 @@ async fn kube_rs_apply_conflicts_force_create_and_dry_run() {
     let (code, _) = f.raw("PATCH", &format!("{}/nothere/status?fieldManager=m", collection()), "application/apply-patch+yaml",
         &json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup", "metadata": {"name": "nothere"}, "status": {"phase": "Running"}}).to_string()).await;
     assert_eq!(code, 404, "apply to a missing object's status does not create it");
-    f.server.shutdown().await.expect("shutdown");
+    f.server.shutdown().await;
 }
 
-fn run_ok(f: &Fixture, args: &[&str]) -> String {
-    let out = f.kubectl(args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn kubectl_server_side_apply_diff_and_strategic_patch() {
     let f = Fixture::start().await;
     let manifest = |schedule: &str| {
@@ -266,65 +223,67 @@ async fn kubectl_server_side_apply_diff_and_strategic_patch() {
             "apiVersion: backup.extend-k8s.io/v1\nkind: TimeseriesDBBackup\nmetadata:\n  name: k\n  namespace: {NS}\nspec:\n  database:\n    type: Prometheus\n    url: http://prometheus:9090\n  schedule: \"{schedule}\"\n"
         )
     };
-    let first = f.write("first.yaml", &manifest("@daily"));
-    let second = f.write("second.yaml", &manifest("@hourly"));
-    let kubectl = |args: Vec<&str>| tokio::task::block_in_place(|| f.kubectl(&args));
+    let (first, second) = (manifest("@daily"), manifest("@hourly"));
+    let kubectl = f.kubectl();
     for _ in 0..2 {
-        let out = kubectl(vec!["apply", "--server-side", "-f", &first]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("serverside-applied"));
+        let out = kubectl.run_with(&["apply", "--server-side", "-f", "-"], &first, &[]).await;
+        assert!(out.success, "{}", out.stderr);
+        assert!(out.stdout.contains("serverside-applied"));
     }
-    let out = kubectl(vec!["apply", "--server-side", "--field-manager=other", "-f", &second]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = kubectl.run_with(&["apply", "--server-side", "--field-manager=other", "-f", "-"], &second, &[]).await;
+    assert!(!out.success);
+    let stderr = out.stderr;
     assert!(stderr.contains("conflict with \"kubectl\"") && stderr.contains(".spec.schedule"), "{stderr}");
-    let out = kubectl(vec!["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &second]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kubectl
+        .run_with(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], &second, &[])
+        .await;
+    assert!(out.success, "{}", out.stderr);
 
     // A server-side dry run changes nothing.
-    let out = kubectl(vec!["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", &first]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got = tokio::task::block_in_place(|| {
-        run_ok(&f, &["get", "timeseriesdbbackups", "k", "-n", NS, "-o", "json", "--show-managed-fields"])
-    });
+    let out = kubectl
+        .run_with(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"], &first, &[])
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    let got = kubectl.ok(&["get", "timeseriesdbbackups", "k", "-n", NS, "-o", "json", "--show-managed-fields"]).await;
     let got: Value = serde_json::from_str(&got).expect("json");
     assert_eq!(got["spec"]["schedule"], "@hourly");
     assert_eq!(entry(&got, "other")["operation"], "Apply");
 
     // kubectl diff: exit 1 with a difference, 0 without.
-    let out = kubectl(vec!["diff", "--server-side", "--force-conflicts", "-f", &first]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("@daily"));
-    let out = kubectl(vec!["diff", "--server-side", "--field-manager=other", "-f", &second]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = kubectl.run_with(&["diff", "--server-side", "--force-conflicts", "-f", "-"], &first, &[]).await;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stdout.contains("@daily"));
+    let out = kubectl.run_with(&["diff", "--server-side", "--field-manager=other", "-f", "-"], &second, &[]).await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
 
     // kubectl patch defaults to a strategic merge patch.
-    let out = kubectl(vec!["patch", "timeseriesdbbackups", "k", "-n", NS, "-p", r#"{"spec":{"suspend":true}}"#]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = kubectl(vec![
-        "patch",
-        "timeseriesdbbackups",
-        "k",
-        "-n",
-        NS,
-        "--type",
-        "strategic",
-        "--subresource",
-        "status",
-        "-p",
-        r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got = tokio::task::block_in_place(|| run_ok(&f, &["get", "timeseriesdbbackups", "k", "-n", NS, "-o", "json"]));
+    let out = kubectl
+        .run_with(&["patch", "timeseriesdbbackups", "k", "-n", NS, "-p", r#"{"spec":{"suspend":true}}"#], "", &[])
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    let out = kubectl
+        .run_with(
+            &[
+                "patch",
+                "timeseriesdbbackups",
+                "k",
+                "-n",
+                NS,
+                "--type",
+                "strategic",
+                "--subresource",
+                "status",
+                "-p",
+                r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+            ],
+            "",
+            &[],
+        )
+        .await;
+    assert!(out.success, "{}", out.stderr);
+    let got = kubectl.ok(&["get", "timeseriesdbbackups", "k", "-n", NS, "-o", "json"]).await;
     let got: Value = serde_json::from_str(&got).expect("json");
     assert_eq!(got["spec"]["suspend"], true);
     assert_eq!(got["status"]["conditions"][0]["type"], "Ready");
-    assert!(Path::new(&first).exists());
-    f.server.shutdown().await.expect("shutdown");
+    f.server.shutdown().await;
 }
