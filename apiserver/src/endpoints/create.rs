@@ -14,8 +14,8 @@ use crate::request::options::CreateOptions;
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let opts = CreateOptions::from_query(req.query, req.user_agent(), "CreateOptions")?;
-    let output = negotiate(req.accept(), Target::Object)?;
+    let output = negotiate(req.accept(), Target::Object, req.query)?;
     let decoded = body::read_object(req.headers, req.body).await?;
     let w = req.store.create(&req.info.namespace, decoded, &opts).await?;
-    written(req.store, w, output, req.query)
+    written(req.store, w, output)
 }

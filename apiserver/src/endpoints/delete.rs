@@ -13,9 +13,9 @@ use crate::request::negotiation::{Target, negotiate};
 use crate::request::options::DeleteOptions;
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
-    let output = negotiate(req.accept(), Target::Object)?;
+    let output = negotiate(req.accept(), Target::Object, req.query)?;
     let raw = body::read(req.body).await?;
     let opts = DeleteOptions::decode(&raw, req.query)?;
     let outcome = req.store.delete(&req.info.namespace, &req.info.name, &opts).await?;
-    output::object(req.store, outcome.into_object(), output, req.query, StatusCode::OK, &[])
+    output::object(req.store, outcome.into_object(), output, StatusCode::OK, &[])
 }

@@ -12,7 +12,7 @@ use crate::request::negotiation::{Target, negotiate};
 use crate::request::options::{DeleteOptions, ListOptions};
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
-    let output = negotiate(req.accept(), Target::List)?;
+    let output = negotiate(req.accept(), Target::List, req.query)?;
     let list_opts = ListOptions::from_query(req.query, false)?;
     let raw = body::read(req.body).await?;
     let opts = DeleteOptions::decode(&raw, req.query)?;

@@ -10,7 +10,7 @@ use crate::error::ApiResult;
 use crate::request::negotiation::{Target, negotiate};
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
-    let output = negotiate(req.accept(), Target::Object)?;
+    let output = negotiate(req.accept(), Target::Object, req.query)?;
     let body = req.store.get(&req.info.namespace, &req.info.name).await?;
-    output::object(req.store, body, output, req.query, StatusCode::OK, &[])
+    output::object(req.store, body, output, StatusCode::OK, &[])
 }

@@ -11,8 +11,8 @@ use crate::request::negotiation::{Target, negotiate};
 use crate::request::options::ListOptions;
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
-    let output = negotiate(req.accept(), Target::List)?;
+    let output = negotiate(req.accept(), Target::List, req.query)?;
     let opts = ListOptions::from_query(req.query, false)?;
     let page = req.store.list(req.namespace(), &opts).await?;
-    output::list(req.store, page, output, req.query)
+    output::list(req.store, page, output)
 }

@@ -17,13 +17,13 @@ use crate::request::negotiation::{Target, negotiate};
 use crate::request::options::ListOptions;
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
-    let output = negotiate(req.accept(), Target::Watch)?;
+    let output = negotiate(req.accept(), Target::Watch, req.query)?;
     let mut opts = ListOptions::from_query(req.query, true)?;
     if !req.info.name.is_empty() {
         opts.field_selector = name_selector(&opts.field_selector, &req.info.name)?;
     }
-    let mut renderer = WatchRenderer::new(output, req.query)?;
     let events = req.store.watch(req.namespace(), &opts).await?;
+    let mut renderer = WatchRenderer::new(output);
     let store = req.store.clone();
     let lines = ReceiverStream::new(events).map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
     let mut resp = Response::new(Body::from_stream(lines));

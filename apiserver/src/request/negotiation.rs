@@ -5,6 +5,7 @@
 //! the metadata client's `application/vnd.kubernetes.protobuf;as=…,application/json;as=…` gets the JSON form.
 
 use crate::error::{ApiError, ApiResult};
+use crate::request::query::Query;
 
 /// What to send: a representation in a media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +32,34 @@ pub enum Media {
 pub enum Representation {
     /// The object or list itself.
     Object,
-    /// `as=Table`, `meta.k8s.io/<version>`.
-    Table(MetaVersion),
+    /// `as=Table`, `meta.k8s.io/<version>`, with what each row carries of its object.
+    Table(MetaVersion, IncludeObject),
     /// `as=PartialObjectMetadata` (single objects and watch events).
     PartialObjectMetadata(MetaVersion),
     /// `as=PartialObjectMetadataList`.
     PartialObjectMetadataList(MetaVersion),
+}
+
+/// `includeObject` of a Table request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+impl IncludeObject {
+    /// `includeObject` of the query (`metav1.TableOptions`): Metadata by default.
+    pub fn from_query(q: &Query) -> ApiResult<Self> {
+        match q.get("includeObject") {
+            None | Some("" | "Metadata") => Ok(Self::Metadata),
+            Some("None") => Ok(Self::None),
+            Some("Object") => Ok(Self::Object),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "includeObject: Unsupported value: {other:?}: supported values: \"Metadata\", \"None\", \"Object\""
+            ))),
+        }
+    }
 }
 
 /// `meta.k8s.io` version of a transformed representation.
@@ -114,8 +137,8 @@ fn servable(media_type: &str, target: Target) -> bool {
     is_json(media_type) || (media_type == "application/yaml" && target != Target::Watch)
 }
 
-/// Choose the representation for a resource request.
-pub fn negotiate(accept: Option<&str>, target: Target) -> ApiResult<Output> {
+/// Choose the representation for a resource request (`query` holds the Table options).
+pub fn negotiate(accept: Option<&str>, target: Target, query: &Query) -> ApiResult<Output> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Ok(Output::JSON);
     };
@@ -137,7 +160,7 @@ pub fn negotiate(accept: Option<&str>, target: Target) -> ApiResult<Output> {
             _ => continue,
         };
         match (as_kind, target) {
-            ("Table", _) => return output(Representation::Table(version)),
+            ("Table", _) => return output(Representation::Table(version, IncludeObject::from_query(query)?)),
             ("PartialObjectMetadata", Target::Object | Target::Watch) => {
                 return output(Representation::PartialObjectMetadata(version));
             }
@@ -158,39 +181,46 @@ mod tests {
     fn kubectl_get_asks_for_a_table() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(
-            negotiate(Some(a), Target::List).map(|o| o.representation),
-            Ok(Representation::Table(MetaVersion::V1))
+            negotiate(Some(a), Target::List, &Query::default()).map(|o| o.representation),
+            Ok(Representation::Table(MetaVersion::V1, IncludeObject::Metadata))
         );
     }
 
     #[test]
     fn protobuf_first_falls_back_to_json_transform() {
         let a = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        let r = |t| negotiate(Some(a), t).map(|o| o.representation);
+        let r = |t| negotiate(Some(a), t, &Query::default()).map(|o| o.representation);
         assert_eq!(r(Target::List), Ok(Representation::PartialObjectMetadataList(MetaVersion::V1)));
         assert_eq!(r(Target::Object), Ok(Representation::Object));
     }
 
     #[test]
     fn empty_and_wildcards_are_json() {
-        assert_eq!(negotiate(None, Target::Object), Ok(Output::JSON));
-        assert_eq!(negotiate(Some("*/*"), Target::Object), Ok(Output::JSON));
+        assert_eq!(negotiate(None, Target::Object, &Query::default()), Ok(Output::JSON));
+        assert_eq!(negotiate(Some("*/*"), Target::Object, &Query::default()), Ok(Output::JSON));
     }
 
     #[test]
     fn yaml_is_served_except_for_watches() {
         let yaml = Output { media: Media::Yaml, representation: Representation::Object };
-        assert_eq!(negotiate(Some("application/yaml"), Target::Object), Ok(yaml));
-        assert_eq!(negotiate(Some("application/yaml"), Target::List), Ok(yaml));
-        assert_eq!(negotiate(Some("application/json, application/yaml"), Target::List), Ok(Output::JSON));
-        assert_eq!(negotiate(Some("application/yaml"), Target::Watch).unwrap_err().code, 406);
+        assert_eq!(negotiate(Some("application/yaml"), Target::Object, &Query::default()), Ok(yaml));
+        assert_eq!(negotiate(Some("application/yaml"), Target::List, &Query::default()), Ok(yaml));
+        assert_eq!(
+            negotiate(Some("application/json, application/yaml"), Target::List, &Query::default()),
+            Ok(Output::JSON)
+        );
+        assert_eq!(negotiate(Some("application/yaml"), Target::Watch, &Query::default()).unwrap_err().code, 406);
     }
 
     #[test]
     fn nothing_acceptable_is_406() {
-        let e = negotiate(Some("application/vnd.kubernetes.protobuf"), Target::Object).unwrap_err();
+        let e = negotiate(Some("application/vnd.kubernetes.protobuf"), Target::Object, &Query::default()).unwrap_err();
         assert_eq!(e.code, 406);
-        let e = negotiate(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"), Target::Object);
+        let e = negotiate(
+            Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            Target::Object,
+            &Query::default(),
+        );
         assert_eq!(e.unwrap_err().code, 406);
     }
 }

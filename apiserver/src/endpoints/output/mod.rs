@@ -8,8 +8,6 @@ mod table;
 mod warning;
 mod yaml;
 
-pub use table::IncludeObject;
-
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -19,14 +17,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::object_bytes::{decode, write_with_resource_version};
 use crate::registry::store::{DeletedCollection, ListPage, Store, WatchEvent};
 use crate::request::negotiation::{Media, Output, Representation};
-use crate::request::query::Query;
 
 /// One object (as stored, with its resourceVersion) in the requested rendering.
 pub fn object(
     store: &Store,
     body: Bytes,
     output: Output,
-    query: &Query,
     code: StatusCode,
     warnings: &[String],
 ) -> ApiResult<Response> {
@@ -36,8 +32,7 @@ pub fn object(
         other => {
             let obj: Value = serde_json::from_slice(&body).map_err(ApiError::internal)?;
             let rendered = match other {
-                Representation::Table(v) => {
-                    let include = IncludeObject::from_query(query)?;
+                Representation::Table(v, include) => {
                     let mut meta = Map::new();
                     if let Some(rv) = obj.pointer("/metadata/resourceVersion") {
                         meta.insert("resourceVersion".into(), rv.clone());
@@ -54,14 +49,13 @@ pub fn object(
 }
 
 /// A page of a list in the requested rendering.
-pub fn list(store: &Store, page: ListPage, output: Output, query: &Query) -> ApiResult<Response> {
+pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response> {
     let body = match output.representation {
         Representation::Object => match output.media {
             Media::Json => list_json(store, &page),
             Media::Yaml => yaml::list(store, page)?,
         },
-        Representation::Table(v) => {
-            let include = IncludeObject::from_query(query)?;
+        Representation::Table(v, include) => {
             let meta = page.list_meta();
             in_media(
                 table::table(store.strategy.kind.as_ref(), page.into_objects(), meta, include, v, true)?,
@@ -117,17 +111,12 @@ fn list_json(store: &Store, page: &ListPage) -> Bytes {
 /// The rendering state of one watch: which representation, and whether a Table's column definitions went out.
 pub struct WatchRenderer {
     representation: Representation,
-    include: IncludeObject,
     headers_sent: bool,
 }
 
 impl WatchRenderer {
-    pub fn new(output: Output, query: &Query) -> ApiResult<Self> {
-        Ok(Self {
-            representation: output.representation,
-            include: IncludeObject::from_query(query)?,
-            headers_sent: false,
-        })
+    pub fn new(output: Output) -> Self {
+        Self { representation: output.representation, headers_sent: false }
     }
 
     /// `{"type":T,"object":…}\n` for one event.
@@ -168,12 +157,12 @@ impl WatchRenderer {
                     m.insert("resourceVersion".into(), Value::String(rv.to_string()));
                 }
                 match other {
-                    Representation::Table(version) => {
+                    Representation::Table(version, include) => {
                         let headers = !self.headers_sent;
                         self.headers_sent = true;
                         let kind = store.strategy.kind.as_ref();
                         let rendered =
-                            table::table(kind, std::iter::once(Ok(obj)), Map::new(), self.include, version, headers);
+                            table::table(kind, std::iter::once(Ok(obj)), Map::new(), include, version, headers);
                         out.put_slice(&rendered.unwrap_or_default());
                     }
                     Representation::PartialObjectMetadata(version)

@@ -6,31 +6,8 @@ use backup_apis::Kind;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, ApiResult};
-use crate::request::negotiation::MetaVersion;
-use crate::request::query::Query;
-
-/// `includeObject` of a Table request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncludeObject {
-    None,
-    Metadata,
-    Object,
-}
-
-impl IncludeObject {
-    /// `includeObject` of the query (`metav1.TableOptions`): Metadata by default.
-    pub fn from_query(q: &Query) -> ApiResult<Self> {
-        match q.get("includeObject") {
-            None | Some("" | "Metadata") => Ok(Self::Metadata),
-            Some("None") => Ok(Self::None),
-            Some("Object") => Ok(Self::Object),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "includeObject: Unsupported value: {other:?}: supported values: \"Metadata\", \"None\", \"Object\""
-            ))),
-        }
-    }
-}
+use crate::error::ApiResult;
+use crate::request::negotiation::{IncludeObject, MetaVersion};
 
 /// `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{…}}` of an object.
 pub fn partial_object_metadata(obj: &Value, version: MetaVersion) -> Value {

@@ -51,7 +51,7 @@ impl PatchType {
 }
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
-    let output = negotiate(req.accept(), Target::Object)?;
+    let output = negotiate(req.accept(), Target::Object, req.query)?;
     let patch_type = PatchType::from_media_type(body::media_type(req.headers))?;
     let opts = PatchOptions::from_query(req.query, req.user_agent(), patch_type == PatchType::Apply)?;
     let raw = body::read(req.body).await?;
@@ -76,7 +76,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
             store.apply(ns, name, &configuration, sub, &opts).await?
         }
     };
-    written(store, w, output, req.query)
+    written(store, w, output)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Create (`registry.Store.Create` with `rest.BeforeCreate`): system fields, the strategy, managedFields,
-//! admission, then one storage create.
+//! Create (`registry.Store.Create`): the strategy prepares the object (`rest.BeforeCreate`), the field manager
+//! records managedFields, admission decides, then one storage create.
 //!
 //! endpoints/create → **store create** → strategy → field manager → admission → storage.
 
@@ -7,12 +7,11 @@ use backup_storage::{StorageError, check_value_size};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Store, WriteOptions, Written, check_namespace, metadata_mut};
+use super::{Store, WriteOptions, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
-use crate::registry::meta;
 use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
-use crate::registry::strategy::meta_name;
+use crate::registry::strategy::{Prepared, Validation, meta_name};
 use crate::request::body::Decoded;
 use crate::request::info::Subresource;
 use crate::request::options::CreateOptions;
@@ -37,23 +36,19 @@ impl Store {
         opts: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let info = self.info();
-        let Value::Object(mut obj) = obj else {
+        let Value::Object(obj) = obj else {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         };
-        self.strategy.check_type_meta(&obj)?;
-        let meta = metadata_mut(&mut obj)?;
-        if info.namespaced {
-            check_namespace(meta, namespace)?;
-        }
-        let generated = meta::prepare_create(meta);
-        if info.status_subresource {
-            obj.remove("status");
-        }
         let mut warnings = Vec::new();
-        let requested = fieldmanager::take_managed_fields(&mut obj);
-        self.strategy.normalize(&mut obj, None, opts.field_validation, opts.duplicate_fields, &mut warnings)?;
+        let validation = Validation {
+            field_validation: opts.field_validation,
+            duplicates: opts.duplicate_fields,
+            warnings: &mut warnings,
+        };
+        let Prepared { mut obj, requested_managed_fields, generated_name, .. } =
+            self.strategy.prepare_for_create(obj, namespace, validation)?;
         let schema = self.strategy.schema();
-        fieldmanager::track(schema, info, &Subresource::Main, opts.manager, None, &mut obj, requested);
+        fieldmanager::track(schema, info, &Subresource::Main, opts.manager, None, &mut obj, requested_managed_fields);
         let name = meta_name(&obj);
         if let Some(admission) = &self.admission {
             admission.admit_create(info, namespace, &name).await?;
@@ -64,7 +59,7 @@ impl Store {
             return Ok(Written { body: Bytes::from(bytes), created: true, warnings });
         }
         let kv = match self.storage.create(&self.key(namespace, &name), Bytes::from(bytes)).await {
-            Err(StorageError::AlreadyExists { .. }) if generated => {
+            Err(StorageError::AlreadyExists { .. }) if generated_name => {
                 return Err(ApiError::server_timeout(info, "POST", 1));
             }
             other => other.map_err(self.storage_err(&name))?,

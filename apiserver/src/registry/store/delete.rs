@@ -8,11 +8,11 @@ use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Current, MAX_UPDATE_RETRIES, Store, metadata_mut};
+use super::{Current, MAX_UPDATE_RETRIES, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::meta;
 use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
-use crate::registry::strategy::meta_name;
+use crate::registry::strategy::{meta_name, metadata_mut};
 use crate::request::options::{DeleteOptions, ListOptions};
 
 /// What a delete did.

@@ -121,26 +121,3 @@ impl Store {
         Ok(Current { kv, obj })
     }
 }
-
-/// `metadata` of an object, created when absent or null; 400 when it is not an object.
-fn metadata_mut(obj: &mut Map<String, Value>) -> ApiResult<&mut Map<String, Value>> {
-    let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    if meta.is_null() {
-        *meta = Value::Object(Map::new());
-    }
-    meta.as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be a JSON object"))
-}
-
-/// The namespace of a body checked against the request's: filled in when absent, 400 when different.
-fn check_namespace(meta: &mut Map<String, Value>, namespace: &str) -> ApiResult<()> {
-    match meta.get("namespace").and_then(Value::as_str).unwrap_or("") {
-        "" => {
-            meta.insert("namespace".into(), Value::String(namespace.to_string()));
-            Ok(())
-        }
-        ns if ns != namespace => Err(ApiError::bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request",
-        )),
-        _ => Ok(()),
-    }
-}

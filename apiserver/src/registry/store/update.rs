@@ -1,7 +1,7 @@
-//! Update and patch (`registry.Store.Update` with `rest.BeforeUpdate`): the new object is built from the stored
-//! one (a PUT body, or a patch applied to the stored object), status and spec kept apart by subresource, system
-//! fields carried over, the strategy run, managedFields tracked, then one compare-and-swap in storage (retried on
-//! a concurrent change when the request did not pin a resourceVersion).
+//! Update and patch (`registry.Store.Update`): the new object (a PUT body, or a patch applied to the stored
+//! object) is prepared by the strategy (`rest.BeforeUpdate`: status and spec kept apart by subresource, system
+//! fields carried over, validation, generation), managedFields are tracked, then one compare-and-swap in storage
+//! (retried on a concurrent change when the request did not pin a resourceVersion).
 //!
 //! endpoints/update, endpoints/patch → **store update** → strategy → field manager → storage.
 
@@ -10,11 +10,11 @@ use backup_storage::check_value_size;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written, check_namespace, metadata_mut};
+use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
-use crate::registry::meta;
 use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
+use crate::registry::strategy::{Prepared, Validation, metadata_mut};
 use crate::request::body::Decoded;
 use crate::request::info::Subresource;
 use crate::request::options::{PatchOptions, UpdateOptions};
@@ -49,14 +49,13 @@ impl Store {
         if rv != current.kv.mod_revision.to_string() {
             return Err(ApiError::stale(self.info(), name));
         }
-        let new = self.prepare_update(namespace, name, body_obj, &current.obj, sub)?;
         let write = WriteOptions {
             dry_run: opts.dry_run,
             field_validation: opts.field_validation,
             manager: Manager::Update(&opts.field_manager),
             duplicate_fields: &body.duplicates,
         };
-        self.write_update(namespace, name, new, current, sub, write).await
+        self.write_update(namespace, name, body_obj, current, sub, write).await
     }
 
     /// Apply `patch` (JSON, merge or strategic) to the stored object and write the result, retrying on concurrent
@@ -106,8 +105,7 @@ impl Store {
                 None => false,
             };
             meta.insert("resourceVersion".into(), Value::String(current_rv));
-            let new = self.prepare_update(namespace, name, patched, &current.obj, sub)?;
-            match self.write_update(namespace, name, new, current, sub, write).await {
+            match self.write_update(namespace, name, patched, current, sub, write).await {
                 Err(e) if e.is_conflict() && !pinned => continue,
                 other => return other,
             }
@@ -115,90 +113,31 @@ impl Store {
         Err(ApiError::conflict(self.info(), name, "too many concurrent changes, please try again"))
     }
 
-    /// Build the object an update stores: body checks, status/spec separation, system fields.
-    fn prepare_update(
-        &self,
-        namespace: &str,
-        name: &str,
-        mut new: Map<String, Value>,
-        old: &Map<String, Value>,
-        sub: &Subresource,
-    ) -> ApiResult<Map<String, Value>> {
-        let info = self.info();
-        self.strategy.check_type_meta(&new)?;
-        let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
-        let meta = metadata_mut(&mut new)?;
-        match meta::str_field(meta, "name") {
-            "" => {
-                meta.insert("name".into(), Value::String(name.to_string()));
-            }
-            n if n != name => {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
-            _ => {}
-        }
-        if info.namespaced {
-            check_namespace(meta, namespace)?;
-        }
-        meta::prepare_update(meta, &old_meta);
-        let new = match (sub, info.status_subresource) {
-            (Subresource::Status, _) => {
-                // Only status changes through the status subresource (and managedFields, which apply computed).
-                let mut merged = old.clone();
-                match new.remove("status") {
-                    Some(s) => merged.insert("status".into(), s),
-                    None => merged.remove("status"),
-                };
-                let managed = fieldmanager::take_managed_fields(&mut new);
-                if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
-                    match managed {
-                        Some(mf) => m.insert("managedFields".into(), mf),
-                        None => m.remove("managedFields"),
-                    };
-                }
-                merged
-            }
-            (_, true) => {
-                match old.get("status") {
-                    Some(s) => new.insert("status".into(), s.clone()),
-                    None => new.remove("status"),
-                };
-                new
-            }
-            (_, false) => new,
-        };
-        Ok(new)
-    }
-
-    /// Run the strategy, bump generation, and write `new` over `current` (or delete it when its last finalizer
-    /// went).
+    /// Prepare `new` with the strategy, track managedFields, and write it over `current` (or delete the object
+    /// when its last finalizer went).
     async fn write_update(
         &self,
         namespace: &str,
         name: &str,
-        mut new: Map<String, Value>,
+        new: Map<String, Value>,
         current: Current,
         sub: &Subresource,
         opts: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let info = self.info();
         let mut warnings = Vec::new();
-        let requested = fieldmanager::take_managed_fields(&mut new);
         let Current { kv: current_kv, obj: old_map } = current;
         // The stored object as a Value for the strategy, moved rather than copied.
         let old = Value::Object(old_map);
-        let Value::Object(old_map) = &old else {
-            return Err(ApiError::internal("the stored object is not a JSON object"));
+        let validation = Validation {
+            field_validation: opts.field_validation,
+            duplicates: opts.duplicate_fields,
+            warnings: &mut warnings,
         };
-        self.strategy.normalize(&mut new, Some(&old), opts.field_validation, opts.duplicate_fields, &mut warnings)?;
-        fieldmanager::track(self.strategy.schema(), info, sub, opts.manager, Some(old_map), &mut new, requested);
-        if meta::spec_changed(&new, old_map, info.status_subresource) {
-            let generation = old_map.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64);
-            let meta = metadata_mut(&mut new)?;
-            meta.insert("generation".into(), Value::from(generation.unwrap_or(0) + 1));
-        }
+        let Prepared { obj: mut new, requested_managed_fields, deleting, .. } =
+            self.strategy.prepare_for_update(new, &old, (namespace, name, sub), validation)?;
+        let live = old.as_object();
+        fieldmanager::track(self.strategy.schema(), info, sub, opts.manager, live, &mut new, requested_managed_fields);
         let bytes = encode_for_storage(&new);
         check_value_size(&bytes).map_err(self.storage_err(name))?;
         if bytes == current_kv.value || opts.dry_run {
@@ -206,10 +145,6 @@ impl Store {
             let body = with_resource_version(&bytes, current_kv.mod_revision);
             return Ok(Written { body, created: false, warnings });
         }
-        let deleting = new
-            .get("metadata")
-            .and_then(Value::as_object)
-            .is_some_and(|m| m.contains_key("deletionTimestamp") && meta::finalizers(m).is_empty());
         let key = self.key(namespace, name);
         if deleting {
             let deleted =
