@@ -244,9 +244,12 @@ fn print(cells: &[Cell]) {
     }
 }
 
+/// `$API_BENCH_SERVER` (to compare two builds in one session), else the `backup-apiserver` beside this binary.
 fn server_binary() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("backup-apiserver");
+    let bin = match std::env::var_os("API_BENCH_SERVER") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("backup-apiserver"),
+    };
     if !bin.exists() {
         return Err(format!("{} not found: build it first (hack/bench-api.sh does)", bin.display()).into());
     }
