@@ -128,6 +128,35 @@ pub struct Options {
     /// How long a denying SubjectAccessReview is cached.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub authorization_webhook_cache_unauthorized_ttl: std::time::Duration,
+
+    /// How long a request other than a watch may take before it is answered 504 (a smaller `?timeout=` wins;
+    /// 0 disables).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+
+    /// At most this many read-only requests (watches excepted) at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+
+    /// At most this many mutating requests at once; more get 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+
+    /// After SIGTERM, how long /readyz fails while requests are still served, so load balancers (and the
+    /// aggregator's endpoints) stop sending traffic before the server stops listening.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay_duration: std::time::Duration,
+
+    /// Log lines as `text` (no colours unless stderr is a terminal) or `json` (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Options {

@@ -1,15 +1,16 @@
 //! TLS serving: the certificate (from files, or self-signed at start), and the accept loop that runs HTTP/2 and
-//! HTTP/1.1 on one port (ALPN) and hands each request to the router. The peer's certificate chain is attached to
+//! HTTP/1.1 on one port (by ALPN) and hands each request to the router, with the transport's bounds: handshake and
+//! header-read timeouts, HTTP/2 stream and header limits, keep-alive pings, backoff on failed accepts, TCP_NODELAY. The peer's certificate chain is attached to
 //! every request as a [`PeerCertificates`] extension for the authenticators that need it.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -63,44 +64,82 @@ impl ServingCert {
     }
 }
 
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/1.1 client has to send a request's headers, counted from when the connection is ready for the
+/// next request (so it is also the idle keep-alive timeout): upstream's `ReadHeaderTimeout`.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
+/// HTTP/2 streams per connection (Go's default, which kube-apiserver keeps).
+const MAX_CONCURRENT_STREAMS: u32 = 250;
+/// Request headers, HTTP/1.1 buffer and HTTP/2 header list alike: Go's `DefaultMaxHeaderBytes`.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+/// HTTP/2 pings on a connection that has been quiet this long; no answer within the same time closes it.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The longest the accept loop sleeps after failed accepts (EMFILE…), doubling from 5 ms as Go's net/http does.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Accept TLS connections on `listener` until `shutdown` resolves; then stop accepting and let open connections
-/// finish gracefully.
+/// finish gracefully, for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Duration,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    let (http1, http2) = (Arc::new(http1), Arc::new(http2));
+    let mut backoff = Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer): (_, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff = Duration::ZERO;
+                    c
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_ACCEPT_BACKOFF);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
                     continue;
                 }
             },
             _ = &mut shutdown => break,
         };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "setting TCP_NODELAY failed");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let mut builder = Builder::new(TokioExecutor::new());
-        builder.http2().max_concurrent_streams(1000);
+        let (http1, http2) = (http1.clone(), http2.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
+            let (_, session) = tls.get_ref();
+            let h2 = session.alpn_protocol() == Some(b"h2");
             let certs = PeerCertificates(Arc::new(
-                tls.get_ref()
-                    .1
+                session
                     .peer_certificates()
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
@@ -109,16 +148,22 @@ pub async fn serve(
                 req.extensions_mut().insert(certs.clone());
                 req
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let svc = TowerToHyperService::new(svc);
+            let io = TokioIo::new(tls);
+            let result = if h2 {
+                watcher.watch(http2.serve_connection(io, svc)).await
+            } else {
+                watcher.watch(http1.serve_connection(io, svc)).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
-            tracing::info!("open connections did not finish within 10s; closing them");
+        _ = tokio::time::sleep(drain) => {
+            tracing::info!(?drain, "open connections did not finish in time; closing them");
         }
     }
     Ok(())

@@ -246,9 +246,10 @@ impl FakeKube {
             .route("/api/v1/namespaces/{name}", get(namespace_get))
             .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(backup_apiserver::tls::serve(listener, config, app, async {
+        let stopped = async {
             let _ = rx.await;
-        }));
+        };
+        tokio::spawn(backup_apiserver::tls::serve(listener, config, app, stopped, std::time::Duration::from_secs(5)));
         Self {
             url: format!("https://{addr}"),
             ca_pem: cert.cert_pem,

@@ -3,14 +3,14 @@
 //!
 //! endpoints/create → **store create** → strategy → field manager → admission → storage.
 
-use backup_storage::{StorageError, check_value_size};
+use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Store, WriteOptions, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
-use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
+use crate::registry::object_bytes::with_resource_version;
 use crate::registry::strategy::{Prepared, Validation, meta_name};
 use crate::request::body::Decoded;
 use crate::request::info::Subresource;
@@ -53,8 +53,7 @@ impl Store {
         if let Some(admission) = &self.admission {
             admission.admit_create(info, namespace, &name).await?;
         }
-        let bytes = encode_for_storage(&obj);
-        check_value_size(&bytes).map_err(self.storage_err(&name))?;
+        let bytes = self.encode(&name, &obj)?;
         if opts.dry_run {
             return Ok(Written { body: Bytes::from(bytes), created: true, warnings });
         }

@@ -3,12 +3,12 @@
 //!
 //! endpoints/delete, endpoints/delete_collection → **store delete** → storage.
 
-use backup_apis::ResourceInfo;
+use backup_apis::{ErrorList, FieldError, ResourceInfo};
 use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Current, MAX_UPDATE_RETRIES, Store};
+use super::{Current, MAX_UPDATE_RETRIES, Store, readable};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::meta;
 use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
@@ -37,12 +37,17 @@ impl DeleteOutcome {
 pub struct DeletedCollection {
     pub items: Vec<Value>,
     pub revision: i64,
+    /// Objects left alone because they cannot be decoded.
+    pub warnings: Vec<String>,
 }
 
 impl Store {
     /// Delete an object: with finalizers it is only marked (deletionTimestamp); otherwise it is removed.
     pub async fn delete(&self, namespace: &str, name: &str, opts: &DeleteOptions) -> ApiResult<DeleteOutcome> {
         let info = self.info();
+        if opts.ignore_store_read_error {
+            return self.delete_unreadable(namespace, name).await;
+        }
         for _ in 0..MAX_UPDATE_RETRIES {
             let mut current = self.current(namespace, name).await?;
             check_preconditions(opts, info, name, &current)?;
@@ -94,6 +99,30 @@ impl Store {
         Err(ApiError::conflict(info, name, "too many concurrent changes, please try again"))
     }
 
+    /// KEP-3926's unsafe delete: remove an object whose stored bytes cannot be decoded, without decoding them (no
+    /// finalizers run, no preconditions). Refused for an object that can be read, as upstream.
+    async fn delete_unreadable(&self, namespace: &str, name: &str) -> ApiResult<DeleteOutcome> {
+        let kv = self.get_kv(namespace, name).await?;
+        if readable(&kv).is_ok() {
+            return Err(ApiError::invalid(
+                self.info(),
+                name,
+                &ErrorList::from(vec![FieldError::invalid(
+                    "ignoreStoreReadErrorWithClusterBreakingPotential",
+                    Value::Bool(true),
+                    "is exclusively used to delete corrupt object(s), try again by removing this option",
+                )]),
+            ));
+        }
+        tracing::warn!(resource = self.info().plural, namespace, name, "deleting an unreadable object");
+        let d = self
+            .storage
+            .delete(&self.key(namespace, name), Some(kv.mod_revision))
+            .await
+            .map_err(self.storage_err(name))?;
+        Ok(DeleteOutcome::Deleted(with_resource_version(&d.prev.value, d.prev.mod_revision)))
+    }
+
     /// Delete every object of `namespace` (all namespaces when empty) that `list_opts` selects; objects deleted
     /// meanwhile by someone else are skipped.
     pub async fn delete_collection(
@@ -105,7 +134,8 @@ impl Store {
         let page = self.list((!namespace.is_empty()).then_some(namespace), list_opts).await?;
         let revision = page.revision;
         let mut items = Vec::with_capacity(page.items.len());
-        for obj in page.into_objects() {
+        let mut warnings = Vec::new();
+        for obj in page.into_objects(&mut warnings) {
             let Value::Object(obj) = obj? else { continue };
             let item_ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
             match self.delete(item_ns, &meta_name(&obj), opts).await {
@@ -117,7 +147,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        Ok(DeletedCollection { items, revision })
+        Ok(DeletedCollection { items, revision, warnings })
     }
 }
 

@@ -6,14 +6,13 @@
 //! endpoints/update, endpoints/patch → **store update** → strategy → field manager → storage.
 
 use backup_apis::ResourceInfo;
-use backup_storage::check_value_size;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
-use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
+use crate::registry::object_bytes::with_resource_version;
 use crate::registry::strategy::{Prepared, Validation, metadata_mut};
 use crate::request::body::Decoded;
 use crate::request::info::Subresource;
@@ -138,8 +137,7 @@ impl Store {
             self.strategy.prepare_for_update(new, &old, (namespace, name, sub), validation)?;
         let live = old.as_object();
         fieldmanager::track(self.strategy.schema(), info, sub, opts.manager, live, &mut new, requested_managed_fields);
-        let bytes = encode_for_storage(&new);
-        check_value_size(&bytes).map_err(self.storage_err(name))?;
+        let bytes = self.encode(name, &new)?;
         if bytes == current_kv.value || opts.dry_run {
             // No change (nothing is written and the resourceVersion stays), or nothing to write.
             let body = with_resource_version(&bytes, current_kv.mod_revision);
