@@ -5,8 +5,10 @@
 //! The [`Storage`] trait has the shape of k8s.io/apiserver's `storage.Interface`: values are opaque bytes, every
 //! write yields a new global revision, an object's resourceVersion is its `mod_revision`, a list's is the store's
 //! revision at the time of the read. Backends: [`etcd::EtcdStorage`] (etcd v3 through etcd-client) and
-//! [`embedded::EmbeddedStorage`] (one redb file, or memory only). A caching layer can wrap any `Arc<dyn Storage>`.
+//! [`embedded::EmbeddedStorage`] (one redb file, or memory only). The watch cache ([`cacher::Cacher`]) wraps any
+//! `Arc<dyn Storage>` and is a `Storage` itself.
 
+pub mod cacher;
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod embedded;
