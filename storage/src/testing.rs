@@ -113,6 +113,11 @@ impl EtcdServer {
             .unwrap_or_else(|| panic!("etcd has no metric {name}"))
     }
 
+    /// The etcd process's id while it runs (e.g. to read its CPU time in a benchmark).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kill etcd (as a crash would); the data directory stays.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -416,4 +416,5 @@ async fn reads_and_encodings_are_shared() {
         }
     }
     assert_eq!(cacher.metrics().snapshot().encodings - encodings_before, 2, "one encoding per representation");
+    assert!(watches.iter().all(|w| w.revision() >= created.mod_revision), "bookmarks may say the event's revision");
 }

@@ -49,16 +49,18 @@ impl From<WatchEnd> for StorageError {
 /// same `Arc` every watcher gets; it ends with one `Err`.
 pub struct CacheWatch {
     inner: Pin<Box<dyn Stream<Item = Result<Arc<CachedEvent>, WatchEnd>> + Send>>,
+    /// `None` for a watch that only fails.
+    shared: Option<Arc<WatcherShared>>,
 }
 
 impl CacheWatch {
     pub(super) fn new(cache: Arc<PrefixCache>, filter: String, after: Revision) -> Self {
-        let (id, shared) = cache.register();
+        let (id, shared) = cache.register(after);
         let generation = cache.read().generation;
         let changed = cache.subscribe();
         let cursor = Cursor {
             registration: Registration { cache, id },
-            shared,
+            shared: shared.clone(),
             filter,
             revision: after,
             generation,
@@ -70,12 +72,18 @@ impl CacheWatch {
             let item = cursor.next().await?;
             Some((item, cursor))
         });
-        Self { inner: Box::pin(inner) }
+        Self { inner: Box::pin(inner), shared: Some(shared) }
     }
 
     /// A watch whose only item is `error`.
     pub(super) fn failed(error: StorageError) -> Self {
-        Self { inner: Box::pin(futures::stream::iter([Err(WatchEnd::Failed(error))])) }
+        Self { inner: Box::pin(futures::stream::iter([Err(WatchEnd::Failed(error))])), shared: None }
+    }
+
+    /// Every event under the prefix up to this revision has been yielded: the revision of a bookmark. It
+    /// advances with the cache's progress while no event is pending, i.e. when the consumer waits for the next.
+    pub fn revision(&self) -> Revision {
+        self.shared.as_ref().map_or(0, |s| s.progress.load(Ordering::Acquire))
     }
 }
 
@@ -126,6 +134,8 @@ impl Cursor {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 metrics::count(&self.registration.cache.metrics.events_dispatched);
+                let yielded = if self.pending.is_empty() { self.revision } else { event.revision() };
+                self.shared.progress.store(yielded, Ordering::Release);
                 return Some(Ok(event));
             }
             match self.fill() {
@@ -176,6 +186,11 @@ impl Cursor {
             }
         };
         self.shared.next_offset.store(next_offset, Ordering::Release);
-        if self.pending.is_empty() { Fill::Empty } else { Fill::Some }
+        if self.pending.is_empty() {
+            self.shared.progress.store(self.revision, Ordering::Release);
+            Fill::Empty
+        } else {
+            Fill::Some
+        }
     }
 }
