@@ -352,3 +352,18 @@ impl Storage for EtcdStorage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::orders_requested_progress;
+
+    #[test]
+    fn requested_progress_is_ordered_from_the_fixed_versions_on() {
+        for old in ["3.4.23", "3.4.30", "3.5.12", "3.5.0", "3.3.27", "", "garbage"] {
+            assert!(!orders_requested_progress(old), "{old}");
+        }
+        for fixed in ["3.4.31", "3.4.37", "3.5.13", "3.5.21", "3.6.0", "3.6.4", "4.0.0"] {
+            assert!(orders_requested_progress(fixed), "{fixed}");
+        }
+    }
+}
