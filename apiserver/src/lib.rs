@@ -153,7 +153,11 @@ async fn serve(
             tls::ServingCert::self_signed(&hosts)?
         }
     };
-    let config = cert.server_config(Arc::new(tls::RequestClientCert::new()))?;
+    let serving = Arc::new(tls::ReloadingCert::new(&cert)?);
+    if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
+        serving.watch_files(c.clone(), k.clone());
+    }
+    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), serving);
 
     let mut kubeconfig = None;
     if let Some(token) = &admin_token {

@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -46,21 +48,88 @@ impl ServingCert {
         Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
-    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates.
+    /// The certificate chain and key, checked to belong together.
+    fn certified_key(&self) -> anyhow::Result<CertifiedKey> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("parsing the serving certificate")?;
+        if certs.is_empty() {
+            anyhow::bail!("no certificate in the serving certificate file");
+        }
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&key).context("the serving key's type")?;
+        let certified = CertifiedKey::new(certs, key);
+        certified.keys_match().context("the serving certificate and key do not match")?;
+        Ok(certified)
+    }
+
+    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, this
+    /// certificate (fixed).
     pub fn server_config(
         &self,
         verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     ) -> anyhow::Result<ServerConfig> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .context("parsing the serving certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
-        let mut config = ServerConfig::builder()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .context("the serving certificate and key do not match")?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(server_config(verifier, Arc::new(ReloadingCert::new(self)?)))
+    }
+}
+
+/// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, `cert` serving.
+pub fn server_config(
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    cert: Arc<ReloadingCert>,
+) -> ServerConfig {
+    let mut config = ServerConfig::builder().with_client_cert_verifier(verifier).with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// How often the serving certificate files are checked for changes (cert-manager renews into the same Secret).
+pub const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The serving certificate in force, swapped whole when its files change; connections already open keep theirs.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadingCert {
+    pub fn new(cert: &ServingCert) -> anyhow::Result<Self> {
+        Ok(Self { current: RwLock::new(Arc::new(cert.certified_key()?)) })
+    }
+
+    /// Re-read `cert` and `key` every [`CERT_RELOAD_INTERVAL`] for as long as this is in use; a pair that does not
+    /// load (half-written, mismatched) is logged and the certificate in force kept.
+    pub fn watch_files(self: &Arc<Self>, cert: PathBuf, key: PathBuf) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
+            let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                let now = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
+                if now.is_none() || now == last {
+                    continue;
+                }
+                match ServingCert::load(&cert, &key).and_then(|c| c.certified_key()) {
+                    Ok(certified) => {
+                        if let Ok(mut current) = this.current.write() {
+                            *current = Arc::new(certified);
+                        }
+                        tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+                        last = now;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "keeping the serving certificate in force"),
+                }
+            }
+        });
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
     }
 }
 
