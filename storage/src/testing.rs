@@ -86,6 +86,16 @@ impl EtcdServer {
         }
     }
 
+    /// The process id of the running etcd, if it runs (for harnesses that must kill it at exit).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The temporary directory holding etcd's data and log (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Kill etcd (as a crash would); the data directory stays.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
