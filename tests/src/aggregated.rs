@@ -135,6 +135,9 @@ impl AggregatedServer {
         apiservice["spec"]["service"]["port"] = this.server.addr.port().into();
         admin.ok_stdin(&["apply", "-f", "-"], &apiservice.to_string()).await;
         wait_available(&admin).await;
+        // Available comes from the availability controller's own probe; the proxy route is installed by another
+        // controller of kube-apiserver, maybe a moment later.
+        wait_served(cluster).await;
         eprintln!("backup-apiserver registered and Available at {} in {:?}", this.url, started.elapsed());
         this
     }
@@ -187,6 +190,21 @@ pub async fn wait_available(admin: &Kubectl) {
             "APIService {APISERVICE} not Available within {AVAILABLE_TIMEOUT:?}: {available}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Wait (bounded) until kube-apiserver proxies `/apis/backup.extend-k8s.io/v1` to us.
+async fn wait_served(cluster: &KubeCluster) {
+    let client = cluster.client().await;
+    let deadline = Instant::now() + AVAILABLE_TIMEOUT;
+    loop {
+        let request = http::Request::get(crate::GV_PATH).body(Vec::new()).expect("a request");
+        let answer = client.request_text(request).await;
+        match answer {
+            Ok(text) if text.contains("APIResourceList") => return,
+            _ => assert!(Instant::now() < deadline, "kube-apiserver does not serve {}: {answer:?}", crate::GV_PATH),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -60,6 +60,7 @@ pub struct KubeCluster {
     /// The certificate kube-apiserver's aggregator presents to extension servers (CN `front-proxy-client`).
     pub front_proxy_client: CertKey,
     cluster_ca: Ca,
+    front_proxy_ca: Ca,
     admin_kubeconfig: PathBuf,
     audit_log: PathBuf,
     files: PathBuf,
@@ -211,6 +212,7 @@ impl KubeCluster {
                         front_proxy_ca_pem: front_proxy_ca.cert_pem.clone(),
                         front_proxy_client,
                         cluster_ca,
+                        front_proxy_ca,
                         admin_kubeconfig,
                         audit_log: file("audit.log"),
                         files: files.clone(),
@@ -280,6 +282,12 @@ impl KubeCluster {
     /// A client certificate signed by the cluster CA for `user` in `groups`.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> CertKey {
         self.cluster_ca.client(user, groups)
+    }
+
+    /// A client certificate signed by the front-proxy CA with common name `cn` (only `front-proxy-client` is an
+    /// allowed name).
+    pub fn front_proxy_cert(&self, cn: &str) -> CertKey {
+        self.front_proxy_ca.client(cn, &[])
     }
 
     /// A fresh path in the cluster's directory, e.g. for a kubeconfig or a kubectl cache.
