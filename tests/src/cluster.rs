@@ -410,9 +410,17 @@ impl KubeCluster {
         self.controller_manager.as_ref().map_or_else(String::new, |c| c.log_tail(40))
     }
 
-    /// The pid of kube-apiserver.
-    pub fn apiserver_pid(&self) -> u32 {
-        self.apiserver.pid()
+    /// The pids of the cluster's processes: etcd, kube-apiserver and, if it runs, kube-controller-manager.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.etcd_pid.into_iter().collect();
+        pids.push(self.apiserver.pid());
+        pids.extend(self.controller_manager.as_ref().map(ChildProcess::pid));
+        pids
+    }
+
+    /// The directory of the cluster's certificates, kubeconfigs and logs (removed with the cluster).
+    pub fn dir(&self) -> &Path {
+        &self.files
     }
 }
 
