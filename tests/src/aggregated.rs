@@ -9,6 +9,7 @@
 //! verifies our certificate against the APIService's `caBundle` with that ServerName.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backup_apiserver::options::Options;
@@ -166,7 +167,8 @@ impl AggregatedServer {
 
     /// A kube-rs client talking to the server directly with these `user` fields (none: anonymous).
     pub async fn client(&self, user: &[(&str, String)]) -> kube::Client {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
         client_from_kubeconfig(&self.kubeconfig(&format!("client-{n}"), user)).await
     }
 }
