@@ -20,8 +20,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 extern "C" fn at_exit() {
-    for pid in lock(&PIDS).drain(..) {
-        kill(pid);
+    let pids: Vec<u32> = lock(&PIDS).drain(..).collect();
+    for pid in &pids {
+        kill(*pid);
+    }
+    for pid in pids {
+        reap(pid);
     }
     for dir in lock(&DIRS).drain(..) {
         let _ = std::fs::remove_dir_all(dir);
@@ -40,6 +44,15 @@ fn kill(pid: u32) {
     // SAFETY: kill(2) with a pid this harness started and a valid signal number.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// Wait for a killed child, so that it does not linger as a zombie until this process is gone.
+fn reap(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
+    // SAFETY: waitpid(2) on a child of this process, without a status pointer.
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
 }
 
