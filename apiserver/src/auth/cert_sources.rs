@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::delegation::CHECK_FRONT_PROXY_CA;
 use super::x509::{CaPool, CertAuthConfig, RequestHeaderConfig, SharedCertAuthConfig};
 use crate::health::Diagnosis;
 use crate::options::Options;
+
+/// The readyz check that fails while no front-proxy CA is known.
+pub const CHECK_FRONT_PROXY_CA: &str = "front-proxy-ca";
 
 /// How often the CA files named by flags are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);

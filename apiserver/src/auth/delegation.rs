@@ -22,7 +22,6 @@ use crate::request::info::{RequestInfo, Verb};
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
 pub const CONFIGMAP_NAME: &str = "extension-apiserver-authentication";
 pub const CHECK_CONFIGMAP: &str = "authentication-configmap";
-pub const CHECK_FRONT_PROXY_CA: &str = "front-proxy-ca";
 
 const CONFIGMAP_FIX: &str = "bind the server's ServiceAccount to the Role extension-apiserver-authentication-reader \
     in kube-system (a RoleBinding in kube-system)";
