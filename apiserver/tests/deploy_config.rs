@@ -107,7 +107,7 @@ fn copy_config(from: &Path, to: &Path) {
 }
 
 fn gen_certs(config: &Path, extra: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_backup-apiserver-certs"))
+    let out = within_a_minute(env!("CARGO_BIN_EXE_backup-apiserver-certs"))
         .arg("--config-dir")
         .arg(config)
         .args(extra)
@@ -116,9 +116,16 @@ fn gen_certs(config: &Path, extra: &[&str]) {
     assert!(out.status.success(), "backup-apiserver-certs failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `program` run under coreutils' `timeout`: killed (exit 124) after a minute.
+fn within_a_minute(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").arg(program);
+    cmd
+}
+
 fn kustomize(dir: &Path) -> Result<String, String> {
     let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
-    let out = Command::new(&kubectl)
+    let out = within_a_minute(&kubectl)
         .arg("kustomize")
         .arg(dir)
         .output()
