@@ -29,6 +29,10 @@ command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end
 # Debian's source package into target/k8s/ when missing (~5–10 min once; a no-op when they are there).
 hack/kube-apiserver.sh >/dev/null
 
+# The hostile-input suite (tests/tests/hostile.rs) runs the server as its own process, the release build.
+cargo build --release -p backup-apiserver --bin backup-apiserver
+export BACKUP_APISERVER_BIN="$PWD/target/release/backup-apiserver"
+
 # Lints first: every clippy::all lint and unwrap/expect outside tests are errors ([workspace.lints]).
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features "$@"

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -140,8 +141,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 /// HTTP/2 streams per connection (Go's default, which kube-apiserver keeps).
 const MAX_CONCURRENT_STREAMS: u32 = 250;
-/// Request headers, HTTP/1.1 buffer and HTTP/2 header list alike: Go's `DefaultMaxHeaderBytes`.
-const MAX_HEADER_BYTES: usize = 1 << 20;
+/// An HTTP/2 request's header list: Go's `DefaultMaxHeaderBytes`.
+const MAX_HEADER_BYTES: u32 = 1 << 20;
+/// An HTTP/1.1 connection's read and write buffers: a request's headers must fit, and a client that stops reading
+/// holds at most this much of its answer in the server (the socket's buffers aside).
+const MAX_H1_BUFFER: usize = 256 << 10;
 /// HTTP/2 pings on a connection that has been quiet this long; no answer within the same time closes it.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// The longest the accept loop sleeps after failed accepts (EMFILE…), doubling from 5 ms as Go's net/http does.
@@ -159,12 +163,12 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_H1_BUFFER);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(MAX_HEADER_BYTES)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
     let (http1, http2) = (Arc::new(http1), Arc::new(http2));
@@ -213,14 +217,25 @@ pub async fn serve(
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
             ));
+            let first_request = Arc::new(AtomicBool::new(false));
+            let seen = first_request.clone();
             let svc = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(certs.clone());
                 req
             });
             let svc = TowerToHyperService::new(svc);
             let io = TokioIo::new(tls);
             let result = if h2 {
-                watcher.watch(http2.serve_connection(io, svc)).await
+                // HTTP/2 has no header-read timeout: a connection with no request within the same time is closed.
+                let conn = watcher.watch(http2.serve_connection(io, svc));
+                tokio::select! {
+                    r = conn => r,
+                    _ = no_request_within(HEADER_READ_TIMEOUT, &first_request) => {
+                        tracing::debug!(%peer, "no HTTP/2 request in time; closing");
+                        Ok(())
+                    }
+                }
             } else {
                 watcher.watch(http1.serve_connection(io, svc)).await
             };
@@ -236,6 +251,14 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Resolves after `limit` unless a request arrived by then (then never).
+async fn no_request_within(limit: Duration, first_request: &AtomicBool) {
+    tokio::time::sleep(limit).await;
+    if first_request.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Asks every client for a certificate and accepts any (or none) at the TLS layer, checking only that the client

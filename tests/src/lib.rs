@@ -19,6 +19,7 @@ pub mod http;
 pub mod kubectl;
 pub mod pki;
 pub mod process;
+pub mod server_process;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
