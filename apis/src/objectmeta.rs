@@ -1,7 +1,7 @@
 //! ObjectMeta rules every kind shares, as k8s.io/apimachinery's `api/validation/objectmeta.go` and
 //! `util/validation/validation.go` (v1.20) state them, on the JSON `metadata` object.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: metadata rules, called by the REST layer before the
+//! filters → endpoints → registry store → **strategy (this file: metadata rules, called by the registry store before the
 //! kind's own rules)** → storage → etcd.
 //!
 //! Messages are upstream's, word for word. Map keys are checked in sorted order (upstream's order is random).

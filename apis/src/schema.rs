@@ -2,7 +2,7 @@
 //! `openAPIV3Schema`: pruning of unknown fields, structural defaulting, and type/enum/required/bounds validation.
 //! Also the builders the kinds write their schemas with.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: the REST layer calls [`prune`], then
+//! filters → endpoints → registry store → **strategy (this file: the registry's strategy calls [`prune`], then
 //! [`apply_defaults`], then `Kind::default`, then [`validate`] and `Kind::validate`)** → storage → etcd.
 //!
 //! Supported keywords: `type`, `properties`, `required`, `additionalProperties` (a schema), `items`, `enum`,

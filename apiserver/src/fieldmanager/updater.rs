@@ -3,7 +3,7 @@
 //! changed from everyone else; an apply merges a configuration, prunes what its manager stopped applying, and
 //! fails on fields other managers own unless forced.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: update and apply)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: update and apply)** → storage.
 
 use serde_json::Value;
 

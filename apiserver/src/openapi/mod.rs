@@ -1,7 +1,7 @@
 //! The OpenAPI documents of `backup.extend-k8s.io/v1`: Swagger 2.0 at `/openapi/v2`, OpenAPI 3.0 at
 //! `/openapi/v3/apis/backup.extend-k8s.io/v1`, and the v3 index at `/openapi/v3`.
 //!
-//! Place in the flow: HTTP → authn → authz → **this module** (non-resource paths; never storage). The documents
+//! Place in the flow: TLS → filters → **this module** (non-resource paths; never storage). The documents
 //! are built once at start from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from
 //! memory. kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
 //! with `If-None-Match`, merges them into the cluster's documents, and proxies `?hash=` requests for our group
