@@ -22,6 +22,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+/// The client's address (for audit events' source IPs).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// The client's certificate chain (leaf first), empty when it sent none.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
@@ -222,6 +226,7 @@ pub async fn serve(
             let svc = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(certs.clone());
+                req.extensions_mut().insert(PeerAddr(peer));
                 req
             });
             let svc = TowerToHyperService::new(svc);
