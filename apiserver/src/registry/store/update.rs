@@ -96,12 +96,13 @@ impl Store {
             };
             let meta = metadata_mut(&mut patched)?;
             // As `registry.Store.Update`: a resourceVersion the patch left in place (or set) must be the current
-            // one; one it removed makes the update unconditional. After a concurrent change the patch is applied
-            // again to the new object, so one it set itself then conflicts.
+            // one, and one it removed is missing (these kinds, as CRDs, allow no unconditional update). After a
+            // concurrent change the patch is applied again to the new object, so one it set itself then conflicts.
             match meta.get("resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty()) {
                 Some(rv) if rv != current_rv => return Err(ApiError::stale(self.info(), name)),
-                _ => meta.insert("resourceVersion".into(), Value::String(current_rv)),
-            };
+                Some(_) => {}
+                None => return Err(missing_resource_version(self.info(), name)),
+            }
             match self.write_update(namespace, name, patched, current, sub, write).await {
                 Err(e) if e.is_conflict() => continue,
                 other => return other,
