@@ -50,10 +50,11 @@ fn max_len_error(n: usize) -> String {
     format!("must be no more than {n} characters")
 }
 
-/// Upstream's `RegexError`: `msg (e.g. 'a' or 'b', regex used for validation is 'fmt')`.
+/// Upstream's `RegexError`: `msg (e.g. 'a',  or 'b', regex used for validation is 'fmt')` (two spaces before `or`:
+/// each example is followed by `, ` and the next preceded by ` or `).
 fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     let examples: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", examples.join("or "))
+    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", examples.join(" or "))
 }
 
 fn is_label_shaped(s: &str) -> bool {

@@ -107,7 +107,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     let health = Arc::new(health::Health::new(storage.clone(), check_name, diagnosis));
     let (stopping, stopping_rx) = watch::channel(false);
     let routes = Arc::new(Routes {
-        registry: registry::Registry::new(&kinds, storage, admission),
+        registry: registry::Registry::new(&kinds, storage, admission, opts.standalone),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),

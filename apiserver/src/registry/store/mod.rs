@@ -43,6 +43,8 @@ pub struct Store {
     pub storage: Arc<dyn Storage>,
     /// Admission plugins run on create (NamespaceLifecycle in a cluster; none standalone).
     admission: Option<Arc<dyn Admission>>,
+    /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
+    finishes_propagation: bool,
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -70,7 +72,13 @@ struct WriteOptions<'a> {
 
 impl Store {
     pub fn new(kind: Arc<dyn Kind>, storage: Arc<dyn Storage>, admission: Option<Arc<dyn Admission>>) -> Self {
-        Self { strategy: Arc::new(Strategy::new(kind)), storage, admission }
+        Self { strategy: Arc::new(Strategy::new(kind)), storage, admission, finishes_propagation: false }
+    }
+
+    /// This store finishes the propagation policies' finalizers itself (standalone: no garbage collector).
+    pub fn finishing_propagation(mut self, standalone: bool) -> Self {
+        self.finishes_propagation = standalone;
+        self
     }
 
     pub fn info(&self) -> &ResourceInfo {
