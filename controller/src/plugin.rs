@@ -52,11 +52,12 @@ pub async fn restore(
         req.name.unwrap_or_else(|| format!("{}-restore-{}", req.backup, Timestamp::now().strftime("%Y%m%d%H%M%S")));
     let spec = TimeseriesDBRestoreSpec {
         backup_ref: BackupRef { name: req.backup.clone(), id: req.id },
-        target: DatabaseEndpoint {
-            r#type: req.r#type.unwrap_or(source.r#type),
-            url: req.to,
-            database: req.database.or_else(|| source.database.clone()),
-        },
+        target: DatabaseEndpoint::new(
+            req.r#type.unwrap_or(source.r#type),
+            req.to,
+            req.database.or_else(|| source.database.clone()),
+        ),
+        timeout: None,
     };
     let namespace = backup.metadata.namespace.as_deref().unwrap_or("default");
     restores.create(&PostParams::default(), &TimeseriesDBRestore::new(namespace, &name, spec)).await?;
@@ -151,17 +152,15 @@ mod tests {
         let now: Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
         let spec = TimeseriesDBBackupSpec {
             database: BackupSource {
-                endpoint: DatabaseEndpoint {
-                    r#type: DatabaseType::Prometheus,
-                    url: "http://p:9090".into(),
-                    database: None,
-                },
+                endpoint: DatabaseEndpoint::new(DatabaseType::Prometheus, "http://p:9090", None),
                 selector: None,
             },
             destination: None,
             schedule: Some("0 2 * * *".into()),
+            time_zone: None,
             retention: Retention::default(),
             suspend: false,
+            timeout: None,
         };
         let mut b = TimeseriesDBBackup::new("ns", "nightly", spec.clone());
         b.status = Some(TimeseriesDBBackupStatus {

@@ -112,10 +112,8 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         Pair::Prometheus(s, t) => (s.url.clone(), t.url.clone(), None),
         Pair::Influx(s, t) => (s.url.clone(), t.url.clone(), Some("bench".to_string())),
     };
-    let source = BackupSource {
-        endpoint: DatabaseEndpoint { r#type: kind, url: source_url.clone(), database: database.clone() },
-        selector: None,
-    };
+    let source =
+        BackupSource { endpoint: DatabaseEndpoint::new(kind, source_url.clone(), database.clone()), selector: None };
 
     // Make what was just written visible (VictoriaMetrics) and warm the caches: one untimed read.
     if kind == DatabaseType::VictoriaMetrics {
@@ -159,7 +157,7 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let cpu_own = per_sample(cpus.iter().map(|c| c.1).sum());
     eprintln!("{kind:?} {n}: database CPU while read raw: {:.0} ns/sample", per_sample(raw_cpu));
 
-    let target = DatabaseEndpoint { r#type: kind, url: target_url, database };
+    let target = DatabaseEndpoint::new(kind, target_url, database);
     reset_peak_rss();
     let started = Instant::now();
     let mut reader = BackupReader::open_verified(&dest, &name).await?;

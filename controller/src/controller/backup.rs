@@ -44,10 +44,10 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
     let interrupted = status.phase == Some(Phase::Running);
 
     let next = match (&obj.spec.schedule, obj.spec.suspend) {
-        (Some(expr), false) => match &status.next_schedule_time {
+        (Some(_), false) => match &status.next_schedule_time {
             Some(t) => Some(t.0),
-            None => match schedule::next_after(expr, now) {
-                Ok(t) => Some(t),
+            None => match schedule::next_after(&obj.spec, now) {
+                Ok(t) => t,
                 Err(e) => {
                     status.phase = Some(Phase::Failed);
                     status.message = Some(format!("{e:#}"));
@@ -129,9 +129,9 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
             let problems = retain(&ctx, &obj, &mut status, record).await;
             status.phase = Some(Phase::Succeeded);
             status.message = Some(if problems.is_empty() { message } else { format!("{message}; {problems}") });
-            status.next_schedule_time = match (&obj.spec.schedule, obj.spec.suspend) {
-                (Some(expr), false) => schedule::next_after(expr, Timestamp::now()).ok().map(Time),
-                _ => None,
+            status.next_schedule_time = match obj.spec.suspend {
+                false => schedule::next_after(&obj.spec, Timestamp::now()).ok().flatten().map(Time),
+                true => None,
             };
             status::patch(&api, name, &status, STATUS_KEYS).await?;
             if let Some(value) = run_now {

@@ -145,8 +145,10 @@ pub fn backup_spec(r#type: DatabaseType, url: &str, database: Option<&str>) -> T
         database: BackupSource { endpoint: endpoint(r#type, url, database), selector: None },
         destination: None,
         schedule: None,
+        time_zone: None,
         retention: Retention::default(),
         suspend: false,
+        timeout: None,
     }
 }
 
@@ -155,9 +157,10 @@ pub fn restore_spec(backup: &str, r#type: DatabaseType, url: &str, database: Opt
     TimeseriesDBRestoreSpec {
         backup_ref: BackupRef { name: backup.into(), id: None },
         target: endpoint(r#type, url, database),
+        timeout: None,
     }
 }
 
 fn endpoint(r#type: DatabaseType, url: &str, database: Option<&str>) -> DatabaseEndpoint {
-    DatabaseEndpoint { r#type, url: url.into(), database: database.map(Into::into) }
+    DatabaseEndpoint::new(r#type, url, database.map(Into::into))
 }
