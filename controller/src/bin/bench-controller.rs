@@ -19,7 +19,7 @@ use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 use backup_controller::destination::Destination;
 use backup_controller::destination::local::LocalDir;
 use backup_controller::engine;
-use backup_controller::format::{BackupReader, BackupWriter};
+use backup_controller::format::BackupWriter;
 use backup_controller::http::{Body, Http, url};
 use backup_controller::testing::dataset::{FloatSeries, float_series, influx_lines, scraped_series};
 use backup_controller::testing::influx::Influx;
@@ -79,7 +79,7 @@ enum Pair {
 }
 
 async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
-    let http = &Http::plain(Duration::from_secs(300));
+    let http = &Http::plain(Duration::from_secs(300))?;
     let per_series = 1000usize;
     let series = (n as usize).div_ceil(per_series);
     let pair = match kind {
@@ -140,7 +140,7 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         let name = format!("bench/b.{round}.tsdb");
         let (db_cpu, own_cpu) = (cpu_seconds(db_pid), cpu_seconds(None));
         let started = Instant::now();
-        let mut writer = BackupWriter::new(dest.create(&name).await?, engine::source_of(&source))?;
+        let mut writer = BackupWriter::new(dest.create(&name).await?, engine::source_of(&source, None))?;
         engine::backup(http, &source, &mut writer).await?;
         let (header, size) = writer.finish().await?;
         backups.push(started.elapsed());
@@ -160,11 +160,11 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let target = DatabaseEndpoint::new(kind, target_url, database);
     reset_peak_rss();
     let started = Instant::now();
-    let mut reader = BackupReader::open_verified(&dest, &name).await?;
-    let restored = engine::restore(http, &mut reader, &target).await?;
+    let restored = backup_controller::restore::run(http, &dest, &name, &target).await?;
     let restore = started.elapsed();
     let restore_rss = peak_rss_kib();
-    anyhow::ensure!(restored.samples == header.samples, "restored {} of {}", restored.samples, header.samples);
+    let expected = header.samples - restored.dropped;
+    anyhow::ensure!(restored.samples == expected, "restored {} of {expected}", restored.samples);
 
     let rate = |d: Duration| header.samples as f64 / d.as_secs_f64();
     Ok(format!(
