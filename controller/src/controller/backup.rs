@@ -213,11 +213,12 @@ async fn run_job(
 ) {
     let name = obj.metadata.name.clone().unwrap_or_default();
     let key = job.key.to_string();
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
     let slots = match job.slots().await {
         Ok(slots) => slots,
         Err(reason) => return stopped(&api, &name, status, reason, "the queued backup").await,
     };
-    let uid = obj.metadata.uid.clone().unwrap_or_default();
     let id = backup_id(Timestamp::now(), &status);
     let dir = obj.destination_path();
     let location = format!("{dir}/{}", file_name(&name, &uid, &id));
@@ -253,7 +254,6 @@ async fn run_job(
             Ok(Err(e)) => Outcome::Failed(e),
         },
     };
-    drop(slots);
     let conditions = status.conditions.get_or_insert_default();
     match outcome {
         Outcome::Stopped(reason) => {
@@ -311,7 +311,10 @@ async fn run_job(
         }
     }
     let succeeded = status.phase == Some(Phase::Succeeded);
-    if write_final(&api, &name, &status).await
+    let written = write_final(&api, &name, &status).await;
+    // Held until the outcome is in status: no more backups show Running than there are slots.
+    drop(slots);
+    if written
         && succeeded
         && let Some(value) = run_now
         && let Err(e) = clear_run_now(&api, &name, &value).await

@@ -273,6 +273,41 @@ pub struct Job {
     target: Option<String>,
 }
 
+impl Job {
+    /// Stops the job when its object is gone (deleted, or replaced by one with another UID), looking every
+    /// `interval` until the returned guard is dropped. (kube-runtime does not reconcile deleted objects, so the
+    /// reconciler cannot see this itself.)
+    pub fn stop_when_gone<K>(&self, api: kube::Api<K>, name: &str, uid: &str, interval: Duration) -> AbortOnDrop
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let (stop, name, uid) = (self.stop.clone(), name.to_owned(), uid.to_owned());
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match api.get_opt(&name).await {
+                    Ok(Some(o)) if o.meta().uid.as_deref() == Some(&uid) && o.meta().deletion_timestamp.is_none() => {}
+                    // The API server unreachable: no conclusion.
+                    Err(_) => {}
+                    Ok(_) => {
+                        stop.stop(StopReason::Deleted);
+                        return;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// A task aborted when this is dropped.
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The slots a running job holds.
 pub struct Slots {
     _database: OwnedSemaphorePermit,

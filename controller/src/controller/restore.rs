@@ -178,6 +178,8 @@ async fn run_job(
     let name = obj.metadata.name.clone().unwrap_or_default();
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let key = job.key.to_string();
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
     let slots = match job.slots().await {
         Ok(slots) => slots,
         Err(reason) => return stopped(&api, &name, status, reason).await,
@@ -227,7 +229,6 @@ async fn run_job(
             Ok(result) => result.map_err(Err),
         },
     };
-    drop(slots);
     match outcome {
         Err(Ok(reason)) => return stopped(&api, &name, status, reason).await,
         Err(Err(failure)) => {
@@ -259,6 +260,8 @@ async fn run_job(
         }
     }
     write_final(&api, &name, &status).await;
+    // Held until the outcome is in status: no more restores show Running than there are slots.
+    drop(slots);
 }
 
 fn succeeded(record: &BackupRecord, r: &Restored) -> String {

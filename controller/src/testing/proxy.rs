@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Listens on a free loopback port; each connection is forwarded to `target`, answers at about the set rate.
@@ -76,21 +77,25 @@ impl Proxy {
 
 async fn forward(client: TcpStream, target: u16, rate: Arc<AtomicUsize>, _open: Open) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else { return };
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let upstream = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-    });
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    // Both ways at the rate: an answer (a backup's export) and a request (a restore's writes).
+    let upstream = tokio::spawn(throttled(client_read, server_write, rate.clone()));
+    throttled(server_read, client_write, rate).await;
+    upstream.abort();
+}
+
+/// Copies `from` to `to` at about the set rate (in 50 ms slices).
+async fn throttled(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, rate: Arc<AtomicUsize>) {
     let mut buf = vec![0; 1 << 20];
     loop {
         let slice = (rate.load(Ordering::Relaxed) / 20).clamp(1, buf.len());
-        let Ok(n) = server_read.read(&mut buf[..slice]).await else { break };
-        if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+        let Ok(n) = from.read(&mut buf[..slice]).await else { break };
+        if n == 0 || to.write_all(&buf[..n]).await.is_err() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    upstream.abort();
 }
 
 impl Drop for Proxy {

@@ -87,6 +87,8 @@ impl Victoria {
             writer.add(&s.labels, &s.timestamps, &s.values).await.expect("remote write to VictoriaMetrics");
         }
         writer.flush().await.expect("remote write to VictoriaMetrics");
+        // Visible to exports (and backups) at once.
+        http.get(&url(&self.url, "/internal/force_flush", &[])).await.expect("force_flush");
     }
 
     /// Every sample as (labels, timestamp, value as exported), sorted: VictoriaMetrics' own view of its data.
