@@ -23,7 +23,7 @@ pub enum Behaviour {
 /// A database that is not one: answers every request per its [`Behaviour`], and counts them.
 pub struct FakeDatabase {
     pub url: String,
-    requests: Arc<Mutex<usize>>,
+    requests: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,17 +31,15 @@ impl FakeDatabase {
     pub async fn start(behaviour: Behaviour) -> FakeDatabase {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the fake database");
         let port = listener.local_addr().expect("address").port();
-        let requests = Arc::new(Mutex::new(0));
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let counter = requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let behaviour = behaviour.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    if read_request(&mut socket).await.is_none() {
-                        return;
-                    }
-                    *counter.lock().unwrap() += 1;
+                    let Some((head, _)) = read_request(&mut socket).await else { return };
+                    counter.lock().unwrap().push(head);
                     match behaviour {
                         Behaviour::Answer { status, content_type, body } => {
                             let _ = socket.write_all(&response(status, content_type, &body)).await;
@@ -70,7 +68,12 @@ impl FakeDatabase {
 
     /// Requests answered so far.
     pub fn requests(&self) -> usize {
-        *self.requests.lock().unwrap()
+        self.requests.lock().unwrap().len()
+    }
+
+    /// The head (request line and headers) of the last request.
+    pub fn last_request(&self) -> String {
+        self.requests.lock().unwrap().last().cloned().unwrap_or_default()
     }
 }
 

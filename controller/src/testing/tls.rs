@@ -14,6 +14,8 @@ pub struct TestCerts {
     pub ca_pem: String,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// The name to check the certificate against when it is not for 127.0.0.1.
+    pub server_name: Option<String>,
 }
 
 impl TestCerts {
@@ -32,8 +34,8 @@ impl TestCerts {
         let ca_pem = ca.self_signed(&ca_key).expect("CA certificate").pem();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().expect("server key");
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("server names");
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).expect("server names");
         params.distinguished_name.push(DnType::CommonName, "tsdb test server");
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &issuer).expect("server certificate");
@@ -42,7 +44,8 @@ impl TestCerts {
         let key_file = dir.path().join("server.key");
         std::fs::write(&cert_file, cert.pem()).expect("writing the certificate");
         std::fs::write(&key_file, key.serialize_pem()).expect("writing the key");
-        TestCerts { dir, ca_pem, cert_file, key_file }
+        let server_name = (!names.contains(&"127.0.0.1")).then(|| names[0].to_string());
+        TestCerts { dir, ca_pem, cert_file, key_file, server_name }
     }
 
     /// A client for the harness' own requests to a database with this certificate, sending `authorization`.
@@ -50,6 +53,7 @@ impl TestCerts {
         let connector = crate::http::transport::Connector::new(std::time::Duration::from_secs(30)).expect("connector");
         let settings = crate::http::transport::TlsSettings {
             ca_pem: Some(self.ca_pem.clone().into_bytes()),
+            server_name: self.server_name.clone(),
             ..Default::default()
         };
         let mut http = super::http().with_transport(connector.with_tls(&settings).expect("TLS transport"));
