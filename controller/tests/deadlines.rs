@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use backup_apis::backup::TimeseriesDBBackupSpec;
 use backup_apis::database::DatabaseType::VictoriaMetrics;
 use backup_apis::status::Phase;
+use backup_controller::controller::Backoff;
 use backup_controller::controller::backup::RUN_NOW;
 use backup_controller::testing::dataset::float_series;
 use backup_controller::testing::fake::{Behaviour, FakeDatabase};
@@ -31,6 +32,8 @@ async fn trickling() -> FakeDatabase {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_database_fails_at_the_deadline() {
     let mut stack = Stack::start().await;
+    // Failed stays long enough to be seen (not retried at once).
+    stack.settings.backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(30));
     let db = trickling().await;
     stack.start_controller();
     let spec = TimeseriesDBBackupSpec { timeout: Some("3s".into()), ..backup_spec(VictoriaMetrics, &db.url, None) };

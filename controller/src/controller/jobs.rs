@@ -151,6 +151,14 @@ pub struct InFlight {
     /// The run-now request it honours.
     pub request: Option<String>,
     pub stop: Stop,
+    /// Whether it holds its slots (else it waits for them).
+    pub running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl InFlight {
+    pub fn is_running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// What a job runs, for [`Jobs::start`].
@@ -216,8 +224,10 @@ impl Jobs {
             .clone();
         let stop = Stop { token: self.shutdown.child_token(), reason: Arc::default() };
         let Run { uid, fingerprint, request } = what;
-        state.running.insert(key.clone(), InFlight { uid, fingerprint, request, stop: stop.clone() });
-        Ok(Job { jobs: self.clone(), key, stop, database, database_slots: slots, target })
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let entry = InFlight { uid, fingerprint, request, stop: stop.clone(), running: running.clone() };
+        state.running.insert(key.clone(), entry);
+        Ok(Job { jobs: self.clone(), key, stop, running, database, database_slots: slots, target })
     }
 
     /// Runs `job` as a task of its own (aborted by [`Jobs::abort_all`]).
@@ -268,6 +278,7 @@ pub struct Job {
     jobs: Arc<Jobs>,
     pub key: JobKey,
     pub stop: Stop,
+    running: Arc<std::sync::atomic::AtomicBool>,
     database: String,
     database_slots: Arc<Semaphore>,
     target: Option<String>,
@@ -275,8 +286,9 @@ pub struct Job {
 
 impl Job {
     /// Stops the job when its object is gone (deleted, or replaced by one with another UID), looking every
-    /// `interval` until the returned guard is dropped. (kube-runtime does not reconcile deleted objects, so the
-    /// reconciler cannot see this itself.)
+    /// `interval` until the returned guard is dropped: for running jobs only (a few), not queued ones (maybe
+    /// hundreds), which look once when they get their slots. (kube-runtime does not reconcile deleted objects, so
+    /// the reconciler cannot see this itself.)
     pub fn stop_when_gone<K>(&self, api: kube::Api<K>, name: &str, uid: &str, interval: Duration) -> AbortOnDrop
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -285,17 +297,24 @@ impl Job {
         AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                match api.get_opt(&name).await {
-                    Ok(Some(o)) if o.meta().uid.as_deref() == Some(&uid) && o.meta().deletion_timestamp.is_none() => {}
-                    // The API server unreachable: no conclusion.
-                    Err(_) => {}
-                    Ok(_) => {
-                        stop.stop(StopReason::Deleted);
-                        return;
-                    }
+                if !exists(&api, &name, &uid).await {
+                    stop.stop(StopReason::Deleted);
+                    return;
                 }
             }
         }))
+    }
+}
+
+/// Whether the object `name` with `uid` exists and is not being deleted (when the API server cannot say: yes).
+pub async fn exists<K>(api: &kube::Api<K>, name: &str, uid: &str) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_opt(name).await {
+        Ok(Some(o)) => o.meta().uid.as_deref() == Some(uid) && o.meta().deletion_timestamp.is_none(),
+        Ok(None) => false,
+        Err(_) => true,
     }
 }
 
@@ -329,7 +348,10 @@ impl Job {
         };
         tokio::select! {
             reason = self.stop.stopped() => Err(reason),
-            (Ok(database), Ok(kind)) = acquire => Ok(Slots { _database: database, _kind: kind }),
+            (Ok(database), Ok(kind)) = acquire => {
+                self.running.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(Slots { _database: database, _kind: kind })
+            }
             else => Err(StopReason::Shutdown),
         }
     }

@@ -66,7 +66,12 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
             tracing::info!(%key, reason = reason.reason(), "stopping the running restore");
             job.stop.stop(reason);
         }
-        return Ok(Action::requeue(WATCH_IN_FLIGHT));
+        // A running job's end (its outcome written, then its slot freed) is looked at again shortly; a queued one
+        // needs no look until its object changes.
+        return Ok(match job.is_running() {
+            true => Action::requeue(WATCH_IN_FLIGHT),
+            false => Action::await_change(),
+        });
     }
     let Some(obj) = api.get_opt(name).await? else { return Ok(Action::await_change()) };
     if obj.metadata.deletion_timestamp.is_some() {
@@ -179,11 +184,15 @@ async fn run_job(
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let key = job.key.to_string();
     let uid = obj.metadata.uid.clone().unwrap_or_default();
-    let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
     let slots = match job.slots().await {
         Ok(slots) => slots,
         Err(reason) => return stopped(&api, &name, status, reason).await,
     };
+    // Deleted (or replaced) while it waited: nothing to do. From here on, a deletion stops it within a second.
+    if !super::jobs::exists(&api, &name, &uid).await {
+        return;
+    }
+    let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
     let target = &obj.spec.target;
     let mut started = format!("restoring backup {} of {} into {}", record.id, obj.spec.backup_ref.name, target.url);
     if status.consecutive_failures.is_some() {

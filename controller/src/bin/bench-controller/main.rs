@@ -5,6 +5,10 @@
 //! cargo run --release -p backup-controller --features testing --bin bench-controller -- 1000000 250000
 //! ```
 //!
+//! `--queue N` (after `cargo build --release -p backup-controller --features testing --bins`) instead runs the
+//! controller binary with N backups at once against one VictoriaMetrics and reports its peak RSS, the connections it
+//! held and the time (see `queue.rs`).
+//!
 //! Arguments: dataset sizes in samples (default 1000000); `BENCH_ONLY=Prometheus` (etc.) runs one engine;
 //! `BENCH_DATASET=scraped` loads values as a scrape leaves them instead of the tests' edge values; `BENCH_PIN=1` gives
 //! the database and the controller one core each; `BENCH_ROUNDS` (default 5) sets the rounds per figure. Each
@@ -27,9 +31,23 @@ use backup_controller::testing::prometheus::Prometheus;
 use backup_controller::testing::victoria::Victoria;
 use bytes::Bytes;
 
+mod queue;
+
 fn main() -> anyhow::Result<()> {
     backup_controller::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, n] = args.as_slice()
+        && flag == "--queue"
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        println!(
+            "| backups queued | samples each | all done in | samples/s | controller peak RSS | RSS after | most \
+             connections to the database | most Running at once |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        println!("{}", runtime.block_on(queue::queue(n.parse()?))?);
+        return Ok(());
+    }
     // A child run: one engine and size, in a fresh process so its peak RSS is its own.
     if let [flag, kind, n] = args.as_slice()
         && flag == "--one"
