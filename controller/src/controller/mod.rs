@@ -52,6 +52,9 @@ pub struct Context {
 
 /// How often a reconcile looks at the object of a job in flight (to stop it when the object changed or is gone).
 pub const WATCH_IN_FLIGHT: Duration = Duration::from_secs(1);
+/// Reconciles at once, per kind: each is a few requests, so hundreds of objects changing at once (a restart with
+/// 400 backups due) queue here rather than each holding a request's buffers.
+const RECONCILES: u16 = 16;
 /// How long shutdown waits for stopped jobs to report.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -79,11 +82,14 @@ pub async fn run(
         shutdown.await;
         jobs.shutdown();
     }));
+    let config = || kube::runtime::controller::Config::default().concurrency(RECONCILES);
     let backups = Controller::new(backups, watcher::Config::default())
+        .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
         .run(backup::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("TimeseriesDBBackup", result.map(|(obj, _)| obj.name)) });
     let restores = Controller::new(restores, watcher::Config::default())
+        .with_config(config())
         .graceful_shutdown_on(shutdown)
         .run(restore::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("TimeseriesDBRestore", result.map(|(obj, _)| obj.name)) });
