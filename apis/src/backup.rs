@@ -5,9 +5,6 @@
 //! filters → endpoints → registry store → **strategy (this file: schema, defaults, validation, columns of
 //! `timeseriesdbbackups`)** → storage → etcd.
 
-use croner::Cron;
-use croner::errors::CronError;
-use croner::parser::CronParser;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,7 +15,10 @@ use crate::field::{ErrorList, FieldError};
 use crate::kind::{Kind, SelectableField};
 use crate::resource::{ResourceInfo, impl_namespaced_resource};
 use crate::schema::{SchemaExt, array_of, boolean, date_time, int64, kind_root, obj, string};
-use crate::status::{Condition, Phase, conditions_schema, observed_generation_schema, phase_schema};
+use crate::status::{
+    Condition, Phase, conditions_schema, observed_generation_schema, phase_schema, retry_properties, timeout_schema,
+    validate_timeout,
+};
 
 /// `spec.retention.keepLast` when not given.
 pub const DEFAULT_KEEP_LAST: i64 = 7;
@@ -68,12 +68,18 @@ pub struct TimeseriesDBBackupSpec {
     /// Cron expression; absent for a single backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// IANA time zone of `schedule` (`Europe/Berlin`); UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     /// How many backups to keep.
     #[serde(default)]
     pub retention: Retention,
-    /// No new scheduled backups while true; a running one finishes.
+    /// No new backups while true (scheduled or single); a running one finishes, a run-now request still runs.
     #[serde(default)]
     pub suspend: bool,
+    /// Deadline of one backup (a duration such as `30m`); the controller's `--default-timeout` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// The database to back up and which series.
@@ -136,6 +142,12 @@ pub struct TimeseriesDBBackupStatus {
     /// Why the last run failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Failed runs since the last success; the retry delay doubles with each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// When a failed backup is tried again (kept here, so a controller restart does not retry at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
 }
 
 /// One backup: what it holds and where.
@@ -183,10 +195,10 @@ impl TimeseriesDBBackup {
         }
     }
 
-    /// `spec.destination.path`, or its default.
+    /// `spec.destination.path` (normalised), or its default.
     pub fn destination_path(&self) -> String {
-        match self.spec.destination.as_ref().and_then(|d| d.path.clone()) {
-            Some(path) => path,
+        match self.spec.destination.as_ref().and_then(|d| d.path.as_deref()) {
+            Some(path) => normalize_path(path),
             None => default_destination(
                 self.metadata.namespace.as_deref().unwrap_or(""),
                 self.metadata.name.as_deref().unwrap_or(""),
@@ -200,42 +212,17 @@ pub fn default_destination(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// Parses `spec.schedule` as the server validates it and the controller runs it: croner's default parser, i.e.
-/// standard 5-field cron (`minute hour day-of-month month day-of-week`), optionally with a leading seconds field and
-/// a trailing year field, names (`MON`, `JAN`), `L`/`W`/`#`, and `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
-pub fn parse_schedule(expr: &str) -> Result<Cron, CronError> {
-    CronParser::new().parse(expr)
+/// `path` with `.` segments, repeated and trailing slashes removed (`./a//b/` → `a/b`); a leading `/` is kept, for
+/// validation to refuse.
+pub fn normalize_path(path: &str) -> String {
+    let relative = path.split('/').filter(|part| !part.is_empty() && *part != ".").collect::<Vec<_>>().join("/");
+    if path.starts_with('/') { format!("/{relative}") } else { relative }
 }
 
-/// Schedules already parsed successfully: parsing one costs more than the rest of a create's validation, and most
-/// objects share a handful of schedules.
-static KNOWN_VALID_SCHEDULES: ValidSchedules = ValidSchedules(std::sync::Mutex::new(Vec::new()));
+/// Longest path segment most filesystems and object stores take.
+const MAX_SEGMENT: usize = 255;
 
-/// A small memo of valid cron expressions (bounded; a miss just parses again).
-struct ValidSchedules(std::sync::Mutex<Vec<String>>);
-
-impl ValidSchedules {
-    const CAPACITY: usize = 64;
-
-    /// Whether `expr` is known valid; if not, parse it and remember it when it is.
-    fn contains(&self, expr: &str) -> bool {
-        if self.0.lock().is_ok_and(|known| known.iter().any(|k| k == expr)) {
-            return true;
-        }
-        if parse_schedule(expr).is_err() {
-            return false;
-        }
-        if let Ok(mut known) = self.0.lock() {
-            if known.len() >= Self::CAPACITY {
-                known.remove(0);
-            }
-            known.push(expr.to_string());
-        }
-        true
-    }
-}
-
-/// Upstream's `validateLocalDescendingPath` messages, plus non-empty.
+/// Upstream's `validateLocalDescendingPath` messages, plus non-empty, printable, and segments a filesystem takes.
 fn validate_relative_path(path: &str, field: &str) -> ErrorList {
     let mut errs = ErrorList::default();
     if path.is_empty() {
@@ -246,6 +233,12 @@ fn validate_relative_path(path: &str, field: &str) -> ErrorList {
     }
     if path.split('/').any(|part| part == "..") {
         errs.push(FieldError::invalid(field, json!(path), "must not contain '..'"));
+    }
+    if path.chars().any(|c| c.is_control() || c == '\\') {
+        errs.push(FieldError::invalid(field, json!(path), "must not contain control characters or backslashes"));
+    }
+    if path.split('/').any(|part| part.len() > MAX_SEGMENT) {
+        errs.push(FieldError::invalid(field, json!(path), format!("each segment must be at most {MAX_SEGMENT} bytes")));
     }
     errs
 }
@@ -374,7 +367,8 @@ impl Kind for BackupKind {
                             "path",
                             string(
                                 "Directory for this object's backups, relative to the controller's backup volume \
-                                 (no leading '/', no '..'). Defaults to <namespace>/<name>.",
+                                 (no leading '/', no '..'; './a//b/' is stored as 'a/b'). Defaults to \
+                                 <namespace>/<name>.",
                             ),
                         )],
                         &[],
@@ -384,8 +378,16 @@ impl Kind for BackupKind {
                     "schedule",
                     string(
                         "Cron schedule of backups, e.g. \"0 3 * * *\" (minute hour day-of-month month day-of-week; \
-                         an optional leading seconds field and @daily-style shorthands are accepted). Absent: a \
-                         single backup.",
+                         an optional leading seconds field and @daily-style shorthands are accepted), evaluated in \
+                         timeZone (UTC by default). It must fire at least once more. Absent: a single backup.",
+                    ),
+                ),
+                (
+                    "timeZone",
+                    string(
+                        "The time zone of schedule, an IANA name such as Europe/Berlin (see \
+                         https://en.wikipedia.org/wiki/List_of_tz_database_time_zones). Defaults to UTC. TZ= and \
+                         CRON_TZ= prefixes in schedule are not accepted: use this field.",
                     ),
                 ),
                 (
@@ -404,8 +406,13 @@ impl Kind for BackupKind {
                 ),
                 (
                     "suspend",
-                    boolean("Suspends scheduled backups; a running backup completes.").with("default", json!(false)),
+                    boolean(
+                        "Suspends backups: no scheduled backup starts, and a single backup not taken yet waits until \
+                         this is false again. A running backup completes; a run-now request still runs.",
+                    )
+                    .with("default", json!(false)),
                 ),
+                ("timeout", timeout_schema("backup")),
             ],
             &["database"],
         );
@@ -419,7 +426,9 @@ impl Kind for BackupKind {
                 ("backups", array_of("The backups kept, newest first.", record_schema("One backup kept."))),
                 ("nextScheduleTime", date_time("When the next scheduled backup starts.")),
                 ("message", string("A human-readable account of the last failure or progress.")),
-            ],
+            ]
+            .into_iter()
+            .chain(retry_properties("backup")),
             &[],
         );
         kind_root(
@@ -429,8 +438,14 @@ impl Kind for BackupKind {
         )
     }
 
-    /// Fills `spec.destination.path` with `<namespace>/<name>` when absent (once the name is known).
+    /// Normalises `spec.destination.path` (`./a//b/` → `a/b`), or fills it with `<namespace>/<name>` when absent
+    /// (once the name is known).
     fn default(&self, obj: &mut Value) {
+        if let Some(path) = obj.pointer_mut("/spec/destination/path")
+            && let Some(text) = path.as_str()
+        {
+            *path = Value::String(normalize_path(text));
+        }
         let meta = |key: &str| obj.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).unwrap_or("");
         let (namespace, name) = (meta("namespace"), meta("name"));
         if namespace.is_empty() || name.is_empty() {
@@ -446,16 +461,9 @@ impl Kind for BackupKind {
 
     fn validate(&self, obj: &Value) -> ErrorList {
         let mut errs = validate_endpoint(obj.pointer("/spec/database"), "spec.database");
-        if let Some(schedule) = obj.pointer("/spec/schedule").and_then(Value::as_str)
-            && !KNOWN_VALID_SCHEDULES.contains(schedule)
-            && let Err(e) = parse_schedule(schedule)
-        {
-            let detail = format!(
-                "must be a cron expression such as \"0 3 * * *\" (minute hour day-of-month month day-of-week, \
-                 optionally preceded by seconds) or @hourly, @daily, @weekly, @monthly or @yearly: {e}"
-            );
-            errs.push(FieldError::invalid("spec.schedule", json!(schedule), detail));
-        }
+        let text = |pointer: &str| obj.pointer(pointer).and_then(Value::as_str);
+        errs.extend(crate::schedule::validate(text("/spec/schedule"), text("/spec/timeZone")));
+        errs.extend(validate_timeout(obj));
         if let Some(path) = obj.pointer("/spec/destination/path").and_then(Value::as_str) {
             errs.extend(validate_relative_path(path, "spec.destination.path"));
         }

@@ -25,17 +25,15 @@
 //!
 //! let spec = TimeseriesDBBackupSpec {
 //!     database: BackupSource {
-//!         endpoint: DatabaseEndpoint {
-//!             r#type: DatabaseType::Prometheus,
-//!             url: "http://prometheus.monitoring:9090".into(),
-//!             database: None,
-//!         },
+//!         endpoint: DatabaseEndpoint::new(DatabaseType::Prometheus, "http://prometheus.monitoring:9090", None),
 //!         selector: None,
 //!     },
 //!     destination: None,
 //!     schedule: Some("0 2 * * *".into()),
+//!     time_zone: None,
 //!     retention: Retention { keep_last: 7 },
 //!     suspend: false,
+//!     timeout: None,
 //! };
 //! backups.create(&PostParams::default(), &TimeseriesDBBackup::new("default", "nightly", spec)).await?;
 //! for b in backups.list(&ListParams::default()).await? {
@@ -61,6 +59,8 @@ pub mod resource;
 pub mod schema;
 
 pub mod database;
+pub mod duration;
+pub mod schedule;
 pub mod status;
 
 pub mod backup;

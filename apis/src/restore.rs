@@ -15,7 +15,10 @@ use crate::kind::{Kind, SelectableField};
 use crate::objectmeta::is_dns1123_subdomain;
 use crate::resource::{ResourceInfo, impl_namespaced_resource};
 use crate::schema::{SchemaExt, date_time, int64, kind_root, obj, string};
-use crate::status::{Condition, Phase, conditions_schema, observed_generation_schema, phase_schema};
+use crate::status::{
+    Condition, Phase, conditions_schema, observed_generation_schema, phase_schema, retry_properties, timeout_schema,
+    validate_timeout,
+};
 
 /// Names and shape of `timeseriesdbrestores`.
 pub const RESOURCE: ResourceInfo = ResourceInfo {
@@ -58,6 +61,9 @@ pub struct TimeseriesDBRestoreSpec {
     pub backup_ref: BackupRef,
     /// The database to restore into.
     pub target: DatabaseEndpoint,
+    /// Deadline of the restore (a duration such as `30m`); the controller's `--default-timeout` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// Which backup: a TimeseriesDBBackup in the same namespace and one of its backups.
@@ -99,6 +105,12 @@ pub struct TimeseriesDBRestoreStatus {
     /// Why the restore failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Failed attempts since the last success; the retry delay doubles with each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// When a failed restore is tried again (kept here, so a controller restart does not retry at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
 }
 
 impl TimeseriesDBRestore {
@@ -204,8 +216,16 @@ impl Kind for RestoreKind {
                 ),
                 (
                     "target",
-                    endpoint_schema("The database to write the backup into.", endpoint_properties("restore into")),
+                    endpoint_schema(
+                        "The database to write the backup into. Before writing, the controller checks that its \
+                         retention (and, for Prometheus, its out-of-order window) keeps the backup's samples; after \
+                         writing, it reads back the samples of every series over the backup's time range and \
+                         reports Succeeded only when they all landed, once. At most one restore writes into a \
+                         database at a time.",
+                        endpoint_properties("restore into"),
+                    ),
                 ),
+                ("timeout", timeout_schema("restore")),
             ],
             &["backupRef", "target"],
         );
@@ -217,10 +237,12 @@ impl Kind for RestoreKind {
                 ("conditions", conditions_schema()),
                 ("startTime", date_time("When the restore started.")),
                 ("completionTime", date_time("When the restore completed.")),
-                ("series", int64("Number of series written.").with("minimum", json!(0))),
-                ("samples", int64("Number of samples written.").with("minimum", json!(0))),
+                ("series", int64("Number of series restored.").with("minimum", json!(0))),
+                ("samples", int64("Number of samples restored, verified in the target.").with("minimum", json!(0))),
                 ("message", string("A human-readable account of the last failure or progress.")),
-            ],
+            ]
+            .into_iter()
+            .chain(retry_properties("restore")),
             &[],
         );
         kind_root("TimeseriesDBRestore writes one backup of a TimeseriesDBBackup into a database.", spec, status)
@@ -228,6 +250,7 @@ impl Kind for RestoreKind {
 
     fn validate(&self, obj: &Value) -> ErrorList {
         let mut errs = validate_endpoint(obj.pointer("/spec/target"), "spec.target");
+        errs.extend(validate_timeout(obj));
         if let Some(name) = obj.pointer("/spec/backupRef/name").and_then(Value::as_str) {
             for msg in is_dns1123_subdomain(name) {
                 errs.push(FieldError::invalid("spec.backupRef.name", json!(name), msg));

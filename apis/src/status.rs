@@ -1,12 +1,15 @@
-//! Status pieces both kinds share: the phase, conditions and observed generation the controller reports.
+//! Pieces both kinds share: the phase, conditions, observed generation and retry state the controller reports, and
+//! `spec.timeout`.
 //!
 //! filters → endpoints → registry store → **strategy (this file: status schema fragments and types, used by
 //! `backup.rs` and `restore.rs`)** → storage → etcd.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::duration::parse_duration;
+use crate::field::{ErrorList, FieldError};
 use crate::schema::{SchemaExt, date_time, enum_of, int64, map_list, obj, string};
 
 /// Where a backup or restore is in its life.
@@ -81,4 +84,45 @@ pub fn conditions_schema() -> Value {
         &["type", "status"],
     );
     map_list("The latest observations of the object's state, one per type.", condition, &["type"])
+}
+
+/// `status.consecutiveFailures` and `status.nextRetryTime` of a kind whose runs are called `what`s.
+pub fn retry_properties(what: &str) -> [(&'static str, Value); 2] {
+    [
+        (
+            "consecutiveFailures",
+            int64(&format!(
+                "Failed {what}s since the last success; the delay before the next retry doubles with each."
+            ))
+            .with("minimum", 0.into()),
+        ),
+        (
+            "nextRetryTime",
+            date_time(&format!(
+                "When a failed {what} is tried again. Kept in status, so a controller restart does not retry at once."
+            )),
+        ),
+    ]
+}
+
+/// `spec.timeout` of a kind whose runs are called `what`s.
+pub fn timeout_schema(what: &str) -> Value {
+    string(&format!(
+        "Deadline of one {what}, from its start (time waiting for a free slot does not count), as a duration such as \
+         \"45m\" or \"2h30m\". A {what} still running then is stopped and fails with this reason. Defaults to the \
+         controller's --default-timeout (1h)."
+    ))
+}
+
+/// `spec.timeout` must be a positive duration.
+pub fn validate_timeout(obj: &Value) -> ErrorList {
+    let mut errs = ErrorList::default();
+    if let Some(text) = obj.pointer("/spec/timeout").and_then(Value::as_str) {
+        match parse_duration(text) {
+            Ok(d) if d.is_zero() => errs.push(FieldError::invalid("spec.timeout", json!(text), "must be positive")),
+            Ok(_) => {}
+            Err(e) => errs.push(FieldError::invalid("spec.timeout", json!(text), e)),
+        }
+    }
+    errs
 }

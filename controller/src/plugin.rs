@@ -1,5 +1,6 @@
 //! The `kubectl tsdb` plugin's commands, a thin layer over the typed client: `backup now` (the run-now annotation
-//! the backup reconciler honours), `restore` (creates a TimeseriesDBRestore) and `status` (a table of backups).
+//! the backup reconciler honours), `restore` (creates a TimeseriesDBRestore with a generated, unique name) and
+//! `status` (a table of backups, or the objects as JSON or YAML); and errors as kubectl prints them.
 //!
 //! **kubectl plugin (this file)** → API → controller.
 
@@ -21,7 +22,7 @@ use crate::controller::status::bytes;
 pub async fn backup_now(api: &Api<TimeseriesDBBackup>, name: &str) -> anyhow::Result<String> {
     let stamp = Timestamp::now().to_string();
     let patch = json!({"metadata": {"annotations": {RUN_NOW: stamp}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.with_context(|| format!("backup {name}"))?;
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     Ok(stamp)
 }
 
@@ -36,7 +37,7 @@ pub struct RestoreRequest {
     pub database: Option<String>,
     /// A backup id; default: the latest successful backup.
     pub id: Option<String>,
-    /// Default: `<backup>-restore-<time>`.
+    /// Default: `<backup>-restore-` and a suffix the server generates (unique).
     pub name: Option<String>,
 }
 
@@ -46,21 +47,25 @@ pub async fn restore(
     restores: &Api<TimeseriesDBRestore>,
     req: RestoreRequest,
 ) -> anyhow::Result<String> {
-    let backup = backups.get(&req.backup).await.with_context(|| format!("backup {}", req.backup))?;
+    let backup = backups.get(&req.backup).await?;
     let source = &backup.spec.database.endpoint;
-    let name =
-        req.name.unwrap_or_else(|| format!("{}-restore-{}", req.backup, Timestamp::now().strftime("%Y%m%d%H%M%S")));
     let spec = TimeseriesDBRestoreSpec {
         backup_ref: BackupRef { name: req.backup.clone(), id: req.id },
-        target: DatabaseEndpoint {
-            r#type: req.r#type.unwrap_or(source.r#type),
-            url: req.to,
-            database: req.database.or_else(|| source.database.clone()),
-        },
+        target: DatabaseEndpoint::new(
+            req.r#type.unwrap_or(source.r#type),
+            req.to,
+            req.database.or_else(|| source.database.clone()),
+        ),
+        timeout: None,
     };
     let namespace = backup.metadata.namespace.as_deref().unwrap_or("default");
-    restores.create(&PostParams::default(), &TimeseriesDBRestore::new(namespace, &name, spec)).await?;
-    Ok(name)
+    let mut restore = TimeseriesDBRestore::new(namespace, req.name.as_deref().unwrap_or_default(), spec);
+    if req.name.is_none() {
+        restore.metadata.name = None;
+        restore.metadata.generate_name = Some(format!("{}-restore-", req.backup));
+    }
+    let created = restores.create(&PostParams::default(), &restore).await?;
+    created.metadata.name.context("the server returned no name")
 }
 
 /// Parses a database type, case-insensitively.
@@ -73,19 +78,61 @@ pub fn parse_type(s: &str) -> anyhow::Result<DatabaseType> {
     })
 }
 
-/// The backups of `api` as a table: name, database, schedule, phase, last run, samples, size, next run, kept.
-pub async fn status(api: &Api<TimeseriesDBBackup>, all_namespaces: bool) -> anyhow::Result<String> {
-    let list = api.list(&ListParams::default()).await?;
-    Ok(table(&list.items, all_namespaces, Timestamp::now()))
+/// How `status` prints, as kubectl's `-o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    /// The table with the URL and the status message.
+    Wide,
+    /// A `List` of the objects.
+    Json,
+    Yaml,
 }
 
-pub fn table(backups: &[TimeseriesDBBackup], all_namespaces: bool, now: Timestamp) -> String {
-    let mut rows = vec![
-        vec!["NAME", "DATABASE", "SCHEDULE", "PHASE", "LAST RUN", "SAMPLES", "SIZE", "NEXT RUN", "KEPT"]
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>(),
-    ];
+/// Parses `-o`.
+pub fn parse_output(s: &str) -> anyhow::Result<Output> {
+    Ok(match s {
+        "wide" => Output::Wide,
+        "json" => Output::Json,
+        "yaml" => Output::Yaml,
+        other => bail!(
+            "unable to match a printer suitable for the output format {other:?}, allowed formats are: json, wide, yaml"
+        ),
+    })
+}
+
+/// The backups of `api`, printed as `output`.
+pub async fn status(api: &Api<TimeseriesDBBackup>, all_namespaces: bool, output: Output) -> anyhow::Result<String> {
+    let list = api.list(&ListParams::default()).await?;
+    let mut items = list.items;
+    items.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+    let as_list = || json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items});
+    Ok(match output {
+        Output::Table | Output::Wide => table(&items, all_namespaces, output == Output::Wide, Timestamp::now()),
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(&as_list())?),
+        Output::Yaml => serde_saphyr::to_string(&as_list())?,
+    })
+}
+
+/// An error as kubectl prints one: `Error from server (NotFound): ...` for the API server's refusals, the chain of
+/// causes otherwise.
+pub fn describe_error(error: &anyhow::Error) -> String {
+    match error.chain().find_map(|e| e.downcast_ref::<kube::Error>()) {
+        Some(kube::Error::Api(status)) => {
+            let reason = if status.reason.is_empty() { "Unknown" } else { status.reason.as_str() };
+            format!("Error from server ({reason}): {}", status.message)
+        }
+        _ => format!("error: {error:#}"),
+    }
+}
+
+pub fn table(backups: &[TimeseriesDBBackup], all_namespaces: bool, wide: bool, now: Timestamp) -> String {
+    let mut header = vec!["NAME", "DATABASE", "SCHEDULE", "PHASE", "LAST RUN", "SAMPLES", "SIZE", "NEXT RUN", "KEPT"];
+    if wide {
+        header.extend(["URL", "MESSAGE"]);
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     if all_namespaces {
         rows[0].insert(0, "NAMESPACE".into());
     }
@@ -109,6 +156,10 @@ pub fn table(backups: &[TimeseriesDBBackup], all_namespaces: bool, now: Timestam
             },
             status.backups.map_or(0, |v| v.len()).to_string(),
         ];
+        if wide {
+            row.push(b.spec.database.endpoint.url.clone());
+            row.push(status.message.as_deref().map_or("-".into(), |m| crate::sanitize::text(m, 80)));
+        }
         if all_namespaces {
             row.insert(0, namespace.unwrap_or_default());
         }
@@ -151,17 +202,15 @@ mod tests {
         let now: Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
         let spec = TimeseriesDBBackupSpec {
             database: BackupSource {
-                endpoint: DatabaseEndpoint {
-                    r#type: DatabaseType::Prometheus,
-                    url: "http://p:9090".into(),
-                    database: None,
-                },
+                endpoint: DatabaseEndpoint::new(DatabaseType::Prometheus, "http://p:9090", None),
                 selector: None,
             },
             destination: None,
             schedule: Some("0 2 * * *".into()),
+            time_zone: None,
             retention: Retention::default(),
             suspend: false,
+            timeout: None,
         };
         let mut b = TimeseriesDBBackup::new("ns", "nightly", spec.clone());
         b.status = Some(TimeseriesDBBackupStatus {
@@ -178,14 +227,19 @@ mod tests {
             ..Default::default()
         });
         let fresh = TimeseriesDBBackup::new("ns", "adhoc", TimeseriesDBBackupSpec { schedule: None, ..spec });
-        let out = table(&[b, fresh], false, now);
+        let out = table(&[b.clone(), fresh], false, false, now);
         assert_eq!(
             out,
             "NAME      DATABASE     SCHEDULE    PHASE       LAST RUN   SAMPLES   SIZE      NEXT RUN   KEPT\n\
              adhoc     Prometheus   -           -           -          -         -         -          0\n\
              nightly   Prometheus   0 2 * * *   Succeeded   9h ago     1000000   3.0 MiB   in 14h     3\n"
         );
+        let wide = table(&[b], false, true, now);
+        assert!(wide.lines().next().unwrap().ends_with("KEPT   URL             MESSAGE"), "{wide}");
+        assert!(wide.lines().nth(1).unwrap().ends_with("3      http://p:9090   -"), "{wide}");
         assert_eq!(parse_type("vm").unwrap(), DatabaseType::VictoriaMetrics);
+        assert_eq!(parse_output("yaml").unwrap(), Output::Yaml);
+        assert!(parse_output("xml").unwrap_err().to_string().contains("allowed formats are: json, wide, yaml"));
         assert!(parse_type("mysql").is_err());
     }
 }

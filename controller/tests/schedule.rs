@@ -74,7 +74,7 @@ async fn every_second_keeps_the_last_two() {
     assert_eq!(obj.status.and_then(|s| s.backups).map(|b| b.len()), Some(2));
     assert_eq!(stack.files().len(), 2);
 
-    let table = plugin::status(&api, false).await.unwrap();
+    let table = plugin::status(&api, false, plugin::Output::Table).await.unwrap();
     assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("often") && l.contains("suspended")), "{table}");
 
     // `kubectl tsdb restore often --to URL`: the type comes from the backup.

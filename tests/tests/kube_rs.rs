@@ -40,17 +40,15 @@ fn typed(name: &str) -> TimeseriesDBBackup {
         name,
         TimeseriesDBBackupSpec {
             database: BackupSource {
-                endpoint: DatabaseEndpoint {
-                    r#type: DatabaseType::InfluxDB,
-                    url: "http://influx:8086".into(),
-                    database: Some("telegraf".into()),
-                },
+                endpoint: DatabaseEndpoint::new(DatabaseType::InfluxDB, "http://influx:8086", Some("telegraf".into())),
                 selector: None,
             },
             destination: None,
             schedule: Some("@daily".into()),
+            time_zone: None,
             retention: Retention { keep_last: 2 },
             suspend: false,
+            timeout: None,
         },
     )
 }

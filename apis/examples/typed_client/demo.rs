@@ -72,17 +72,15 @@ pub async fn run(client: Client, namespace: &str, name: &str) -> anyhow::Result<
         name,
         TimeseriesDBBackupSpec {
             database: BackupSource {
-                endpoint: DatabaseEndpoint {
-                    r#type: DatabaseType::Prometheus,
-                    url: "http://prometheus.monitoring:9090".into(),
-                    database: None,
-                },
+                endpoint: DatabaseEndpoint::new(DatabaseType::Prometheus, "http://prometheus.monitoring:9090", None),
                 selector: Some(r#"{job="node"}"#.into()),
             },
             destination: None,
             schedule: Some("0 2 * * *".into()),
+            time_zone: None,
             retention: Retention { keep_last: 3 },
             suspend: false,
+            timeout: None,
         },
     );
     backup.metadata.labels = Some(BTreeMap::from([(LABEL.to_string(), LABEL_VALUE.to_string())]));

@@ -35,8 +35,10 @@ fn full() -> Value {
             "database": {"type": "InfluxDB", "url": "https://influx.monitoring:8086", "database": "telegraf", "selector": "{job=\"node\"}"},
             "destination": {"path": "monitoring/nightly"},
             "schedule": "0 3 * * *",
+            "timeZone": "Europe/Berlin",
             "retention": {"keepLast": 5},
             "suspend": true,
+            "timeout": "1h30m",
         },
         "status": {
             "phase": "Succeeded",
@@ -46,6 +48,8 @@ fn full() -> Value {
             "backups": [record("20260701-030000", 86400), record("20260630-030000", 86000)],
             "nextScheduleTime": "2026-07-02T03:00:00Z",
             "message": "kept 2 backups",
+            "consecutiveFailures": 0,
+            "nextRetryTime": "2026-07-01T03:05:00Z",
         },
     })
 }
@@ -161,10 +165,10 @@ fn rules_beyond_the_schema() {
 #[test]
 fn schedules() {
     for ok in ["0 3 * * *", "*/15 * * * *", "0 0 3 * * *", "@daily", "0 3 * * MON-FRI"] {
-        assert!(parse_schedule(ok).is_ok(), "{ok}");
+        assert!(crate::schedule::parse_schedule(ok).is_ok(), "{ok}");
     }
     for bad in ["", "0 3 * *", "61 * * * *", "every day", "0 25 * * *"] {
-        assert!(parse_schedule(bad).is_err(), "{bad}");
+        assert!(crate::schedule::parse_schedule(bad).is_err(), "{bad}");
     }
 }
 
@@ -250,4 +254,76 @@ fn schema_is_documented() {
     let schema = BackupKind.schema();
     assert_eq!(schema["properties"]["status"]["properties"]["backups"]["x-kubernetes-list-type"], "atomic");
     assert_eq!(schema["properties"]["spec"]["required"], json!(["database"]));
+}
+
+#[test]
+fn paths_are_normalised_or_refused_with_the_reason() {
+    for (given, stored) in [("./x", "x"), ("a//b/", "a/b"), ("./team/./nightly/", "team/nightly"), ("x", "x")] {
+        let mut o = minimal();
+        o["spec"]["destination"] = json!({"path": given});
+        let (_, errs) = admit(&BackupKind, &mut o);
+        assert!(errs.is_empty(), "{given}: {errs:?}");
+        assert_eq!(o["spec"]["destination"]["path"], stored, "{given}");
+    }
+    for (given, reason) in [
+        ("./", "spec.destination.path: Invalid value: \"\": must not be empty"),
+        ("/abs/x", "spec.destination.path: Invalid value: \"/abs/x\": must be a relative path"),
+        ("a/../b", "spec.destination.path: Invalid value: \"a/../b\": must not contain '..'"),
+        (
+            "a\u{1b}b",
+            "spec.destination.path: Invalid value: \"a\\u{1b}b\": must not contain control characters or backslashes",
+        ),
+    ] {
+        let mut o = minimal();
+        o["spec"]["destination"] = json!({"path": given});
+        let (_, errs) = admit(&BackupKind, &mut o);
+        assert_eq!(errs, [reason], "{given}");
+    }
+    let long = format!("a/{}", "x".repeat(256));
+    let mut o = minimal();
+    o["spec"]["destination"] = json!({"path": long});
+    let (_, errs) = admit(&BackupKind, &mut o);
+    assert!(errs[0].ends_with("each segment must be at most 255 bytes"), "{errs:?}");
+    // A stored object from before normalisation is read normalised.
+    let mut typed: TimeseriesDBBackup = serde_json::from_value(minimal()).expect("decodes");
+    typed.spec.destination = Some(Destination { path: Some("./x//y".into()) });
+    assert_eq!(typed.destination_path(), "x/y");
+}
+
+#[test]
+fn schedules_that_never_fire_zones_and_timeouts() {
+    let mut o = minimal();
+    o["spec"]["schedule"] = json!("0 0 30 2 *");
+    o["spec"]["timeout"] = json!("0s");
+    let (_, errs) = admit(&BackupKind, &mut o);
+    assert_eq!(
+        errs,
+        [
+            "spec.schedule: Invalid value: \"0 0 30 2 *\": never fires: no date matches it (e.g. the 30th of February) or its years are past",
+            "spec.timeout: Invalid value: \"0s\": must be positive",
+        ]
+    );
+    let mut o = minimal();
+    o["spec"]["schedule"] = json!("CRON_TZ=Asia/Tokyo 0 3 * * *");
+    o["spec"]["timeout"] = json!("1 day");
+    let (_, errs) = admit(&BackupKind, &mut o);
+    assert_eq!(
+        errs,
+        [
+            "spec.schedule: Invalid value: \"CRON_TZ=Asia/Tokyo 0 3 * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            "spec.timeout: Invalid value: \"1 day\": must be a duration such as \"90s\", \"30m\" or \"1h30m\" (units ns, us, ms, s, m, h)",
+        ]
+    );
+    let mut o = minimal();
+    o["spec"]["schedule"] = json!("0 3 * * *");
+    o["spec"]["timeZone"] = json!("Asia/Tokyo");
+    o["spec"]["timeout"] = json!("45m");
+    let (_, errs) = admit(&BackupKind, &mut o);
+    assert!(errs.is_empty(), "{errs:?}");
+    // `kubectl explain tsdbb.spec.timeZone` says what absent means.
+    let schema = BackupKind.schema();
+    let doc = schema.pointer("/properties/spec/properties/timeZone/description").and_then(Value::as_str).unwrap_or("");
+    assert!(doc.contains("Defaults to UTC"), "{doc}");
+    let doc = schema.pointer("/properties/spec/properties/schedule/description").and_then(Value::as_str).unwrap_or("");
+    assert!(doc.contains("UTC by default"), "{doc}");
 }

@@ -26,7 +26,12 @@ fn full() -> Value {
         },
         "spec": {
             "backupRef": {"name": "nightly", "id": "20260701-030000"},
-            "target": {"type": "InfluxDB", "url": "http://influx-restore:8086", "database": "telegraf"},
+            "target": {
+                "type": "InfluxDB", "url": "https://influx-restore:8086", "database": "telegraf",
+                "tls": {"ca": {"secret": {"name": "influx-ca", "key": "ca.crt"}}, "serverName": "influx", "insecureSkipVerify": false},
+                "auth": {"influxdb": {"username": {"name": "influx", "key": "user"}, "password": {"name": "influx", "key": "password"}}},
+            },
+            "timeout": "2h",
         },
         "status": {
             "phase": "Running",
@@ -36,6 +41,8 @@ fn full() -> Value {
             "series": 60,
             "samples": 43200,
             "message": "half way",
+            "consecutiveFailures": 2,
+            "nextRetryTime": "2026-07-01T08:10:00Z",
         },
     })
 }
@@ -107,7 +114,7 @@ fn printer_columns_and_selectable_fields() {
         [
             ("Name", json!("restore-1")),
             ("Backup", json!("nightly")),
-            ("Target", json!("http://influx-restore:8086")),
+            ("Target", json!("https://influx-restore:8086")),
             ("Phase", json!("Running")),
             ("Samples", json!(43200)),
             ("Age", json!("60s")),

@@ -1,12 +1,14 @@
 //! `kubectl-tsdb`, the kubectl plugin (`kubectl tsdb ...` once on PATH): flags and output around
-//! [`backup_controller::plugin`].
+//! [`backup_controller::plugin`], with kubectl's conventions (`--kubeconfig`, `--context`, `-n`, `-o`, errors as
+//! `Error from server (Reason): message` and exit status 1).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use backup_apis::backup::TimeseriesDBBackup;
 use backup_apis::database::DatabaseType;
 use backup_apis::restore::TimeseriesDBRestore;
-use backup_controller::plugin::{self, RestoreRequest};
+use backup_controller::plugin::{self, Output, RestoreRequest};
 use clap::{Parser, Subcommand};
 use kube::Api;
 
@@ -14,9 +16,12 @@ use kube::Api;
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-tsdb", version)]
 struct Cli {
-    /// Kubeconfig to use; default: $KUBECONFIG or ~/.kube/config.
+    /// Path to the kubeconfig file; default: $KUBECONFIG or ~/.kube/config.
     #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
+    /// The name of the kubeconfig context to use; default: its current context.
+    #[arg(long, global = true)]
+    context: Option<String>,
     /// Namespace; default: the kubeconfig context's.
     #[arg(short, long, global = true)]
     namespace: Option<String>,
@@ -26,7 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Backups: `backup now NAME` runs a backup of NAME now (scheduled or not).
+    /// Backups: `backup now NAME` runs a backup of NAME now (scheduled or not; a running one starts over).
     Backup {
         #[command(subcommand)]
         command: BackupCommand,
@@ -47,15 +52,18 @@ enum Command {
         /// Which backup (status.backups[].id); default: the latest successful one.
         #[arg(long)]
         id: Option<String>,
-        /// Name of the TimeseriesDBRestore; default: BACKUP-restore-TIME.
+        /// Name of the TimeseriesDBRestore; default: BACKUP-restore- and a suffix the server makes unique.
         #[arg(long)]
         name: Option<String>,
     },
-    /// A table of the backups: last run, size, next run.
+    /// The backups: last run, size, next run.
     Status {
         /// All namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Output format: wide (the table with URL and message), json or yaml (the objects).
+        #[arg(short, long, value_parser = plugin::parse_output)]
+        output: Option<Output>,
     },
 }
 
@@ -66,10 +74,20 @@ enum BackupCommand {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
-    let (client, default_ns) = backup_controller::client::connect(cli.kubeconfig.as_deref()).await?;
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", plugin::describe_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (client, default_ns) =
+        backup_controller::client::connect_to(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
     let ns = cli.namespace.unwrap_or(default_ns);
     let backups: Api<TimeseriesDBBackup> = Api::namespaced(client.clone(), &ns);
     match cli.command {
@@ -83,9 +101,9 @@ async fn main() -> anyhow::Result<()> {
             let name = plugin::restore(&backups, &restores, req).await?;
             println!("timeseriesdbrestore.backup.extend-k8s.io/{name} created");
         }
-        Command::Status { all_namespaces } => {
+        Command::Status { all_namespaces, output } => {
             let api = if all_namespaces { Api::all(client) } else { backups };
-            print!("{}", plugin::status(&api, all_namespaces).await?);
+            print!("{}", plugin::status(&api, all_namespaces, output.unwrap_or_default()).await?);
         }
     }
     Ok(())

@@ -1,17 +1,23 @@
-//! The TimeseriesDBBackup reconciler: decides whether a backup is due (once, on `spec.schedule`, on the
-//! `backup.extend-k8s.io/run-now` annotation, or to redo one a controller restart interrupted), runs it, applies
+//! The TimeseriesDBBackup reconciler: decides whether a backup is due (once, on `spec.schedule` in `spec.timeZone`,
+//! on the `backup.extend-k8s.io/run-now` annotation, or to retry a failed one), starts it as a job, applies
 //! retention and reports everything in status.
 //!
-//! API → **controller: backups (this file)** → backup file / destination → engine → database.
+//! API → **controller: backups (this file)** → jobs → backup file / destination → engine → database.
 //!
 //! Restart safety: status says Running before a file is created, and Succeeded only after the file is complete,
-//! durable and renamed to its final name. A reconcile that finds Running inherits a backup interrupted by a restart:
-//! it removes the leftovers (files of this object that are partial or not in `status.backups`) and runs again.
+//! durable and renamed to its final name. A reconcile that finds Running with no job in this process inherits a
+//! backup a crash interrupted: a failure, retried after the backoff. Each run first removes this object's own
+//! leftovers: files with its UID that are partial or not in `status.backups`. Files of other UIDs (an earlier object
+//! of the same name) are never touched.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
-use backup_apis::backup::{BackupRecord, BackupSource, TimeseriesDBBackup, TimeseriesDBBackupStatus};
+use anyhow::Context as _;
+use backup_apis::backup::{BackupRecord, TimeseriesDBBackup, TimeseriesDBBackupStatus};
+use backup_apis::duration::{format_duration, parse_duration};
 use backup_apis::status::{ConditionStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -19,103 +25,275 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 
-use super::status::{self, READY, RUNNING, set_condition};
-use super::{Context, Error, schedule};
+use super::jobs::{Job, JobKey, JobKind, Run, Stop, StopReason};
+use super::status::{self, EMPTY, READY, RUNNING, set_condition};
+use super::{Context, Error, WATCH_IN_FLIGHT, after, schedule, until};
+use crate::destination::{file_name, parse_file_name};
 use crate::engine;
-use crate::format::{BackupWriter, Header};
+use crate::format::{BackupWriter, Header, Owner};
+use crate::sanitize;
 
 /// An annotation (any value) asking for a backup now; removed once it succeeded. `kubectl tsdb backup now` sets it.
+/// A new value while a backup runs stops that one and starts another.
 pub const RUN_NOW: &str = "backup.extend-k8s.io/run-now";
 
-const STATUS_KEYS: &[&str] =
-    &["phase", "observedGeneration", "conditions", "lastBackup", "backups", "nextScheduleTime", "message"];
+const STATUS_KEYS: &[&str] = &[
+    "phase",
+    "observedGeneration",
+    "conditions",
+    "lastBackup",
+    "backups",
+    "nextScheduleTime",
+    "message",
+    "consecutiveFailures",
+    "nextRetryTime",
+];
+
+/// The message of a backup that waits for `spec.suspend` to be false.
+const SUSPENDED: &str = "suspended (spec.suspend): no backup starts until it is false";
 
 pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (Some(ns), Some(name)) = (obj.metadata.namespace.as_deref(), obj.metadata.name.as_deref()) else {
         return Ok(Action::await_change());
     };
     let api: Api<TimeseriesDBBackup> = Api::namespaced(ctx.client.clone(), ns);
-    let key = format!("backup/{ns}/{name}");
-    // The watch cache may not have our last status write yet; decide on what the server holds.
+    let key = JobKey::new(JobKind::Backup, ns, name);
+    // The watch cache may not have our last status write yet; decide on what the server holds. (The job is looked
+    // up first: a job that ended wrote its status before leaving, so what is read after is its outcome.)
+    if let Some(job) = ctx.jobs.in_flight(&key) {
+        let current = api.get_opt(name).await?;
+        let reason = match &current {
+            None => Some(StopReason::Deleted),
+            Some(o) if o.metadata.uid.as_deref() != Some(&job.uid) || o.metadata.deletion_timestamp.is_some() => {
+                Some(StopReason::Deleted)
+            }
+            Some(o) if fingerprint(o) != job.fingerprint => Some(StopReason::SpecChanged),
+            Some(o) if run_now(o).is_some_and(|r| Some(&r) != job.request.as_ref()) => Some(StopReason::RunNow),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason
+            && !job.stop.is_stopped()
+        {
+            tracing::info!(%key, reason = reason.reason(), "stopping the running backup");
+            job.stop.stop(reason);
+        }
+        // A running job's end (its outcome written, then its slot freed) is looked at again shortly; a queued one
+        // needs no look until its object changes.
+        return Ok(match job.is_running() {
+            true => Action::requeue(WATCH_IN_FLIGHT),
+            false => Action::await_change(),
+        });
+    }
     let Some(obj) = api.get_opt(name).await? else { return Ok(Action::await_change()) };
+    if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let mut status = obj.status.clone().unwrap_or_default();
+    let before = status.clone();
     let now = Timestamp::now();
-    let run_now = obj.metadata.annotations.as_ref().and_then(|a| a.get(RUN_NOW)).cloned();
-    let interrupted = status.phase == Some(Phase::Running);
+    let run_now = run_now(&obj);
 
-    let next = match (&obj.spec.schedule, obj.spec.suspend) {
-        (Some(expr), false) => match &status.next_schedule_time {
-            Some(t) => Some(t.0),
-            None => match schedule::next_after(expr, now) {
-                Ok(t) => Some(t),
+    if status.phase == Some(Phase::Running) {
+        // Running, but not here: a crash or restart cut it short. A failure, so a crash loop backs off.
+        let failures = status.consecutive_failures.unwrap_or(0).saturating_add(1);
+        let delay = ctx.backoff.delay(failures);
+        let message = format!(
+            "the backup was interrupted (the controller restarted or crashed); retrying in {}",
+            status::duration(delay)
+        );
+        tracing::warn!(%key, "{message}");
+        fail(&mut status, "Interrupted", &message, failures, delay);
+        status::patch(&api, name, &status, STATUS_KEYS).await?;
+        return Ok(Action::requeue(delay));
+    }
+    if status.observed_generation != obj.metadata.generation {
+        // A new spec: the schedule counts again from now (an edited schedule takes effect at once), and a failed
+        // backup is tried again at once (the fix may be in the spec).
+        status.observed_generation = obj.metadata.generation;
+        status.next_schedule_time = None;
+        status.next_retry_time = None;
+    }
+    let next = match obj.spec.suspend {
+        true => None,
+        false => match status.next_schedule_time.as_ref().map(|t| t.0) {
+            Some(t) => Some(t),
+            None => match schedule::next_after(&obj.spec, now) {
+                Ok(next) => next,
                 Err(e) => {
+                    // Only a schedule stored before the server checked it gets here.
+                    let message = format!("{e:#}");
+                    set_condition(
+                        status.conditions.get_or_insert_default(),
+                        READY,
+                        ConditionStatus::False,
+                        "InvalidSchedule",
+                        &message,
+                    );
                     status.phase = Some(Phase::Failed);
-                    status.message = Some(format!("{e:#}"));
+                    status.message = Some(sanitize::message(&message));
+                    status.next_retry_time = None;
                     status::patch(&api, name, &status, STATUS_KEYS).await?;
                     return Ok(Action::await_change());
                 }
             },
         },
-        _ => None,
     };
+    status.next_schedule_time = next.map(Time);
     let due = run_now.is_some()
-        || interrupted
-        || match &obj.spec.schedule {
-            None => status.last_backup.is_none(),
-            Some(_) => next.is_some_and(|t| t <= now),
-        };
+        || (!obj.spec.suspend
+            && match &obj.spec.schedule {
+                None => status.last_backup.is_none(),
+                Some(_) => next.is_some_and(|t| t <= now),
+            });
     if !due {
-        let next = next.map(Time);
-        if status.next_schedule_time != next || status.phase.is_none() {
-            status.next_schedule_time = next;
-            status.phase.get_or_insert(Phase::Pending);
-            if obj.spec.suspend {
-                status.message = Some("suspended".into());
-            }
+        status.phase.get_or_insert(Phase::Pending);
+        if obj.spec.suspend {
+            status.message = Some(SUSPENDED.into());
+        } else if status.message.as_deref() == Some(SUSPENDED) {
+            status.message = None;
+        }
+        if status != before {
             status::patch(&api, name, &status, STATUS_KEYS).await?;
         }
-        return Ok(match &status.next_schedule_time {
-            Some(t) => Action::requeue(until(t.0)),
+        return Ok(match next {
+            Some(t) => Action::requeue(until(t)),
             None => Action::await_change(),
         });
     }
-    let wait = ctx.backoff.wait(&key);
-    if !wait.is_zero() {
-        return Ok(Action::requeue(wait));
-    }
-    if status.phase.is_none() {
-        status.phase = Some(Phase::Pending);
-        status::patch(&api, name, &status, STATUS_KEYS).await?;
+    if let Some(retry) = status.next_retry_time.as_ref().map(|t| t.0)
+        && retry > now
+    {
+        if status != before {
+            status::patch(&api, name, &status, STATUS_KEYS).await?;
+        }
+        return Ok(Action::requeue(until(retry)));
     }
 
-    let id = backup_id(now, &status);
-    let dir = obj.destination_path();
-    let location = format!("{dir}/{name}.{id}.tsdb");
-    let mut started = format!("backup {id} started");
-    if interrupted {
-        tracing::warn!(%key, "a backup was interrupted (controller restart); running it again");
-        started.push_str(", replacing one interrupted by a controller restart");
-    }
-    status.phase = Some(Phase::Running);
-    status.observed_generation = obj.metadata.generation;
-    status.message = Some(format!("backup {id} running"));
-    set_condition(status.conditions.get_or_insert_default(), RUNNING, ConditionStatus::True, "BackupStarted", &started);
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let run = Run { uid, fingerprint: fingerprint(&obj), request: run_now.clone() };
+    let Ok(job) = ctx.jobs.start(key, run, &obj.spec.database.endpoint.url, None) else {
+        return Ok(Action::requeue(WATCH_IN_FLIGHT));
+    };
+    let limits = ctx.jobs.limits();
+    status.phase = Some(Phase::Pending);
+    status.message = Some(format!(
+        "queued: waiting for a backup slot (at most {} backups at once, {} per database)",
+        limits.backups, limits.per_database
+    ));
     status::patch(&api, name, &status, STATUS_KEYS).await?;
+    let ctx2 = ctx.clone();
+    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, run_now));
+    Ok(Action::requeue(WATCH_IN_FLIGHT))
+}
 
-    tracing::info!(%key, %location, "backup started");
-    let result = async {
-        remove_leftovers(&ctx, &dir, name, &status).await?;
-        run(&ctx, &obj.spec.database, &location).await
+/// What a job runs: a change stops the job (and a new one starts with it). Schedule, time zone, retention and
+/// suspension apply to the next run and do not stop one.
+fn fingerprint(obj: &TimeseriesDBBackup) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_string(&obj.spec.database).unwrap_or_default().hash(&mut hasher);
+    serde_json::to_string(&obj.spec.destination).unwrap_or_default().hash(&mut hasher);
+    obj.spec.timeout.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn run_now(obj: &TimeseriesDBBackup) -> Option<String> {
+    obj.metadata.annotations.as_ref().and_then(|a| a.get(RUN_NOW)).cloned()
+}
+
+/// How a job ended.
+enum Outcome {
+    Done(Box<Header>, u64),
+    Failed(anyhow::Error),
+    Stopped(StopReason),
+}
+
+/// A backup job: waits for its slots, runs under its deadline, writes the outcome.
+async fn run_job(
+    ctx: Arc<Context>,
+    api: Api<TimeseriesDBBackup>,
+    obj: TimeseriesDBBackup,
+    mut status: TimeseriesDBBackupStatus,
+    job: Job,
+    run_now: Option<String>,
+) {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let key = job.key.to_string();
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let slots = match job.slots().await {
+        Ok(slots) => slots,
+        Err(reason) => return stopped(&api, &name, status, reason, "the queued backup").await,
+    };
+    // Deleted (or replaced) while it waited: nothing to do. From here on, a deletion stops it within a second.
+    if !super::jobs::exists(&api, &name, &uid).await {
+        return;
     }
-    .await;
+    let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
+    let id = backup_id(Timestamp::now(), &status);
+    let dir = obj.destination_path();
+    let location = format!("{dir}/{}", file_name(&name, &uid, &id));
+    status.phase = Some(Phase::Running);
+    status.message = Some(format!("backup {id} running"));
+    set_condition(
+        status.conditions.get_or_insert_default(),
+        RUNNING,
+        ConditionStatus::True,
+        "BackupStarted",
+        &format!("backup {id} started"),
+    );
+    if let Err(e) = status::patch(&api, &name, &status, STATUS_KEYS).await {
+        // The next reconcile starts it again.
+        tracing::warn!(%key, error = %e, "could not mark the backup running");
+        return;
+    }
+    let timeout = match obj.spec.timeout.as_deref().map(parse_duration) {
+        Some(Ok(t)) if !t.is_zero() => t,
+        _ => ctx.default_timeout,
+    };
+    tracing::info!(%key, %location, ?timeout, "backup started");
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        reason = job.stop.stopped() => Outcome::Stopped(reason),
+        result = tokio::time::timeout(timeout, backup(&ctx, &obj, &dir, &location, &status, &job.stop)) => match result {
+            Err(_) => Outcome::Failed(anyhow::anyhow!(
+                "did not complete within {} ({})",
+                format_duration(timeout),
+                if obj.spec.timeout.is_some() { "spec.timeout" } else { "the controller's --default-timeout" }
+            )),
+            Ok(Ok((header, size))) => Outcome::Done(Box::new(header), size),
+            Ok(Err(e)) => Outcome::Failed(e),
+        },
+    };
     let conditions = status.conditions.get_or_insert_default();
-    match result {
-        Ok((header, size)) => {
+    match outcome {
+        Outcome::Stopped(reason) => {
+            let what = format!("backup {id}, after {},", status::duration(started.elapsed()));
+            return stopped(&api, &name, status, reason, &what).await;
+        }
+        Outcome::Failed(e) => {
+            let failures = status.consecutive_failures.unwrap_or(0).saturating_add(1);
+            let delay = ctx.backoff.delay(failures);
+            let message = sanitize::message(&format!(
+                "backup {id} failed: {e:#} (failure {failures}; retrying in {})",
+                status::duration(delay)
+            ));
+            tracing::warn!(%key, error = %message, "backup failed");
+            fail(&mut status, "BackupFailed", &message, failures, delay);
+        }
+        Outcome::Done(header, size) => {
             let message =
                 format!("backup {id}: {} series, {} samples, {}", header.series, header.samples, status::bytes(size));
-            tracing::info!(%key, %message, "backup succeeded");
+            tracing::info!(%key, %message, elapsed = ?started.elapsed(), "backup succeeded");
             set_condition(conditions, RUNNING, ConditionStatus::False, "BackupSucceeded", &message);
             set_condition(conditions, READY, ConditionStatus::True, "BackupSucceeded", &message);
+            if header.samples == 0 {
+                let warning = format!(
+                    "backup {id} holds no sample: the database answered with no series{}; check spec.database",
+                    header.selector.as_deref().map(|s| format!(" for selector {s}")).unwrap_or_default()
+                );
+                set_condition(conditions, EMPTY, ConditionStatus::True, "NoSamples", &warning);
+            } else {
+                status::remove_condition(conditions, EMPTY);
+            }
             let record = BackupRecord {
                 id,
                 start_time: Some(Time(header.started_at)),
@@ -128,40 +306,103 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
             };
             let problems = retain(&ctx, &obj, &mut status, record).await;
             status.phase = Some(Phase::Succeeded);
-            status.message = Some(if problems.is_empty() { message } else { format!("{message}; {problems}") });
-            status.next_schedule_time = match (&obj.spec.schedule, obj.spec.suspend) {
-                (Some(expr), false) => schedule::next_after(expr, Timestamp::now()).ok().map(Time),
-                _ => None,
+            status.message = Some(sanitize::message(&match (header.samples, problems.is_empty()) {
+                (0, _) => format!("{message} (empty: see the Empty condition){problems}"),
+                (_, true) => message,
+                (_, false) => format!("{message}; {problems}"),
+            }));
+            status.consecutive_failures = None;
+            status.next_retry_time = None;
+            status.next_schedule_time = match obj.spec.suspend {
+                false => schedule::next_after(&obj.spec, Timestamp::now()).ok().flatten().map(Time),
+                true => None,
             };
-            status::patch(&api, name, &status, STATUS_KEYS).await?;
-            if let Some(value) = run_now {
-                clear_run_now(&api, name, &value).await?;
-            }
-            ctx.backoff.succeeded(&key);
-            Ok(match &status.next_schedule_time {
-                Some(t) => Action::requeue(until(t.0)),
-                None => Action::await_change(),
-            })
         }
-        Err(e) => {
-            let message = format!("backup {id} failed: {e:#}");
-            set_condition(conditions, RUNNING, ConditionStatus::False, "BackupFailed", &message);
-            set_condition(conditions, READY, ConditionStatus::False, "BackupFailed", &message);
-            status.phase = Some(Phase::Failed);
-            status.message = Some(message.clone());
-            status::patch(&api, name, &status, STATUS_KEYS).await?;
-            let delay = ctx.backoff.failed(&key);
-            tracing::warn!(%key, error = %message, retry_in = ?delay, "backup failed");
-            Ok(Action::requeue(delay))
-        }
+    }
+    let succeeded = status.phase == Some(Phase::Succeeded);
+    let written = write_final(&api, &name, &status).await;
+    // Held until the outcome is in status: no more backups show Running than there are slots.
+    drop(slots);
+    if written
+        && succeeded
+        && let Some(value) = run_now
+        && let Err(e) = clear_run_now(&api, &name, &value).await
+    {
+        tracing::warn!(%key, error = %e, "could not remove the run-now annotation");
     }
 }
 
+/// Status for a job stopped before its end (nothing for a deleted object).
+async fn stopped(
+    api: &Api<TimeseriesDBBackup>,
+    name: &str,
+    mut status: TimeseriesDBBackupStatus,
+    reason: StopReason,
+    what: &str,
+) {
+    if reason == StopReason::Deleted {
+        return;
+    }
+    let message = format!("{what} stopped: {}", reason.describe());
+    set_condition(
+        status.conditions.get_or_insert_default(),
+        RUNNING,
+        ConditionStatus::False,
+        reason.reason(),
+        &message,
+    );
+    status.phase = Some(Phase::Pending);
+    status.message = Some(sanitize::message(&message));
+    write_final(api, name, &status).await;
+}
+
+/// Writes the outcome; retried a few times (the API server may be restarting). Whether it was written.
+async fn write_final(api: &Api<TimeseriesDBBackup>, name: &str, status: &TimeseriesDBBackupStatus) -> bool {
+    for attempt in 1..=3 {
+        match status::patch(api, name, status, STATUS_KEYS).await {
+            Ok(()) => return true,
+            Err(e) if status::is_not_found(&e) => return false,
+            Err(e) => {
+                tracing::warn!(name, attempt, error = %e, "could not write the backup's outcome");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+    false
+}
+
+/// Marks a failed run: phase, conditions, message, and when to retry.
+fn fail(status: &mut TimeseriesDBBackupStatus, reason: &str, message: &str, failures: u32, delay: std::time::Duration) {
+    let conditions = status.conditions.get_or_insert_default();
+    set_condition(conditions, RUNNING, ConditionStatus::False, reason, message);
+    set_condition(conditions, READY, ConditionStatus::False, reason, message);
+    status.phase = Some(Phase::Failed);
+    status.message = Some(sanitize::message(message));
+    status.consecutive_failures = Some(failures);
+    status.next_retry_time = Some(after(delay));
+}
+
 /// Writes one backup file; returns its header and size.
-async fn run(ctx: &Context, source: &BackupSource, location: &str) -> anyhow::Result<(Header, u64)> {
+async fn backup(
+    ctx: &Context,
+    obj: &TimeseriesDBBackup,
+    dir: &str,
+    location: &str,
+    status: &TimeseriesDBBackupStatus,
+    stop: &Stop,
+) -> anyhow::Result<(Header, u64)> {
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let uid = obj.metadata.uid.clone().unwrap_or_default();
+    remove_leftovers(ctx, dir, &name, &uid, status).await?;
+    let source = &obj.spec.database;
+    let http = super::connect::connect(ctx, &source.endpoint, &ns, "spec.database").await?;
     let file = ctx.destination.create(location).await?;
-    let mut writer = BackupWriter::new(file, engine::source_of(source))?;
-    engine::backup(&ctx.http, source, &mut writer).await?;
+    let owner = Owner { namespace: ns, name, uid };
+    let mut writer = BackupWriter::new(file, engine::source_of(source, Some(owner)))?;
+    engine::backup(&http, source, &mut writer).await?;
+    // A stop that came during the last read: no file is committed for a changed or deleted object.
+    anyhow::ensure!(!stop.is_stopped(), "stopped");
     writer.finish().await
 }
 
@@ -191,18 +432,19 @@ async fn retain(
     problems.join("; ")
 }
 
-/// Deletes this object's files under `dir` that are partial or not in `status.backups`: what an interrupted backup
-/// left behind.
+/// Deletes the files under `dir` of this object (its UID) that are partial or not in `status.backups`: what an
+/// interrupted backup left behind.
 async fn remove_leftovers(
     ctx: &Context,
     dir: &str,
     name: &str,
+    uid: &str,
     status: &TimeseriesDBBackupStatus,
 ) -> anyhow::Result<()> {
     let kept: HashSet<&str> = status.backups.iter().flatten().filter_map(|b| b.location.as_deref()).collect();
-    for entry in ctx.destination.list(dir).await? {
+    for entry in ctx.destination.list(dir).await.context("listing the backup directory")? {
         let file = entry.location.rsplit('/').next().unwrap_or_default();
-        let ours = file.strip_suffix(".tsdb").and_then(|s| s.rsplit_once('.')).is_some_and(|(n, _)| n == name);
+        let ours = parse_file_name(file).is_some_and(|f| f.name == name && f.uid == Some(uid));
         if ours && (!entry.committed || !kept.contains(entry.location.as_str())) {
             tracing::info!(location = %entry.location, "removing a leftover of an interrupted backup");
             ctx.destination.delete(&entry.location).await?;
@@ -238,11 +480,6 @@ fn backup_id(now: Timestamp, status: &TimeseriesDBBackupStatus) -> String {
         }
         t += jiff::SignedDuration::from_millis(1);
     }
-}
-
-fn until(t: Timestamp) -> std::time::Duration {
-    let d = t.duration_since(Timestamp::now());
-    std::time::Duration::try_from(d).unwrap_or_default().max(std::time::Duration::from_millis(10))
 }
 
 #[cfg(test)]

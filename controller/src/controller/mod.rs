@@ -1,20 +1,25 @@
 //! The reconcilers, run by kube-runtime's `Controller` over the typed client: [`backup`] for TimeseriesDBBackup,
-//! [`restore`] for TimeseriesDBRestore; with [`status`] (conditions, status patches) and [`schedule`] (cron).
+//! [`restore`] for TimeseriesDBRestore; with [`jobs`] (the backups and restores in flight, their slots and
+//! cancellation), [`connect`] (an endpoint's TLS settings and credentials), [`status`] (conditions, status patches)
+//! and [`schedule`] (cron in a time zone).
 //!
 //! API → **controller (this module)** → backup file / destination → engine → database.
 //!
-//! Status is written only through the status subresource. Failures are shown in status and retried with exponential
-//! backoff ([`Backoff`]); the reconcilers are idempotent, so the status writes they cause (which trigger another
-//! reconcile) and a controller restart in the middle of a run are harmless.
+//! A reconcile decides and returns at once: a backup or restore runs as a job of its own ([`jobs`]), which waits for
+//! a slot, runs under a deadline, and writes its outcome to status. While a job is in flight, its object's reconcile
+//! comes back every second to stop it if the object changed or is gone. Failures are shown in status and retried
+//! with exponential backoff kept in status (`consecutiveFailures`, `nextRetryTime`), so a restart does not retry at
+//! once; a run found `Running` without a job (the controller crashed) counts as a failure.
 
 pub mod backup;
+pub mod connect;
+pub mod jobs;
 pub mod restore;
 pub mod schedule;
 pub mod status;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use backup_apis::backup::TimeseriesDBBackup;
 use backup_apis::restore::TimeseriesDBRestore;
@@ -25,14 +30,33 @@ use kube::{Api, Client};
 
 use crate::destination::Destination;
 use crate::http::Http;
+use crate::http::transport::Connector;
+use crate::secrets::SecretSource;
+use jobs::Jobs;
 
-/// What the reconcilers share.
+/// What the reconcilers and jobs share.
 pub struct Context {
     pub client: Client,
     pub destination: Arc<dyn Destination>,
+    /// The HTTP client of endpoints without TLS settings or credentials (timeouts, piece limit).
     pub http: Http,
+    /// Builds the transports of endpoints with TLS settings.
+    pub connector: Arc<Connector>,
+    /// Where CA bundles and credentials are read.
+    pub secrets: Arc<dyn SecretSource>,
     pub backoff: Backoff,
+    pub jobs: Arc<Jobs>,
+    /// The deadline of a backup or restore without `spec.timeout`.
+    pub default_timeout: Duration,
 }
+
+/// How often a reconcile looks at the object of a job in flight (to stop it when the object changed or is gone).
+pub const WATCH_IN_FLIGHT: Duration = Duration::from_secs(1);
+/// Reconciles at once, per kind: each is a few requests, so hundreds of objects changing at once (a restart with
+/// 400 backups due) queue here rather than each holding a request's buffers.
+const RECONCILES: u16 = 16;
+/// How long shutdown waits for stopped jobs to report.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A reconcile failure that kube-runtime should retry: the API server could not be reached or refused a write.
 /// (A failed backup or restore is not one: it is reported in status and retried by [`Backoff`].)
@@ -40,7 +64,8 @@ pub struct Context {
 #[error(transparent)]
 pub struct Error(#[from] kube::Error);
 
-/// Runs both reconcilers until `shutdown` completes (then finishing the reconciles in flight) or forever.
+/// Runs both reconcilers until `shutdown` completes or forever; at shutdown, stops the jobs in flight and waits (a
+/// few seconds at most) for them to report.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
@@ -50,16 +75,36 @@ pub async fn run(
         Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    // Dropped when this future is (the controller killed, in tests): its jobs end with it.
+    let _abort_jobs = AbortJobs(ctx.jobs.clone());
+    let jobs = ctx.jobs.clone();
+    let shutdown = futures::FutureExt::shared(Box::pin(async move {
+        shutdown.await;
+        jobs.shutdown();
+    }));
+    let config = || kube::runtime::controller::Config::default().concurrency(RECONCILES);
     let backups = Controller::new(backups, watcher::Config::default())
+        .with_config(config())
         .graceful_shutdown_on(shutdown.clone())
         .run(backup::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("TimeseriesDBBackup", result.map(|(obj, _)| obj.name)) });
     let restores = Controller::new(restores, watcher::Config::default())
+        .with_config(config())
         .graceful_shutdown_on(shutdown)
-        .run(restore::reconcile, error_policy, ctx)
+        .run(restore::reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log("TimeseriesDBRestore", result.map(|(obj, _)| obj.name)) });
     futures::future::join(backups, restores).await;
+    if !ctx.jobs.idle(SHUTDOWN_GRACE).await {
+        tracing::warn!(jobs = ctx.jobs.count(), "jobs still stopping after {SHUTDOWN_GRACE:?}; exiting");
+    }
+}
+
+struct AbortJobs(Arc<Jobs>);
+
+impl Drop for AbortJobs {
+    fn drop(&mut self) {
+        self.0.abort_all();
+    }
 }
 
 fn log<E: std::fmt::Display>(kind: &str, result: Result<String, E>) {
@@ -74,36 +119,37 @@ fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(ctx.backoff.min * 5)
 }
 
-/// Exponential backoff per object, in memory: after a failure, the next attempt waits `min·2^(n-1)`, at most `max`.
+/// Exponential backoff of failed backups and restores: after `n` consecutive failures, the next attempt waits
+/// `min·2^(n-1)`, at most `max`. The count and the time of the next attempt are kept in status.
+#[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub min: Duration,
     pub max: Duration,
-    state: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, state: Mutex::new(HashMap::new()) }
+        Self { min, max }
     }
 
-    /// Records a failure of `key`; returns how long to wait before the next attempt.
-    pub fn failed(&self, key: &str) -> Duration {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let attempts = state.get(key).map_or(0, |(n, _)| *n) + 1;
-        let delay = self.min.saturating_mul(1 << (attempts - 1).min(20)).min(self.max);
-        state.insert(key.to_owned(), (attempts, Instant::now() + delay));
-        delay
+    /// The delay after `failures` consecutive failures (at least one).
+    pub fn delay(&self, failures: u32) -> Duration {
+        self.min.saturating_mul(1 << failures.saturating_sub(1).min(20)).min(self.max)
     }
+}
 
-    /// How long until `key` may be attempted again; zero if now.
-    pub fn wait(&self, key: &str) -> Duration {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.get(key).map_or(Duration::ZERO, |(_, at)| at.saturating_duration_since(Instant::now()))
-    }
+/// How long from now until `t`, at least 10 ms.
+pub fn until(t: jiff::Timestamp) -> Duration {
+    let d = t.duration_since(jiff::Timestamp::now());
+    Duration::try_from(d).unwrap_or_default().max(Duration::from_millis(10))
+}
 
-    pub fn succeeded(&self, key: &str) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    }
+/// `now + d`, as a status time.
+pub fn after(d: Duration) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let now = jiff::Timestamp::now();
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::SignedDuration::try_from(d).ok().and_then(|d| now.checked_add(d).ok()).unwrap_or(now),
+    )
 }
 
 #[cfg(test)]
@@ -113,13 +159,9 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_max() {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
-        assert_eq!(b.wait("a"), Duration::ZERO);
-        let delays: Vec<u64> = (0..5).map(|_| b.failed("a").as_secs()).collect();
+        let delays: Vec<u64> = (1..=5).map(|n| b.delay(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 5, 5]);
-        assert!(b.wait("a") > Duration::from_secs(4));
-        assert_eq!(b.wait("b"), Duration::ZERO);
-        b.succeeded("a");
-        assert_eq!(b.wait("a"), Duration::ZERO);
-        assert_eq!(b.failed("a").as_secs(), 1);
+        assert_eq!(b.delay(0).as_secs(), 1);
+        assert_eq!(b.delay(u32::MAX).as_secs(), 5);
     }
 }

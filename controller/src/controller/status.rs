@@ -1,5 +1,5 @@
-//! Writing status: conditions (set with Kubernetes' transition-time rules) and merge patches of the whole status
-//! through the status subresource, with `null` for cleared fields.
+//! Writing status: conditions (set with Kubernetes' transition-time rules; messages sanitised and capped) and merge
+//! patches of the whole status through the status subresource, with `null` for cleared fields.
 //!
 //! API → controller → **status (this file)**.
 
@@ -15,8 +15,11 @@ use serde_json::{Value, json};
 pub const READY: &str = "Ready";
 /// `Running`: a backup or restore is in progress.
 pub const RUNNING: &str = "Running";
+/// `Empty`: the last backup holds no sample (the database answered with no series: a wrong selector, URL or
+/// database name?).
+pub const EMPTY: &str = "Empty";
 
-/// Sets the condition of `type_`, keeping its transition time unless its status changes.
+/// Sets the condition of `type_`, keeping its transition time unless its status changes. The message is sanitised.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
@@ -25,6 +28,7 @@ pub fn set_condition(
     message: &str,
 ) {
     let now = Some(Time(jiff::Timestamp::now()));
+    let message = &crate::sanitize::message(message);
     match conditions.iter_mut().find(|c| c.r#type == type_) {
         Some(c) => {
             if c.status != status {
@@ -42,6 +46,11 @@ pub fn set_condition(
             last_transition_time: now,
         }),
     }
+}
+
+/// Removes the condition of `type_`.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.r#type != type_);
 }
 
 /// Replaces the object's status (`keys` that `status` leaves out are cleared) with a merge patch on `/status`.
@@ -72,6 +81,22 @@ pub fn bytes(n: u64) -> String {
     if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
+/// Whether an API error says the object is gone.
+pub fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// A duration for people: `750ms`, `12s`, `3m20s`, `2h5m`.
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, s / 60 % 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +111,12 @@ mod tests {
         assert_eq!(c[0].message.as_deref(), Some("still down"));
         set_condition(&mut c, RUNNING, ConditionStatus::True, "Started", "");
         assert_eq!(c.len(), 2);
+        set_condition(&mut c, RUNNING, ConditionStatus::False, "Failed", "bad \u{1b}[31m bytes\0");
+        assert_eq!(c[1].message.as_deref(), Some("bad \\x1b[31m bytes\\x00"));
+        remove_condition(&mut c, RUNNING);
+        assert_eq!(c.len(), 1);
         assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(duration(std::time::Duration::from_secs(200)), "3m20s");
         assert_eq!(bytes(1536), "1.5 KiB");
     }
 }

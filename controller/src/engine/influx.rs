@@ -20,16 +20,20 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
+use backup_apis::duration::parse_duration;
+
 use super::lineproto::{series_key, write_point};
+use super::target::{Preflight, check_retention, time_of};
 use crate::format::{
-    BackupReader, BackupWriter, Column, DistinctSeries, FieldType, FieldValue, Labels, NAME_LABEL,
-    RETENTION_POLICY_LABEL, Record, Row,
+    BackupReader, BackupWriter, Column, FieldType, FieldValue, Labels, NAME_LABEL, Precision, RETENTION_POLICY_LABEL,
+    Record, Row,
 };
 use crate::http::{Http, Lines, url};
+use crate::restore::Summary;
+use crate::restore::tally::{Tallies, series_id};
 
 /// Rows per chunk of a chunked answer; each chunk is one JSON line.
 const CHUNK_SIZE: &str = "10000";
-const MAX_LINE: usize = 256 << 20;
 /// Body chunks read ahead while answers are decoded.
 const READ_AHEAD: usize = 16;
 /// Line protocol bytes per `/write` request.
@@ -80,10 +84,12 @@ pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) 
     Ok(())
 }
 
-/// A retention policy of the source database.
+/// A retention policy of a database.
 struct RetentionPolicy {
     name: String,
     default: bool,
+    /// As InfluxDB prints it: `168h0m0s`, `0s` for infinite.
+    duration: String,
 }
 
 async fn retention_policies(http: &Http, base: &str, db: &str) -> anyhow::Result<Vec<RetentionPolicy>> {
@@ -92,10 +98,12 @@ async fn retention_policies(http: &Http, base: &str, db: &str) -> anyhow::Result
     while let Some(series) = answers.next().await? {
         let column = |name: &str| series.columns.iter().position(|c| c == name);
         let (name, default) = column("name").zip(column("default")).context("unexpected SHOW RETENTION POLICIES")?;
+        let duration = column("duration");
         for row in &series.values {
             let name = row.get(name).and_then(Value::as_str).context("retention policy without a name")?;
             let default = row.get(default).and_then(Value::as_bool).unwrap_or(false);
-            policies.push(RetentionPolicy { name: name.to_owned(), default });
+            let duration = duration.and_then(|d| row.get(d)?.as_str()).unwrap_or("0s").to_owned();
+            policies.push(RetentionPolicy { name: name.to_owned(), default, duration });
         }
     }
     Ok(policies)
@@ -147,7 +155,12 @@ async fn backup_measurement(
     Ok(())
 }
 
-pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEndpoint) -> anyhow::Result<(u64, u64)> {
+pub async fn write(
+    http: &Http,
+    input: &mut BackupReader,
+    target: &DatabaseEndpoint,
+    tallies: &mut Tallies,
+) -> anyhow::Result<()> {
     let db = database(target)?;
     let base = &target.url;
     statement(http, base, &format!("CREATE DATABASE {}", quote_ident(db))).await?;
@@ -155,11 +168,11 @@ pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEnd
     // Where the points in `buf` go: the default retention policy (None) or a named one.
     let (mut policy, mut next_policy): (Option<String>, Option<String>) = (None, None);
     let (mut key, mut columns, mut buf) = (String::new(), Vec::new(), String::with_capacity(WRITE_BATCH * 2));
-    let (mut series, mut samples) = (DistinctSeries::default(), 0u64);
+    let mut id = 0;
     while let Some(record) = input.next().await? {
         match record {
             Record::Series(labels) => {
-                series.add(&labels);
+                id = series_id(&labels);
                 let label = |name: &str| labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
                 let measurement = label(NAME_LABEL).context("corrupt backup: InfluxDB series without a measurement")?;
                 next_policy = label(RETENTION_POLICY_LABEL).map(str::to_owned);
@@ -170,7 +183,7 @@ pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEnd
             Record::Columns(c) => columns = c,
             Record::Rows(rows) => {
                 if next_policy != policy {
-                    write(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
+                    write_batch(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
                     if let Some(name) = &next_policy
                         && !existing.contains(name)
                     {
@@ -185,18 +198,102 @@ pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEnd
                     policy = next_policy.clone();
                 }
                 for row in rows {
-                    samples += row.values.iter().flatten().count() as u64;
-                    write_point(&mut buf, &key, &columns, &row.values, row.time);
+                    // A point already there (an earlier attempt's) is skipped; one partly there is written whole:
+                    // InfluxDB overwrites a point's fields with the same values.
+                    let values = row.values.iter().flatten().count();
+                    if tallies.take_skip(id, values) < values {
+                        write_point(&mut buf, &key, &columns, &row.values, row.time);
+                    }
                 }
                 if buf.len() >= WRITE_BATCH {
-                    write(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
+                    write_batch(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
                 }
             }
             Record::Samples { .. } => bail!("corrupt backup: float samples in an InfluxDB backup"),
         }
     }
-    write(http, &write_url(base, db, policy.as_deref()), &mut buf).await?;
-    Ok((series.count(), samples))
+    write_batch(http, &write_url(base, db, policy.as_deref()), &mut buf).await
+}
+
+/// Every retention policy the backup writes into must keep its oldest point: the target database's default one for
+/// the default policy's series, a named one if it exists (a missing one is created with an infinite duration).
+pub async fn preflight(
+    http: &Http,
+    target: &DatabaseEndpoint,
+    precision: Precision,
+    summary: &Summary,
+) -> Result<(), Preflight> {
+    let db = database(target)?;
+    let policies = match retention_policies(http, &target.url, db).await {
+        Ok(policies) => policies,
+        // A database to be created gets an infinite default policy.
+        Err(e) if is_missing(&e) => return Ok(()),
+        Err(e) => return Err(e.context("reading the target's retention policies").into()),
+    };
+    for (name, (oldest, _)) in &summary.policies {
+        let policy = match name {
+            None => policies.iter().find(|p| p.default),
+            Some(name) => policies.iter().find(|p| &p.name == name),
+        };
+        let Some(policy) = policy else { continue };
+        let kept = parse_duration(&policy.duration)
+            .map_err(|e| anyhow::anyhow!("the target's retention policy duration {:?} {e}", policy.duration))?;
+        let setting = format!("retention policy {:?} of database {db:?}: DURATION {}", policy.name, policy.duration);
+        check_retention((!kept.is_zero()).then_some(kept), &setting, time_of(*oldest, precision))?;
+    }
+    Ok(())
+}
+
+/// Calls `count(labels, times)` for every series of the backup's measurements in the target, between `min` and
+/// `max` (nanoseconds), with a time per field value.
+pub async fn read_back(
+    http: &Http,
+    target: &DatabaseEndpoint,
+    summary: &Summary,
+    min: i64,
+    max: i64,
+    count: &mut (dyn FnMut(&Labels, &[i64]) + Send),
+) -> anyhow::Result<()> {
+    let db = database(target)?;
+    let mut times = Vec::new();
+    for (policy, (_, measurements)) in &summary.policies {
+        for measurement in measurements {
+            let from = match policy {
+                Some(rp) => format!("{}.{}", quote_ident(rp), quote_ident(measurement)),
+                None => quote_ident(measurement),
+            };
+            let q = format!("SELECT * FROM {from} WHERE time >= {min} AND time <= {max} GROUP BY *");
+            let mut answers = query(http, &target.url, db, &q).await?;
+            loop {
+                let series = match answers.next().await {
+                    Ok(Some(series)) => series,
+                    Ok(None) => break,
+                    // Nothing restored yet: the database (or the policy) is created by the first write.
+                    Err(e) if is_missing(&e) => return Ok(()),
+                    Err(e) => return Err(e),
+                };
+                let mut labels = series.tags;
+                labels.insert(NAME_LABEL.into(), series.name);
+                if let Some(rp) = policy {
+                    labels.insert(RETENTION_POLICY_LABEL.into(), rp.to_string());
+                }
+                let labels: Labels = labels.into_iter().collect();
+                times.clear();
+                for row in &series.values {
+                    let time = row.first().and_then(Value::as_i64).context("row without an integer time")?;
+                    times.extend(row.iter().skip(1).filter(|v| !v.is_null()).map(|_| time));
+                }
+                count(&labels, &times);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether InfluxDB answered that the database or retention policy does not exist.
+fn is_missing(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("database not found") || text.contains("retention policy not found")
 }
 
 fn write_url(base: &str, db: &str, policy: Option<&str>) -> String {
@@ -217,16 +314,13 @@ async fn statement(http: &Http, base: &str, q: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn write(http: &Http, write_url: &str, buf: &mut String) -> anyhow::Result<()> {
+/// One `/write` request, retried on its own (5xx, 429, broken connections).
+async fn write_batch(http: &Http, write_url: &str, buf: &mut String) -> anyhow::Result<()> {
     if buf.is_empty() {
         return Ok(());
     }
     let body = Bytes::from(std::mem::take(buf).into_bytes());
-    http.send(Method::POST, write_url, &[(http::header::CONTENT_TYPE, "text/plain")], body)
-        .await?
-        .bytes(1 << 20)
-        .await?;
-    Ok(())
+    http.write(Method::POST, write_url, &[(http::header::CONTENT_TYPE, "text/plain")], body).await
 }
 
 fn database(endpoint: &DatabaseEndpoint) -> anyhow::Result<&str> {
@@ -265,7 +359,7 @@ impl Answers {
 
 async fn query(http: &Http, base: &str, db: &str, q: &str) -> anyhow::Result<Answers> {
     let params = [("db", db), ("q", q), ("epoch", "ns"), ("chunked", "true"), ("chunk_size", CHUNK_SIZE)];
-    let lines = http.get(&url(base, "/query", &params)).await?.read_ahead(READ_AHEAD).lines(MAX_LINE);
+    let lines = http.get(&url(base, "/query", &params)).await?.read_ahead(READ_AHEAD).lines(http.piece_limit);
     Ok(Answers { lines, pending: Vec::new().into_iter() })
 }
 

@@ -106,7 +106,8 @@ pub const CHUNK_XOR: i32 = 1;
 /// Samples per write request: about 1 MB of protobuf before compression.
 const BATCH_SAMPLES: usize = 40_000;
 
-/// Streams series into `POST /api/v1/write` requests of bounded size.
+/// Streams series into `POST /api/v1/write` requests of bounded size, each retried on its own (5xx, 429, broken
+/// connections; never another 4xx) before the restore gives up.
 pub struct RemoteWriter<'a> {
     http: &'a Http,
     endpoint: String,
@@ -156,7 +157,7 @@ impl<'a> RemoteWriter<'a> {
         }
         let body = snap::raw::Encoder::new().compress_vec(&prost::Message::encode_to_vec(&self.pending))?;
         self.http
-            .send(
+            .write(
                 Method::POST,
                 &self.endpoint,
                 &[
@@ -166,8 +167,6 @@ impl<'a> RemoteWriter<'a> {
                 ],
                 Bytes::from(body),
             )
-            .await?
-            .bytes(64 << 10)
             .await?;
         self.samples += self.pending_samples as u64;
         self.pending.timeseries.clear();

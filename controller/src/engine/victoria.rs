@@ -16,15 +16,17 @@ use std::collections::BTreeMap;
 use anyhow::{Context, ensure};
 use backup_apis::backup::BackupSource;
 use backup_apis::database::DatabaseEndpoint;
+use jiff::Timestamp;
 
-use super::{STALE_NAN, decimal, prometheus_like_restore};
+use super::target::{Preflight, check_retention, parse_victoria_retention};
+use super::{STALE_NAN, decimal, write_floats};
 use crate::format::{BackupReader, BackupWriter, Labels};
-use crate::http::{Http, url};
+use crate::http::{Http, StatusError, url};
+use crate::restore::tally::Tallies;
+use crate::sanitize;
 
 /// Selects every series.
 const ALL_SERIES: &str = r#"{__name__!=""}"#;
-/// A line is one series: at ~35 bytes a sample, 1 GiB is some 30 million samples (a year at one a second).
-const MAX_LINE: usize = 1 << 30;
 /// Body chunks read ahead while lines are decoded.
 const READ_AHEAD: usize = 16;
 
@@ -34,7 +36,8 @@ pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) 
     let base = &source.endpoint.url;
     let selector = source.selector.as_deref().unwrap_or(ALL_SERIES);
     let body = http.get(&url(base, "/api/v1/export", &[("match[]", selector)])).await?;
-    let mut lines = body.read_ahead(READ_AHEAD).lines(MAX_LINE);
+    // A line is one series: at ~35 bytes a sample, the default 32 MiB is some 900,000 samples.
+    let mut lines = body.read_ahead(READ_AHEAD).lines(http.piece_limit);
     let (mut timestamps, mut values) = (Vec::new(), Vec::new());
     while let Some(line) = lines.next().await? {
         let labels = parse_line(line, &mut timestamps, &mut values)
@@ -45,10 +48,60 @@ pub async fn backup(http: &Http, source: &BackupSource, out: &mut BackupWriter) 
     Ok(())
 }
 
-pub async fn restore(http: &Http, input: &mut BackupReader, target: &DatabaseEndpoint) -> anyhow::Result<(u64, u64)> {
-    let counts = prometheus_like_restore(http, input, &target.url).await?;
+pub async fn write(
+    http: &Http,
+    input: &mut BackupReader,
+    target: &DatabaseEndpoint,
+    tallies: &mut Tallies,
+) -> anyhow::Result<()> {
+    write_floats(http, input, target, tallies).await?;
     flush(http, &target.url).await;
-    Ok(counts)
+    Ok(())
+}
+
+/// `-retentionPeriod` must keep the backup's oldest sample. (`/flags` lists the flags set on the command line; an
+/// absent one has its default, one month. A server without `/flags`, e.g. a cluster's vminsert, is not checked:
+/// the read back after writing still is.)
+pub async fn preflight(http: &Http, base: &str, oldest: Timestamp) -> Result<(), Preflight> {
+    let flags = match http.get(&url(base, "/flags", &[])).await {
+        Ok(body) => body.bytes(1 << 20).await?,
+        Err(e) if e.downcast_ref::<StatusError>().is_some_and(|s| s.status == http::StatusCode::NOT_FOUND) => {
+            return Ok(());
+        }
+        Err(e) => return Err(e.context("reading the target's flags").into()),
+    };
+    let text = String::from_utf8_lossy(&flags);
+    let value = text.lines().find_map(|l| l.trim().strip_prefix("-retentionPeriod=")).map(|v| v.trim_matches('"'));
+    let setting = value.unwrap_or("1");
+    let kept = parse_victoria_retention(setting).with_context(|| {
+        format!("the target's -retentionPeriod {:?} is not understood", sanitize::text(setting, 40))
+    })?;
+    check_retention(Some(kept), &format!("-retentionPeriod={setting}"), oldest)
+}
+
+/// Calls `count(labels, timestamps)` for the series matching `selector` (all when `None`) between `min` and `max`
+/// (milliseconds), after making recent writes visible.
+pub async fn read_back(
+    http: &Http,
+    base: &str,
+    selector: Option<&str>,
+    min: i64,
+    max: i64,
+    count: &mut (dyn FnMut(&Labels, &[i64]) + Send),
+) -> anyhow::Result<()> {
+    flush(http, base).await;
+    // Whole seconds, widened: the caller keeps the exact range.
+    let (start, end) = ((min.div_euclid(1000) - 1).to_string(), (max.div_euclid(1000) + 1).to_string());
+    let params = [("match[]", selector.unwrap_or(ALL_SERIES)), ("start", start.as_str()), ("end", end.as_str())];
+    let body = http.get(&url(base, "/api/v1/export", &params)).await?;
+    let mut lines = body.read_ahead(READ_AHEAD).lines(http.piece_limit);
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    while let Some(line) = lines.next().await? {
+        let labels = parse_line(line, &mut timestamps, &mut values)
+            .with_context(|| format!("unexpected export line from VictoriaMetrics: {}", preview(line)))?;
+        count(&labels, &timestamps);
+    }
+    Ok(())
 }
 
 /// Makes restored samples visible to queries at once (best effort: a cluster's vminsert has no such endpoint).
@@ -89,9 +142,8 @@ fn split_array(s: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&s[..end], &s[end + 1..]))
 }
 
-fn preview(text: impl AsRef<[u8]>) -> String {
-    let text = text.as_ref();
-    String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned()
+fn preview(text: &[u8]) -> String {
+    crate::sanitize::bytes(text, 200)
 }
 
 #[cfg(test)]

@@ -79,6 +79,17 @@ pub struct Header {
     pub samples: u64,
     pub payload_bytes: u64,
     pub payload_sha256: String,
+    /// The TimeseriesDBBackup the file belongs to (absent in files of earlier controllers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// The object a backup file belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
 }
 
 impl Header {

@@ -46,8 +46,17 @@ impl BackupReader {
             size += n as u64;
         }
         check(&header, size, sha)?;
+        let reader = Self::open(dest, location).await?;
+        ensure!(reader.header == header, "backup {location} changed while being read");
+        Ok(reader)
+    }
+
+    /// Opens `location` and checks its header, positioned at the first record; the payload's size and checksum are
+    /// checked when [`BackupReader::next`] reaches its end (a caller that acts on records before then must not
+    /// trust them: a restore reads the whole file once before it writes anything).
+    pub async fn open(dest: &dyn Destination, location: &str) -> anyhow::Result<Self> {
         let mut input = dest.open(location).await?;
-        ensure!(read_header(&mut input).await? == header, "backup {location} changed while being read");
+        let header = read_header(&mut input).await?;
         Ok(Self {
             header,
             input,

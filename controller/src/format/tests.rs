@@ -14,6 +14,11 @@ fn source() -> Source {
         url: "http://vm:8428".into(),
         database: None,
         selector: None,
+        owner: Some(Owner {
+            namespace: "ns".into(),
+            name: "b".into(),
+            uid: "6f1c0a52-7d0e-4d8f-9a51-1f2e3d4c5b6a".into(),
+        }),
     }
 }
 
@@ -37,6 +42,7 @@ async fn round_trip_and_corruption() {
     let dest = LocalDir::new(&tmp);
     let header = write(&dest, "a/b.1.tsdb", 100, 20_000).await;
     assert_eq!((header.series, header.samples), (100, 100 * 20_001));
+    assert_eq!(header.owner.as_ref().map(|o| o.name.as_str()), Some("b"));
     assert_eq!((header.min_time, header.max_time), (Some(-1), Some(19_999_000 + 99)));
 
     let mut r = BackupReader::open_verified(&dest, "a/b.1.tsdb").await.unwrap();

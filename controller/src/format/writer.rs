@@ -6,7 +6,7 @@
 use backup_apis::database::DatabaseType;
 use sha2::{Digest, Sha256};
 
-use super::{Column, DistinctSeries, FORMAT_VERSION, Header, Labels, Precision, Record, Row, frame};
+use super::{Column, DistinctSeries, FORMAT_VERSION, Header, Labels, Owner, Precision, Record, Row, frame};
 use crate::destination::PendingFile;
 
 /// Compressed bytes are handed to the file in pieces of about this size.
@@ -26,6 +26,7 @@ pub struct Source {
     pub url: String,
     pub database: Option<String>,
     pub selector: Option<String>,
+    pub owner: Option<Owner>,
 }
 
 pub struct BackupWriter {
@@ -136,6 +137,7 @@ impl BackupWriter {
             samples: self.samples,
             payload_bytes: self.payload_bytes,
             payload_sha256: hex::encode(self.sha.finalize()),
+            owner: self.source.owner,
         };
         let size = self.file.commit(header.encode()?).await?;
         Ok((header, size))

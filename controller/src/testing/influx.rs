@@ -7,21 +7,42 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
 
+use super::tls::{TestCerts, basic};
 use super::{Process, free_port, http, require};
-use crate::http::url;
+use crate::http::{Http, url};
 
 pub struct Influx {
     pub url: String,
     pub process: Process,
+    /// The harness' own client (with the instance's CA and admin credentials, if any).
+    pub http: Http,
     _dir: tempfile::TempDir,
+}
+
+/// How to run an instance.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// `https-enabled` with this certificate.
+    pub tls: Option<&'a TestCerts>,
+    /// `auth-enabled`, with an admin user of this name and password.
+    pub admin: Option<(&'a str, &'a str)>,
 }
 
 impl Influx {
     pub async fn start() -> Influx {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options<'_>) -> Influx {
         let binary = require("influxd", "influxdb");
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, rpc) = (free_port(), free_port());
         let d = dir.path().display();
+        let (auth, https) = (options.admin.is_some(), options.tls.is_some());
+        let (cert, key) = match options.tls {
+            Some(certs) => (certs.cert_file.display().to_string(), certs.key_file.display().to_string()),
+            None => (String::new(), String::new()),
+        };
         let config = format!(
             r#"reporting-enabled = false
 bind-address = "127.0.0.1:{rpc}"
@@ -36,6 +57,10 @@ bind-address = "127.0.0.1:{rpc}"
   log-enabled = false
   pprof-enabled = false
   unix-socket-enabled = false
+  auth-enabled = {auth}
+  https-enabled = {https}
+  https-certificate = "{cert}"
+  https-private-key = "{key}"
 [monitor]
   store-enabled = false
 [subscriber]
@@ -52,13 +77,25 @@ bind-address = "127.0.0.1:{rpc}"
         std::fs::write(&config_path, config).expect("writing the config");
         let args = ["run".to_string(), "-config".into(), config_path.display().to_string()];
         let mut process = Process::spawn(&binary, &args, dir.path().join("log"));
-        let url = format!("http://127.0.0.1:{port}");
-        process.wait_ready(&http(), &format!("{url}/ping"), "influxd").await;
-        Influx { url, process, _dir: dir }
+        let (scheme, unauthenticated) = match options.tls {
+            Some(certs) => ("https", certs.client(None)),
+            None => ("http", http()),
+        };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        process.wait_ready(&unauthenticated, &format!("{url}/ping"), "influxd").await;
+        let mut influx = Influx { url, process, http: unauthenticated, _dir: dir };
+        if let Some((user, password)) = options.admin {
+            // With auth enabled and no user yet, InfluxDB takes this one statement without credentials.
+            influx.query("", &format!("CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES")).await;
+            let authorization = basic(user, password).parse().expect("header");
+            influx.http = influx.http.clone().with_authorization(authorization);
+        }
+        influx
     }
 
     pub async fn query(&self, db: &str, q: &str) -> Value {
-        let body = http()
+        let body = self
+            .http
             .send(Method::POST, &url(&self.url, "/query", &[("db", db), ("q", q), ("epoch", "ns")]), &[], Bytes::new())
             .await
             .unwrap_or_else(|e| panic!("{q}: {e:#}"))
@@ -79,7 +116,7 @@ bind-address = "127.0.0.1:{rpc}"
         params.extend(rp.map(|rp| ("rp", rp)));
         for batch in lines.chunks(5000) {
             let body = Bytes::from(batch.join("\n"));
-            http()
+            self.http
                 .send(Method::POST, &url(&self.url, "/write", &params), &[], body)
                 .await
                 .expect("writing line protocol");

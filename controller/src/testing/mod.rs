@@ -7,10 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
 pub mod dataset;
+pub mod fake;
 pub mod influx;
 pub mod prometheus;
 pub mod proxy;
 pub mod stack;
+pub mod tls;
 pub mod victoria;
 
 use std::path::{Path, PathBuf};
@@ -111,5 +113,5 @@ where
 
 /// A short-timeout client for the harness' own requests.
 pub fn http() -> Http {
-    Http::plain(Duration::from_secs(30))
+    Http::plain(Duration::from_secs(30)).expect("an HTTP client")
 }

@@ -15,19 +15,48 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use super::wait_for;
+use crate::controller::jobs::{Jobs, Limits};
 use crate::controller::{self, Backoff, Context};
 use crate::destination::local::LocalDir;
 use crate::http::Http;
+use crate::http::transport::Connector;
+use crate::secrets::SecretsDir;
 
 pub const NAMESPACE: &str = "default";
 
-/// A running API server, a client, a backup directory, and (maybe) a controller.
+/// The controller's settings in tests: fast backoff (200 ms doubling to 2 s), the production limits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    pub backoff: Backoff,
+    pub default_timeout: Duration,
+    pub http_timeout: Duration,
+    pub piece_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits { backups: 4, restores: 2, per_database: 2 },
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
+            default_timeout: Duration::from_secs(120),
+            http_timeout: Duration::from_secs(30),
+            piece_limit: crate::http::DEFAULT_PIECE_LIMIT,
+        }
+    }
+}
+
+/// A running API server, a client, a backup directory, a secrets directory (as `--secrets-dir`), and (maybe) a
+/// controller.
 pub struct Stack {
     pub tmp: tempfile::TempDir,
     pub server: Option<backup_apiserver::Server>,
     pub client: Client,
     pub backup_dir: PathBuf,
-    controller: Option<tokio::task::JoinHandle<()>>,
+    pub secrets_dir: PathBuf,
+    /// Used by the next [`Stack::start_controller`].
+    pub settings: Settings,
+    controller: Option<(tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
 
 impl Stack {
@@ -39,29 +68,81 @@ impl Stack {
         let server = backup_apiserver::start(opts).await.expect("starting backup-apiserver");
         let (client, _) = crate::client::connect(Some(&kubeconfig)).await.expect("client from the kubeconfig");
         let backup_dir = tmp.path().join("backups");
-        Stack { tmp, server: Some(server), client, backup_dir, controller: None }
+        let secrets_dir = tmp.path().join("secrets");
+        Stack {
+            tmp,
+            server: Some(server),
+            client,
+            backup_dir,
+            secrets_dir,
+            settings: Settings::default(),
+            controller: None,
+        }
     }
 
-    /// Starts the controller in-process (fast backoff: 200 ms doubling to 2 s).
+    /// Starts the controller in-process with [`Stack::settings`], reading Secrets and ConfigMaps from
+    /// [`Stack::secrets_dir`].
     pub fn start_controller(&mut self) {
         assert!(self.controller.is_none(), "controller already running");
+        let settings = self.settings.clone();
+        let connector = Arc::new(Connector::new(settings.http_timeout).expect("TLS connector"));
+        let mut http = Http::new(connector.default_transport(), settings.http_timeout);
+        http.piece_limit = settings.piece_limit;
         let ctx = Arc::new(Context {
             client: self.client.clone(),
             destination: Arc::new(LocalDir::new(&self.backup_dir)),
-            http: Http::plain(Duration::from_secs(30)),
-            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
+            http,
+            connector,
+            secrets: Arc::new(SecretsDir::new(&self.secrets_dir)),
+            backoff: settings.backoff,
+            jobs: Jobs::new(settings.limits),
+            default_timeout: settings.default_timeout,
         });
-        self.controller = Some(tokio::spawn(async move {
-            controller::run(ctx, None, std::future::pending()).await;
-        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            controller::run(ctx, None, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        self.controller = Some((handle, stop));
     }
 
-    /// Kills the controller as a crash would: its reconciles stop wherever they are.
+    /// Kills the controller as a crash would: its reconciles and jobs stop wherever they are.
     pub async fn kill_controller(&mut self) {
-        if let Some(handle) = self.controller.take() {
+        if let Some((handle, _)) = self.controller.take() {
             handle.abort();
             let _ = handle.await;
         }
+    }
+
+    /// Stops the controller as SIGTERM does; returns how long it took.
+    pub async fn stop_controller(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some((handle, stop)) = self.controller.take() {
+            let _ = stop.send(());
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("the controller stops within 30 s")
+                .expect("the controller task");
+        }
+        started.elapsed()
+    }
+
+    /// Writes a key of a Secret in [`NAMESPACE`], as the controller reads it (`--secrets-dir`).
+    pub fn put_secret(&self, name: &str, key: &str, value: &[u8]) {
+        self.put("secrets", name, key, value);
+    }
+
+    /// Writes a key of a ConfigMap in [`NAMESPACE`].
+    pub fn put_config_map(&self, name: &str, key: &str, value: &[u8]) {
+        self.put("configmaps", name, key, value);
+    }
+
+    fn put(&self, kind: &str, name: &str, key: &str, value: &[u8]) {
+        let dir = self.secrets_dir.join(NAMESPACE).join(kind).join(name);
+        std::fs::create_dir_all(&dir).expect("creating a secrets directory");
+        std::fs::write(dir.join(key), value).expect("writing a secret");
     }
 
     pub fn backups(&self) -> Api<TimeseriesDBBackup> {
@@ -133,7 +214,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if let Some(handle) = self.controller.take() {
+        if let Some((handle, _)) = self.controller.take() {
             handle.abort();
         }
     }
@@ -145,8 +226,10 @@ pub fn backup_spec(r#type: DatabaseType, url: &str, database: Option<&str>) -> T
         database: BackupSource { endpoint: endpoint(r#type, url, database), selector: None },
         destination: None,
         schedule: None,
+        time_zone: None,
         retention: Retention::default(),
         suspend: false,
+        timeout: None,
     }
 }
 
@@ -155,9 +238,10 @@ pub fn restore_spec(backup: &str, r#type: DatabaseType, url: &str, database: Opt
     TimeseriesDBRestoreSpec {
         backup_ref: BackupRef { name: backup.into(), id: None },
         target: endpoint(r#type, url, database),
+        timeout: None,
     }
 }
 
 fn endpoint(r#type: DatabaseType, url: &str, database: Option<&str>) -> DatabaseEndpoint {
-    DatabaseEndpoint { r#type, url: url.into(), database: database.map(Into::into) }
+    DatabaseEndpoint::new(r#type, url, database.map(Into::into))
 }

@@ -6,50 +6,94 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::dataset::FloatSeries;
+use super::tls::{TestCerts, basic};
 use super::{Process, free_port, http, require};
 use crate::engine::remote::RemoteWriter;
-use crate::http::url;
+use crate::http::{Http, url};
 
 pub struct Victoria {
     pub url: String,
     pub port: u16,
     pub process: Process,
+    /// The harness' own client (with the instance's CA and credentials, if any).
+    pub http: Http,
     _dir: tempfile::TempDir,
+}
+
+/// How to run an instance.
+pub struct Options<'a> {
+    pub port: u16,
+    /// `-retentionPeriod`.
+    pub retention: &'a str,
+    /// `-tls` with this certificate.
+    pub tls: Option<&'a TestCerts>,
+    /// `-httpAuth.username` and `-httpAuth.password`.
+    pub auth: Option<(&'a str, &'a str)>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options { port: 0, retention: "100y", tls: None, auth: None }
+    }
 }
 
 impl Victoria {
     pub async fn start() -> Victoria {
-        Self::start_on(free_port()).await
+        Self::start_with(Options::default()).await
     }
 
     pub async fn start_on(port: u16) -> Victoria {
+        Self::start_with(Options { port, ..Options::default() }).await
+    }
+
+    pub async fn start_with(options: Options<'_>) -> Victoria {
         let binary = require("victoria-metrics", "victoria-metrics");
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = [
+        let port = if options.port == 0 { free_port() } else { options.port };
+        let mut args = vec![
             format!("-httpListenAddr=127.0.0.1:{port}"),
             format!("-storageDataPath={}", dir.path().join("data").display()),
-            "-retentionPeriod=100y".into(),
+            format!("-retentionPeriod={}", options.retention),
             "-search.disableCache".into(),
             "-loggerLevel=ERROR".into(),
         ];
+        if let Some(certs) = options.tls {
+            args.push("-tls".into());
+            args.push(format!("-tlsCertFile={}", certs.cert_file.display()));
+            args.push(format!("-tlsKeyFile={}", certs.key_file.display()));
+        }
+        if let Some((user, password)) = options.auth {
+            args.push(format!("-httpAuth.username={user}"));
+            args.push(format!("-httpAuth.password={password}"));
+        }
+        let authorization = options.auth.map(|(u, p)| basic(u, p));
+        let (scheme, http) = match options.tls {
+            Some(certs) => ("https", certs.client(authorization.as_deref())),
+            None => match &authorization {
+                Some(value) => ("http", http().with_authorization(value.parse().expect("header"))),
+                None => ("http", http()),
+            },
+        };
         let mut process = Process::spawn(&binary, &args, dir.path().join("log"));
-        let url = format!("http://127.0.0.1:{port}");
-        process.wait_ready(&http(), &format!("{url}/health"), "victoria-metrics").await;
-        Victoria { url, port, process, _dir: dir }
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        process.wait_ready(&http, &format!("{url}/health"), "victoria-metrics").await;
+        Victoria { url, port, process, http, _dir: dir }
     }
 
     pub async fn load(&self, data: &[FloatSeries]) {
-        let http = http();
-        let mut writer = RemoteWriter::new(&http, &self.url);
+        let http = &self.http;
+        let mut writer = RemoteWriter::new(http, &self.url);
         for s in data {
             writer.add(&s.labels, &s.timestamps, &s.values).await.expect("remote write to VictoriaMetrics");
         }
         writer.flush().await.expect("remote write to VictoriaMetrics");
+        // Visible to exports (and backups) at once.
+        http.get(&url(&self.url, "/internal/force_flush", &[])).await.expect("force_flush");
     }
 
     /// Every sample as (labels, timestamp, value as exported), sorted: VictoriaMetrics' own view of its data.
     pub async fn export(&self) -> Vec<(String, i64, String)> {
-        let http = http();
+        let http = &self.http;
         http.get(&url(&self.url, "/internal/force_flush", &[])).await.expect("force_flush");
         let body = http
             .get(&url(&self.url, "/api/v1/export", &[("match[]", r#"{__name__!=""}"#)]))

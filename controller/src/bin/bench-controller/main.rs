@@ -5,6 +5,10 @@
 //! cargo run --release -p backup-controller --features testing --bin bench-controller -- 1000000 250000
 //! ```
 //!
+//! `--queue N` (after `cargo build --release -p backup-controller --features testing --bins`) instead runs the
+//! controller binary with N backups at once against one VictoriaMetrics and reports its peak RSS, the connections it
+//! held and the time (see `queue.rs`).
+//!
 //! Arguments: dataset sizes in samples (default 1000000); `BENCH_ONLY=Prometheus` (etc.) runs one engine;
 //! `BENCH_DATASET=scraped` loads values as a scrape leaves them instead of the tests' edge values; `BENCH_PIN=1` gives
 //! the database and the controller one core each; `BENCH_ROUNDS` (default 5) sets the rounds per figure. Each
@@ -19,7 +23,7 @@ use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 use backup_controller::destination::Destination;
 use backup_controller::destination::local::LocalDir;
 use backup_controller::engine;
-use backup_controller::format::{BackupReader, BackupWriter};
+use backup_controller::format::BackupWriter;
 use backup_controller::http::{Body, Http, url};
 use backup_controller::testing::dataset::{FloatSeries, float_series, influx_lines, scraped_series};
 use backup_controller::testing::influx::Influx;
@@ -27,9 +31,23 @@ use backup_controller::testing::prometheus::Prometheus;
 use backup_controller::testing::victoria::Victoria;
 use bytes::Bytes;
 
+mod queue;
+
 fn main() -> anyhow::Result<()> {
     backup_controller::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, n] = args.as_slice()
+        && flag == "--queue"
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        println!(
+            "| backups queued | samples each | all done in | samples/s | controller peak RSS | RSS after | most \
+             connections to the database | most Running at once |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        println!("{}", runtime.block_on(queue::queue(n.parse()?))?);
+        return Ok(());
+    }
     // A child run: one engine and size, in a fresh process so its peak RSS is its own.
     if let [flag, kind, n] = args.as_slice()
         && flag == "--one"
@@ -79,7 +97,7 @@ enum Pair {
 }
 
 async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
-    let http = &Http::plain(Duration::from_secs(300));
+    let http = &Http::plain(Duration::from_secs(300))?;
     let per_series = 1000usize;
     let series = (n as usize).div_ceil(per_series);
     let pair = match kind {
@@ -112,10 +130,8 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         Pair::Prometheus(s, t) => (s.url.clone(), t.url.clone(), None),
         Pair::Influx(s, t) => (s.url.clone(), t.url.clone(), Some("bench".to_string())),
     };
-    let source = BackupSource {
-        endpoint: DatabaseEndpoint { r#type: kind, url: source_url.clone(), database: database.clone() },
-        selector: None,
-    };
+    let source =
+        BackupSource { endpoint: DatabaseEndpoint::new(kind, source_url.clone(), database.clone()), selector: None };
 
     // Make what was just written visible (VictoriaMetrics) and warm the caches: one untimed read.
     if kind == DatabaseType::VictoriaMetrics {
@@ -142,7 +158,7 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         let name = format!("bench/b.{round}.tsdb");
         let (db_cpu, own_cpu) = (cpu_seconds(db_pid), cpu_seconds(None));
         let started = Instant::now();
-        let mut writer = BackupWriter::new(dest.create(&name).await?, engine::source_of(&source))?;
+        let mut writer = BackupWriter::new(dest.create(&name).await?, engine::source_of(&source, None))?;
         engine::backup(http, &source, &mut writer).await?;
         let (header, size) = writer.finish().await?;
         backups.push(started.elapsed());
@@ -159,14 +175,14 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let cpu_own = per_sample(cpus.iter().map(|c| c.1).sum());
     eprintln!("{kind:?} {n}: database CPU while read raw: {:.0} ns/sample", per_sample(raw_cpu));
 
-    let target = DatabaseEndpoint { r#type: kind, url: target_url, database };
+    let target = DatabaseEndpoint::new(kind, target_url, database);
     reset_peak_rss();
     let started = Instant::now();
-    let mut reader = BackupReader::open_verified(&dest, &name).await?;
-    let restored = engine::restore(http, &mut reader, &target).await?;
+    let restored = backup_controller::restore::run(http, &dest, &name, &target).await?;
     let restore = started.elapsed();
     let restore_rss = peak_rss_kib();
-    anyhow::ensure!(restored.samples == header.samples, "restored {} of {}", restored.samples, header.samples);
+    let expected = header.samples - restored.dropped;
+    anyhow::ensure!(restored.samples == expected, "restored {} of {expected}", restored.samples);
 
     let rate = |d: Duration| header.samples as f64 / d.as_secs_f64();
     Ok(format!(

@@ -1,117 +1,14 @@
-//! HTTP to the databases: a small [`Transport`] trait (plain http over hyper-util's pooled client today; an https
-//! transport can be added beside it) and [`Http`], the helpers engines use: requests with deadlines, errors that
-//! carry the database's own message, and streamed response bodies read chunk by chunk or line by line.
+//! Response bodies read as they arrive: chunk by chunk (optionally read ahead by a task, in bounded memory) or line by
+//! line with a cap on the line length.
 //!
-//! API → controller → engine → **HTTP (this file)** → database.
+//! API → controller → engine → HTTP → **bodies (this file)** ← database.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
-/// Sends one request and returns the response head, its body unread.
-#[async_trait]
-pub trait Transport: Send + Sync {
-    async fn send(&self, req: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>>;
-}
-
-/// Plain `http://` over hyper-util's legacy (pooled, keep-alive) client.
-pub struct PlainHttp {
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl PlainHttp {
-    pub fn new(connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        Self { client: Client::builder(TokioExecutor::new()).build(connector) }
-    }
-}
-
-#[async_trait]
-impl Transport for PlainHttp {
-    async fn send(&self, req: Request<Full<Bytes>>) -> anyhow::Result<Response<Incoming>> {
-        if req.uri().scheme_str() != Some("http") {
-            bail!("{}: only http:// database URLs are supported by this controller", req.uri());
-        }
-        Ok(self.client.request(req).await?)
-    }
-}
-
-/// What engines use to talk to a database.
-#[derive(Clone)]
-pub struct Http {
-    transport: std::sync::Arc<dyn Transport>,
-    /// Deadline for the response head, and for each body chunk.
-    timeout: Duration,
-}
-
-impl Http {
-    pub fn new(transport: std::sync::Arc<dyn Transport>, timeout: Duration) -> Self {
-        Self { transport, timeout }
-    }
-
-    /// A plain-http client with the given per-step timeout.
-    pub fn plain(timeout: Duration) -> Self {
-        Self::new(std::sync::Arc::new(PlainHttp::new(timeout)), timeout)
-    }
-
-    pub async fn get(&self, url: &str) -> anyhow::Result<Body> {
-        self.send(Method::GET, url, &[], Bytes::new()).await
-    }
-
-    /// Sends a request; a non-2xx answer is an error quoting the start of the database's reply.
-    pub async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(header::HeaderName, &str)],
-        body: Bytes,
-    ) -> anyhow::Result<Body> {
-        let mut req = Request::builder().method(method.clone()).uri(url);
-        for (name, value) in headers {
-            req = req.header(name, *value);
-        }
-        let req = req.body(Full::new(body)).with_context(|| format!("bad request URL {url}"))?;
-        let resp = tokio::time::timeout(self.timeout, self.transport.send(req))
-            .await
-            .with_context(|| format!("{method} {}: no answer within {:?}", redact(url), self.timeout))?
-            .with_context(|| format!("{method} {}", redact(url)))?;
-        let status = resp.status();
-        let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let mut body = Body { source: Source::Direct(resp.into_body()), timeout: self.timeout, content_type };
-        if !status.is_success() {
-            let text = body.text_prefix(2048).await.unwrap_or_default();
-            return Err(StatusError {
-                status,
-                message: format!("{method} {}: {status}: {}", redact(url), text.trim()),
-            }
-            .into());
-        }
-        Ok(body)
-    }
-}
-
-/// A non-2xx answer, kept typed so callers can tell a client error from a server one.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StatusError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-/// The URL without its query (which may be long: selectors, queries).
-fn redact(url: &str) -> &str {
-    url.split_once('?').map_or(url, |(path, _)| path)
-}
 
 /// A response body, read as it arrives.
 pub struct Body {
@@ -138,6 +35,10 @@ impl Drop for AbortOnDrop {
 }
 
 impl Body {
+    pub(super) fn new(inner: Incoming, timeout: Duration, content_type: Option<String>) -> Self {
+        Body { source: Source::Direct(inner), timeout, content_type }
+    }
+
     pub fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref()
     }
@@ -199,7 +100,7 @@ impl Body {
         Ok(out.freeze())
     }
 
-    async fn text_prefix(&mut self, limit: usize) -> anyhow::Result<String> {
+    pub(super) async fn text_prefix(&mut self, limit: usize) -> anyhow::Result<String> {
         let mut out = Vec::new();
         while out.len() < limit {
             match self.chunk().await? {
@@ -250,7 +151,7 @@ impl Lines {
                 let mut head = self.chunk.split_to(pos + 1);
                 head.truncate(pos);
                 if self.partial.len() + head.len() > self.max_line {
-                    bail!("a line of the answer is longer than {} bytes", self.max_line);
+                    bail!("a line of the answer is longer than {} bytes (--max-piece-bytes)", self.max_line);
                 }
                 if self.partial.is_empty() {
                     if head.is_empty() {
@@ -264,7 +165,7 @@ impl Lines {
                 return Ok(Some(&self.partial));
             }
             if self.partial.len() + self.chunk.len() > self.max_line {
-                bail!("a line of the answer is longer than {} bytes", self.max_line);
+                bail!("a line of the answer is longer than {} bytes (--max-piece-bytes)", self.max_line);
             }
             self.partial.extend_from_slice(&std::mem::take(&mut self.chunk));
             if self.done {
@@ -282,29 +183,9 @@ impl Lines {
     }
 }
 
-/// `base` (a database URL, maybe with a path prefix) joined with `path` and the encoded `query`.
-pub fn url(base: &str, path: &str, query: &[(&str, &str)]) -> String {
-    let mut out = format!("{}{path}", base.trim_end_matches('/'));
-    if !query.is_empty() {
-        out.push('?');
-        out.push_str(&form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            url("http://vm:8428/", "/api/v1/export", &[("match[]", "{a=\"b c\"}")]),
-            "http://vm:8428/api/v1/export?match%5B%5D=%7Ba%3D%22b+c%22%7D"
-        );
-        assert_eq!(url("http://p:9090/prefix", "/api/v1/read", &[]), "http://p:9090/prefix/api/v1/read");
-        assert_eq!(redact("http://x/q?db=a"), "http://x/q");
-    }
 
     /// A body that yields `chunks`, as a read-ahead one does.
     fn body_of(chunks: &[&str]) -> Body {
