@@ -32,6 +32,10 @@ use tally::{Tallies, series_id};
 
 /// Series named in a failure message, at most.
 const NAMED_SERIES: usize = 5;
+/// The first pause before reading a shortfall back again; it doubles up to the last (1 + 2 + 4 s in all).
+const VERIFY_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause between read-backs.
+const VERIFY_LAST_PAUSE: std::time::Duration = std::time::Duration::from_secs(4);
 /// Metric names listed in read-back selectors, at most (beyond, the backup's selector or all series are read).
 const MAX_NAMES: usize = 200;
 
@@ -199,10 +203,21 @@ pub async fn run(
     let mut reader = BackupReader::open(destination, location).await.map_err(unusable)?;
     engine::write(http, &mut reader, target, &mut tallies).await.map_err(Failure::Failed)?;
 
-    // 6. Verify.
-    tallies.clear_have();
-    engine::read_back(http, target, &header, &summary, &mut tallies).await.map_err(Failure::Failed)?;
-    let (differ, total) = tallies.mismatches(NAMED_SERIES);
+    // 6. Verify. A database may make acknowledged samples visible to reads a moment later (VictoriaMetrics under
+    // load, even after its force_flush), so a shortfall is read again a few times; a surplus is final.
+    let mut pause = VERIFY_FIRST_PAUSE;
+    let (differ, total) = loop {
+        tallies.clear_have();
+        engine::read_back(http, target, &header, &summary, &mut tallies).await.map_err(Failure::Failed)?;
+        let (differ, total) = tallies.mismatches(NAMED_SERIES);
+        let shortfall_only = differ.iter().all(|&(_, have, want)| have < want);
+        if total == 0 || !shortfall_only || pause > VERIFY_LAST_PAUSE {
+            break (differ, total);
+        }
+        tracing::info!(series = total, ?pause, "samples not all visible in the target yet; reading back again");
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    };
     if total > 0 {
         let named = name_series(destination, location, &differ).await;
         return Err(Failure::Unverified(format!(
