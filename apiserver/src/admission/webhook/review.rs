@@ -220,3 +220,80 @@ fn classify(code: u16) -> StatusReason {
         _ => StatusReason::BadRequest,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::test_support::attrs;
+    use crate::admission::{Operation, RequestContext};
+    use crate::request::info::Subresource;
+
+    fn hook() -> Hook {
+        let config: k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration =
+            serde_json::from_value(json!({"metadata": {"name": "c"}, "webhooks": [{"name": "deny.example.com",
+                "sideEffects": "None", "admissionReviewVersions": ["v1"], "clientConfig": {"url": "https://x"}}]}))
+            .unwrap();
+        super::super::hook::validating(&[&config]).remove(0)
+    }
+
+    fn answer(response: Value) -> Vec<u8> {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}).to_string().into()
+    }
+
+    #[test]
+    fn the_request_carries_upstreams_fields() {
+        let cx = RequestContext::new(Default::default(), None);
+        let info = backup_apis::kinds()[0].resource().clone();
+        let a = attrs(&info, Operation::Update, &Subresource::Status, "ns", &cx);
+        let object = Map::from_iter([("kind".to_string(), json!("TimeseriesDBBackup"))]);
+        let review = request(Version::V1, "u1", &a, Some(&object));
+        let r = &review["request"];
+        assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!((r["uid"].as_str(), r["operation"].as_str()), (Some("u1"), Some("UPDATE")));
+        assert_eq!((r["subResource"].as_str(), r["requestSubResource"].as_str()), (Some("status"), Some("status")));
+        assert_eq!((r["namespace"].as_str(), r["name"].as_str()), (Some("ns"), Some("b1")));
+        assert_eq!(r["resource"]["resource"], info.plural);
+        assert_eq!(r["kind"], r["requestKind"]);
+        assert_eq!(r["object"]["kind"], "TimeseriesDBBackup");
+        assert!(r["oldObject"].is_null());
+        assert_eq!(r["dryRun"], false);
+        assert_eq!(r["options"]["kind"], "UpdateOptions");
+    }
+
+    #[test]
+    fn answers_are_checked_as_upstream_checks_them() {
+        let ok = verify(&answer(json!({"uid": "u1", "allowed": true})), Version::V1, "u1", false).unwrap();
+        assert!(ok.allowed);
+        let wrong_uid = verify(&answer(json!({"uid": "u2", "allowed": true})), Version::V1, "u1", false);
+        assert_eq!(wrong_uid.unwrap_err(), "expected response.uid=\"u1\", got \"u2\"");
+        let patch = base64::engine::general_purpose::STANDARD.encode("[]");
+        let validating_patch = json!({"uid": "u1", "allowed": true, "patch": patch, "patchType": "JSONPatch"});
+        assert!(verify(&answer(validating_patch.clone()), Version::V1, "u1", false).is_err());
+        assert_eq!(verify(&answer(validating_patch), Version::V1, "u1", true).unwrap().patch_type, "JSONPatch");
+        let untyped = json!({"uid": "u1", "allowed": true, "patch": patch});
+        assert!(verify(&answer(untyped.clone()), Version::V1, "u1", true).is_err());
+        let beta = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "response": untyped});
+        let beta = verify(beta.to_string().as_bytes(), Version::V1beta1, "u1", true).unwrap();
+        assert_eq!(beta.patch_type, "JSONPatch", "v1beta1 answers need no patchType");
+        assert_eq!(verify(b"{}", Version::V1, "u1", false).unwrap_err(), "webhook response was absent");
+        assert!(verify(b"not json", Version::V1, "u1", false).is_err());
+    }
+
+    #[test]
+    fn denials_read_as_upstreams() {
+        let status = json!({"code": 403, "reason": "Forbidden", "message": "no"});
+        let e = denied(&hook(), Some(&status));
+        assert_eq!((e.code, e.reason), (403, StatusReason::Forbidden));
+        assert_eq!(e.message, "admission webhook \"deny.example.com\" denied the request: no");
+        let e = denied(&hook(), None);
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "admission webhook \"deny.example.com\" denied the request without explanation")
+        );
+        let own = json!({"code": 299, "reason": "TeamMissing"});
+        let e = denied(&hook(), Some(&own));
+        assert_eq!(e.code, 400, "a code below 400 is a 400");
+        assert_eq!(e.message, "admission webhook \"deny.example.com\" denied the request: TeamMissing");
+        assert_eq!(e.foreign_reason.as_deref(), Some("TeamMissing"));
+    }
+}
