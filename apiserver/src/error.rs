@@ -58,6 +58,33 @@ impl StatusReason {
     }
 }
 
+impl StatusReason {
+    /// The reason named `s`, if it is one of these.
+    pub fn parse(s: &str) -> Option<Self> {
+        const ALL: [StatusReason; 18] = [
+            StatusReason::BadRequest,
+            StatusReason::Unauthorized,
+            StatusReason::Forbidden,
+            StatusReason::NotFound,
+            StatusReason::MethodNotAllowed,
+            StatusReason::NotAcceptable,
+            StatusReason::AlreadyExists,
+            StatusReason::Conflict,
+            StatusReason::Gone,
+            StatusReason::Expired,
+            StatusReason::RequestEntityTooLarge,
+            StatusReason::UnsupportedMediaType,
+            StatusReason::Invalid,
+            StatusReason::TooManyRequests,
+            StatusReason::InternalError,
+            StatusReason::ServiceUnavailable,
+            StatusReason::ServerTimeout,
+            StatusReason::Timeout,
+        ];
+        ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
 impl std::fmt::Display for StatusReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -76,12 +103,23 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// `metadata.continue` of the Status (an expired continue token's replacement).
     pub continue_token: Option<String>,
+    /// The `reason` as someone else wrote it, when it is none of [`StatusReason`] (an admission webhook's own, or
+    /// none at all: `""` leaves `reason` out); `reason` then only classifies the error.
+    pub foreign_reason: Option<Box<str>>,
 }
 
 impl ApiError {
     /// A failure with `code` and `reason`; most callers use the named constructors below.
     pub fn new(code: u16, reason: StatusReason, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None, retry_after: None, continue_token: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+            continue_token: None,
+            foreign_reason: None,
+        }
     }
 
     /// The same failure with `details`.
@@ -294,7 +332,15 @@ impl ApiError {
         );
         m.insert("status".into(), "Failure".into());
         m.insert("message".into(), self.message.clone().into());
-        m.insert("reason".into(), self.reason.as_str().into());
+        match self.foreign_reason.as_deref() {
+            Some("") => {}
+            Some(r) => {
+                m.insert("reason".into(), r.into());
+            }
+            None => {
+                m.insert("reason".into(), self.reason.as_str().into());
+            }
+        }
         if let Some(d) = &self.details {
             m.insert("details".into(), d.clone());
         }

@@ -43,7 +43,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::admission::{Admission, NamespaceLifecycle};
 use crate::filters::FilterDeps;
 use crate::filters::max_in_flight::MaxInFlight;
 use crate::filters::metrics::RequestMetrics;
@@ -103,7 +102,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     let admission = auth
         .cluster
         .clone()
-        .map(|client| Arc::new(NamespaceLifecycle::start(client, diagnosis.clone())) as Arc<dyn Admission>);
+        .and_then(|client| admission::start(client, &opts.disable_admission_plugins, diagnosis.clone()));
     let health = Arc::new(health::Health::new(storage.clone(), check_name, diagnosis));
     let (stopping, stopping_rx) = watch::channel(false);
     let routes = Arc::new(Routes {

@@ -168,6 +168,11 @@ pub struct Options {
     #[arg(long, default_value_t = 0)]
     pub audit_log_maxsize: u64,
 
+    /// Admission plugins to turn off, by kube-apiserver's names (comma-separated): NamespaceLifecycle,
+    /// MutatingAdmissionWebhook, ValidatingAdmissionWebhook. Standalone there is no admission at all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub disable_admission_plugins: Vec<crate::admission::Plugin>,
+
     /// Log lines as `text` (no colours unless stderr is a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

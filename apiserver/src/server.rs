@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::admission::RequestContext;
+use crate::audit;
 use crate::auth::authn::UserInfo;
 use crate::auth::authz::Authorizer;
 use crate::discovery::Discovery;
@@ -53,6 +55,7 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
     };
     let (parts, body) = req.into_parts();
     if info.is_resource_request {
+        let request = RequestContext::new(user.clone(), audit::context(&parts.extensions));
         let cx = endpoints::Context {
             info: &info,
             query: &query,
@@ -60,6 +63,7 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
             stopping: &state.stopping,
             user: &user,
             authorizer: state.authorizer.as_ref(),
+            request: &request,
         };
         return endpoints::serve(&state.registry, cx, body).await;
     }

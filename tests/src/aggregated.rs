@@ -73,6 +73,11 @@ impl AggregatedServer {
     /// The server's tasks run on the current runtime: register from the runtime that outlives the tests using it
     /// (see [`AggregatedCluster::shared`]).
     pub async fn register(cluster: &KubeCluster) -> Self {
+        Self::register_with(cluster, &[]).await
+    }
+
+    /// [`Self::register`], with extra flags for the server.
+    pub async fn register_with(cluster: &KubeCluster, extra: &[String]) -> Self {
         let started = Instant::now();
         let dir = tempfile::Builder::new().prefix("backup-aggregated-").tempdir().expect("a temporary directory");
         crate::process::remove_at_exit(dir.path());
@@ -111,17 +116,21 @@ impl AggregatedServer {
         std::fs::write(&key_file, &serving.key_pem).expect("write the serving key");
 
         let path = |p: &Path| p.display().to_string();
-        let options = Options::parse_from([
-            "backup-apiserver".to_string(),
-            "--bind-address=127.0.0.1".into(),
-            "--secure-port=0".into(),
-            format!("--tls-cert-file={}", path(&cert_file)),
-            format!("--tls-private-key-file={}", path(&key_file)),
-            format!("--kubeconfig={}", path(&kubeconfig)),
-            format!("--etcd-servers={}", cluster.etcd_url()),
-            "--etcd-prefix=/backup-apiserver/registry".into(),
-            "--etcd-compaction-interval=0".into(),
-        ]);
+        let options = Options::parse_from(
+            [
+                "backup-apiserver".to_string(),
+                "--bind-address=127.0.0.1".into(),
+                "--secure-port=0".into(),
+                format!("--tls-cert-file={}", path(&cert_file)),
+                format!("--tls-private-key-file={}", path(&key_file)),
+                format!("--kubeconfig={}", path(&kubeconfig)),
+                format!("--etcd-servers={}", cluster.etcd_url()),
+                "--etcd-prefix=/backup-apiserver/registry".into(),
+                "--etcd-compaction-interval=0".into(),
+            ]
+            .into_iter()
+            .chain(extra.iter().cloned()),
+        );
         let server = tokio::time::timeout(crate::STEP_TIMEOUT, backup_apiserver::start(options))
             .await
             .expect("the server did not start in time")
@@ -221,14 +230,14 @@ impl AggregatedCluster {
     /// Started by the first test that asks, on the background runtime ([`crate::background`]).
     pub async fn shared() -> &'static AggregatedCluster {
         static SHARED: tokio::sync::OnceCell<AggregatedCluster> = tokio::sync::OnceCell::const_new();
-        SHARED
-            .get_or_init(|| {
-                crate::background::run(async {
-                    let cluster = KubeCluster::start(ClusterOptions { controller_manager: true }).await;
-                    let server = AggregatedServer::register(&cluster).await;
-                    AggregatedCluster { cluster, server }
-                })
-            })
-            .await
+        SHARED.get_or_init(|| crate::background::run(Self::start(Vec::new()))).await
+    }
+
+    /// A new cluster with the server registered with `extra` flags (run it on the background runtime, as
+    /// [`Self::shared`] does, when tests share it).
+    pub async fn start(extra: Vec<String>) -> AggregatedCluster {
+        let cluster = KubeCluster::start(ClusterOptions { controller_manager: true }).await;
+        let server = AggregatedServer::register_with(&cluster, &extra).await;
+        AggregatedCluster { cluster, server }
     }
 }

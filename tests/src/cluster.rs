@@ -8,7 +8,8 @@
 //! shared one, when the test binary exits ([`crate::process`]).
 //!
 //! kube-apiserver writes an audit log of every TokenReview and SubjectAccessReview (with the request), so tests can
-//! see exactly which reviews a delegating server made ([`KubeCluster::reviews_by`]).
+//! see exactly which reviews a delegating server made ([`KubeCluster::reviews_by`]), and of every request for our
+//! group at Metadata level (so an `Audit-ID` can be followed from kube-apiserver's log into ours).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,9 @@ rules:
         resources: [tokenreviews]
       - group: authorization.k8s.io
         resources: [subjectaccessreviews]
+  - level: Metadata
+    resources:
+      - group: backup.extend-k8s.io
   - level: None
 ";
 

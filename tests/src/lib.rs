@@ -20,6 +20,7 @@ pub mod kubectl;
 pub mod pki;
 pub mod process;
 pub mod server_process;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -28,7 +28,8 @@ pub struct Auditor {
 #[derive(Debug, Default)]
 pub struct AuditContext {
     user: Mutex<Option<UserInfo>>,
-    annotations: Mutex<BTreeMap<String, String>>,
+    /// Each annotation with the lowest level of the events that carry it.
+    annotations: Mutex<BTreeMap<String, (String, policy::Level)>>,
 }
 
 impl AuditContext {
@@ -43,15 +44,26 @@ impl AuditContext {
         self.user.lock().ok().and_then(|u| u.clone())
     }
 
-    /// An annotation (`authorization.k8s.io/decision`, an admission webhook's…); the first value of a key stays.
+    /// An annotation (`authorization.k8s.io/decision`, an admission webhook's…) on every event; the first value of
+    /// a key stays.
     pub fn annotate(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.annotate_at(policy::Level::Metadata, key, value);
+    }
+
+    /// An annotation only on events of `level` and above (upstream's `AddAnnotationWithLevel`: a mutating
+    /// webhook's patch is recorded at Request level).
+    pub fn annotate_at(&self, level: policy::Level, key: impl Into<String>, value: impl Into<String>) {
         if let Ok(mut a) = self.annotations.lock() {
-            a.entry(key.into()).or_insert_with(|| value.into());
+            a.entry(key.into()).or_insert_with(|| (value.into(), level));
         }
     }
 
-    pub fn annotations(&self) -> BTreeMap<String, String> {
-        self.annotations.lock().map(|a| a.clone()).unwrap_or_default()
+    /// The annotations of an event at `level`.
+    pub fn annotations(&self, level: policy::Level) -> BTreeMap<String, String> {
+        self.annotations
+            .lock()
+            .map(|a| a.iter().filter(|(_, (_, l))| *l <= level).map(|(k, (v, _))| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -1,7 +1,7 @@
 //! CREATE (POST on a collection): `CreateOptions`, the JSON or YAML body, then `registry.Store.Create`; 201 with
 //! the created object.
 //!
-//! endpoints → **create** → registry store → strategy → field manager → admission → storage.
+//! endpoints → **create** → registry store → admission, strategy, field manager → storage.
 
 use axum::response::Response;
 
@@ -16,6 +16,6 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let opts = CreateOptions::from_query(req.query, req.user_agent(), "CreateOptions")?;
     let output = negotiate(req.accept(), Target::Object, req.query)?;
     let decoded = body::read_object(req.headers, req.body).await?;
-    let w = req.store.create(&req.info.namespace, decoded, &opts).await?;
+    let w = req.store.create(&req.info.namespace, decoded, &opts, req.request).await?;
     written(req.store, w, output)
 }

@@ -26,7 +26,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     if opts.ignore_store_read_error {
         authorize_unsafe_delete(req.authorizer, req.user, req.info).await?;
     }
-    match req.store.delete(&req.info.namespace, &req.info.name, &opts).await? {
+    match req.store.delete(&req.info.namespace, &req.info.name, &opts, req.request).await? {
         DeleteOutcome::Pending(marked) => output::object(req.store, marked, output, StatusCode::OK, &[]),
         DeleteOutcome::Deleted(deleted) => {
             let status = deleted_status(req.store.info(), &deleted);

@@ -16,6 +16,6 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let list_opts = ListOptions::from_query(req.query, false)?;
     let raw = body::read(req.body).await?;
     let opts = DeleteOptions::decode(&raw, req.query)?;
-    let deleted = req.store.delete_collection(&req.info.namespace, &list_opts, &opts).await?;
+    let deleted = req.store.delete_collection(&req.info.namespace, &list_opts, &opts, req.request).await?;
     output::deleted_collection(req.store, deleted, output)
 }

@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::watch::Receiver;
 
+use crate::admission::RequestContext;
 use crate::auth::authn::UserInfo;
 use crate::auth::authz::Authorizer;
 use crate::error::{ApiError, ApiResult};
@@ -43,6 +44,8 @@ pub struct ResourceRequest<'a> {
     pub user: &'a UserInfo,
     /// For permissions a request needs beyond its verb (e.g. an unsafe delete).
     pub authorizer: &'a dyn Authorizer,
+    /// The user, audit context and warnings, for admission.
+    pub request: &'a RequestContext,
 }
 
 /// The request's context beside its store: what [`serve`] receives from the routes.
@@ -53,6 +56,7 @@ pub struct Context<'a> {
     pub stopping: &'a Receiver<bool>,
     pub user: &'a UserInfo,
     pub authorizer: &'a dyn Authorizer,
+    pub request: &'a RequestContext,
 }
 
 impl ResourceRequest<'_> {
@@ -72,12 +76,19 @@ impl ResourceRequest<'_> {
     }
 }
 
-/// Serve one resource request.
+/// Serve one resource request; what admission warned about goes in `Warning` headers, whatever the answer.
 pub async fn serve(registry: &Registry, cx: Context<'_>, body: Body) -> Response {
-    match route(registry, cx, body).await {
+    let request = cx.request;
+    let mut response = match route(registry, cx, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    for w in request.take_warnings() {
+        if let Some(v) = output::warning::warning_header(&w) {
+            response.headers_mut().append(header::WARNING, v);
+        }
     }
+    response
 }
 
 async fn route(registry: &Registry, cx: Context<'_>, body: Body) -> ApiResult<Response> {
@@ -120,8 +131,8 @@ async fn route(registry: &Registry, cx: Context<'_>, body: Body) -> ApiResult<Re
     if !allowed {
         return Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind));
     }
-    let Context { info, query, headers, stopping, user, authorizer } = cx;
-    let req = ResourceRequest { store, info, query, headers, body, stopping, user, authorizer };
+    let Context { info, query, headers, stopping, user, authorizer, request } = cx;
+    let req = ResourceRequest { store, info, query, headers, body, stopping, user, authorizer, request };
     match info.verb {
         Verb::Get => get::serve(req).await,
         Verb::List => list::serve(req).await,

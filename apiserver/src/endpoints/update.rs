@@ -18,7 +18,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let output = negotiate(req.accept(), Target::Object, req.query)?;
     let decoded = body::read_object(req.headers, req.body).await?;
     let info = req.info;
-    let w = req.store.update(&info.namespace, &info.name, decoded, &info.subresource, &opts).await?;
+    let w = req.store.update(&info.namespace, &info.name, decoded, &info.subresource, &opts, req.request).await?;
     written(req.store, w, output)
 }
 

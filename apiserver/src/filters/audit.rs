@@ -104,7 +104,7 @@ impl RequestFacts {
             received: self.received,
         }
         .event();
-        event.annotations = context.annotations();
+        event.annotations = context.annotations(decision.level);
         event
     }
 }

@@ -1,9 +1,11 @@
 //! Label and field selectors (`labelSelector=`, `fieldSelector=`) on lists and watches, as apimachinery parses
-//! and matches them; a [`Filter`] holds both for one request.
+//! and matches them; a [`Filter`] holds both for one request. Admission webhooks' `namespaceSelector` and
+//! `objectSelector` are structured label selectors, converted to the same [`LabelSelector`].
 //!
 //! endpoints → registry store (list, watch, deletecollection) → **selectors** → strategy (field values).
 
 use backup_apis::objectmeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as StructuredSelector;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
@@ -56,6 +58,40 @@ impl LabelSelector {
     pub fn parse(s: &str) -> ApiResult<Self> {
         let tokens = lex(s);
         Parser { tokens: &tokens, at: 0 }.selector().map(Self).map_err(ApiError::bad_request)
+    }
+
+    /// A structured `metav1.LabelSelector` (`matchLabels`, `matchExpressions`), as `LabelSelectorAsSelector`
+    /// converts it: each requirement checked as `NewRequirement` checks it; empty matches everything.
+    pub fn from_structured(selector: &StructuredSelector) -> Result<Self, String> {
+        let mut reqs = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            validate_key(key)?;
+            validate_value(key, value)?;
+            reqs.push((key.clone(), LabelOp::Equals(value.clone())));
+        }
+        for expr in selector.match_expressions.iter().flatten() {
+            validate_key(&expr.key)?;
+            let values: Vec<String> = expr.values.clone().unwrap_or_default();
+            let op = match expr.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err("for 'in', 'notin' operators, values set can't be empty".into());
+                }
+                "Exists" | "DoesNotExist" if !values.is_empty() => {
+                    return Err("values set must be empty for exists and does not exist".into());
+                }
+                "In" => LabelOp::In(values.clone()),
+                "NotIn" => LabelOp::NotIn(values.clone()),
+                "Exists" => LabelOp::Exists,
+                "DoesNotExist" => LabelOp::DoesNotExist,
+                other => return Err(format!("{other:?} is not a valid pod selector operator")),
+            };
+            for v in &values {
+                validate_value(&expr.key, v)?;
+            }
+            reqs.push((expr.key.clone(), op));
+        }
+        reqs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self(reqs))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -413,6 +449,24 @@ mod tests {
         assert!(m("x notin (in, notin)"), "in and notin are values inside a set");
         assert!(m("tier in (,db)"));
         assert!(LabelSelector::parse("app=").unwrap().matches(Some(&labels(json!({"app": ""})))));
+    }
+
+    #[test]
+    fn structured_label_selectors() {
+        let structured = |v: Value| LabelSelector::from_structured(&serde_json::from_value(v).unwrap());
+        let l = labels(json!({"app": "x", "tier": "db"}));
+        let s = structured(json!({"matchLabels": {"app": "x"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["db", "cache"]},
+                                 {"key": "gone", "operator": "DoesNotExist"}]}))
+        .unwrap();
+        assert!(s.matches(Some(&l)));
+        assert!(!s.matches(None));
+        assert!(structured(json!({})).unwrap().is_empty());
+        let no = structured(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["x"]}]}));
+        assert!(!no.unwrap().matches(Some(&l)));
+        assert!(structured(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})).is_err());
+        assert!(structured(json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]})).is_err());
+        assert!(structured(json!({"matchLabels": {"bad key": "x"}})).is_err());
     }
 
     /// Upstream's messages (apimachinery `labels.Parse`), which the 400 carries as they are.

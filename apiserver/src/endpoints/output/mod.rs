@@ -5,7 +5,7 @@
 //! endpoints (each verb) → **output** → the response.
 
 mod table;
-mod warning;
+pub mod warning;
 mod yaml;
 
 use axum::http::{HeaderValue, StatusCode, header};

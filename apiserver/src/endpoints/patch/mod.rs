@@ -6,7 +6,7 @@
 //! endpoints → **patch** → registry store → (field manager) → strategy → storage.
 
 mod apply;
-mod json;
+pub mod json;
 mod merge;
 mod strategic;
 
@@ -55,25 +55,26 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let patch_type = PatchType::from_media_type(body::media_type(req.headers))?;
     let opts = PatchOptions::from_query(req.query, req.user_agent(), patch_type == PatchType::Apply)?;
     let raw = body::read(req.body).await?;
-    let (store, info) = (req.store, req.info);
+    let (store, info, request) = (req.store, req.info, req.request);
     let (ns, name, sub) = (info.namespace.as_str(), info.name.as_str(), &info.subresource);
     let w = match patch_type {
         PatchType::Json => {
             let patch = json::parse(&raw)?;
-            store.patch(ns, name, &|doc: &mut Value| json::apply(doc, &patch), sub, &opts).await?
+            store.patch(ns, name, &|doc: &mut Value| json::apply(doc, &patch), sub, &opts, request).await?
         }
         PatchType::Merge => {
             let patch = merge::parse(&raw)?;
-            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, &opts).await?
+            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, &opts, request).await?
         }
         PatchType::Strategic => {
             let patch = merge::parse(&raw)?;
             let schema = store.strategy.schema();
-            store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, &patch), sub, &opts).await?
+            let apply = |doc: &mut Value| strategic::apply(schema, doc, &patch);
+            store.patch(ns, name, &apply, sub, &opts, request).await?
         }
         PatchType::Apply => {
             let configuration = apply::parse(&raw)?;
-            store.apply(ns, name, &configuration, sub, &opts).await?
+            store.apply(ns, name, &configuration, sub, &opts, request).await?
         }
     };
     written(store, w, output)

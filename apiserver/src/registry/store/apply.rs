@@ -1,11 +1,12 @@
 //! Server-side apply: the configuration is merged into the live object by the field manager, or — on the main
 //! resource of a missing object — creates it (201), as upstream's patcher does with `forceAllowCreate`.
 //!
-//! endpoints/patch → **store apply** → field manager → store update or create → strategy → storage.
+//! endpoints/patch → **store apply** → field manager → store update or create → admission, strategy → storage.
 
 use serde_json::{Value, json};
 
 use super::{Store, WriteOptions, Written};
+use crate::admission::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, ApplyRequest, Manager};
 use crate::request::info::Subresource;
@@ -27,6 +28,7 @@ impl Store {
         configuration: &ApplyConfiguration,
         sub: &Subresource,
         opts: &PatchOptions,
+        request: &RequestContext,
     ) -> ApiResult<Written> {
         let warnings = duplicate_warnings(configuration.duplicates.as_deref(), opts.field_validation)?;
         let req = ApplyRequest { manager: &opts.field_manager, force: opts.force, sub };
@@ -35,6 +37,8 @@ impl Store {
             field_validation: opts.field_validation,
             manager: Manager::Applied,
             duplicate_fields: &[],
+            field_manager: &opts.field_manager,
+            request,
         };
         let mut written = self.apply_or_create(namespace, name, &configuration.config, req, write).await?;
         written.warnings.splice(0..0, warnings);

@@ -1,13 +1,16 @@
-//! Create (`registry.Store.Create`): the strategy prepares the object (`rest.BeforeCreate`), the field manager
-//! records managedFields, admission decides, then one storage create.
+//! Create (`registry.Store.Create`): mutating admission, the strategy prepares the object (`rest.BeforeCreate`),
+//! the field manager records managedFields, validating admission, then one storage create.
 //!
-//! endpoints/create → **store create** → strategy → field manager → admission → storage.
+//! endpoints/create → **store create** → admission (mutating) → strategy → field manager → admission (validating)
+//! → storage.
 
 use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::admit::Target;
 use super::{Store, WriteOptions, Written};
+use crate::admission::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
 use crate::registry::object_bytes::with_resource_version;
@@ -18,12 +21,20 @@ use crate::request::options::CreateOptions;
 
 impl Store {
     /// Create an object in `namespace` from a request body.
-    pub async fn create(&self, namespace: &str, body: Decoded, opts: &CreateOptions) -> ApiResult<Written> {
+    pub async fn create(
+        &self,
+        namespace: &str,
+        body: Decoded,
+        opts: &CreateOptions,
+        request: &RequestContext,
+    ) -> ApiResult<Written> {
         let write = WriteOptions {
             dry_run: opts.dry_run,
             field_validation: opts.field_validation,
             manager: Manager::Update(&opts.field_manager),
             duplicate_fields: &body.duplicates,
+            field_manager: &opts.field_manager,
+            request,
         };
         self.create_object(namespace, body.value, write).await
     }
@@ -36,9 +47,12 @@ impl Store {
         opts: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let info = self.info();
-        let Value::Object(obj) = obj else {
+        let Value::Object(mut obj) = obj else {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         };
+        let requested_name = meta_name(&obj);
+        let target = Target::create(namespace, &requested_name);
+        let own = self.admit(&self.write_attributes(target, None, &opts), &mut obj).await?;
         let mut warnings = Vec::new();
         let validation = Validation {
             field_validation: opts.field_validation,
@@ -49,10 +63,12 @@ impl Store {
             self.strategy.prepare_for_create(obj, namespace, validation)?;
         let schema = self.strategy.schema();
         fieldmanager::track(schema, info, &Subresource::Main, opts.manager, None, &mut obj, requested_managed_fields);
-        let name = meta_name(&obj);
-        if let Some(admission) = &self.admission {
-            admission.admit_create(info, namespace, &name).await?;
+        if let Some(own) = own {
+            let prepare = |o, v: Validation<'_>| self.strategy.prepare_for_create(o, namespace, v);
+            self.keep_managed_fields_of_request(own, &mut obj, &opts, (&Subresource::Main, None), prepare);
         }
+        let name = meta_name(&obj);
+        self.validate(&self.write_attributes(Target::create(namespace, &name), None, &opts), &obj).await?;
         let bytes = self.encode(&name, &obj)?;
         let key = self.key(namespace, &name);
         let stored = if opts.dry_run {

@@ -1,7 +1,8 @@
-//! Delete and deletecollection in the generic store: preconditions, finalizers (deletionTimestamp instead of
-//! removal), propagation policies (finished by the server itself when standalone), dry run.
+//! Delete and deletecollection in the generic store: preconditions, admission (the stored object as
+//! `oldObject`), finalizers (deletionTimestamp instead of removal), propagation policies (finished by the server
+//! itself when standalone), dry run.
 //!
-//! endpoints/delete, endpoints/delete_collection → **store delete** → storage.
+//! endpoints/delete, endpoints/delete_collection → **store delete** → admission → storage.
 
 use backup_apis::{ErrorList, FieldError, ResourceInfo};
 use backup_storage::StorageError;
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, readable};
+use crate::admission::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::Manager;
 use crate::registry::meta;
@@ -41,14 +43,34 @@ pub struct DeletedCollection {
 
 impl Store {
     /// Delete an object: with finalizers it is only marked (deletionTimestamp); otherwise it is removed.
-    pub async fn delete(&self, namespace: &str, name: &str, opts: &DeleteOptions) -> ApiResult<DeleteOutcome> {
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+        request: &RequestContext,
+    ) -> ApiResult<DeleteOutcome> {
+        self.delete_one(namespace, name, opts, request, (namespace, name)).await
+    }
+
+    /// Delete one object; admission sees it as `admitted_as` (namespace, name).
+    async fn delete_one(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+        request: &RequestContext,
+        admitted_as: (&str, &str),
+    ) -> ApiResult<DeleteOutcome> {
         let info = self.info();
         if opts.ignore_store_read_error {
+            // The object cannot be decoded, so admission cannot see it: an unsafe delete bypasses it, as upstream.
             return self.delete_unreadable(namespace, name).await;
         }
         for _ in 0..MAX_UPDATE_RETRIES {
             let mut current = self.current(namespace, name).await?;
             check_preconditions(opts, info, name, &current)?;
+            self.admit_delete(admitted_as, &current.obj, opts, request).await?;
             let meta = metadata_mut(&mut current.obj)?;
             let mut finalizers = meta::finalizers(meta);
             let orphan_or_foreground = opts.propagation_policy.and_then(|p| p.finalizer());
@@ -77,7 +99,7 @@ impl Store {
             if meta.contains_key("deletionTimestamp") {
                 // Already being deleted: the finalizers decide when it goes.
                 if !opts.dry_run {
-                    self.finish_propagation(namespace, name, &finalizers).await?;
+                    self.finish_propagation(namespace, name, &finalizers, request).await?;
                 }
                 return Ok(DeleteOutcome::Pending(with_resource_version(&current.kv.value, current.kv.mod_revision)));
             }
@@ -93,7 +115,7 @@ impl Store {
             }
             match self.storage.update(&self.key(namespace, name), Bytes::from(bytes), current.kv.mod_revision).await {
                 Ok(kv) => {
-                    self.finish_propagation(namespace, name, &finalizers).await?;
+                    self.finish_propagation(namespace, name, &finalizers, request).await?;
                     return Ok(DeleteOutcome::Pending(with_resource_version(&kv.value, kv.mod_revision)));
                 }
                 Err(StorageError::Conflict { .. }) => continue,
@@ -108,7 +130,13 @@ impl Store {
     /// for. So right after marking the object the server does what the collector would: it removes `orphan` and
     /// `foregroundDeletion` with an update, which deletes the object when no other finalizer is left. The answer
     /// to the DELETE stays the marked object, as upstream's (the collector acts after it).
-    async fn finish_propagation(&self, namespace: &str, name: &str, finalizers: &[String]) -> ApiResult<()> {
+    async fn finish_propagation(
+        &self,
+        namespace: &str,
+        name: &str,
+        finalizers: &[String],
+        request: &RequestContext,
+    ) -> ApiResult<()> {
         if !self.finishes_propagation || !finalizers.iter().any(|f| PROPAGATION_FINALIZERS.contains(&f.as_str())) {
             return Ok(());
         }
@@ -123,6 +151,8 @@ impl Store {
             field_validation: FieldValidation::Ignore,
             manager: Manager::Update(GARBAGE_COLLECTOR),
             duplicate_fields: &[],
+            field_manager: GARBAGE_COLLECTOR,
+            request,
         };
         match self.patch_with(namespace, name, &remove, &Subresource::Main, write).await {
             Err(e) if !e.is_not_found() => Err(e),
@@ -155,12 +185,14 @@ impl Store {
     }
 
     /// Delete every object of `namespace` (all namespaces when empty) that `list_opts` selects; objects deleted
-    /// meanwhile by someone else are skipped.
+    /// meanwhile by someone else are skipped. Admission sees each delete with the request's namespace and no name,
+    /// as upstream's.
     pub async fn delete_collection(
         &self,
         namespace: &str,
         list_opts: &ListOptions,
         opts: &DeleteOptions,
+        request: &RequestContext,
     ) -> ApiResult<DeletedCollection> {
         let page = self.list((!namespace.is_empty()).then_some(namespace), list_opts).await?;
         let revision = page.revision;
@@ -169,7 +201,7 @@ impl Store {
         for obj in page.into_objects(&mut warnings) {
             let Value::Object(obj) = obj? else { continue };
             let item_ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
-            match self.delete(item_ns, &meta_name(&obj), opts).await {
+            match self.delete_one(item_ns, &meta_name(&obj), opts, request, (namespace, "")).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),

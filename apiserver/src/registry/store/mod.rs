@@ -5,6 +5,7 @@
 //!
 //! endpoints → **registry store** → strategy → field manager → storage.
 
+mod admit;
 mod apply;
 mod create;
 mod delete;
@@ -25,7 +26,7 @@ use backup_storage::{KeyValue, Storage, StorageError, check_value_size};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::admission::Admission;
+use crate::admission::{Admission, RequestContext};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::Manager;
 use crate::registry::object_bytes::{
@@ -41,7 +42,7 @@ const MAX_UPDATE_RETRIES: usize = 16;
 pub struct Store {
     pub strategy: Arc<Strategy>,
     pub storage: Arc<dyn Storage>,
-    /// Admission plugins run on create (NamespaceLifecycle in a cluster; none standalone).
+    /// The admission chain every write goes through (in a cluster; none standalone).
     admission: Option<Arc<dyn Admission>>,
     /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
     finishes_propagation: bool,
@@ -61,13 +62,16 @@ struct Current {
     obj: Map<String, Value>,
 }
 
-/// What every write shares: dry run, fieldValidation, who writes, and the keys the body repeated.
-#[derive(Debug, Clone, Copy)]
+/// What every write shares: dry run, fieldValidation, who writes, the keys the body repeated, and for admission
+/// the field manager's name and the request.
+#[derive(Clone, Copy)]
 struct WriteOptions<'a> {
     dry_run: bool,
     field_validation: FieldValidation,
     manager: Manager<'a>,
     duplicate_fields: &'a [String],
+    field_manager: &'a str,
+    request: &'a RequestContext,
 }
 
 impl Store {

@@ -1,15 +1,19 @@
 //! Update and patch (`registry.Store.Update`): the new object (a PUT body, or a patch applied to the stored
-//! object) is prepared by the strategy (`rest.BeforeUpdate`: status and spec kept apart by subresource, system
-//! fields carried over, validation, generation), managedFields are tracked, then one compare-and-swap in storage
-//! (retried on a concurrent change when the request did not pin a resourceVersion).
+//! object) goes through mutating admission, is prepared by the strategy (`rest.BeforeUpdate`: status and spec
+//! kept apart by subresource, system fields carried over, validation, generation), managedFields are tracked,
+//! validating admission decides, then one compare-and-swap in storage (retried on a concurrent change when the
+//! request did not pin a resourceVersion).
 //!
-//! endpoints/update, endpoints/patch → **store update** → strategy → field manager → storage.
+//! endpoints/update, endpoints/patch → **store update** → admission (mutating) → strategy → field manager →
+//! admission (validating) → storage.
 
 use backup_apis::ResourceInfo;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::admit::Target;
 use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written};
+use crate::admission::{Operation, RequestContext};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
 use crate::registry::object_bytes::with_resource_version;
@@ -30,6 +34,7 @@ impl Store {
         body: Decoded,
         sub: &Subresource,
         opts: &UpdateOptions,
+        request: &RequestContext,
     ) -> ApiResult<Written> {
         let Value::Object(body_obj) = body.value else {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
@@ -53,6 +58,8 @@ impl Store {
             field_validation: opts.field_validation,
             manager: Manager::Update(&opts.field_manager),
             duplicate_fields: &body.duplicates,
+            field_manager: &opts.field_manager,
+            request,
         };
         self.write_update(namespace, name, body_obj, current, sub, write).await
     }
@@ -66,12 +73,15 @@ impl Store {
         patch: &PatchFn<'_>,
         sub: &Subresource,
         opts: &PatchOptions,
+        request: &RequestContext,
     ) -> ApiResult<Written> {
         let write = WriteOptions {
             dry_run: opts.dry_run,
             field_validation: opts.field_validation,
             manager: Manager::Update(&opts.field_manager),
             duplicate_fields: &[],
+            field_manager: &opts.field_manager,
+            request,
         };
         self.patch_with(namespace, name, patch, sub, write).await
     }
@@ -111,13 +121,13 @@ impl Store {
         Err(ApiError::conflict(self.info(), name, "too many concurrent changes, please try again"))
     }
 
-    /// Prepare `new` with the strategy, track managedFields, and write it over `current` (or delete the object
-    /// when its last finalizer went).
+    /// Admit `new`, prepare it with the strategy, track managedFields, admit the result, and write it over
+    /// `current` (or delete the object when its last finalizer went).
     async fn write_update(
         &self,
         namespace: &str,
         name: &str,
-        new: Map<String, Value>,
+        mut new: Map<String, Value>,
         current: Current,
         sub: &Subresource,
         opts: WriteOptions<'_>,
@@ -125,6 +135,8 @@ impl Store {
         let info = self.info();
         let mut warnings = Vec::new();
         let Current { kv: current_kv, obj: old_map } = current;
+        let target = || Target { operation: Operation::Update, subresource: sub, namespace, name };
+        let own = self.admit(&self.write_attributes(target(), Some(&old_map), &opts), &mut new).await?;
         // The stored object as a Value for the strategy, moved rather than copied.
         let old = Value::Object(old_map);
         let validation = Validation {
@@ -136,6 +148,11 @@ impl Store {
             self.strategy.prepare_for_update(new, &old, (namespace, name, sub), validation)?;
         let live = old.as_object();
         fieldmanager::track(self.strategy.schema(), info, sub, opts.manager, live, &mut new, requested_managed_fields);
+        if let Some(own) = own {
+            let prepare = |o, v: Validation<'_>| self.strategy.prepare_for_update(o, &old, (namespace, name, sub), v);
+            self.keep_managed_fields_of_request(own, &mut new, &opts, (sub, live), prepare);
+        }
+        self.validate(&self.write_attributes(target(), live, &opts), &new).await?;
         let bytes = self.encode(name, &new)?;
         if bytes == current_kv.value || opts.dry_run {
             // No change (nothing is written and the resourceVersion stays), or nothing to write.
