@@ -4,6 +4,9 @@
 //! field manager in `registry.Store.Apply`).
 //!
 //! endpoints → **patch** → registry store → (field manager) → strategy → storage.
+//!
+//! Every failure is a 4xx `Status`: 400 for a body that is not a patch, 413 for one too large to apply, 422 for a
+//! patch that does not apply — including one whose result would nest deeper than `body::MAX_DEPTH`.
 
 mod apply;
 mod json;
@@ -16,7 +19,7 @@ use serde_json::Value;
 use super::ResourceRequest;
 use super::update::written;
 use crate::error::{ApiError, ApiResult};
-use crate::request::body;
+use crate::request::body::{self, MAX_DEPTH};
 use crate::request::negotiation::{Target, negotiate};
 use crate::request::options::PatchOptions;
 
@@ -48,6 +51,16 @@ impl PatchType {
             other => Err(ApiError::unsupported_media_type(other, SUPPORTED)),
         }
     }
+}
+
+/// 422 when a patched object nests deeper than [`MAX_DEPTH`], so that what is stored can be read back.
+fn within_depth(doc: &Value) -> ApiResult<()> {
+    if body::too_deep(doc) {
+        return Err(ApiError::unprocessable(format!(
+            "the server rejected our request due to an error in our request: the patched object would nest deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
 }
 
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
