@@ -4,7 +4,8 @@
 //!
 //! Decoding is linear in the body and its memory a small multiple of it: the path of the value being decoded is a
 //! stack of keys and indices, formatted only for a repeated key, and at most [`MAX_REPORTED_DUPLICATES`] of those
-//! are reported. Values nest at most [`MAX_DEPTH`] levels ([`MAX_YAML_DEPTH`] in YAML). YAML (`application/yaml` bodies and server-side apply
+//! are reported. Objects nest at most [`MAX_DOCUMENT_DEPTH`] levels and their fields [`MAX_DEPTH`] ([`MAX_YAML_DEPTH`]
+//! in YAML). YAML (`application/yaml` bodies and server-side apply
 //! configurations) may expand aliases only within [`yaml_budget`] of the body's size, so a "billion laughs" body
 //! fails with 400 after a few thousand nodes.
 
@@ -26,12 +27,15 @@ use crate::error::{ApiError, ApiResult};
 /// Request bodies over this size get 413 (upstream's `MaxRequestBodyBytes`, 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// How deeply objects and lists may nest in a body, a patched object, or anything stored (the object itself is level
-/// 1). serde_json reads at most 127 levels; 100 leaves room for what wraps a stored object on the way to a client (a
-/// list's `{"items":[…]}`, a watch event's `{"object":…}`, a Table row) and for `managedFields`, whose `fieldsV1`
-/// nests one level per path element under five levels of its own, so whatever is stored can always be read back.
-/// Upstream has no such limit below its JSON decoder's 10,000.
+/// How deeply an object's fields may nest (the object itself is level 1), `metadata.managedFields` aside: in a
+/// body, a patched object, and so in anything stored. Upstream has no such limit below its JSON decoder's 10,000.
 pub const MAX_DEPTH: usize = 100;
+
+/// How deeply a whole JSON body or patched object may nest, `metadata.managedFields` included: their `fieldsV1`
+/// nest five levels deeper than the deepest field they name, so a stored object nests at most this deep and can
+/// always be sent back. serde_json reads 127 levels, which leaves room for what wraps an object on its way to a
+/// client (a list's `{"items":[…]}`, a watch event, a Table row).
+pub const MAX_DOCUMENT_DEPTH: usize = MAX_DEPTH + 10;
 
 /// How deeply `value` nests (a scalar 0, an empty list or object 1), counting at most `cap + 1` levels: the walk
 /// stops there, so its recursion is bounded whatever the value. Each node visited adds one to `nodes`.
@@ -55,9 +59,25 @@ pub fn depth_counting(value: &Value, cap: usize, nodes: &mut usize) -> usize {
     1 + deepest
 }
 
-/// Whether `value` nests deeper than [`MAX_DEPTH`].
-pub fn too_deep(value: &Value) -> bool {
-    depth_counting(value, MAX_DEPTH, &mut 0) > MAX_DEPTH
+/// Why an object nests too deeply: deeper than [`MAX_DOCUMENT_DEPTH`], or its fields (`metadata.managedFields`
+/// aside) deeper than [`MAX_DEPTH`].
+pub fn depth_error(object: &Value) -> Option<String> {
+    if depth_counting(object, MAX_DOCUMENT_DEPTH, &mut 0) > MAX_DOCUMENT_DEPTH {
+        return Some(format!("the object nests deeper than {MAX_DOCUMENT_DEPTH} levels"));
+    }
+    let Value::Object(fields) = object else { return None };
+    let deepest = fields
+        .iter()
+        .map(|(k, v)| match (k.as_str(), v) {
+            ("metadata", Value::Object(meta)) => {
+                let inner = meta.iter().filter(|(k, _)| k.as_str() != "managedFields");
+                1 + inner.map(|(_, v)| depth_counting(v, MAX_DEPTH, &mut 0)).max().unwrap_or(0)
+            }
+            _ => depth_counting(v, MAX_DEPTH, &mut 0),
+        })
+        .max()
+        .unwrap_or(0);
+    (1 + deepest > MAX_DEPTH).then(|| format!("the object's fields nest deeper than {MAX_DEPTH} levels"))
 }
 
 /// How deeply YAML values may nest: saphyr's default budget, which protects the stack (its parser recurses with
@@ -115,6 +135,9 @@ pub fn decode_object(media: &str, raw: &[u8]) -> ApiResult<Decoded> {
     if !decoded.value.is_object() {
         return Err(decode_error("the body must be an object"));
     }
+    if let Some(why) = depth_error(&decoded.value) {
+        return Err(decode_error(&why));
+    }
     Ok(decoded)
 }
 
@@ -130,11 +153,11 @@ pub struct Decoded {
     pub duplicates: Vec<String>,
 }
 
-/// Decode JSON, recording duplicate keys; values nest at most [`MAX_DEPTH`] levels.
+/// Decode JSON, recording duplicate keys; values nest at most [`MAX_DOCUMENT_DEPTH`] levels.
 pub fn decode(raw: &[u8]) -> serde_json::Result<Decoded> {
     let state = RefCell::new(State::new(None));
     let mut de = serde_json::Deserializer::from_slice(raw);
-    let value = Node { state: &state, depth: 1, max_depth: MAX_DEPTH }.deserialize(&mut de)?;
+    let value = Node { state: &state, depth: 1, max_depth: MAX_DOCUMENT_DEPTH }.deserialize(&mut de)?;
     de.end()?;
     Ok(Decoded { value, duplicates: state.into_inner().duplicates })
 }

@@ -22,9 +22,20 @@ fn nested(levels: usize) -> String {
 
 #[test]
 fn depth_is_bounded_in_json_and_yaml() {
-    assert!(decode(nested(MAX_DEPTH).as_bytes()).is_ok());
-    let err = decode(nested(MAX_DEPTH + 1).as_bytes()).unwrap_err().to_string();
-    assert!(err.contains("nests deeper than 100 levels"), "{err}");
+    assert!(decode_object("", nested(MAX_DEPTH).as_bytes()).is_ok());
+    // The fields of an object nest at most MAX_DEPTH levels...
+    let err = decode_object("", nested(MAX_DEPTH + 1).as_bytes()).unwrap_err();
+    assert_eq!(err.code, 400);
+    assert!(err.message.ends_with("the object's fields nest deeper than 100 levels"), "{}", err.message);
+    // ... its managedFields a few more, and the document at most MAX_DOCUMENT_DEPTH.
+    let managed = format!(r#"{{"metadata":{{"managedFields":[{{"fieldsV1":{}}}]}}}}"#, nested(MAX_DOCUMENT_DEPTH - 4));
+    assert!(decode_object("", managed.as_bytes()).is_ok());
+    let managed = format!(r#"{{"metadata":{{"managedFields":[{{"fieldsV1":{}}}]}}}}"#, nested(MAX_DOCUMENT_DEPTH - 3));
+    let err = decode_object("", managed.as_bytes()).unwrap_err();
+    assert!(err.message.contains("nests deeper than 110 levels"), "{}", err.message);
+    assert!(decode(nested(MAX_DOCUMENT_DEPTH).as_bytes()).is_ok());
+    let err = decode(nested(MAX_DOCUMENT_DEPTH + 1).as_bytes()).unwrap_err().to_string();
+    assert!(err.contains("nests deeper than 110 levels"), "{err}");
     // Flow YAML is JSON.
     assert!(decode_yaml(&nested(MAX_YAML_DEPTH), DuplicateKeyPolicy::Error).is_ok());
     assert!(decode_yaml(&nested(MAX_YAML_DEPTH + 1), DuplicateKeyPolicy::Error).is_err());

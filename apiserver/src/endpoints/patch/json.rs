@@ -14,8 +14,9 @@
 //! doing nothing; values compare as JSON values (`"\u0041"` equals `"A"`).
 //!
 //! Bounds: [`MAX_OPERATIONS`] operations (upstream's, 413); copies add at most [`MAX_COPY_BYTES`] (upstream's
-//! `JSONPatchMaxCopyBytes`, 422); the document never nests deeper than `body::MAX_DEPTH` (422), so nothing a patch
-//! builds recurses deeper than that when cloned, compared, written or dropped; inserting into and removing from
+//! `JSONPatchMaxCopyBytes`, 422); no operation nests the document deeper than `body::MAX_DOCUMENT_DEPTH` (422), so
+//! nothing a patch builds recurses deeper than that when cloned, compared, written or dropped (the result's fields
+//! are then held to `body::MAX_DEPTH`, as every patch's are); inserting into and removing from
 //! arrays and measuring moved values together touch at most [`MAX_WORK`] elements (413).
 
 use std::borrow::Cow;
@@ -24,7 +25,7 @@ use std::io;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult, StatusReason};
-use crate::request::body::{MAX_DEPTH, depth_counting};
+use crate::request::body::{MAX_DOCUMENT_DEPTH, depth_counting};
 
 /// Upstream's `maxJSONPatchOperations`.
 pub const MAX_OPERATIONS: usize = 10_000;
@@ -172,7 +173,7 @@ pub fn apply(doc: &mut Value, patch: &Patch) -> ApiResult<()> {
             "the server rejected our request due to an error in our request: the patched object is not a JSON object",
         ));
     }
-    Ok(())
+    super::within_depth(doc)
 }
 
 const MISSING: &str = "missing value";
@@ -204,8 +205,10 @@ impl Run {
 
     /// Check that a value nesting `height` levels fits in a container at `level`.
     fn fits(level: usize, height: usize, path: &str) -> OpResult<()> {
-        if level + height > MAX_DEPTH {
-            return Err(format!("the patched object would nest deeper than {MAX_DEPTH} levels at {path:?}").into());
+        if level + height > MAX_DOCUMENT_DEPTH {
+            return Err(
+                format!("the patched object would nest deeper than {MAX_DOCUMENT_DEPTH} levels at {path:?}").into()
+            );
         }
         Ok(())
     }
@@ -217,7 +220,7 @@ impl Run {
         let missing = || format!("add operation does not apply: doc is missing path: \"{path}\": {MISSING}");
         let loc = Location::parse(path).ok_or_else(missing)?;
         let (container, level) = loc.container_mut(doc).ok_or_else(missing)?;
-        Self::fits(level, depth_counting(&op.value, MAX_DEPTH, &mut 0), path)?;
+        Self::fits(level, depth_counting(&op.value, MAX_DOCUMENT_DEPTH, &mut 0), path)?;
         let shifted = insert(container, &loc.key, op.value.clone())
             .map_err(|e| format!("error in add for path: '{path}': {e}"))?;
         self.charge(shifted)
@@ -240,7 +243,7 @@ impl Run {
             if !(op.value.is_object() || op.value.is_array()) {
                 return Err("replace operation value must be object or array".to_string().into());
             }
-            Self::fits(0, depth_counting(&op.value, MAX_DEPTH, &mut 0), path)?;
+            Self::fits(0, depth_counting(&op.value, MAX_DOCUMENT_DEPTH, &mut 0), path)?;
             *doc = op.value.clone();
             return Ok(());
         }
@@ -249,7 +252,7 @@ impl Run {
         let (container, level) = loc.container_mut(doc).ok_or_else(missing)?;
         let slot = get_mut(container, &loc.key)
             .map_err(|_| format!("replace operation does not apply: doc is missing key: {path}: {MISSING}"))?;
-        Self::fits(level, depth_counting(&op.value, MAX_DEPTH, &mut 0), path)?;
+        Self::fits(level, depth_counting(&op.value, MAX_DOCUMENT_DEPTH, &mut 0), path)?;
         *slot = op.value.clone();
         Ok(())
     }
@@ -268,7 +271,7 @@ impl Run {
         let (container, level) = target.container_mut(doc).ok_or_else(missing)?;
         if level > source_level {
             let mut nodes = 0;
-            let height = depth_counting(&value, MAX_DEPTH, &mut nodes);
+            let height = depth_counting(&value, MAX_DOCUMENT_DEPTH, &mut nodes);
             self.charge(nodes)?;
             Self::fits(level, height, path)?;
         }
@@ -297,7 +300,7 @@ impl Run {
             )
             .into());
         }
-        Self::fits(level, depth_counting(value, MAX_DEPTH, &mut 0), path)?;
+        Self::fits(level, depth_counting(value, MAX_DOCUMENT_DEPTH, &mut 0), path)?;
         let value = value.clone();
         let (container, _) = target.container_mut(doc).ok_or_else(missing)?;
         let shifted =
