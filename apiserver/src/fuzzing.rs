@@ -233,14 +233,21 @@ async fn still_usable(store: &Store, name: &str) -> Result<(), String> {
     let list =
         ListOptions::from_query(&Query::parse(Some("labelSelector=app%3Dfuzz")), false).map_err(|e| describe(&e))?;
     let page = refused_or(store.list(Some(NAMESPACE), &list).await).map_err(|e| format!("a list after it: {e}"))?;
-    for item in page.into_iter().flat_map(|p| p.into_objects()) {
-        refused_or(item).map_err(|e| format!("a listed item: {e}"))?;
+    let mut warnings = Vec::new();
+    if let Some(page) = page {
+        for item in page.into_objects(&mut warnings) {
+            refused_or(item).map_err(|e| format!("a listed item: {e}"))?;
+        }
+    }
+    if let Some(unreadable) = warnings.iter().find(|w| w.contains("cannot be decoded")) {
+        return Err(format!("a list after it: {unreadable}"));
     }
     let delete = DeleteOptions {
         dry_run: true,
         propagation_policy: None,
         precondition_uid: None,
         precondition_resource_version: None,
+        ignore_store_read_error: false,
     };
     refused_or(store.delete(NAMESPACE, name, &delete).await).map_err(|e| format!("a delete after it: {e}"))?;
     Ok(())

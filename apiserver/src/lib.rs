@@ -16,6 +16,7 @@
 //! [`error`] is the `Status` every layer answers with.
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod discovery;
@@ -39,11 +40,15 @@ pub mod version;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::admission::{Admission, NamespaceLifecycle};
 use crate::filters::FilterDeps;
+use crate::filters::max_in_flight::MaxInFlight;
+use crate::filters::metrics::RequestMetrics;
 use crate::health::Diagnosis;
 use crate::metrics::Metrics;
 use crate::options::Options;
@@ -59,17 +64,23 @@ pub struct Server {
     /// The kubeconfig written in standalone mode.
     pub kubeconfig: Option<std::path::PathBuf>,
     health: Arc<health::Health>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Set to true to stop: the accept loop ends and watches end cleanly.
+    stopping: watch::Sender<bool>,
+    shutdown_delay: Duration,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Server {
-    /// Stop accepting, drain, and wait for the server to end.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+    /// Shut down as upstream does on SIGTERM: `/readyz` fails at once; requests are still served for
+    /// `--shutdown-delay-duration` (so load balancers and the aggregator stop sending them); then the server stops
+    /// accepting, watches end, and in-flight requests finish (bounded by the request timeout).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
         self.health.start_shutdown();
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if !self.shutdown_delay.is_zero() {
+            tracing::info!(delay = ?self.shutdown_delay, "shutting down: /readyz fails, still serving");
+            tokio::time::sleep(self.shutdown_delay).await;
         }
+        let _ = self.stopping.send(true);
         self.task.await.context("server task")?
     }
 
@@ -96,22 +107,45 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         .clone()
         .map(|client| Arc::new(NamespaceLifecycle::start(client, diagnosis.clone())) as Arc<dyn Admission>);
     let health = Arc::new(health::Health::new(storage.clone(), check_name, diagnosis));
+    let (stopping, stopping_rx) = watch::channel(false);
     let routes = Arc::new(Routes {
-        registry: registry::Registry::new(&kinds, storage, admission),
+        registry: registry::Registry::new(&kinds, storage, admission, opts.standalone),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),
         metrics: metrics.clone(),
         version: version::info(),
+        stopping: stopping_rx,
+        authorizer: auth.authorizer.clone(),
     });
+    let auditor = match (&opts.audit_policy_file, &opts.audit_log_path) {
+        (Some(policy), Some(path)) => {
+            let policy = audit::policy::Policy::load(policy)?;
+            let config = audit::log::LogConfig {
+                path: path.clone(),
+                max_age_days: opts.audit_log_maxage,
+                max_backups: opts.audit_log_maxbackup,
+                max_size_mb: opts.audit_log_maxsize,
+            };
+            let errors = metrics.audit_errors.get_or_create(&metrics::PluginLabels { plugin: "log".into() }).clone();
+            let log = audit::log::AuditLog::start(config, metrics.audit_events.clone(), errors)
+                .with_context(|| format!("opening the audit log {}", path.display()))?;
+            Some(Arc::new(audit::Auditor { policy, log }))
+        }
+        (Some(_), None) => anyhow::bail!("--audit-policy-file needs --audit-log-path (a file, or - for stdout)"),
+        _ => None,
+    };
     let filters = FilterDeps {
         authenticator: auth.authenticator,
         authorizer: auth.authorizer,
         always_allow: auth.always_allow,
-        metrics,
+        metrics: Arc::new(RequestMetrics::new(metrics, &kinds)),
+        request_timeout: opts.request_timeout,
+        max_in_flight: Arc::new(MaxInFlight::new(opts.max_requests_inflight, opts.max_mutating_requests_inflight)),
+        auditor,
     };
     let app = server::router(routes, filters);
-    serve(&opts, app, auth.admin_token, health).await
+    serve(&opts, app, auth.admin_token, health, stopping).await
 }
 
 /// Listen, load or make the serving certificate, write the standalone kubeconfig, and serve `app`.
@@ -120,6 +154,7 @@ async fn serve(
     app: axum::Router,
     admin_token: Option<String>,
     health: Arc<health::Health>,
+    stopping: watch::Sender<bool>,
 ) -> anyhow::Result<Server> {
     let default_bind =
         if opts.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
@@ -139,7 +174,11 @@ async fn serve(
             tls::ServingCert::self_signed(&hosts)?
         }
     };
-    let config = cert.server_config(Arc::new(tls::RequestClientCert::new()))?;
+    let serving = Arc::new(tls::ReloadingCert::new(&cert)?);
+    if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
+        serving.watch_files(c.clone(), k.clone());
+    }
+    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), serving);
 
     let mut kubeconfig = None;
     if let Some(token) = &admin_token {
@@ -149,9 +188,13 @@ async fn serve(
         kubeconfig = Some(opts.write_kubeconfig.clone());
     }
 
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(tls::serve(listener, config, app, async {
-        let _ = rx.await;
-    }));
-    Ok(Server { addr, ca_pem: cert.cert_pem, admin_token, kubeconfig, health, shutdown: Some(tx), task })
+    let mut stop = stopping.subscribe();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    // In-flight requests get their own timeout to finish, and a little more.
+    let drain = opts.request_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
+    let task = tokio::spawn(tls::serve(listener, config, app, stopped, drain));
+    let shutdown_delay = opts.shutdown_delay_duration;
+    Ok(Server { addr, ca_pem: cert.cert_pem, admin_token, kubeconfig, health, stopping, shutdown_delay, task })
 }

@@ -1,17 +1,23 @@
 //! The `backup-apiserver` binary: parse flags, start the server, stop it on SIGTERM/SIGINT.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
-use backup_apiserver::options::Options;
+use backup_apiserver::options::{LogFormat, Options};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    let opts = Options::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match opts.log_format {
+        // Colours only for a person at a terminal, never in a pod's log.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     // One crypto provider for the whole process: ring (rustls would otherwise ask which).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let opts = Options::parse();
     let standalone = opts.standalone;
     let store = if opts.etcd_servers.is_empty() { "embedded store" } else { "etcd" };
     let server = backup_apiserver::start(opts).await?;

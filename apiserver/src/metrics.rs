@@ -60,6 +60,15 @@ pub struct Metrics {
     pub durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     pub watchers: Family<WatchLabels, Gauge>,
     pub storage: Family<StorageLabels, Histogram, fn() -> Histogram>,
+    /// Audit events queued for the log.
+    pub audit_events: Counter,
+    /// Audit events lost (queue full or a failed write).
+    pub audit_errors: Family<PluginLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
 }
 
 impl Default for Metrics {
@@ -90,7 +99,19 @@ impl Default for Metrics {
             "Storage request latency in seconds for each operation and object type.",
             storage.clone(),
         );
-        Self { registry, requests, durations, watchers, storage }
+        let audit_events = Counter::default();
+        let audit_errors = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "apiserver_audit_event",
+            "Counter of audit events generated and sent to the audit backend.",
+            audit_events.clone(),
+        );
+        registry.register(
+            "apiserver_audit_error",
+            "Counter of audit events that failed to be audited properly.",
+            audit_errors.clone(),
+        );
+        Self { registry, requests, durations, watchers, storage, audit_events, audit_errors }
     }
 }
 

@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::authn::UserInfo;
+use crate::auth::authz::Authorizer;
 use crate::discovery::Discovery;
 use crate::endpoints;
 use crate::error::ApiError;
@@ -30,6 +32,10 @@ pub struct Routes {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub version: serde_json::Value,
+    /// Becomes true when the server stops: watches end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// For the permissions an endpoint checks beyond the request's verb.
+    pub authorizer: Arc<dyn Authorizer>,
 }
 
 /// The whole router: the routes in their filters.
@@ -39,14 +45,23 @@ pub fn router(routes: Arc<Routes>, filters: FilterDeps) -> Router {
 
 /// Route a request that passed authn and authz.
 async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
-    let (Some(info), Some(query)) =
-        (req.extensions().get::<Arc<RequestInfo>>().cloned(), req.extensions().get::<Arc<Query>>().cloned())
+    let ext = req.extensions();
+    let (Some(info), Some(query), Some(user)) =
+        (ext.get::<Arc<RequestInfo>>().cloned(), ext.get::<Arc<Query>>().cloned(), ext.get::<Arc<UserInfo>>().cloned())
     else {
         return ApiError::internal("request info missing").into_response();
     };
     let (parts, body) = req.into_parts();
     if info.is_resource_request {
-        return endpoints::serve(&state.registry, &info, &query, &parts.headers, body).await;
+        let cx = endpoints::Context {
+            info: &info,
+            query: &query,
+            headers: &parts.headers,
+            stopping: &state.stopping,
+            user: &user,
+            authorizer: state.authorizer.as_ref(),
+        };
+        return endpoints::serve(&state.registry, cx, body).await;
     }
     let req = Request::from_parts(parts, body);
     let path = req.uri().path().to_string();

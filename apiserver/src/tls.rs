@@ -1,22 +1,30 @@
 //! TLS serving: the certificate (from files, or self-signed at start), and the accept loop that runs HTTP/2 and
-//! HTTP/1.1 on one port (ALPN) and hands each request to the router. The peer's certificate chain is attached to
+//! HTTP/1.1 on one port (by ALPN) and hands each request to the router, with the transport's bounds: handshake and
+//! header-read timeouts, HTTP/2 stream and header limits, keep-alive pings, backoff on failed accepts, TCP_NODELAY. The peer's certificate chain is attached to
 //! every request as a [`PeerCertificates`] extension for the authenticators that need it.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+/// The client's address (for audit events' source IPs).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The client's certificate chain (leaf first), empty when it sent none.
 #[derive(Debug, Clone, Default)]
@@ -45,83 +53,217 @@ impl ServingCert {
         Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
-    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates.
+    /// The certificate chain and key, checked to belong together.
+    fn certified_key(&self) -> anyhow::Result<CertifiedKey> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("parsing the serving certificate")?;
+        if certs.is_empty() {
+            anyhow::bail!("no certificate in the serving certificate file");
+        }
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&key).context("the serving key's type")?;
+        let certified = CertifiedKey::new(certs, key);
+        certified.keys_match().context("the serving certificate and key do not match")?;
+        Ok(certified)
+    }
+
+    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, this
+    /// certificate (fixed).
     pub fn server_config(
         &self,
         verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     ) -> anyhow::Result<ServerConfig> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .context("parsing the serving certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
-        let mut config = ServerConfig::builder()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .context("the serving certificate and key do not match")?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(server_config(verifier, Arc::new(ReloadingCert::new(self)?)))
     }
 }
 
+/// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, `cert` serving.
+pub fn server_config(
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    cert: Arc<ReloadingCert>,
+) -> ServerConfig {
+    let mut config = ServerConfig::builder().with_client_cert_verifier(verifier).with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// How often the serving certificate files are checked for changes (cert-manager renews into the same Secret).
+pub const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The serving certificate in force, swapped whole when its files change; connections already open keep theirs.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadingCert {
+    pub fn new(cert: &ServingCert) -> anyhow::Result<Self> {
+        Ok(Self { current: RwLock::new(Arc::new(cert.certified_key()?)) })
+    }
+
+    /// Re-read `cert` and `key` every [`CERT_RELOAD_INTERVAL`] for as long as this is in use; a pair that does not
+    /// load (half-written, mismatched) is logged and the certificate in force kept.
+    pub fn watch_files(self: &Arc<Self>, cert: PathBuf, key: PathBuf) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
+            let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                let now = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
+                if now.is_none() || now == last {
+                    continue;
+                }
+                match ServingCert::load(&cert, &key).and_then(|c| c.certified_key()) {
+                    Ok(certified) => {
+                        if let Ok(mut current) = this.current.write() {
+                            *current = Arc::new(certified);
+                        }
+                        tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+                        last = now;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "keeping the serving certificate in force"),
+                }
+            }
+        });
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/1.1 client has to send a request's headers, counted from when the connection is ready for the
+/// next request (so it is also the idle keep-alive timeout): upstream's `ReadHeaderTimeout`.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
+/// HTTP/2 streams per connection (Go's default, which kube-apiserver keeps).
+const MAX_CONCURRENT_STREAMS: u32 = 250;
+/// An HTTP/2 request's header list: Go's `DefaultMaxHeaderBytes`.
+const MAX_HEADER_BYTES: u32 = 1 << 20;
+/// An HTTP/1.1 connection's read and write buffers: a request's headers must fit, and a client that stops reading
+/// holds at most this much of its answer in the server (the socket's buffers aside).
+const MAX_H1_BUFFER: usize = 256 << 10;
+/// HTTP/2 pings on a connection that has been quiet this long; no answer within the same time closes it.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The longest the accept loop sleeps after failed accepts (EMFILE…), doubling from 5 ms as Go's net/http does.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Accept TLS connections on `listener` until `shutdown` resolves; then stop accepting and let open connections
-/// finish gracefully.
+/// finish gracefully, for at most `drain`.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Duration,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_H1_BUFFER);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    let (http1, http2) = (Arc::new(http1), Arc::new(http2));
+    let mut backoff = Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer): (_, SocketAddr) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok(c) => {
+                    backoff = Duration::ZERO;
+                    c
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_ACCEPT_BACKOFF);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
                     continue;
                 }
             },
             _ = &mut shutdown => break,
         };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "setting TCP_NODELAY failed");
+        }
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let mut builder = Builder::new(TokioExecutor::new());
-        builder.http2().max_concurrent_streams(1000);
+        let (http1, http2) = (http1.clone(), http2.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
+            let (_, session) = tls.get_ref();
+            let h2 = session.alpn_protocol() == Some(b"h2");
             let certs = PeerCertificates(Arc::new(
-                tls.get_ref()
-                    .1
+                session
                     .peer_certificates()
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
             ));
+            let first_request = Arc::new(AtomicBool::new(false));
+            let seen = first_request.clone();
             let svc = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(certs.clone());
+                req.extensions_mut().insert(PeerAddr(peer));
                 req
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let svc = TowerToHyperService::new(svc);
+            let io = TokioIo::new(tls);
+            let result = if h2 {
+                // HTTP/2 has no header-read timeout: a connection with no request within the same time is closed.
+                let conn = watcher.watch(http2.serve_connection(io, svc));
+                tokio::select! {
+                    r = conn => r,
+                    _ = no_request_within(HEADER_READ_TIMEOUT, &first_request) => {
+                        tracing::debug!(%peer, "no HTTP/2 request in time; closing");
+                        Ok(())
+                    }
+                }
+            } else {
+                watcher.watch(http1.serve_connection(io, svc)).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
-            tracing::info!("open connections did not finish within 10s; closing them");
+        _ = tokio::time::sleep(drain) => {
+            tracing::info!(?drain, "open connections did not finish in time; closing them");
         }
     }
     Ok(())
+}
+
+/// Resolves after `limit` unless a request arrived by then (then never).
+async fn no_request_within(limit: Duration, first_request: &AtomicBool) {
+    tokio::time::sleep(limit).await;
+    if first_request.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Asks every client for a certificate and accepts any (or none) at the TLS layer, checking only that the client

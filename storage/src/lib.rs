@@ -1,12 +1,14 @@
 //! Storage with etcd semantics: the bottom of the request flow.
 //!
-//! HTTP → authn → authz → generic REST → strategy → **storage** → etcd (or the embedded store).
+//! filters → endpoints → registry store → strategy → **storage** → etcd (or the embedded store).
 //!
 //! The [`Storage`] trait has the shape of k8s.io/apiserver's `storage.Interface`: values are opaque bytes, every
 //! write yields a new global revision, an object's resourceVersion is its `mod_revision`, a list's is the store's
 //! revision at the time of the read. Backends: [`etcd::EtcdStorage`] (etcd v3 through etcd-client) and
-//! [`embedded::EmbeddedStorage`] (one redb file, or memory only). A caching layer can wrap any `Arc<dyn Storage>`.
+//! [`embedded::EmbeddedStorage`] (one redb file, or memory only). The watch cache ([`cacher::Cacher`]) wraps any
+//! `Arc<dyn Storage>` and is a `Storage` itself.
 
+pub mod cacher;
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod embedded;
@@ -16,9 +18,10 @@ pub mod key;
 pub mod testing;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 /// A global revision of the store (etcd's revision). Always > 0 for anything that was written.
 pub type Revision = i64;
@@ -100,6 +103,69 @@ impl Event {
 /// on (e.g. [`StorageError::Compacted`]); the consumer may re-watch from its last seen revision + 1.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StorageError>> + Send>>;
 
+/// One item of a watch with progress ([`Storage::watch_with_progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchItem {
+    /// A change under the watched prefix, as in [`WatchStream`].
+    Event(Event),
+    /// Every event under the prefix at revisions ≤ this one has been delivered: what the watcher has seen is the
+    /// prefix's state at this revision, although the prefix may have had no event there (etcd's progress
+    /// notification). Never lower than a revision already delivered.
+    Progress(Revision),
+}
+
+/// The items of a watch with progress, in revision order; it ends as a [`WatchStream`] does.
+pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<WatchItem, StorageError>> + Send>>;
+
+/// When a backend's watch reports progress.
+#[derive(Debug, Clone)]
+pub enum ProgressMode {
+    /// Unasked, soon after every revision of the store, whatever key it wrote (the embedded store: every commit
+    /// passes every watch).
+    Continuous,
+    /// Soon after [`ProgressRequester::request`] (etcd's `RequestWatchProgress`, which etcd orders with the events
+    /// from 3.4.31 and 3.5.13 on).
+    OnRequest(ProgressRequester),
+    /// Now and then unasked, or never: waiting for a given revision may take long on a quiet prefix (etcd before
+    /// those versions, where a requested notification can overtake events still queued in etcd; only etcd's
+    /// periodic notifications, `--experimental-watch-progress-notify-interval`, are in order there).
+    Occasional,
+}
+
+/// Asks a watch for a [`WatchItem::Progress`]; requests made before the watch answers are answered together.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressRequester(Arc<tokio::sync::Notify>);
+
+impl ProgressRequester {
+    /// Ask for a progress notification.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Wait for a request (the backend's side).
+    pub async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// A watch with progress notifications.
+pub struct ProgressWatch {
+    pub items: ProgressStream,
+    /// When `items` carries progress.
+    pub mode: ProgressMode,
+}
+
+/// The events of a watch with progress, without the progress: a [`WatchStream`].
+pub fn events_only(items: impl Stream<Item = Result<WatchItem>> + Send + 'static) -> WatchStream {
+    Box::pin(items.filter_map(|item| {
+        std::future::ready(match item {
+            Ok(WatchItem::Event(event)) => Some(Ok(event)),
+            Ok(WatchItem::Progress(_)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }))
+}
+
 /// Every error a backend returns; the REST layer maps each to an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -157,6 +223,46 @@ pub trait Storage: Send + Sync + 'static {
     /// A `start_revision` below the compacted revision fails with `Compacted` (as the stream's first item), as in
     /// etcd; a future one waits for it.
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream>;
+
+    /// Watch `prefix` as [`watch`](Self::watch) does, with [`WatchItem::Progress`] items between the events when
+    /// `mode` says so: what a cache needs to know that a quiet prefix has reached a revision. The default carries
+    /// `watch`'s events and no progress ([`ProgressMode::Occasional`]).
+    async fn watch_with_progress(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
+        let events = self.watch(prefix, start_revision).await?;
+        Ok(ProgressWatch { items: Box::pin(events.map(|e| e.map(WatchItem::Event))), mode: ProgressMode::Occasional })
+    }
+
+    /// The value of `key` in some state at or after `min_revision` (`0`: any state), not necessarily the latest:
+    /// the apiserver's get with `resourceVersion="0"` or a minimum resourceVersion, which a cache answers from
+    /// memory without a round trip to the backend. `FutureRevision` when the store has not reached
+    /// `min_revision` (a cache waits for it a little first). The default reads the latest value (after checking
+    /// the current revision when `min_revision > 0`).
+    async fn get_not_older_than(&self, key: &str, min_revision: Revision) -> Result<Option<KeyValue>> {
+        if min_revision > 0 {
+            let current = self.current_revision().await?;
+            if current < min_revision {
+                return Err(StorageError::FutureRevision { requested: min_revision, current });
+            }
+        }
+        self.get(key).await
+    }
+
+    /// A list of `prefix` in some state at or after `min_revision` (`0`: any state), not necessarily the latest:
+    /// the apiserver's list with `resourceVersion="0"` or `resourceVersionMatch=NotOlderThan`, which a cache
+    /// answers from memory without a round trip to the backend. `limit` and `start_key` work as in
+    /// [`list`](Self::list); with `opts.revision` set this is `list` (an exact read). The result's `revision` is
+    /// the state's (≥ `min_revision`); `FutureRevision` when the store has not reached `min_revision` (a cache
+    /// waits for it a little first). The default reads the latest state.
+    async fn list_not_older_than(&self, prefix: &str, opts: ListOptions, min_revision: Revision) -> Result<ListResult> {
+        if opts.revision.is_some_and(|r| r > 0) {
+            return self.list(prefix, opts).await;
+        }
+        let list = self.list(prefix, opts).await?;
+        if list.revision < min_revision {
+            return Err(StorageError::FutureRevision { requested: min_revision, current: list.revision });
+        }
+        Ok(list)
+    }
 
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;

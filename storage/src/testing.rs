@@ -86,6 +86,44 @@ impl EtcdServer {
         }
     }
 
+    /// etcd's Prometheus metrics as text (plain HTTP on its metrics port), e.g. to read
+    /// `etcd_debugging_mvcc_watcher_total`. Panics when etcd does not answer within 5 s.
+    pub async fn metrics(&self) -> String {
+        let port = self.metrics_port;
+        let fetch = async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            let request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.ok()?;
+            Some(response)
+        };
+        tokio::time::timeout(Duration::from_secs(5), fetch).await.ok().flatten().expect("etcd's /metrics")
+    }
+
+    /// One metric's value from [`Self::metrics`] (the first sample of that name).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                let value = rest.strip_prefix(' ').or_else(|| rest.split_once("} ").map(|(_, v)| v))?;
+                value.trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("etcd has no metric {name}"))
+    }
+
+    /// The etcd process's id while it runs (to read its CPU time in a benchmark, or for harnesses that must kill
+    /// it at exit).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The temporary directory holding etcd's data and log (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Kill etcd (as a crash would); the data directory stays.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

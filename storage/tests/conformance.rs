@@ -1,11 +1,13 @@
 //! The conformance suite (`backup_storage::conformance`) against every backend — etcd (a fresh server per case),
-//! the embedded store on disk and in memory — plus what only one backend can show: restarts and history limits.
+//! the embedded store on disk and in memory, and the watch cache over etcd and over the embedded store (caching
+//! `/c/`, where every case writes) — plus what only one backend can show: restarts and history limits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_storage::cacher::{CachedPrefix, Cacher, CacherConfig};
 use backup_storage::conformance::{self, next_event};
 use backup_storage::embedded::{EmbeddedConfig, EmbeddedStorage};
 use backup_storage::etcd::EtcdStorage;
@@ -46,7 +48,34 @@ macro_rules! suite {
                 }
             )*
         }
+        mod cacher_etcd {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = EtcdServer::start().await;
+                    let storage = EtcdStorage::connect(&server.config("/registry")).await.expect("connect");
+                    conformance::$case(cached(Arc::new(storage)).await).await;
+                }
+            )*
+        }
+        mod cacher_embedded {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    conformance::$case(cached(Arc::new(EmbeddedStorage::in_memory().expect("open"))).await).await;
+                }
+            )*
+        }
     };
+}
+
+/// A watch cache of `/c/` over `backend`, with its initial list in.
+async fn cached(backend: Arc<dyn Storage>) -> Arc<dyn Storage> {
+    let cacher = Cacher::new(backend, CacherConfig::new([CachedPrefix::new("/c/")])).expect("cacher");
+    assert!(cacher.wait_ready(Duration::from_secs(10)).await, "the cache did not list /c/ within 10 s");
+    Arc::new(cacher)
 }
 
 suite!(

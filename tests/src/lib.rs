@@ -4,11 +4,22 @@
 //!
 //! Every test starts its own [`TestServer`], so tests run in parallel; everything that waits is bounded by a
 //! timeout.
+//!
+//! The real-cluster tests run etcd + kube-apiserver v1.20.2 (+ kube-controller-manager) built by
+//! `hack/kube-apiserver.sh` ([`cluster`]), and register the server with its aggregator as a user deploys it
+//! ([`aggregated`]); one cluster is shared by the tests of a binary ([`background`]), and its processes die with
+//! the binary ([`process`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
+pub mod aggregated;
+pub mod background;
+pub mod cluster;
 pub mod http;
 pub mod kubectl;
+pub mod pki;
+pub mod process;
+pub mod server_process;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,15 +59,20 @@ pub struct TestServer {
 impl TestServer {
     /// A standalone server on the embedded in-memory store.
     pub async fn standalone() -> Self {
-        Self::start(None).await
+        Self::start(None, &[]).await
+    }
+
+    /// A standalone server on the embedded in-memory store, with extra flags.
+    pub async fn standalone_with(extra: &[&str]) -> Self {
+        Self::start(None, extra).await
     }
 
     /// A standalone server on a fresh etcd.
     pub async fn on_etcd() -> Self {
-        Self::start(Some(EtcdServer::start().await)).await
+        Self::start(Some(EtcdServer::start().await), &[]).await
     }
 
-    async fn start(etcd: Option<EtcdServer>) -> Self {
+    async fn start(etcd: Option<EtcdServer>, extra: &[&str]) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::Builder::new().prefix("backup-e2e-").tempdir().expect("create a temporary directory");
         let kubeconfig = dir.path().join("kubeconfig");
@@ -69,6 +85,7 @@ impl TestServer {
             }
             None => args.push("--in-memory".into()),
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let opts = Options::parse_from(&args);
         let server = tokio::time::timeout(STEP_TIMEOUT, backup_apiserver::start(opts))
             .await

@@ -20,7 +20,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::watch::Receiver;
 
+use crate::auth::authn::UserInfo;
+use crate::auth::authz::Authorizer;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 use crate::registry::store::Store;
@@ -34,6 +37,22 @@ pub struct ResourceRequest<'a> {
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
     pub body: Body,
+    /// Becomes true when the server stops (watches end then).
+    pub stopping: &'a Receiver<bool>,
+    /// Who is asking (authenticated by the filters).
+    pub user: &'a UserInfo,
+    /// For permissions a request needs beyond its verb (e.g. an unsafe delete).
+    pub authorizer: &'a dyn Authorizer,
+}
+
+/// The request's context beside its store: what [`serve`] receives from the routes.
+pub struct Context<'a> {
+    pub info: &'a RequestInfo,
+    pub query: &'a Query,
+    pub headers: &'a HeaderMap,
+    pub stopping: &'a Receiver<bool>,
+    pub user: &'a UserInfo,
+    pub authorizer: &'a dyn Authorizer,
 }
 
 impl ResourceRequest<'_> {
@@ -54,26 +73,15 @@ impl ResourceRequest<'_> {
 }
 
 /// Serve one resource request.
-pub async fn serve(
-    registry: &Registry,
-    info: &RequestInfo,
-    query: &Query,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
-    match route(registry, info, query, headers, body).await {
+pub async fn serve(registry: &Registry, cx: Context<'_>, body: Body) -> Response {
+    match route(registry, cx, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn route(
-    registry: &Registry,
-    info: &RequestInfo,
-    query: &Query,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+async fn route(registry: &Registry, cx: Context<'_>, body: Body) -> ApiResult<Response> {
+    let info = cx.info;
     if info.api_group != backup_apis::GROUP || info.api_version != backup_apis::VERSION {
         return Err(ApiError::path_not_found());
     }
@@ -107,12 +115,13 @@ async fn route(
         Verb::Update | Verb::Patch => !info.name.is_empty(),
         Verb::Get => true,
         Verb::List | Verb::Watch | Verb::Delete | Verb::DeleteCollection => !on_status,
-        Verb::Post | Verb::Put | Verb::Head | Verb::Options => false,
+        Verb::Post | Verb::Put | Verb::Head | Verb::Options | Verb::UnsafeDeleteIgnoreReadErrors => false,
     };
     if !allowed {
         return Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind));
     }
-    let req = ResourceRequest { store, info, query, headers, body };
+    let Context { info, query, headers, stopping, user, authorizer } = cx;
+    let req = ResourceRequest { store, info, query, headers, body, stopping, user, authorizer };
     match info.verb {
         Verb::Get => get::serve(req).await,
         Verb::List => list::serve(req).await,
@@ -122,7 +131,7 @@ async fn route(
         Verb::Patch => patch::serve(req).await,
         Verb::Delete => delete::serve(req).await,
         Verb::DeleteCollection => delete_collection::serve(req).await,
-        Verb::Post | Verb::Put | Verb::Head | Verb::Options => {
+        Verb::Post | Verb::Put | Verb::Head | Verb::Options | Verb::UnsafeDeleteIgnoreReadErrors => {
             Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind))
         }
     }

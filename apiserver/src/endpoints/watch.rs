@@ -1,6 +1,6 @@
 //! WATCH (`?watch=true`, or the `/watch/` path prefix): `ListOptions`, then `registry.Store.Watch`; each event is
 //! rendered as one line of newline-delimited JSON and flushed (`Content-Type: application/json`, as upstream's
-//! `application/json;stream=watch` framing).
+//! `application/json;stream=watch` framing). The stream ends cleanly when the server stops.
 //!
 //! endpoints → **watch** → registry store → storage watch.
 
@@ -25,7 +25,13 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let events = req.store.watch(req.namespace(), &opts).await?;
     let mut renderer = WatchRenderer::new(output);
     let store = req.store.clone();
-    let lines = ReceiverStream::new(events).map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
+    let mut stopping = req.stopping.clone();
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let lines = ReceiverStream::new(events)
+        .take_until(stopped)
+        .map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
     let mut resp = Response::new(Body::from_stream(lines));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)

@@ -2,7 +2,12 @@
 //! run, group, version, resource, subresource, scope and code, times it, keeps open watches in a gauge, and sets
 //! the headers every response carries.
 //!
-//! request info → **metrics** → authentication → authorization → endpoints.
+//! Label values come only from fixed sets, so no client can grow `/metrics`: the resource labels are kept only for
+//! resources this server serves and requests that were authenticated (anything else — a 401, an unknown group,
+//! resource or subresource — is counted under empty labels), `dry_run` is `All` or empty, verbs and scopes are
+//! enums, codes are the ones the server answers with.
+//!
+//! request info → **metrics** → timeout → authentication → authorization → endpoints.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,12 +19,54 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
+use backup_apis::Kind;
+
 use crate::error::ApiError;
 use crate::metrics::{DurationLabels, Metrics, RequestLabels, WatchLabels};
-use crate::request::info::{RequestInfo, Verb};
+use crate::request::info::{RequestInfo, Subresource, Verb};
 use crate::request::query::Query;
 
-pub async fn record(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// The metrics, and the resources whose names may become label values.
+pub struct RequestMetrics {
+    pub metrics: Arc<Metrics>,
+    served: Vec<Served>,
+}
+
+struct Served {
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    status: bool,
+}
+
+impl RequestMetrics {
+    pub fn new(metrics: Arc<Metrics>, kinds: &[Arc<dyn Kind>]) -> Self {
+        let served = kinds
+            .iter()
+            .map(|k| {
+                let r = k.resource();
+                Served { group: r.group, version: r.version, plural: r.plural, status: r.status_subresource }
+            })
+            .collect();
+        Self { metrics, served }
+    }
+
+    /// Whether the request's group, version, resource and subresource are served here.
+    fn serves(&self, info: &RequestInfo) -> bool {
+        self.served.iter().any(|s| {
+            s.group == info.api_group
+                && s.version == info.api_version
+                && s.plural == info.resource
+                && match info.subresource {
+                    Subresource::Main => true,
+                    Subresource::Status => s.status,
+                    Subresource::Other(_) => false,
+                }
+        })
+    }
+}
+
+pub async fn record(State(rm): State<Arc<RequestMetrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let (Some(info), Some(query)) =
         (req.extensions().get::<Arc<RequestInfo>>().cloned(), req.extensions().get::<Arc<Query>>().cloned())
@@ -38,7 +85,8 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, req: Request, next: Nex
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     }
     let verb = metrics_verb(&info, is_apply);
-    let scope = if !info.is_resource_request {
+    let known = info.is_resource_request && resp.status().as_u16() != 401 && rm.serves(&info);
+    let scope = if !known {
         ""
     } else if !info.name.is_empty() {
         "resource"
@@ -47,20 +95,22 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, req: Request, next: Nex
     } else {
         "cluster"
     };
-    let (resource, group, version) = if info.is_resource_request {
-        (info.resource.clone(), info.api_group.clone(), info.api_version.clone())
+    let (resource, group, version, subresource) = if known {
+        (info.resource.clone(), info.api_group.clone(), info.api_version.clone(), info.subresource.as_str().to_string())
     } else {
-        (String::new(), String::new(), String::new())
+        (String::new(), String::new(), String::new(), String::new())
     };
+    let dry_run = if known && query.get_all("dryRun").any(|v| v == "All") { "All" } else { "" };
+    let metrics = &rm.metrics;
     metrics
         .requests
         .get_or_create(&RequestLabels {
             verb: verb.into(),
-            dry_run: query.get("dryRun").unwrap_or("").to_string(),
+            dry_run: dry_run.into(),
             group: group.clone(),
             version: version.clone(),
             resource: resource.clone(),
-            subresource: info.subresource.as_str().to_string(),
+            subresource: subresource.clone(),
             scope: scope.into(),
             component: "apiserver".into(),
             code: resp.status().as_u16().to_string(),
@@ -71,7 +121,7 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, req: Request, next: Nex
         group: group.clone(),
         version: version.clone(),
         resource: resource.clone(),
-        subresource: info.subresource.as_str().to_string(),
+        subresource,
         scope: scope.into(),
     };
     if info.verb == Verb::Watch && resp.status().is_success() {
@@ -109,7 +159,7 @@ fn metrics_verb(info: &RequestInfo, is_apply: bool) -> &'static str {
         Verb::Update | Verb::Put => "PUT",
         Verb::Patch if is_apply && info.is_resource_request => "APPLY",
         Verb::Patch => "PATCH",
-        Verb::Delete => "DELETE",
+        Verb::Delete | Verb::UnsafeDeleteIgnoreReadErrors => "DELETE",
         Verb::DeleteCollection => "DELETECOLLECTION",
         Verb::Head => "HEAD",
         Verb::Options => "OPTIONS",

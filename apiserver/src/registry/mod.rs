@@ -26,11 +26,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(kinds: &[Arc<dyn Kind>], storage: Arc<dyn Storage>, admission: Option<Arc<dyn Admission>>) -> Self {
-        let stores = kinds
-            .iter()
-            .map(|k| (k.resource().plural, Arc::new(Store::new(k.clone(), storage.clone(), admission.clone()))))
-            .collect();
+    /// The stores of `kinds`; `standalone` when no cluster (and so no garbage collector) is behind the server.
+    pub fn new(
+        kinds: &[Arc<dyn Kind>],
+        storage: Arc<dyn Storage>,
+        admission: Option<Arc<dyn Admission>>,
+        standalone: bool,
+    ) -> Self {
+        let store = |k: &Arc<dyn Kind>| {
+            Store::new(k.clone(), storage.clone(), admission.clone()).finishing_propagation(standalone)
+        };
+        let stores = kinds.iter().map(|k| (k.resource().plural, Arc::new(store(k)))).collect();
         Self { stores }
     }
 

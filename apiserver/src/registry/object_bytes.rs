@@ -94,6 +94,35 @@ pub fn with_resource_version(stored: &[u8], rv: i64) -> Bytes {
     out.freeze()
 }
 
+/// The deepest nesting of objects and arrays a stored object may have: the bound of a decoded body or patched
+/// object (`body::MAX_DOCUMENT_DEPTH`, which leaves `managedFields` room above the fields they name). serde_json
+/// reads at most 128 levels (its recursion limit); storing less leaves room for what wraps an object on its way
+/// to a client, so whatever is stored can always be read back.
+pub const MAX_DEPTH: usize = crate::request::body::MAX_DOCUMENT_DEPTH;
+
+/// How deeply `value` nests objects and arrays (a scalar is 0), computed without recursion, stopping once `limit`
+/// is passed.
+pub fn depth_exceeds(value: &Value, limit: usize) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Object(m) => Box::new(m.values()),
+            Value::Array(a) => Box::new(a.iter()),
+            _ => continue,
+        };
+        if d + 1 > limit {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    false
+}
+
+/// Whether an object (whose map is one level) nests deeper than `limit`.
+pub fn object_depth_exceeds(obj: &Map<String, Value>, limit: usize) -> bool {
+    limit == 0 || obj.values().any(|v| depth_exceeds(v, limit - 1))
+}
+
 /// Decode stored bytes into an object with its resourceVersion.
 pub fn decode(stored: &[u8], rv: i64) -> serde_json::Result<Value> {
     let mut v: Value = serde_json::from_slice(stored)?;
@@ -128,5 +157,17 @@ mod tests {
         let foreign = br#"{"kind":"K","metadata":{"name":"y"},"apiVersion":"g/v1"}"#;
         let served: Value = serde_json::from_slice(&with_resource_version(foreign, 5)).unwrap();
         assert_eq!(served["metadata"]["resourceVersion"], "5");
+    }
+
+    #[test]
+    fn nesting_depth() {
+        assert!(!depth_exceeds(&json!({"a": {"b": [1, {"c": 2}]}}), 4));
+        assert!(depth_exceeds(&json!({"a": {"b": [1, {"c": {}}]}}), 4));
+        let mut deep = json!(1);
+        for _ in 0..200 {
+            deep = json!([deep]);
+        }
+        assert!(depth_exceeds(&deep, MAX_DEPTH));
+        assert!(!depth_exceeds(&deep, 200));
     }
 }

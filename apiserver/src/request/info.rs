@@ -21,6 +21,8 @@ pub enum Verb {
     Put,
     Head,
     Options,
+    /// Authorization only: deleting an object that cannot be read (KEP-3926), asked for beside `delete`.
+    UnsafeDeleteIgnoreReadErrors,
 }
 
 impl Verb {
@@ -39,6 +41,7 @@ impl Verb {
             Self::Put => "put",
             Self::Head => "head",
             Self::Options => "options",
+            Self::UnsafeDeleteIgnoreReadErrors => "unsafe-delete-ignore-read-errors",
         }
     }
 

@@ -1,7 +1,7 @@
 //! The embedded backend: etcd's semantics in one local redb file, or in memory, for single-replica installs and
 //! tests.
 //!
-//! HTTP → authn → authz → REST → strategy → storage → **redb** (instead of etcd).
+//! filters → endpoints → registry store → strategy → storage → **redb** (instead of etcd).
 //!
 //! Three tables: `kv` (current values with their create/mod revisions), `history` (one event per revision, with
 //! the previous value: what watches replay and what a list at a past revision undoes) and `meta` (the global
@@ -25,8 +25,8 @@ use tokio::sync::broadcast;
 
 use self::write::{Op, Outcome};
 use crate::{
-    Deleted, Event, KeyValue, ListOptions, ListResult, Result, Revision, Storage, StorageError, WatchStream,
-    check_value_size, key,
+    Deleted, Event, KeyValue, ListOptions, ListResult, ProgressMode, ProgressWatch, Result, Revision, Storage,
+    StorageError, WatchStream, check_value_size, key,
 };
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -210,7 +210,14 @@ impl Storage for EmbeddedStorage {
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream> {
         key::validate_key(prefix, true)?;
-        Ok(watch::spawn(&self.inner, prefix.to_string(), start_revision))
+        let items = watch::spawn(&self.inner, prefix.to_string(), start_revision, false);
+        Ok(crate::events_only(items))
+    }
+
+    async fn watch_with_progress(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
+        key::validate_key(prefix, true)?;
+        let items = watch::spawn(&self.inner, prefix.to_string(), start_revision, true);
+        Ok(ProgressWatch { items: Box::pin(items), mode: ProgressMode::Continuous })
     }
 
     async fn current_revision(&self) -> Result<Revision> {

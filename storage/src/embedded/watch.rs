@@ -5,6 +5,10 @@
 //! one event, so a live event past the next expected revision, or a lagged broadcast, means it missed some: it
 //! reads history again from the next expected revision. The task holds the store weakly: dropping the store ends
 //! its watches.
+//!
+//! A watch with progress also reports, whenever it has caught up with the broadcast and the last revision it
+//! passed was not under its prefix, that it has seen everything up to there ([`WatchItem::Progress`]): every
+//! commit passes every watch, so progress needs no request ([`ProgressMode::Continuous`](crate::ProgressMode)).
 
 use std::sync::{Arc, Weak};
 
@@ -14,37 +18,56 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::debug;
 
 use super::{Inner, read};
-use crate::{Event, Result, Revision, StorageError, WatchStream};
+use crate::{Result, Revision, StorageError, WatchItem};
 
 /// Events buffered for a slow consumer.
 const BUFFER: usize = 256;
 /// History events read per snapshot while catching up.
 const CHUNK: usize = 512;
 
-pub(super) fn spawn(inner: &Arc<Inner>, prefix: String, start_revision: Revision) -> WatchStream {
+/// Watch `prefix` from `start_revision` (`0`: from now on); with `progress`, report progress too.
+pub(super) fn spawn(
+    inner: &Arc<Inner>,
+    prefix: String,
+    start_revision: Revision,
+    progress: bool,
+) -> ReceiverStream<Result<WatchItem>> {
     let live = inner.events.subscribe();
     let next =
         if start_revision > 0 { start_revision } else { inner.revision.load(std::sync::atomic::Ordering::Acquire) + 1 };
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(run(Arc::downgrade(inner), prefix, next, live, tx));
-    Box::pin(ReceiverStream::new(rx))
+    let watch = Watch { inner: Arc::downgrade(inner), prefix, progress, tx };
+    tokio::spawn(run(watch, next, live));
+    ReceiverStream::new(rx)
 }
 
-async fn run(
+struct Watch {
     inner: Weak<Inner>,
     prefix: String,
-    mut next: Revision,
-    mut live: broadcast::Receiver<Arc<Event>>,
-    tx: mpsc::Sender<Result<Event>>,
-) {
+    progress: bool,
+    tx: mpsc::Sender<Result<WatchItem>>,
+}
+
+impl Watch {
+    /// Send `Progress(next - 1)` if asked to report progress; `false` when the consumer is gone.
+    async fn report_progress(&self, next: Revision) -> bool {
+        !self.progress || self.tx.send(Ok(WatchItem::Progress(next - 1))).await.is_ok()
+    }
+}
+
+async fn run(watch: Watch, mut next: Revision, mut live: broadcast::Receiver<Arc<crate::Event>>) {
+    let Watch { inner, prefix, tx, .. } = &watch;
     loop {
-        match catch_up(&inner, &prefix, &mut next, &tx).await {
+        match catch_up(inner, prefix, &mut next, tx).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
+        }
+        if !watch.report_progress(next).await {
+            return;
         }
         loop {
             let received = tokio::select! {
@@ -55,7 +78,11 @@ async fn run(
                 Ok(event) if event.revision() < next => {}
                 Ok(event) if event.revision() == next => {
                     next += 1;
-                    if event.kv.key.starts_with(&prefix) && tx.send(Ok(Event::clone(&event))).await.is_err() {
+                    if event.kv.key.starts_with(prefix.as_str()) {
+                        if tx.send(Ok(WatchItem::Event(crate::Event::clone(&event)))).await.is_err() {
+                            return;
+                        }
+                    } else if live.is_empty() && !watch.report_progress(next).await {
                         return;
                     }
                 }
@@ -81,14 +108,14 @@ async fn catch_up(
     inner: &Weak<Inner>,
     prefix: &str,
     next: &mut Revision,
-    tx: &mpsc::Sender<Result<Event>>,
+    tx: &mpsc::Sender<Result<WatchItem>>,
 ) -> Result<bool> {
     loop {
         let Some(store) = inner.upgrade() else { return Err(closed()) };
         let (from, chunk_prefix) = (*next, prefix.to_string());
         let chunk = super::spawn_blocking(move || read::history(&store.db, &chunk_prefix, from, CHUNK)).await?;
         for event in chunk.events {
-            if tx.send(Ok(event)).await.is_err() {
+            if tx.send(Ok(WatchItem::Event(event))).await.is_err() {
                 return Ok(false);
             }
         }

@@ -1,6 +1,6 @@
 //! The etcd v3 backend: what kube-apiserver's `storage/etcd3` does, over etcd-client.
 //!
-//! HTTP → authn → authz → REST → strategy → storage → **etcd**.
+//! filters → endpoints → registry store → strategy → storage → **etcd**.
 //!
 //! Every key is stored as `prefix + key` (`/registry/backup.extend-k8s.io/timeseriesdbbackups/ns/name`).
 //! Writes are single transactions guarded by `ModRevision` compares, so concurrent writers (other replicas too)
@@ -15,15 +15,16 @@ mod watch;
 use bytes::Bytes;
 use etcd_client::proto::{PbKeyValue, PbTxnOpResponse};
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, TxnOp, TxnResponse, WatchClient, WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, MaintenanceClient, Txn, TxnOp, TxnResponse,
+    WatchClient, WatchOptions,
 };
 use tracing::debug;
 
 pub use self::config::EtcdConfig;
 use self::errors::{Failure, classify, map_err, map_failure};
 use crate::{
-    Deleted, KeyValue, ListOptions, ListResult, Result, Revision, Storage, StorageError, WatchStream, check_value_size,
-    key,
+    Deleted, KeyValue, ListOptions, ListResult, ProgressMode, ProgressRequester, ProgressWatch, Result, Revision,
+    Storage, StorageError, WatchStream, check_value_size, key,
 };
 
 /// The largest gRPC message read back from etcd (kube-apiserver uses `math.MaxInt32` too): a list of many
@@ -35,6 +36,9 @@ const MAX_DECODING_MESSAGE_BYTES: usize = i32::MAX as usize;
 pub struct EtcdStorage {
     kv: KvClient,
     watch: WatchClient,
+    maintenance: MaintenanceClient,
+    /// Whether etcd orders requested progress notifications with the events (by its version), once known.
+    ordered_progress: std::sync::Arc<tokio::sync::OnceCell<bool>>,
     /// `prefix` as bytes, without a trailing `/`.
     prefix: Vec<u8>,
     _compactor: Option<std::sync::Arc<compactor::Handle>>,
@@ -49,7 +53,49 @@ impl EtcdStorage {
         let watch = client.watch_client().max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
         let compactor = (!config.compaction_interval.is_zero())
             .then(|| std::sync::Arc::new(compactor::spawn(kv.clone(), config.compaction_interval)));
-        Ok(Self { kv, watch, prefix: config.prefix_bytes(), _compactor: compactor })
+        Ok(Self {
+            kv,
+            watch,
+            maintenance: client.maintenance_client(),
+            ordered_progress: std::sync::Arc::default(),
+            prefix: config.prefix_bytes(),
+            _compactor: compactor,
+        })
+    }
+
+    /// Whether etcd sends requested progress notifications in order with the events: from 3.4.31, 3.5.13 and
+    /// 3.6 on (etcd-io/etcd#15220, #17557; kube-apiserver asks for the same versions before it serves consistent
+    /// reads from its cache). Asked once; `false` when etcd does not tell.
+    async fn orders_requested_progress(&self) -> bool {
+        *self
+            .ordered_progress
+            .get_or_init(|| async {
+                let status = self.maintenance.clone().status().await;
+                match status {
+                    Ok(status) => orders_requested_progress(status.version()),
+                    Err(e) => {
+                        debug!(error = %e, "etcd: no status; not requesting watch progress");
+                        false
+                    }
+                }
+            })
+            .await
+    }
+
+    fn watch_target(&self, prefix: &str, progress: bool, requests: Option<ProgressRequester>) -> watch::Target {
+        watch::Target {
+            client: self.watch.clone(),
+            storage_prefix: self.prefix.clone(),
+            start: self.full_key(prefix),
+            end: self.full_key(&key::prefix_end(prefix)),
+            progress,
+            requests,
+        }
+    }
+
+    /// The revision a watch starts at: "from now on" is pinned, so that a reconnect does not skip or repeat events.
+    async fn watch_start(&self, start_revision: Revision) -> Result<Revision> {
+        Ok(if start_revision > 0 { start_revision } else { self.current_revision().await? + 1 })
     }
 
     fn full_key(&self, key: &str) -> Vec<u8> {
@@ -98,6 +144,18 @@ impl EtcdStorage {
             },
             other => map_failure(other),
         }
+    }
+}
+
+/// Whether an etcd of `version` ("3.4.23") orders requested progress notifications with the events.
+fn orders_requested_progress(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m >= 6,
+        (m, _) => m > 3,
     }
 }
 
@@ -258,15 +316,22 @@ impl Storage for EtcdStorage {
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream> {
         key::validate_key(prefix, true)?;
-        // "From now on" is pinned to a revision so that a reconnect does not skip or repeat events.
-        let start = if start_revision > 0 { start_revision } else { self.current_revision().await? + 1 };
-        let target = watch::Target {
-            client: self.watch.clone(),
-            storage_prefix: self.prefix.clone(),
-            start: self.full_key(prefix),
-            end: self.full_key(&key::prefix_end(prefix)),
+        let start = self.watch_start(start_revision).await?;
+        let items = watch::spawn(self.watch_target(prefix, false, None), start);
+        Ok(crate::events_only(items))
+    }
+
+    async fn watch_with_progress(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
+        key::validate_key(prefix, true)?;
+        let start = self.watch_start(start_revision).await?;
+        let (requests, mode) = if self.orders_requested_progress().await {
+            let requests = ProgressRequester::default();
+            (Some(requests.clone()), ProgressMode::OnRequest(requests))
+        } else {
+            (None, ProgressMode::Occasional)
         };
-        Ok(watch::spawn(target, start))
+        let items = watch::spawn(self.watch_target(prefix, true, requests), start);
+        Ok(ProgressWatch { items: Box::pin(items), mode })
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -284,6 +349,21 @@ impl Storage for EtcdStorage {
             // Already compacted at or after `revision`: nothing to do.
             Err(Failure::Compacted) => Ok(()),
             Err(failure) => Err(self.revision_error(failure, revision).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::orders_requested_progress;
+
+    #[test]
+    fn requested_progress_is_ordered_from_the_fixed_versions_on() {
+        for old in ["3.4.23", "3.4.30", "3.5.12", "3.5.0", "3.3.27", "", "garbage"] {
+            assert!(!orders_requested_progress(old), "{old}");
+        }
+        for fixed in ["3.4.31", "3.4.37", "3.5.13", "3.5.21", "3.6.0", "3.6.4", "4.0.0"] {
+            assert!(orders_requested_progress(fixed), "{fixed}");
         }
     }
 }

@@ -5,17 +5,21 @@
 //! the last forwarded revision + 1, after a pause that grows to 5 s while etcd stays away, so the consumer sees
 //! every event once and in order. Only a compaction past that revision (or etcd cancelling the watch) ends the
 //! stream with an error.
+//!
+//! A watch with progress ([`Storage::watch_with_progress`](crate::Storage::watch_with_progress), what the watch
+//! cache uses) also forwards etcd's progress notifications: the periodic ones (`WithProgressNotify`), which etcd
+//! sends in order with the events, and, when etcd orders them too, the ones the consumer requests.
 
 use std::time::Duration;
 
 use etcd_client::proto::PbEvent;
-use etcd_client::{WatchClient, WatchOptions, WatchResponse};
+use etcd_client::{WatchClient, WatchOptions, WatchRequestSender, WatchResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
 use super::errors::{is_transient, map_err};
-use crate::{Event, EventType, Result, Revision, StorageError, WatchStream};
+use crate::{Event, EventType, ProgressRequester, Result, Revision, StorageError, WatchItem};
 
 /// Events buffered between the etcd stream and a slow consumer.
 const BUFFER: usize = 256;
@@ -30,12 +34,18 @@ pub(super) struct Target {
     /// The full key range `[start, end)`.
     pub start: Vec<u8>,
     pub end: Vec<u8>,
+    /// Forward progress notifications: etcd's periodic ones, and requested ones when `requests` is given.
+    pub progress: bool,
+    /// Requests for progress, passed on to etcd.
+    pub requests: Option<ProgressRequester>,
 }
 
-pub(super) fn spawn(target: Target, start_revision: Revision) -> WatchStream {
+pub(super) type Items = ReceiverStream<Result<WatchItem>>;
+
+pub(super) fn spawn(target: Target, start_revision: Revision) -> Items {
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(run(target, start_revision, tx));
-    Box::pin(ReceiverStream::new(rx))
+    ReceiverStream::new(rx)
 }
 
 /// Why one etcd watch stream ended.
@@ -46,7 +56,7 @@ enum End {
     Reconnect(StorageError),
 }
 
-async fn run(mut target: Target, start_revision: Revision, tx: mpsc::Sender<Result<Event>>) {
+async fn run(mut target: Target, start_revision: Revision, tx: mpsc::Sender<Result<WatchItem>>) {
     let mut next = start_revision;
     let mut pause = MIN_PAUSE;
     loop {
@@ -69,16 +79,29 @@ async fn run(mut target: Target, start_revision: Revision, tx: mpsc::Sender<Resu
 }
 
 /// Run one etcd watch from `next`, forwarding events and advancing `next` past each.
-async fn watch_once(target: &mut Target, next: &mut Revision, tx: &mpsc::Sender<Result<Event>>) -> End {
-    let options = WatchOptions::new().with_range(target.end.clone()).with_start_revision(*next).with_prev_key();
+async fn watch_once(target: &mut Target, next: &mut Revision, tx: &mpsc::Sender<Result<WatchItem>>) -> End {
+    let mut options = WatchOptions::new().with_range(target.end.clone()).with_start_revision(*next).with_prev_key();
+    if target.progress {
+        options = options.with_progress_notify();
+    }
     let stream = match target.client.watch(target.start.clone(), Some(options)).await {
         Ok(stream) => stream,
         Err(e) => return fail(map_err(e), tx).await,
     };
     // Keep the request half open: closing it would end the watch on some etcd versions.
-    let (_requests, mut responses) = stream.split();
+    let (mut requests, mut responses) = stream.split();
+    let asked = target.requests.clone();
     loop {
-        let response = match responses.message().await {
+        let message = tokio::select! {
+            message = responses.message() => message,
+            () = requested(asked.as_ref()) => {
+                if let Err(e) = request_progress(&mut requests).await {
+                    return fail(e, tx).await;
+                }
+                continue;
+            }
+        };
+        let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => return End::Reconnect(StorageError::Unavailable("etcd closed the watch stream".into())),
             Err(e) => return fail(map_err(e), tx).await,
@@ -89,12 +112,24 @@ async fn watch_once(target: &mut Target, next: &mut Revision, tx: &mpsc::Sender<
     }
 }
 
+/// A progress request from the consumer; never, without a requester.
+async fn requested(requests: Option<&ProgressRequester>) {
+    match requests {
+        Some(requests) => requests.requested().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn request_progress(requests: &mut WatchRequestSender) -> Result<()> {
+    requests.request_progress().await.map_err(map_err)
+}
+
 /// Forward one response's events; `Some` when the watch is over.
 async fn forward(
     target: &Target,
     response: WatchResponse,
     next: &mut Revision,
-    tx: &mpsc::Sender<Result<Event>>,
+    tx: &mpsc::Sender<Result<WatchItem>>,
 ) -> Option<End> {
     let response = response.0;
     if response.compact_revision > 0 {
@@ -106,6 +141,19 @@ async fn forward(
         let _ = tx.send(Err(error)).await;
         return Some(End::Stop);
     }
+    if response.events.is_empty() && !response.created {
+        // A progress notification: periodic ones carry the watch's id, requested ones -1 (`InvalidWatchID`), and
+        // only those are out of order with the events on etcd before 3.4.31/3.5.13, where nobody requests them.
+        let requested = response.watch_id == -1;
+        let revision = response.header.as_ref().map_or(0, |h| h.revision);
+        if target.progress && (!requested || target.requests.is_some()) && revision >= *next {
+            *next = revision + 1;
+            if tx.send(Ok(WatchItem::Progress(revision))).await.is_err() {
+                return Some(End::Stop);
+            }
+        }
+        return None;
+    }
     for event in response.events {
         let event = match to_event(&target.storage_prefix, event) {
             Ok(event) => event,
@@ -116,7 +164,7 @@ async fn forward(
             continue;
         }
         *next = event.revision() + 1;
-        if tx.send(Ok(event)).await.is_err() {
+        if tx.send(Ok(WatchItem::Event(event))).await.is_err() {
             return Some(End::Stop);
         }
     }
@@ -124,7 +172,7 @@ async fn forward(
 }
 
 /// A transient error reconnects; any other is the stream's last item.
-async fn fail(error: StorageError, tx: &mpsc::Sender<Result<Event>>) -> End {
+async fn fail(error: StorageError, tx: &mpsc::Sender<Result<WatchItem>>) -> End {
     if is_transient(&error) {
         return End::Reconnect(error);
     }

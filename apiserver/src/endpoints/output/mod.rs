@@ -50,25 +50,29 @@ pub fn object(
 
 /// A page of a list in the requested rendering.
 pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response> {
+    let mut warnings = Vec::new();
     let body = match output.representation {
         Representation::Object => match output.media {
-            Media::Json => list_json(store, &page),
-            Media::Yaml => yaml::list(store, page)?,
+            Media::Json => {
+                warnings.extend(page.warnings.iter().cloned());
+                list_json(store, &page)
+            }
+            Media::Yaml => yaml::list(store, page, &mut warnings)?,
         },
         Representation::Table(v, include) => {
             let meta = page.list_meta();
-            in_media(
-                table::table(store.strategy.kind.as_ref(), page.into_objects(), meta, include, v, true)?,
-                output.media,
-            )?
+            let kind = store.strategy.kind.as_ref();
+            let rendered = table::table(kind, page.into_objects(&mut warnings), meta, include, v, true)?;
+            in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadataList(v) => {
             let meta = page.list_meta();
-            in_media(table::partial_object_metadata_list(page.into_objects(), meta, v)?, output.media)?
+            let rendered = table::partial_object_metadata_list(page.into_objects(&mut warnings), meta, v)?;
+            in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadata(_) => return Err(ApiError::not_acceptable(&["application/json"])),
     };
-    Ok(response(StatusCode::OK, body, output.media, &[]))
+    Ok(response(StatusCode::OK, body, output.media, &warnings))
 }
 
 /// What a deletecollection deleted, as the kind's List (or a PartialObjectMetadataList).
@@ -78,13 +82,13 @@ pub fn deleted_collection(store: &Store, deleted: DeletedCollection, output: Out
     list_meta.insert("resourceVersion".into(), Value::String(deleted.revision.to_string()));
     let body = match output.representation {
         Representation::PartialObjectMetadataList(v) => {
-            table::partial_object_metadata_list(deleted.items.into_iter().map(Ok), list_meta, v)?
+            table::partial_object_metadata_list(deleted.items.iter().cloned().map(Ok), list_meta, v)?
         }
         _ => json_bytes(&json!({
-            "apiVersion": info.api_version(), "items": deleted.items, "kind": info.list_kind, "metadata": list_meta,
+            "apiVersion": info.api_version(), "items": &deleted.items, "kind": info.list_kind, "metadata": list_meta,
         })),
     };
-    Ok(response(StatusCode::OK, in_media(body, output.media)?, output.media, &[]))
+    Ok(response(StatusCode::OK, in_media(body, output.media)?, output.media, &deleted.warnings))
 }
 
 /// `{"apiVersion":…,"items":[…],"kind":"<Kind>List","metadata":{…}}` with the items' stored bytes.

@@ -19,7 +19,7 @@ fn to_yaml(value: &Value) -> ApiResult<String> {
 }
 
 /// `apiVersion`, `items`, `kind`, `metadata` (the order of the JSON rendering's keys), the items one at a time.
-pub fn list(store: &Store, page: ListPage) -> ApiResult<Bytes> {
+pub fn list(store: &Store, page: ListPage, warnings: &mut Vec<String>) -> ApiResult<Bytes> {
     let info = store.info();
     let mut out = String::with_capacity(64 + page.items.iter().map(|(kv, _)| kv.value.len() * 5 / 4).sum::<usize>());
     let field = |out: &mut String, key: &str, value: Value| -> ApiResult<()> {
@@ -34,7 +34,7 @@ pub fn list(store: &Store, page: ListPage) -> ApiResult<Bytes> {
         out.push_str("items: []\n");
     } else {
         out.push_str("items:\n");
-        for obj in page.into_objects() {
+        for obj in page.into_objects(warnings) {
             push_sequence_entry(&mut out, &to_yaml(&obj?)?);
         }
     }

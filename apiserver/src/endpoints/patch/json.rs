@@ -135,9 +135,12 @@ pub fn parse(body: &[u8]) -> ApiResult<Patch> {
 }
 
 /// Why an operation failed.
+#[derive(Debug)]
 enum Failure {
-    /// It does not apply: 422.
+    /// It does not apply: 422 with upstream's generic message (the text, evanphx's, is logged).
     Apply(String),
+    /// It would pass a bound ([`MAX_COPY_BYTES`], the depth bound): 422 saying which.
+    Limit(String),
     /// It costs more than [`MAX_WORK`]: 413.
     TooCostly,
 }
@@ -150,30 +153,43 @@ impl From<String> for Failure {
 
 type OpResult<T> = Result<T, Failure>;
 
-/// Apply `patch` to `doc`: 422 for an operation that does not apply (or would nest the document too deeply or
-/// copy too much), 413 past [`MAX_WORK`]. On failure `doc` is partly patched and must be dropped.
+/// Apply `patch` to `doc`: 422 for an operation that does not apply, exactly as upstream answers it
+/// (`NewGenericServerResponse` without a cause: the generic message and empty details; the failed operation is only
+/// logged), 422 naming the bound for one that would nest the document too deeply or copy too much, 413 past
+/// [`MAX_WORK`]. On failure `doc` is partly patched and must be dropped.
 pub fn apply(doc: &mut Value, patch: &Patch) -> ApiResult<()> {
-    let mut run = Run { copied: 0, work: 0 };
-    for op in &patch.operations {
-        run.operation(doc, op).map_err(|f| match f {
-            Failure::Apply(message) => ApiError::unprocessable(format!(
-                "the server rejected our request due to an error in our request: {message}"
-            )),
-            Failure::TooCostly => ApiError::new(
-                413,
-                StatusReason::RequestEntityTooLarge,
-                format!(
-                    "Request entity too large: the JSON patch would shift or measure more than {MAX_WORK} array elements"
-                ),
+    run(doc, patch).map_err(|f| match f {
+        Failure::Apply(message) => {
+            tracing::debug!(error = %message, "JSON patch does not apply");
+            ApiError::unprocessable("the server rejected our request due to an error in our request")
+                .with_details(serde_json::json!({}))
+        }
+        Failure::Limit(message) => ApiError::unprocessable(format!(
+            "the server rejected our request due to an error in our request: {message}"
+        )),
+        Failure::TooCostly => ApiError::new(
+            413,
+            StatusReason::RequestEntityTooLarge,
+            format!(
+                "Request entity too large: the JSON patch would shift or measure more than {MAX_WORK} array elements"
             ),
-        })?;
-    }
+        ),
+    })?;
     if !doc.is_object() {
         return Err(ApiError::unprocessable(
             "the server rejected our request due to an error in our request: the patched object is not a JSON object",
         ));
     }
     super::within_depth(doc)
+}
+
+/// Apply each operation of `patch` to `doc` in turn, up to the first that fails.
+fn run(doc: &mut Value, patch: &Patch) -> OpResult<()> {
+    let mut run = Run { copied: 0, work: 0 };
+    for op in &patch.operations {
+        run.operation(doc, op)?;
+    }
+    Ok(())
 }
 
 const MISSING: &str = "missing value";
@@ -206,9 +222,9 @@ impl Run {
     /// Check that a value nesting `height` levels fits in a container at `level`.
     fn fits(level: usize, height: usize, path: &str) -> OpResult<()> {
         if level + height > MAX_DOCUMENT_DEPTH {
-            return Err(
-                format!("the patched object would nest deeper than {MAX_DOCUMENT_DEPTH} levels at {path:?}").into()
-            );
+            return Err(Failure::Limit(format!(
+                "the patched object would nest deeper than {MAX_DOCUMENT_DEPTH} levels at {path:?}"
+            )));
         }
         Ok(())
     }
@@ -294,11 +310,10 @@ impl Run {
         let (_, level) = target.container(doc).ok_or_else(missing)?;
         self.copied = self.copied.saturating_add(json_size(value));
         if self.copied > MAX_COPY_BYTES {
-            return Err(format!(
+            return Err(Failure::Limit(format!(
                 "Unable to complete the copy, the accumulated size increase of copy is {}, exceeding the limit {MAX_COPY_BYTES}",
                 self.copied
-            )
-            .into());
+            )));
         }
         Self::fits(level, depth_counting(value, MAX_DOCUMENT_DEPTH, &mut 0), path)?;
         let value = value.clone();

@@ -15,11 +15,18 @@ fn ok(doc: Value, patch: Value) -> Value {
     patched(doc, patch).unwrap()
 }
 
-/// The message of a 422, without upstream's prefix.
+/// The text of the operation that does not apply (logged), after checking the 422 the client gets: upstream's
+/// generic message with empty details.
 fn fails(doc: Value, patch: Value) -> String {
-    let e = patched(doc, patch).unwrap_err();
+    let patch = parse(patch.to_string().as_bytes()).unwrap();
+    let e = apply(&mut doc.clone(), &patch).unwrap_err();
     assert_eq!(e.code, 422, "{e:?}");
-    e.message.strip_prefix("the server rejected our request due to an error in our request: ").unwrap().to_string()
+    assert_eq!(e.message, "the server rejected our request due to an error in our request");
+    assert_eq!(e.details, Some(json!({})));
+    match run(&mut doc.clone(), &patch).unwrap_err() {
+        Failure::Apply(text) => text,
+        other => panic!("not an operation that does not apply: {other:?}"),
+    }
 }
 
 #[test]
@@ -304,7 +311,9 @@ fn values_and_tests() {
     assert_eq!(ok(doc(), Value::Null), doc());
     assert_eq!(ok(doc(), json!([{"op": "add", "path": "/spec/a", "value": 5, "extra": true}]))["spec"]["a"], 5);
     // The result must stay an object.
-    fails(doc(), json!([{"op": "replace", "path": "", "value": [1]}]));
+    let err = patched(doc(), json!([{"op": "replace", "path": "", "value": [1]}])).unwrap_err();
+    assert_eq!(err.code, 422);
+    assert!(err.message.ends_with("the patched object is not a JSON object"), "{}", err.message);
 }
 
 /// Issue 12: eleven copies of a nested value into itself overflowed a worker's stack. Depth is now bounded before

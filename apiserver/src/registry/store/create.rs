@@ -3,14 +3,14 @@
 //!
 //! endpoints/create → **store create** → strategy → field manager → admission → storage.
 
-use backup_storage::{StorageError, check_value_size};
+use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Store, WriteOptions, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
-use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
+use crate::registry::object_bytes::with_resource_version;
 use crate::registry::strategy::{Prepared, Validation, meta_name};
 use crate::request::body::Decoded;
 use crate::request::info::Subresource;
@@ -53,17 +53,38 @@ impl Store {
         if let Some(admission) = &self.admission {
             admission.admit_create(info, namespace, &name).await?;
         }
-        let bytes = encode_for_storage(&obj);
-        check_value_size(&bytes).map_err(self.storage_err(&name))?;
-        if opts.dry_run {
-            return Ok(Written { body: Bytes::from(bytes), created: true, warnings });
-        }
-        let kv = match self.storage.create(&self.key(namespace, &name), Bytes::from(bytes)).await {
+        let bytes = self.encode(&name, &obj)?;
+        let key = self.key(namespace, &name);
+        let stored = if opts.dry_run {
+            // A dry run stores nothing but fails as the create would (upstream's `DryRunnableStorage.Create`).
+            match self.storage.get(&key).await.map_err(self.storage_err(&name))? {
+                Some(_) => Err(StorageError::AlreadyExists { key: key.clone() }),
+                None => return Ok(Written { body: Bytes::from(bytes), created: true, warnings }),
+            }
+        } else {
+            self.storage.create(&key, Bytes::from(bytes)).await
+        };
+        let kv = match stored {
             Err(StorageError::AlreadyExists { .. }) if generated_name => {
                 return Err(ApiError::server_timeout(info, "POST", 1));
             }
+            Err(e @ StorageError::AlreadyExists { .. }) => return Err(self.already_exists(&key, &name, e).await),
             other => other.map_err(self.storage_err(&name))?,
         };
         Ok(Written { body: with_resource_version(&kv.value, kv.mod_revision), created: true, warnings })
+    }
+
+    /// The AlreadyExists answer of `registry.Store.Create`, which says when the object in the way is being deleted.
+    async fn already_exists(&self, key: &str, name: &str, err: StorageError) -> ApiError {
+        let mut e = ApiError::from_storage(err, self.info(), name);
+        let being_deleted = match self.storage.get(key).await {
+            Ok(Some(kv)) => serde_json::from_slice::<Value>(&kv.value)
+                .is_ok_and(|v| v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())),
+            _ => false,
+        };
+        if being_deleted {
+            e.message = format!("object is being deleted: {}", e.message);
+        }
+        e
     }
 }

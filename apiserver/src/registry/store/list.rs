@@ -24,6 +24,8 @@ pub struct ListPage {
     pub revision: i64,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
+    /// Stored objects left out because they cannot be decoded (the client sees them as warnings).
+    pub warnings: Vec<String>,
 }
 
 impl ListPage {
@@ -40,13 +42,28 @@ impl ListPage {
         m
     }
 
-    /// The items decoded one at a time (for Table and metadata renderings).
-    pub fn into_objects(self) -> impl Iterator<Item = ApiResult<Value>> {
-        self.items.into_iter().map(|(kv, v)| match v {
-            Some(v) => Ok(v),
-            None => decode(&kv.value, kv.mod_revision).map_err(ApiError::internal),
+    /// The items decoded one at a time (for Table and metadata renderings); one that cannot be decoded is left out
+    /// with a warning.
+    pub fn into_objects(self, warnings: &mut Vec<String>) -> impl Iterator<Item = ApiResult<Value>> + '_ {
+        warnings.extend(self.warnings);
+        self.items.into_iter().filter_map(|(kv, v)| match v {
+            Some(v) => Some(Ok(v)),
+            None => match decode(&kv.value, kv.mod_revision) {
+                Ok(v) => Some(Ok(v)),
+                Err(e) => {
+                    warnings.push(unreadable(&kv.key, &e));
+                    None
+                }
+            },
         })
     }
+}
+
+/// The warning for a stored object that cannot be decoded.
+fn unreadable(key: &str, e: &serde_json::Error) -> String {
+    format!(
+        "the stored object {key:?} cannot be decoded and was left out ({e}); delete it with DeleteOptions ignoreStoreReadErrorWithClusterBreakingPotential"
+    )
 }
 
 /// Wait (bounded) until the store's revision reaches `rv`; 504 with ResourceVersionTooLarge otherwise.
@@ -97,6 +114,7 @@ pub(super) async fn list(
         }
     };
     let mut items = Vec::new();
+    let mut warnings = Vec::new();
     let mut last_examined: Option<String> = None;
     let mut remaining;
     let truncated;
@@ -127,9 +145,10 @@ pub(super) async fn list(
             if filter.is_empty() {
                 items.push((kv, None));
             } else {
-                let v = decode(&kv.value, kv.mod_revision).map_err(ApiError::internal)?;
-                if filter.matches(&store.strategy, &v) {
-                    items.push((kv, Some(v)));
+                match decode(&kv.value, kv.mod_revision) {
+                    Ok(v) if filter.matches(&store.strategy, &v) => items.push((kv, Some(v))),
+                    Ok(_) => {}
+                    Err(e) => warnings.push(unreadable(&kv.key, &e)),
                 }
             }
             if opts.limit.is_some_and(|l| items.len() >= l) {
@@ -153,5 +172,5 @@ pub(super) async fn list(
     };
     // The count is exact only when every key counts (no selector) and the last page was read whole.
     let remaining = (continue_token.is_some() && filter.is_empty() && remaining > 0).then_some(remaining);
-    Ok(ListPage { items, revision, continue_token, remaining })
+    Ok(ListPage { items, revision, continue_token, remaining, warnings })
 }

@@ -21,14 +21,16 @@ pub use watch::{WatchEvent, WatchEventType, WatchEvents};
 use std::sync::Arc;
 
 use backup_apis::{Kind, ResourceInfo};
-use backup_storage::{KeyValue, Storage, StorageError};
+use backup_storage::{KeyValue, Storage, StorageError, check_value_size};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::admission::Admission;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::Manager;
-use crate::registry::object_bytes::{decode, with_resource_version};
+use crate::registry::object_bytes::{
+    MAX_DEPTH, decode, encode_for_storage, object_depth_exceeds, with_resource_version,
+};
 use crate::registry::strategy::Strategy;
 use crate::request::options::FieldValidation;
 
@@ -41,6 +43,8 @@ pub struct Store {
     pub storage: Arc<dyn Storage>,
     /// Admission plugins run on create (NamespaceLifecycle in a cluster; none standalone).
     admission: Option<Arc<dyn Admission>>,
+    /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
+    finishes_propagation: bool,
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -68,7 +72,13 @@ struct WriteOptions<'a> {
 
 impl Store {
     pub fn new(kind: Arc<dyn Kind>, storage: Arc<dyn Storage>, admission: Option<Arc<dyn Admission>>) -> Self {
-        Self { strategy: Arc::new(Strategy::new(kind)), storage, admission }
+        Self { strategy: Arc::new(Strategy::new(kind)), storage, admission, finishes_propagation: false }
+    }
+
+    /// This store finishes the propagation policies' finalizers itself (standalone: no garbage collector).
+    pub fn finishing_propagation(mut self, standalone: bool) -> Self {
+        self.finishes_propagation = standalone;
+        self
     }
 
     pub fn info(&self) -> &ResourceInfo {
@@ -93,6 +103,20 @@ impl Store {
         }
     }
 
+    /// The bytes to store for `obj`: refused (422) when they could not be read back (nested too deeply), 413 when
+    /// over the storage's size limit.
+    fn encode(&self, name: &str, obj: &Map<String, Value>) -> ApiResult<Vec<u8>> {
+        if object_depth_exceeds(obj, MAX_DEPTH) {
+            return Err(ApiError::unprocessable(format!(
+                "{} \"{name}\" is invalid: the object nests objects and arrays more than {MAX_DEPTH} levels deep",
+                self.info().qualified_kind()
+            )));
+        }
+        let bytes = encode_for_storage(obj);
+        check_value_size(&bytes).map_err(self.storage_err(name))?;
+        Ok(bytes)
+    }
+
     fn storage_err(&self, name: &str) -> impl Fn(StorageError) -> ApiError + '_ {
         let name = name.to_string();
         move |e| ApiError::from_storage(e, self.info(), &name)
@@ -114,10 +138,25 @@ impl Store {
 
     async fn current(&self, namespace: &str, name: &str) -> ApiResult<Current> {
         let kv = self.get_kv(namespace, name).await?;
-        let obj = match decode(&kv.value, kv.mod_revision) {
-            Ok(Value::Object(m)) => m,
-            _ => return Err(ApiError::internal(format!("the stored object {name:?} is not a JSON object"))),
-        };
+        let obj = readable(&kv).map_err(|detail| self.corrupt(name, &detail))?;
         Ok(Current { kv, obj })
+    }
+
+    /// The 500 for a stored object that cannot be decoded, saying how to get rid of it.
+    fn corrupt(&self, name: &str, detail: &str) -> ApiError {
+        ApiError::internal(format!(
+            "the stored object {} {name:?} is corrupt ({detail}); it can only be deleted, with DeleteOptions \
+             ignoreStoreReadErrorWithClusterBreakingPotential: true",
+            self.info().qualified_resource()
+        ))
+    }
+}
+
+/// The stored object decoded, or why it cannot be.
+fn readable(kv: &KeyValue) -> Result<Map<String, Value>, String> {
+    match decode(&kv.value, kv.mod_revision) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -30,6 +30,9 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 const MIN_REQUEST_TIMEOUT: u64 = 1800;
 /// Events buffered per watcher before the translating task waits for the client.
 const WATCHER_BUFFER: usize = 64;
+/// How long a watcher may keep its buffer full before it is cut off (its client resumes from the last
+/// resourceVersion it saw, or relists), so a client that stops reading holds nothing for long.
+const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(10);
 
 /// The type of an object event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +107,13 @@ impl Store {
                         revision: kv.mod_revision,
                         decoded,
                     };
-                    if tx.send(ev).await.is_err() {
+                    if !deliver(&tx, ev).await {
                         return;
                     }
                 }
                 if send_initial_events {
                     let ev = WatchEvent::Bookmark { revision: page.revision, initial_events_end: true };
-                    if tx.send(ev).await.is_err() {
+                    if !deliver(&tx, ev).await {
                         return;
                     }
                 }
@@ -118,7 +121,7 @@ impl Store {
             let mut events = match events {
                 Ok(s) => s,
                 Err(e) => {
-                    let _ = tx.send(WatchEvent::Error(e.into())).await;
+                    deliver(&tx, WatchEvent::Error(e.into())).await;
                     return;
                 }
             };
@@ -130,13 +133,13 @@ impl Store {
                 tokio::select! {
                     _ = &mut deadline => {
                         if allow_bookmarks {
-                            let _ = tx.send(WatchEvent::Bookmark { revision: last_rv, initial_events_end: false }).await;
+                            deliver(&tx, WatchEvent::Bookmark { revision: last_rv, initial_events_end: false }).await;
                         }
                         return;
                     }
                     _ = bookmarks.tick(), if allow_bookmarks => {
                         let ev = WatchEvent::Bookmark { revision: last_rv, initial_events_end: false };
-                        if tx.send(ev).await.is_err() {
+                        if !deliver(&tx, ev).await {
                             return;
                         }
                     }
@@ -144,13 +147,13 @@ impl Store {
                     next = events.next() => match next {
                         None => return,
                         Some(Err(e)) => {
-                            let _ = tx.send(WatchEvent::Error(e.into())).await;
+                            deliver(&tx, WatchEvent::Error(e.into())).await;
                             return;
                         }
                         Some(Ok(ev)) => {
                             last_rv = ev.revision();
                             if let Some(out) = translator.translate(ev)
-                                && tx.send(out).await.is_err() {
+                                && !deliver(&tx, out).await {
                                     return;
                                 }
                         }
@@ -159,6 +162,21 @@ impl Store {
             }
         });
         Ok(rx)
+    }
+}
+
+/// Hand `ev` to the watcher: false when it is gone, or when its buffer stayed full for [`SLOW_WATCHER_BUDGET`].
+async fn deliver(tx: &mpsc::Sender<WatchEvent>, ev: WatchEvent) -> bool {
+    match tx.try_send(ev) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Full(ev)) => {
+            let sent = tokio::time::timeout(SLOW_WATCHER_BUDGET, tx.send(ev)).await;
+            if sent.is_err() {
+                tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
+            }
+            matches!(sent, Ok(Ok(())))
+        }
     }
 }
 

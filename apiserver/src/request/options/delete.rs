@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::dry_run;
+use super::{dry_run, invalid_options};
 use crate::error::{ApiError, ApiResult};
 use crate::request::query::Query;
 
@@ -45,6 +45,10 @@ pub struct DeleteOptions {
     pub propagation_policy: Option<PropagationPolicy>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// `ignoreStoreReadErrorWithClusterBreakingPotential` (KEP-3926): delete an object whose stored form cannot be
+    /// read, without decoding it (no finalizers, no preconditions); needs the `unsafe-delete-ignore-read-errors`
+    /// permission.
+    pub ignore_store_read_error: bool,
 }
 
 /// The wire form of a DeleteOptions body.
@@ -59,6 +63,8 @@ struct Body {
     orphan_dependents: Option<bool>,
     #[serde(default)]
     preconditions: Option<Preconditions>,
+    #[serde(default)]
+    ignore_store_read_error_with_cluster_breaking_potential: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,11 +99,28 @@ impl DeleteOptions {
             (None, _) => None,
         };
         let pre = body.preconditions.unwrap_or_default();
+        let ignore_store_read_error = body.ignore_store_read_error_with_cluster_breaking_potential.unwrap_or(false)
+            || q.flag("ignoreStoreReadErrorWithClusterBreakingPotential");
+        if ignore_store_read_error {
+            let others = [
+                ("dryRun", dry_run),
+                ("preconditions", pre.uid.is_some() || pre.resource_version.is_some()),
+                ("propagationPolicy", propagation_policy.is_some()),
+            ];
+            if let Some((field, _)) = others.iter().find(|(_, set)| *set) {
+                let detail = format!(
+                    "ignoreStoreReadErrorWithClusterBreakingPotential: Invalid value: true: cannot be set together \
+                     with {field}"
+                );
+                return Err(invalid_options("DeleteOptions", &detail, Vec::new()));
+            }
+        }
         Ok(Self {
             dry_run,
             propagation_policy,
             precondition_uid: pre.uid,
             precondition_resource_version: pre.resource_version,
+            ignore_store_read_error,
         })
     }
 }
@@ -123,5 +146,8 @@ mod tests {
         assert_eq!(DeleteOptions::decode(br#"{"propagationPolicy":"Later"}"#, &q).unwrap_err().code, 400);
         assert_eq!(DeleteOptions::decode(br#"{"dryRun":["Some"]}"#, &q).unwrap_err().code, 400);
         assert_eq!(DeleteOptions::decode(b"{", &q).unwrap_err().code, 400);
+        let unsafe_delete = br#"{"ignoreStoreReadErrorWithClusterBreakingPotential":true}"#;
+        assert!(DeleteOptions::decode(unsafe_delete, &Query::default()).unwrap().ignore_store_read_error);
+        assert_eq!(DeleteOptions::decode(unsafe_delete, &q).unwrap_err().code, 422, "not with a propagation policy");
     }
 }

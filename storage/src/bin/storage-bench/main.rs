@@ -1,10 +1,14 @@
 //! storage-bench: create/get/list throughput and latency of the storage backends against raw etcd-client calls
-//! (the limit), at concurrency 1, 8 and 32, on loopback with a throw-away etcd (feature `testing`).
+//! (the limit), at concurrency 1, 8 and 32, on loopback with a throw-away etcd (feature `testing`); then the
+//! watch cache ([`cache`]): watch fan-out, lists from memory, its memory.
 //!
-//! `cargo run --release -p backup-storage --features testing --bin storage-bench -- [--ops N] [--seconds S]`
-//! (or `hack/bench-storage.sh`). Each cell runs N operations (default 5,000) or S seconds (default 10),
-//! whichever ends first. Values are 600 bytes; a list reads 100 keys. Backends take turns cell by cell; at the
-//! end the keys are deleted and etcd compacted (etcd 3.4 slows down a lot until deleted keys are compacted).
+//! `cargo run --release -p backup-storage --features testing --bin storage-bench -- [--ops N] [--seconds S]
+//! [--only backends|cache]` (or `hack/bench-storage.sh`). Each cell runs N operations (default 5,000) or S
+//! seconds (default 10), whichever ends first. Values are 600 bytes; a list reads 100 keys. Backends take turns
+//! cell by cell; at the end the keys are deleted and etcd compacted (etcd 3.4 slows down a lot until deleted keys
+//! are compacted).
+
+mod cache;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,6 +106,8 @@ impl Cell {
 struct Limits {
     ops: usize,
     time: Duration,
+    backends: bool,
+    cache: bool,
 }
 
 /// Run `op` `limits.ops` times (or for `limits.time`) from `concurrency` tasks; key `i` is `keys(i)`.
@@ -198,15 +204,23 @@ async fn clean_etcd(kv: &mut KvClient) -> Result<(), BoxError> {
 }
 
 fn parse_args() -> Result<Limits, BoxError> {
-    let mut limits = Limits { ops: 5000, time: Duration::from_secs(10) };
+    let mut limits = Limits { ops: 5000, time: Duration::from_secs(10), backends: true, cache: true };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let number = |v: Option<String>| -> Result<u64, BoxError> { Ok(v.ok_or("missing value")?.parse()?) };
         match arg.as_str() {
             "--ops" => limits.ops = usize::try_from(number(args.next())?)?,
             "--seconds" => limits.time = Duration::from_secs(number(args.next())?),
+            "--only" => match args.next().as_deref() {
+                Some("backends") => limits.cache = false,
+                Some("cache") => limits.backends = false,
+                other => return Err(format!("--only backends|cache, not {other:?}").into()),
+            },
             other => {
-                return Err(format!("unknown argument {other:?}; usage: storage-bench [--ops N] [--seconds S]").into());
+                return Err(format!(
+                    "unknown argument {other:?}; usage: storage-bench [--ops N] [--seconds S] [--only backends|cache]"
+                )
+                .into());
             }
         }
     }
@@ -246,17 +260,24 @@ async fn main() -> Result<(), BoxError> {
         ("EtcdStorage", Backend::Storage(Arc::new(EtcdStorage::connect(&config).await?))),
         ("EmbeddedStorage (file)", Backend::Storage(Arc::new(EmbeddedStorage::open(dir.path().join("bench.redb"))?))),
     ];
-    let mut cells = bench(&backends, &limits).await?;
-    clean_etcd(&mut kv).await?;
-    cells.sort_by_key(|c| backends.iter().position(|(name, _)| *name == c.backend));
-    println!(
-        "{} ops or {} s per cell, {VALUE_BYTES} B values, lists of {LIST_KEYS} keys, {} cores, {}",
-        limits.ops,
-        limits.time.as_secs(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        etcd_version()
-    );
-    print(&cells);
+    if limits.backends {
+        let mut cells = bench(&backends, &limits).await?;
+        clean_etcd(&mut kv).await?;
+        cells.sort_by_key(|c| backends.iter().position(|(name, _)| *name == c.backend));
+        println!(
+            "{} ops or {} s per cell, {VALUE_BYTES} B values, lists of {LIST_KEYS} keys, {} cores, {}",
+            limits.ops,
+            limits.time.as_secs(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            etcd_version()
+        );
+        print(&cells);
+    }
+    if limits.cache {
+        let rss = cache::rss_mib();
+        let report = cache::bench(&etcd, &kv).await?;
+        println!("\n## Watch cache ({}; RSS {rss:.1} MiB before)\n{report}", etcd_version());
+    }
     Ok(())
 }
 

@@ -1,0 +1,42 @@
+//! The timeout filter (k8s.io/apiserver `WithTimeoutForNonLongRunningRequests`): a request that is not a watch gets
+//! `--request-timeout` (default 60 s; a smaller `?timeout=` wins) to answer, else 504 with a Timeout Status. The
+//! handler is dropped at the deadline, so what it holds is freed.
+//!
+//! request info → metrics → **timeout** → authentication → max in flight → authorization → endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, StatusReason};
+use crate::options::parse_duration;
+use crate::request::info::{RequestInfo, Verb};
+use crate::request::query::Query;
+
+pub async fn limit(State(request_timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let info = req.extensions().get::<Arc<RequestInfo>>().cloned();
+    if request_timeout.is_zero() || info.as_ref().is_some_and(|i| i.verb == Verb::Watch) {
+        return next.run(req).await;
+    }
+    let asked =
+        req.extensions().get::<Arc<Query>>().and_then(|q| q.get("timeout")).and_then(|t| parse_duration(t).ok());
+    let timeout = asked.filter(|t| !t.is_zero() && *t < request_timeout).unwrap_or(request_timeout);
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            if let Some(info) = info {
+                tracing::warn!(verb = %info.verb, path = %info.path, ?timeout, "request timed out");
+            }
+            ApiError::new(
+                504,
+                StatusReason::Timeout,
+                format!("Timeout: request did not complete within requested timeout {}s", timeout.as_secs()),
+            )
+            .with_details(serde_json::json!({}))
+            .into_response()
+        }
+    }
+}

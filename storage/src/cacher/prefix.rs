@@ -1,0 +1,242 @@
+//! One cached prefix: its state behind a lock, the signal that wakes watchers and waiting reads when the state
+//! changes, how its backend watch reports progress, and the registry of its watchers.
+//!
+//! reflector → **prefix cache** (apply, replace, sweep) → reads (wait until fresh, snapshot) and watchers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::metrics::{self, CacheMetrics};
+use super::object::{AttrsHook, CachedObject};
+use super::state::State;
+use super::window::Window;
+use super::{CacherConfig, lock};
+use crate::{EventType, ProgressMode, Result, Revision, StorageError, WatchItem};
+
+/// How often a read that waits for a revision asks the backend for progress again.
+const PROGRESS_RETRY: Duration = Duration::from_millis(100);
+
+pub(super) struct PrefixCache {
+    /// The cached prefix, ending with `/`.
+    pub prefix: String,
+    pub attrs: Option<AttrsHook>,
+    state: RwLock<State>,
+    /// Bumped after every change of the state: watchers and waiting reads wake up.
+    changed: watch::Sender<u64>,
+    /// How the backend watch reports progress (set by the reflector for each backend watch).
+    progress: Mutex<ProgressMode>,
+    watchers: Mutex<HashMap<u64, Arc<WatcherShared>>>,
+    next_watcher: AtomicU64,
+    pub metrics: Arc<CacheMetrics>,
+    pub config: Arc<CacherConfig>,
+}
+
+/// What the registry knows of one watcher, for closing it when it lags.
+pub(super) struct WatcherShared {
+    /// The window offset of the next event it will read.
+    pub next_offset: AtomicU64,
+    /// The window's head offset when it started: the backlog it began with does not count as lag.
+    pub base_offset: u64,
+    /// Closed for lagging (set once).
+    pub closed: AtomicBool,
+    /// Every event up to this revision has been handed to the consumer (for bookmarks).
+    pub progress: AtomicI64,
+}
+
+impl WatcherShared {
+    /// Mark it closed; whether this call did (and counted it).
+    pub fn close_lagging(&self, metrics: &CacheMetrics) -> bool {
+        let first = !self.closed.swap(true, Ordering::AcqRel);
+        if first {
+            metrics::count(&metrics.watchers_closed_lagging);
+        }
+        first
+    }
+}
+
+/// A change for the state, prepared outside its lock.
+enum Change {
+    Put(Arc<CachedObject>, Option<crate::KeyValue>),
+    Delete(String, Revision, Option<crate::KeyValue>),
+    Progress(Revision),
+}
+
+impl PrefixCache {
+    pub fn new(
+        prefix: String,
+        attrs: Option<AttrsHook>,
+        config: Arc<CacherConfig>,
+        metrics: Arc<CacheMetrics>,
+    ) -> Self {
+        let window = Window::new(0, config.window_events, config.window_bytes, metrics.clone());
+        Self {
+            prefix,
+            attrs,
+            state: RwLock::new(State::new(window, metrics.clone())),
+            changed: watch::Sender::new(0),
+            progress: Mutex::new(ProgressMode::Occasional),
+            watchers: Mutex::new(HashMap::new()),
+            next_watcher: AtomicU64::new(0),
+            metrics,
+            config,
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn wake(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.read().ready
+    }
+
+    pub fn set_progress_mode(&self, mode: ProgressMode) {
+        *lock(&self.progress) = mode;
+    }
+
+    /// How long a read may wait for the cache to reach a revision: long when the backend reports progress on a
+    /// quiet prefix, short when only events can bring the cache there.
+    pub fn fresh_wait(&self) -> Duration {
+        match *lock(&self.progress) {
+            ProgressMode::Continuous | ProgressMode::OnRequest(_) => self.config.fresh_timeout,
+            ProgressMode::Occasional => self.config.fresh_timeout_without_progress,
+        }
+    }
+
+    fn request_progress(&self) {
+        if let ProgressMode::OnRequest(requester) = &*lock(&self.progress) {
+            requester.request();
+            metrics::count(&self.metrics.progress_requests);
+        }
+    }
+
+    /// Wait until the cache is ready and has reached `target`, at most `limit`; whether it has.
+    pub async fn wait_for(&self, target: Revision, limit: Duration) -> bool {
+        let mut changed = self.subscribe();
+        let wait = async {
+            loop {
+                changed.borrow_and_update();
+                {
+                    let state = self.read();
+                    if state.ready && state.revision >= target {
+                        return true;
+                    }
+                }
+                self.request_progress();
+                if let Ok(Err(_)) = tokio::time::timeout(PROGRESS_RETRY, changed.changed()).await {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait).await.unwrap_or(false)
+    }
+
+    /// Replace the state with a fresh list at `revision` (watchers of the old state are closed by the new
+    /// generation).
+    pub fn replace(&self, objects: Vec<Arc<CachedObject>>, revision: Revision) {
+        self.write().replace(objects, revision);
+        self.wake();
+    }
+
+    /// Apply a batch of the backend watch's items in order; the error that ended the watch, if one did.
+    pub fn apply(&self, batch: Vec<Result<WatchItem>>) -> Result<()> {
+        let mut changes = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for item in batch {
+            match item {
+                Ok(WatchItem::Event(event)) => match event.event_type {
+                    EventType::Put => changes
+                        .push(Change::Put(Arc::new(CachedObject::new(event.kv, self.attrs.as_ref())), event.prev)),
+                    EventType::Delete => {
+                        changes.push(Change::Delete(event.kv.key, event.kv.mod_revision, event.prev));
+                    }
+                },
+                Ok(WatchItem::Progress(revision)) => changes.push(Change::Progress(revision)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        {
+            let mut state = self.write();
+            for change in changes {
+                match change {
+                    Change::Put(object, prev) if object.kv().mod_revision > state.revision => {
+                        state.put(object, prev);
+                    }
+                    Change::Delete(key, revision, prev) if revision > state.revision => {
+                        state.delete(&key, revision, prev);
+                    }
+                    Change::Progress(revision) => state.revision = state.revision.max(revision),
+                    // Already applied (a backend never repeats events; be safe).
+                    Change::Put(..) | Change::Delete(..) => {}
+                }
+            }
+            if let Some(StorageError::Compacted { compacted, .. }) = &failure {
+                state.compacted = state.compacted.max(*compacted);
+            }
+        }
+        self.wake();
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Note a compaction of the backend at `revision`.
+    pub fn compacted(&self, revision: Revision) {
+        let mut state = self.write();
+        state.compacted = state.compacted.max(revision);
+    }
+
+    /// Register a watcher starting now; its id and shared part.
+    pub fn register(&self, after: Revision) -> (u64, Arc<WatcherShared>) {
+        let base_offset = self.read().window.head_offset();
+        let shared = Arc::new(WatcherShared {
+            next_offset: AtomicU64::new(0),
+            base_offset,
+            closed: AtomicBool::new(false),
+            progress: AtomicI64::new(after),
+        });
+        let id = self.next_watcher.fetch_add(1, Ordering::Relaxed);
+        lock(&self.watchers).insert(id, shared.clone());
+        metrics::add(&self.metrics.watchers, 1);
+        (id, shared)
+    }
+
+    pub fn deregister(&self, id: u64) {
+        if lock(&self.watchers).remove(&id).is_some() {
+            metrics::add(&self.metrics.watchers, -1);
+        }
+    }
+
+    /// Close the watchers that have more than their budget of bytes waiting for them, and wake them.
+    pub fn sweep_watchers(&self) {
+        let head = self.read().window.head_offset();
+        let budget = self.config.watcher_lag_bytes as u64;
+        let mut closed = false;
+        for watcher in lock(&self.watchers).values() {
+            let read_to = watcher.next_offset.load(Ordering::Acquire).max(watcher.base_offset);
+            if head.saturating_sub(read_to) > budget && !watcher.closed.load(Ordering::Acquire) {
+                closed |= watcher.close_lagging(&self.metrics);
+            }
+        }
+        if closed {
+            self.wake();
+        }
+    }
+}
