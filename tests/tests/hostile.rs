@@ -547,8 +547,9 @@ async fn strategic_merge_of_a_20k_item_list_is_bounded() {
     }
     let cpu = server.cpu_time().saturating_sub(cpu_before);
     assert!(cpu < Duration::from_secs(40), "{cpu:?} of CPU for two strategic merges");
-    // Server-side apply's tracking of 22,500 list items is the most of it (debug build: 200 MiB over both merges).
-    still_healthy(&mut server, before, 320).await;
+    // Measured (release build): 0.3 s and 1 s of CPU, RSS +170 MiB over both merges of a 0.7 MB body — far more
+    // than a small multiple of the body (managedFields tracking of 22,500 items is the suspect; issue 12, open).
+    still_healthy(&mut server, before, 256).await;
 }
 
 /// YAML's "billion laughs" (nine levels of nine aliases: 387 million strings from a 400-byte body) as a create
