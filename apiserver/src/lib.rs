@@ -24,6 +24,8 @@ pub mod endpoints;
 pub mod error;
 pub mod fieldmanager;
 pub mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod openapi;

@@ -400,3 +400,189 @@ fn pem_der(pem: &str) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes()).next().unwrap().unwrap().to_vec()
 }
+
+/// The path of the backup `name`.
+fn one(name: &str) -> String {
+    format!("{}/{name}", backups(NS))
+}
+
+/// A JSON patch of eleven `copy` operations that copy a 90-level value into itself: before, the twelfth level of
+/// nesting overflowed a worker's stack and the process aborted. Now a 422 naming the depth bound.
+#[tokio::test]
+async fn json_patch_copies_nesting_a_value_into_itself_are_refused() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let http = server.http();
+    http.create(&backups(NS), &backup("selfcopy")).await;
+    let mut deep = json!(1);
+    for _ in 0..90 {
+        deep = json!({"d": deep});
+    }
+    let parent = format!("/spec/v{}", "/d".repeat(89));
+    let mut ops = vec![json!({"op": "add", "path": "/spec/v", "value": deep})];
+    ops.extend((0..11).map(|i| json!({"op": "copy", "from": "/spec/v", "path": format!("{parent}/c{i}")})));
+    let resp = http.json_patch(&one("selfcopy"), &Value::Array(ops)).await;
+    let status = resp.expect_failure(422, "Invalid");
+    assert!(status["message"].as_str().unwrap().contains("would nest deeper than 110 levels"), "{status}");
+    http.get(&one("selfcopy")).await.expect_status(200);
+    still_healthy(&mut server, before, 16).await;
+}
+
+/// A `move` into its own parent followed by a failing `test`: before, json-patch's undo panicked and the client saw
+/// a dropped connection. Now upstream's 422, and the object is unchanged.
+#[tokio::test]
+async fn json_patch_move_into_parent_then_failing_test_is_a_422() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let http = server.http();
+    let created = http.create(&backups(NS), &backup("mover")).await;
+    let patch = json!([{"op": "move", "from": "/spec/database", "path": "/spec"},
+                       {"op": "test", "path": "/spec/nope", "value": 1}]);
+    let resp = http.json_patch(&one("mover"), &patch).await;
+    let status = resp.expect_failure(422, "Invalid");
+    assert_eq!(status["message"], "the server rejected our request due to an error in our request");
+    let now = http.get(&one("mover")).await.expect_status(200).json();
+    assert_eq!(now["spec"], created["spec"]);
+    assert_eq!(now["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+    still_healthy(&mut server, before, 16).await;
+}
+
+/// Twenty `copy` operations that double the document: from `""` (before: 17 s of CPU and gigabytes of RSS) they
+/// are refused as upstream refuses them; from a subtree they stop at upstream's 3 MiB of accumulated copies.
+#[tokio::test]
+async fn json_patch_doubling_copies_are_refused_within_the_copy_limit() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let cpu_before = server.cpu_time();
+    let http = server.http();
+    let mut b = backup("doubler");
+    b["metadata"]["annotations"] = json!({"note": "x".repeat(4096)});
+    http.create(&backups(NS), &b).await;
+    let from_root: Vec<Value> =
+        (0..24).map(|i| json!({"op": "copy", "from": "", "path": format!("/metadata/annotations/c{i}")})).collect();
+    http.json_patch(&one("doubler"), &Value::Array(from_root)).await.expect_failure(422, "Invalid");
+    let doubling: Vec<Value> = (0..24)
+        .map(|i| json!({"op": "copy", "from": "/metadata/annotations", "path": format!("/metadata/annotations/c{i}")}))
+        .collect();
+    let status = http.json_patch(&one("doubler"), &Value::Array(doubling)).await.expect_failure(422, "Invalid");
+    assert!(status["message"].as_str().unwrap().contains("exceeding the limit 3145728"), "{status}");
+    let cpu = server.cpu_time().saturating_sub(cpu_before);
+    assert!(cpu < Duration::from_secs(10), "{cpu:?} of CPU");
+    still_healthy(&mut server, before, 64).await;
+}
+
+/// A create body of 1 MiB whose unknown key, 1 MiB long, holds 400 repeated keys: before, formatting the full path
+/// of every repeat took RSS to a gigabyte. Now 400 with `fieldValidation=Strict` (at most 256 repeats reported),
+/// and with `Warn` a 201 whose warnings stay within 4 KiB.
+#[tokio::test]
+async fn repeated_keys_under_a_long_key_cost_bounded_memory() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let http = server.http();
+    let repeats = vec!["\"k\":1"; 400].join(",");
+    let body = |name: &str| {
+        let head = backup(name).to_string();
+        let head = head.strip_suffix('}').unwrap();
+        format!("{head},\"{}\":{{{repeats}}}}}", "u".repeat(1 << 20))
+    };
+    let resp = http
+        .request(Method::POST, &format!("{}?fieldValidation=Strict", backups(NS)))
+        .body("application/json", body("strict"))
+        .send()
+        .await;
+    let status = resp.expect_failure(400, "BadRequest");
+    assert!(status["message"].as_str().unwrap().contains("duplicate field"), "{status}");
+    // The unknown key is named in the message and its cause, as upstream names it: a small multiple of the body.
+    assert!(resp.body.len() < 3 << 20, "a Status of {} bytes", resp.body.len());
+    let resp = http
+        .request(Method::POST, &format!("{}?fieldValidation=Warn", backups(NS)))
+        .body("application/json", body("warned"))
+        .send()
+        .await
+        .expect_status(201);
+    let warnings: usize = resp.headers.get_all("warning").iter().map(|v| v.len()).sum();
+    assert!(warnings > 0 && warnings <= 4096 + 512, "{warnings} bytes of warnings");
+    http.get(&one("warned")).await.expect_status(200);
+    still_healthy(&mut server, before, 64).await;
+}
+
+/// Strategic merge of 20,000 conditions into an object holding 5,000 (before: quadratic, minutes of CPU for one
+/// request): the merge is computed in bounded CPU time and the invalid result (a phase that does not exist) is a
+/// 422; a valid merge of the same list is stored and the object lists.
+#[tokio::test]
+async fn strategic_merge_of_a_20k_item_list_is_bounded() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let http = server.http();
+    http.create(&backups(NS), &backup("conditions")).await;
+    let condition = |i: usize| json!({"type": format!("c{i}"), "status": "True"});
+    let stored: Vec<Value> = (0..5_000).map(condition).collect();
+    http.merge_patch(&format!("{}/status", one("conditions")), &json!({"status": {"conditions": stored}}))
+        .await
+        .expect_status(200);
+    let cpu_before = server.cpu_time();
+    let patch = |phase: &str| {
+        let merged: Vec<Value> = (2_500..22_500).map(condition).collect();
+        json!({"status": {"phase": phase, "conditions": merged}}).to_string()
+    };
+    let strategic = |body: String| {
+        http.request(Method::PATCH, &format!("{}/status", one("conditions")))
+            .body("application/strategic-merge-patch+json", body)
+    };
+    let resp = strategic(patch("Bogus")).send().await;
+    let status = resp.expect_failure(422, "Invalid");
+    assert!(status["message"].as_str().unwrap().contains("status.phase"), "{status}");
+    let cpu = server.cpu_time().saturating_sub(cpu_before);
+    assert!(cpu < Duration::from_secs(20), "{cpu:?} of CPU for one strategic merge");
+    // The same merge with a valid phase: 22,500 conditions, over the storage's 1.5 MiB object limit (413) or stored.
+    let resp = strategic(patch("Succeeded")).send().await;
+    match resp.status {
+        200 => {
+            let got = http.get(&one("conditions")).await.expect_status(200).json();
+            assert_eq!(got["status"]["conditions"].as_array().unwrap().len(), 22_500);
+        }
+        _ => {
+            resp.expect_failure(413, "RequestEntityTooLarge");
+        }
+    }
+    let cpu = server.cpu_time().saturating_sub(cpu_before);
+    assert!(cpu < Duration::from_secs(40), "{cpu:?} of CPU for two strategic merges");
+    // Measured (release build): 0.3 s and 1 s of CPU, RSS +170 MiB over both merges of a 0.7 MB body — far more
+    // than a small multiple of the body (managedFields tracking of 22,500 items is the suspect; issue 12, open).
+    still_healthy(&mut server, before, 256).await;
+}
+
+/// YAML's "billion laughs" (nine levels of nine aliases: 387 million strings from a 400-byte body) as a create
+/// body and as a server-side apply configuration: 400 after a bounded expansion.
+#[tokio::test]
+async fn yaml_billion_laughs_is_a_400() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let cpu_before = server.cpu_time();
+    let http = server.http();
+    let mut laughs =
+        String::from("  a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
+        laughs.push_str(&format!("  {name}: &{name} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
+    }
+    let yaml = |name: &str| {
+        format!(
+            "apiVersion: backup.extend-k8s.io/v1\nkind: TimeseriesDBBackup\nmetadata:\n  name: {name}\n\
+             spec:\n  database: {{type: Prometheus, url: \"http://prometheus:9090\"}}\n  schedule: \"@daily\"\n\
+             laughs:\n{laughs}"
+        )
+    };
+    let resp = http.request(Method::POST, &backups(NS)).body("application/yaml", yaml("lol")).send().await;
+    resp.expect_failure(400, "BadRequest");
+    let resp = http
+        .request(Method::PATCH, &format!("{}?fieldManager=lol", one("lol")))
+        .body("application/apply-patch+yaml", yaml("lol"))
+        .send()
+        .await;
+    assert!(matches!(resp.status, 400 | 422), "status {}: {}", resp.status, resp.text());
+    resp.expect_failure(resp.status, if resp.status == 400 { "BadRequest" } else { "Invalid" });
+    http.get(&one("lol")).await.expect_failure(404, "NotFound");
+    let cpu = server.cpu_time().saturating_sub(cpu_before);
+    assert!(cpu < Duration::from_secs(5), "{cpu:?} of CPU");
+    still_healthy(&mut server, before, 16).await;
+}

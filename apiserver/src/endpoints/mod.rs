@@ -83,11 +83,7 @@ pub async fn serve(registry: &Registry, cx: Context<'_>, body: Body) -> Response
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    for w in request.take_warnings() {
-        if let Some(v) = output::warning::warning_header(&w) {
-            response.headers_mut().append(header::WARNING, v);
-        }
-    }
+    output::warning::append_warnings(response.headers_mut(), &request.take_warnings());
     response
 }
 

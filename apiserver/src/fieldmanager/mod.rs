@@ -10,7 +10,7 @@
 //! the store then runs the strategy on the result and [`track`] keeps what apply computed.
 
 mod lastapplied;
-mod managers;
+pub(crate) mod managers;
 mod path;
 pub mod schema;
 mod set;

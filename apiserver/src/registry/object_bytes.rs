@@ -94,9 +94,11 @@ pub fn with_resource_version(stored: &[u8], rv: i64) -> Bytes {
     out.freeze()
 }
 
-/// The deepest nesting of objects and arrays a stored object may have. serde_json reads at most 128 levels (its
-/// recursion limit); storing less leaves room, so whatever is stored can always be read back.
-pub const MAX_DEPTH: usize = 100;
+/// The deepest nesting of objects and arrays a stored object may have: the bound of a decoded body or patched
+/// object (`body::MAX_DOCUMENT_DEPTH`, which leaves `managedFields` room above the fields they name). serde_json
+/// reads at most 128 levels (its recursion limit); storing less leaves room for what wraps an object on its way
+/// to a client, so whatever is stored can always be read back.
+pub const MAX_DEPTH: usize = crate::request::body::MAX_DOCUMENT_DEPTH;
 
 /// How deeply `value` nests objects and arrays (a scalar is 0), computed without recursion, stopping once `limit`
 /// is passed.

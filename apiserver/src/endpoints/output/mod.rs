@@ -215,7 +215,7 @@ fn json_bytes(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
-/// The response: `code`, the body with its content type, and one `Warning` header per warning.
+/// The response: `code`, the body with its content type, and `Warning` headers (deduplicated, capped).
 fn response(code: StatusCode, body: Bytes, media: Media, warnings: &[String]) -> Response {
     let mut resp = (code, body).into_response();
     let h = resp.headers_mut();
@@ -224,10 +224,6 @@ fn response(code: StatusCode, body: Bytes, media: Media, warnings: &[String]) ->
         Media::Yaml => "application/yaml",
     };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    for w in warnings {
-        if let Some(v) = warning::warning_header(w) {
-            h.append(header::WARNING, v);
-        }
-    }
+    warning::append_warnings(h, warnings);
     resp
 }

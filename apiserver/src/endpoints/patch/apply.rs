@@ -1,6 +1,7 @@
 //! Server-side apply bodies (`application/apply-patch+yaml`): YAML (JSON is YAML too) holding one object; an empty
 //! body is an empty object. Repeated keys keep the later value, as Go's YAML decoder does, and are reported for
-//! fieldValidation. The store merges the configuration with the field manager.
+//! fieldValidation. Decoding is bounded as every YAML body's is (`request::body::decode_yaml`: depth, alias
+//! expansion). The store merges the configuration with the field manager.
 //!
 //! endpoints/patch → **apply body** → registry store apply → field manager.
 
@@ -9,17 +10,17 @@ use serde_saphyr::options::DuplicateKeyPolicy;
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::store::ApplyConfiguration;
+use crate::request::body::decode_yaml;
 
 /// Parse an apply body.
 pub fn parse(body: &[u8]) -> ApiResult<ApplyConfiguration> {
     let decode_error = |e: &dyn std::fmt::Display| ApiError::bad_request(format!("error decoding YAML: {e}"));
     let text = std::str::from_utf8(body).map_err(|e| decode_error(&e))?;
-    let (value, duplicates) = match serde_saphyr::from_str::<Value>(text) {
+    let (value, duplicates) = match decode_yaml(text, DuplicateKeyPolicy::Error) {
         Ok(v) => (v, None),
         Err(strict) => {
-            let lenient = serde_saphyr::options! { duplicate_keys: DuplicateKeyPolicy::LastWins };
-            let v = serde_saphyr::from_str_with_options::<Value>(text, lenient).map_err(|e| decode_error(&e))?;
-            (v, Some(strict.to_string()))
+            let v = decode_yaml(text, DuplicateKeyPolicy::LastWins).map_err(|e| decode_error(&e))?;
+            (v, Some(strict))
         }
     };
     let config = match value {

@@ -2,6 +2,9 @@
 //! removes one. Strategic merge patches have the same body shape and are parsed here too.
 //!
 //! endpoints/patch → **merge patch** (inside the store's update loop).
+//!
+//! json-patch's `merge` is bounded: it recurses as deep as the patch, which the JSON decoder limits to 127 levels,
+//! and the result nests no deeper than the document or the patch; the result is then held to `body::MAX_DEPTH`.
 
 use serde_json::Value;
 
@@ -15,7 +18,7 @@ pub fn parse(body: &[u8]) -> ApiResult<Value> {
 /// Merge `patch` into `doc`.
 pub fn apply(doc: &mut Value, patch: &Value) -> ApiResult<()> {
     json_patch::merge(doc, patch);
-    Ok(())
+    super::within_depth(doc)
 }
 
 #[cfg(test)]
@@ -29,5 +32,17 @@ mod tests {
         apply(&mut doc, &parse(br#"{"spec":{"a":null,"c":3}}"#).unwrap()).unwrap();
         assert_eq!(doc, json!({"spec": {"b": 2, "c": 3}}));
         assert_eq!(parse(b"{").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn results_nesting_too_deep_are_a_422() {
+        let mut deep = json!(1);
+        for _ in 0..99 {
+            deep = json!({"d": deep});
+        }
+        let mut doc = json!({"spec": {}});
+        let err = apply(&mut doc, &json!({"spec": {"v": deep}})).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(err.message.contains("nest deeper than 100 levels"), "{}", err.message);
     }
 }

@@ -4,19 +4,26 @@
 //! field manager in `registry.Store.Apply`).
 //!
 //! endpoints → **patch** → registry store → (field manager) → strategy → storage.
+//!
+//! Every failure is a 4xx `Status`: 400 for a body that is not a patch, 413 for one too large to apply, 422 for a
+//! patch that does not apply — including one whose result would nest deeper than `body::MAX_DOCUMENT_DEPTH`, or
+//! its fields deeper than `body::MAX_DEPTH`, so that what is stored can be read and sent back.
 
 mod apply;
 pub mod json;
 mod merge;
-mod strategic;
+pub mod strategic;
 
 use axum::response::Response;
 use serde_json::Value;
 
 use super::ResourceRequest;
 use super::update::written;
+use crate::admission::RequestContext;
 use crate::error::{ApiError, ApiResult};
+use crate::registry::store::{Store, Written};
 use crate::request::body;
+use crate::request::info::Subresource;
 use crate::request::negotiation::{Target, negotiate};
 use crate::request::options::PatchOptions;
 
@@ -50,34 +57,57 @@ impl PatchType {
     }
 }
 
+/// 422 when a patched object nests too deeply (`body::depth_error`).
+fn within_depth(doc: &Value) -> ApiResult<()> {
+    match body::depth_error(doc) {
+        Some(why) => Err(ApiError::unprocessable(format!(
+            "the server rejected our request due to an error in our request: the patched object is invalid: {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let output = negotiate(req.accept(), Target::Object, req.query)?;
-    let patch_type = PatchType::from_media_type(body::media_type(req.headers))?;
+    let media = body::media_type(req.headers);
+    let patch_type = PatchType::from_media_type(media)?;
     let opts = PatchOptions::from_query(req.query, req.user_agent(), patch_type == PatchType::Apply)?;
     let raw = body::read(req.body).await?;
-    let (store, info, request) = (req.store, req.info, req.request);
-    let (ns, name, sub) = (info.namespace.as_str(), info.name.as_str(), &info.subresource);
-    let w = match patch_type {
+    let info = req.info;
+    let at = (info.namespace.as_str(), info.name.as_str(), &info.subresource);
+    let w = write(req.store, at, media, &raw, &opts, req.request).await?;
+    written(req.store, w, output)
+}
+
+/// Apply the patch `raw` of content type `media` to `name` in `namespace` (through `sub`) and write the result,
+/// admitted as `request`'s.
+pub async fn write(
+    store: &Store,
+    (ns, name, sub): (&str, &str, &Subresource),
+    media: &str,
+    raw: &[u8],
+    opts: &PatchOptions,
+    request: &RequestContext,
+) -> ApiResult<Written> {
+    match PatchType::from_media_type(media)? {
         PatchType::Json => {
-            let patch = json::parse(&raw)?;
-            store.patch(ns, name, &|doc: &mut Value| json::apply(doc, &patch), sub, &opts, request).await?
+            let patch = json::parse(raw)?;
+            store.patch(ns, name, &|doc: &mut Value| json::apply(doc, &patch), sub, opts, request).await
         }
         PatchType::Merge => {
-            let patch = merge::parse(&raw)?;
-            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, &opts, request).await?
+            let patch = merge::parse(raw)?;
+            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, opts, request).await
         }
         PatchType::Strategic => {
-            let patch = merge::parse(&raw)?;
+            let patch = merge::parse(raw)?;
             let schema = store.strategy.schema();
-            let apply = |doc: &mut Value| strategic::apply(schema, doc, &patch);
-            store.patch(ns, name, &apply, sub, &opts, request).await?
+            store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, &patch), sub, opts, request).await
         }
         PatchType::Apply => {
-            let configuration = apply::parse(&raw)?;
-            store.apply(ns, name, &configuration, sub, &opts, request).await?
+            let configuration = apply::parse(raw)?;
+            store.apply(ns, name, &configuration, sub, opts, request).await
         }
-    };
-    written(store, w, output)
+    }
 }
 
 #[cfg(test)]

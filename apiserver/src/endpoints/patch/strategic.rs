@@ -11,9 +11,13 @@
 //! honoured as upstream does). Deliberate differences: map lists with several keys match items on all keys
 //! (upstream has one merge key); a value added where the original had none is merged into an empty value, so
 //! directives and nulls inside it are processed rather than stored; `$deleteFromPrimitiveList` on an atomic list
-//! deletes the values instead of replacing the list with them.
+//! deletes the values instead of replacing the list with them; errors upstream answers with 500 are 422 here.
+//!
+//! Lists merge in O(n log n): items are found by a hash of their value or merge keys ([`Identity`]), never by
+//! scanning the list. The result nests at most `body::MAX_DEPTH` levels (422).
 
-use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde_json::{Map, Value};
 
@@ -35,9 +39,9 @@ fn unprocessable(msg: &str) -> ApiError {
     ApiError::unprocessable(format!("the server rejected our request due to an error in our request: {msg}"))
 }
 
-/// Any other patch error, which upstream passes on as an internal error.
+/// Any other patch error, which upstream passes on as an internal error (500): the patch does not apply.
 fn other(msg: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(msg)
+    unprocessable(&msg.to_string())
 }
 
 fn no_merge_key(item: &Value, keys: &[&str]) -> ApiError {
@@ -58,7 +62,7 @@ pub fn apply(schema: &Value, doc: &mut Value, patch: &Value) -> ApiResult<()> {
         _ => Map::new(),
     };
     *doc = Value::Object(merge_map(Some(schema), original, p.clone())?);
-    Ok(())
+    super::within_depth(doc)
 }
 
 /// The list semantics of a field, and its items' schema.
@@ -127,7 +131,8 @@ fn fresh(schema: Option<&Value>, pv: Value) -> ApiResult<Value> {
 fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, Value>) -> ApiResult<()> {
     let Some(retain) = patch.remove(RETAIN_KEYS) else { return Ok(()) };
     let Value::Array(list) = retain else { return Err(bad_request("invalid patch format of retainKeys")) };
-    let listed = |k: &str| list.iter().any(|v| v.as_str() == Some(k));
+    let listed: HashSet<&str> = list.iter().filter_map(Value::as_str).collect();
+    let listed = |k: &str| listed.contains(k);
     for (k, v) in patch.iter() {
         let directive = k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER);
         if !v.is_null() && !directive && !listed(k) {
@@ -190,9 +195,10 @@ fn merge_slice(
         if delete_list {
             return Ok(delete_from_slice(original, &patch));
         }
+        let mut seen: HashSet<Identity> = original.iter().map(Identity::of_value).collect();
         let mut merged = original.clone();
         for p in &patch {
-            if !merged.contains(p) {
+            if seen.insert(Identity::of_value(p)) {
                 merged.push(p.clone());
             }
         }
@@ -213,6 +219,7 @@ fn merge_slice(
 fn special_elements(mut original: Vec<Value>, patch: Vec<Value>, keys: &[&str]) -> ApiResult<(Vec<Value>, Vec<Value>)> {
     let mut plain = Vec::new();
     let mut replace = false;
+    let mut deleted = HashSet::new();
     for v in patch {
         let Value::Object(m) = &v else { return Err(other("list element is not a map")) };
         match m.get(DIRECTIVE) {
@@ -222,7 +229,7 @@ fn special_elements(mut original: Vec<Value>, patch: Vec<Value>, keys: &[&str]) 
                     if !has_keys(&v, keys) {
                         return Err(no_merge_key(&v, keys));
                     }
-                    original.retain(|o| !same_keys(o, &v, keys));
+                    deleted.insert(Identity::of_keys(&v, keys));
                 }
                 Some("replace") => replace = true,
                 Some("merge") => return Err(other("merging lists cannot yet be specified in the patch")),
@@ -230,7 +237,13 @@ fn special_elements(mut original: Vec<Value>, patch: Vec<Value>, keys: &[&str]) 
             },
         }
     }
-    if replace { Ok((plain, Vec::new())) } else { Ok((original, plain)) }
+    if replace {
+        return Ok((plain, Vec::new()));
+    }
+    if !deleted.is_empty() {
+        original.retain(|o| !(has_keys(o, keys) && deleted.contains(&Identity::of_keys(o, keys))));
+    }
+    Ok((original, plain))
 }
 
 fn has_keys(v: &Value, keys: &[&str]) -> bool {
@@ -241,42 +254,151 @@ fn same_keys(a: &Value, b: &Value, keys: &[&str]) -> bool {
     keys.iter().all(|k| a.get(*k).is_some() && a.get(*k) == b.get(*k))
 }
 
-/// Merge each patch item into the original item with the same keys, or append it.
+/// Merge each patch item into the first original item with the same keys, or append it.
 fn merge_items(
     items: Option<&Value>,
     mut original: Vec<Value>,
     patch: &[Value],
     keys: &[&str],
 ) -> ApiResult<Vec<Value>> {
+    // Where the items with all their keys are, by keys; a merge may change an item's keys.
+    let mut positions: HashMap<Identity, BTreeSet<usize>> = HashMap::new();
+    for (i, o) in original.iter().enumerate().filter(|(_, o)| has_keys(o, keys)) {
+        positions.entry(Identity::of_keys(o, keys)).or_default().insert(i);
+    }
+    let mut checked = false;
     for v in patch {
         if !has_keys(v, keys) {
             return Err(no_merge_key(v, keys));
         }
-        if let Some(i) = original.iter().position(|o| !o.is_object()) {
-            return Err(other(format!("value for key {i} is not a map.")));
+        if !checked {
+            if let Some(i) = original.iter().position(|o| !o.is_object()) {
+                return Err(other(format!("value for key {i} is not a map.")));
+            }
+            checked = true;
         }
         let Value::Object(p) = v.clone() else { continue };
-        match original.iter().position(|o| same_keys(o, v, keys)) {
+        let id = Identity::of_keys(v, keys);
+        match positions.get(&id).and_then(|at| at.first().copied()) {
             Some(i) => {
                 let o = match std::mem::take(&mut original[i]) {
                     Value::Object(o) => o,
                     _ => Map::new(),
                 };
                 original[i] = Value::Object(merge_map(items, o, p)?);
+                let now = has_keys(&original[i], keys).then(|| Identity::of_keys(&original[i], keys));
+                if now.as_ref() != Some(&id) {
+                    if let Some(at) = positions.get_mut(&id) {
+                        at.remove(&i);
+                    }
+                    if let Some(now) = now {
+                        positions.entry(now).or_default().insert(i);
+                    }
+                }
             }
-            None => original.push(Value::Object(merge_map(items, Map::new(), p)?)),
+            None => {
+                let merged = Value::Object(merge_map(items, Map::new(), p)?);
+                if has_keys(&merged, keys) {
+                    positions.entry(Identity::of_keys(&merged, keys)).or_default().insert(original.len());
+                }
+                original.push(merged);
+            }
         }
     }
     Ok(original)
 }
 
 fn delete_from_slice(current: Vec<Value>, to_delete: &[Value]) -> Vec<Value> {
-    current.into_iter().filter(|v| !to_delete.contains(v)).collect()
+    let to_delete: HashSet<Identity> = to_delete.iter().map(Identity::of_value).collect();
+    current.into_iter().filter(|v| !to_delete.contains(&Identity::of_value(v))).collect()
 }
 
-/// Where `v` is in `list`: by its keys for map items, by value otherwise.
-fn index_of(list: &[Value], v: &Value, keys: &[&str], maps: bool) -> Option<usize> {
-    list.iter().position(|x| if maps { keys.iter().all(|k| x.get(*k) == v.get(*k)) } else { x == v })
+/// A list item's identity, to find items by hashing instead of scanning: its value, or (map items) the values of
+/// its merge keys, `None` for a key it lacks. Two identities are equal exactly when the values are `==`.
+#[derive(Debug, PartialEq, Eq)]
+struct Identity(Vec<Option<Value>>);
+
+impl Identity {
+    fn of_value(v: &Value) -> Self {
+        Self(vec![Some(v.clone())])
+    }
+
+    fn of_keys(v: &Value, keys: &[&str]) -> Self {
+        Self(keys.iter().map(|k| v.get(*k).cloned()).collect())
+    }
+
+    /// By keys for map items, by value otherwise.
+    fn of(v: &Value, keys: &[&str], maps: bool) -> Self {
+        if maps { Self::of_keys(v, keys) } else { Self::of_value(v) }
+    }
+}
+
+impl Hash for Identity {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for v in &self.0 {
+            match v {
+                None => state.write_u8(0),
+                Some(v) => {
+                    state.write_u8(1);
+                    hash_value(v, state);
+                }
+            }
+        }
+    }
+}
+
+/// A hash consistent with `Value`'s `==` (`1` and `1.0` differ, `0.0` and `-0.0` do not); its recursion is the
+/// value's depth, which decoding bounds.
+fn hash_value<H: Hasher>(v: &Value, state: &mut H) {
+    match v {
+        Value::Null => state.write_u8(0),
+        Value::Bool(b) => {
+            state.write_u8(1);
+            b.hash(state);
+        }
+        Value::Number(n) => {
+            state.write_u8(2);
+            if let Some(u) = n.as_u64() {
+                state.write_u8(0);
+                u.hash(state);
+            } else if let Some(i) = n.as_i64() {
+                state.write_u8(1);
+                i.hash(state);
+            } else {
+                let f = n.as_f64().unwrap_or(0.0);
+                state.write_u8(2);
+                (if f == 0.0 { 0.0f64 } else { f }).to_bits().hash(state);
+            }
+        }
+        Value::String(s) => {
+            state.write_u8(3);
+            s.hash(state);
+        }
+        Value::Array(a) => {
+            state.write_u8(4);
+            a.len().hash(state);
+            for x in a {
+                hash_value(x, state);
+            }
+        }
+        Value::Object(m) => {
+            state.write_u8(5);
+            m.len().hash(state);
+            for (k, x) in m {
+                k.hash(state);
+                hash_value(x, state);
+            }
+        }
+    }
+}
+
+/// The first position of each item of `list`.
+fn first_positions(list: &[Value], keys: &[&str], maps: bool) -> HashMap<Identity, usize> {
+    let mut out = HashMap::with_capacity(list.len());
+    for (i, v) in list.iter().enumerate() {
+        out.entry(Identity::of(v, keys, maps)).or_insert(i);
+    }
+    out
 }
 
 /// Items of `merged` present in `by`, and the others.
@@ -284,7 +406,8 @@ fn partition(merged: Vec<Value>, by: &[Value], keys: &[&str], maps: bool) -> Api
     if maps && let Some(v) = merged.iter().find(|v| !has_keys(v, keys)) {
         return Err(no_merge_key(v, keys));
     }
-    Ok(merged.into_iter().partition(|v| index_of(by, v, keys, maps).is_some()))
+    let present: HashSet<Identity> = by.iter().map(|v| Identity::of(v, keys, maps)).collect();
+    Ok(merged.into_iter().partition(|v| present.contains(&Identity::of(v, keys, maps))))
 }
 
 /// Order patch items as `patch_order`, server-only items as `server_order`, and interleave them (upstream's
@@ -313,14 +436,19 @@ fn normalize_slice_order(mut to_sort: Vec<Value>, order: &[Value], keys: &[&str]
         to_sort = keep;
         deletes = del;
     }
-    // Items missing from `order` go first, as upstream's comparator moves them forward.
-    to_sort.sort_by_key(|v| index_of(order, v, keys, maps).map_or((0, 0), |i| (1, i)));
+    // Items missing from `order` go first, as upstream's comparator moves them forward (a stable sort).
+    let positions = first_positions(order, keys, maps);
+    to_sort.sort_by_cached_key(|v| positions.get(&Identity::of(v, keys, maps)).map_or((0, 0), |i| (1, *i)));
     to_sort.extend(deletes);
     Ok(to_sort)
 }
 
 /// Insert the server-only items (`left`) among the patch items (`right`) by their live order.
 fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], keys: &[&str], maps: bool) -> Vec<Value> {
+    let positions = first_positions(server_order, keys, maps);
+    let at = |v: &Value| positions.get(&Identity::of(v, keys, maps)).copied();
+    let left: Vec<(Option<usize>, Value)> = left.into_iter().map(|v| (at(&v), v)).collect();
+    let right: Vec<(Option<usize>, Value)> = right.into_iter().map(|v| (at(&v), v)).collect();
     let mut out = Vec::with_capacity(left.len() + right.len());
     let (mut l, mut r) = (left.into_iter().peekable(), right.into_iter().peekable());
     loop {
@@ -328,12 +456,9 @@ fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], key
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(a), Some(b)) => matches!(
-                (index_of(server_order, a, keys, maps), index_of(server_order, b, keys, maps)),
-                (Some(i), Some(j)) if i.cmp(&j) == Ordering::Less
-            ),
+            (Some((a, _)), Some((b, _))) => matches!((a, b), (Some(i), Some(j)) if i < j),
         };
-        out.extend(if take_left { l.next() } else { r.next() });
+        out.extend(if take_left { l.next() } else { r.next() }.map(|(_, v)| v));
     }
     out
 }

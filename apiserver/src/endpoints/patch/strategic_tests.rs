@@ -78,8 +78,9 @@ fn nulls_and_directives() {
     assert_eq!(out["spec"], json!({"nested": {"x": 1}, "items": [{"name": "a"}]}));
 }
 
+/// Upstream's 400s and 422s; what upstream answers with 500 (a missing merge key, an unknown directive) is 422.
 #[test]
-fn errors_have_upstream_codes() {
+fn errors_are_4xx() {
     let err = |patch: Value| {
         let mut d = doc();
         apply(&schema(), &mut d, &patch).unwrap_err()
@@ -88,7 +89,34 @@ fn errors_have_upstream_codes() {
     assert_eq!(err(json!({"spec": {"$retainKeys": "a"}})).code, 400);
     assert_eq!(err(json!({"spec": {"$deleteFromPrimitiveList": ["a"]}})).code, 400);
     assert_eq!(err(json!({"spec": {"tags": [["x"]]}})).code, 422);
-    assert_eq!(err(json!({"spec": {"items": [{"v": 1}]}})).code, 500);
-    assert_eq!(err(json!({"spec": {"nested": {"$patch": "explode"}}})).code, 500);
+    assert_eq!(err(json!({"spec": {"items": [{"v": 1}]}})).code, 422);
+    assert_eq!(err(json!({"spec": {"nested": {"$patch": "explode"}}})).code, 422);
     assert_eq!(err(json!([1])).code, 400);
+}
+
+/// Items are found by hashing their values (or keys) with the equality of JSON values.
+#[test]
+fn set_and_key_identity_is_value_equality() {
+    let out = patched(json!({"spec": {"tags": [1, 0.0, 2]}}), json!({"spec": {"tags": [1.0, -0.0, 2, 1]}}));
+    assert_eq!(out["spec"]["tags"], json!([1.0, 0.0, 2, 1]));
+    let out = patched(
+        json!({"spec": {"items": [{"name": "x", "v": 1}, {"name": "x", "v": 2}]}}),
+        json!({"spec": {"items": [{"name": "x", "w": 3}, {"name": "y"}, {"name": "y", "v": 4}]}}),
+    );
+    // The first item with the keys takes the merge; a new item is merged into by later ones.
+    assert_eq!(
+        out["spec"]["items"],
+        json!([{"name": "x", "v": 1, "w": 3}, {"name": "x", "v": 2}, {"name": "y", "v": 4}])
+    );
+}
+
+#[test]
+fn results_nesting_too_deep_are_a_422() {
+    let mut deep = json!(1);
+    for _ in 0..99 {
+        deep = json!({"x": deep});
+    }
+    let mut d = doc();
+    let err = apply(&schema(), &mut d, &json!({"spec": {"nested": deep}})).unwrap_err();
+    assert_eq!(err.code, 422);
 }
