@@ -3,9 +3,10 @@
 //!
 //! endpoints → registry store (list, watch, deletecollection) → **selectors** → strategy (field values).
 
-use serde_json::Value;
+use backup_storage::cacher::CachedObject;
 
 use crate::error::{ApiError, ApiResult};
+use crate::registry::attrs::{self, Selectable};
 use crate::registry::strategy::Strategy;
 
 /// The label and field selectors of one list or watch.
@@ -28,9 +29,21 @@ impl Filter {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
-    pub fn matches(&self, strategy: &Strategy, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        self.labels.matches(labels) && self.fields.matches(|f| strategy.field_value(obj, f))
+    /// Whether a stored object matches, read from its selectable parts (decoded once per object version and
+    /// shared, see [`attrs`]); without selectors nothing is decoded. `Err` says why the stored bytes cannot be
+    /// decoded.
+    pub fn matches_object(&self, strategy: &Strategy, object: &CachedObject) -> Result<bool, String> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let selectable = attrs::selectable(strategy, object);
+        let selectable = selectable.get().map_err(str::to_string)?;
+        Ok(self.matches_selectable(strategy, selectable))
+    }
+
+    pub fn matches_selectable(&self, strategy: &Strategy, selectable: &Selectable) -> bool {
+        self.labels.matches_with(|key| selectable.label(key))
+            && self.fields.matches_with(|field| selectable.field(strategy, field))
     }
 }
 
@@ -70,10 +83,10 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    /// Whether an object with these `metadata.labels` matches.
-    pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
+    /// Whether an object whose label `key` has the value `label(key)` matches.
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|(key, op)| {
-            let v = labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+            let v = label(key);
             match op {
                 LabelOp::Exists => v.is_some(),
                 LabelOp::DoesNotExist => v.is_none(),
@@ -189,15 +202,15 @@ impl FieldSelector {
     }
 
     /// Whether the object matches; `value_of(field)` reads a field's value ("" when absent).
-    pub fn matches(&self, value_of: impl Fn(&str) -> String) -> bool {
-        self.0.iter().all(|(f, eq, v)| (value_of(f) == *v) == *eq)
+    pub fn matches_with<'a>(&self, value_of: impl Fn(&str) -> &'a str) -> bool {
+        self.0.iter().all(|(f, eq, v)| (value_of(f) == v) == *eq)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn labels(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
@@ -206,7 +219,7 @@ mod tests {
     #[test]
     fn label_selectors() {
         let l = labels(json!({"app": "x", "tier": "db", "n": "5"}));
-        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(Some(&l));
+        let m = |s: &str| LabelSelector::parse(s).unwrap().matches_with(|k| l.get(k).and_then(Value::as_str));
         assert!(m("app=x"));
         assert!(m("app==x,tier!=web"));
         assert!(!m("app=y"));
@@ -217,15 +230,15 @@ mod tests {
         assert!(m("n>4"));
         assert!(!m("n<4"));
         assert!(LabelSelector::parse("a in b").is_err());
-        assert!(LabelSelector::parse("").unwrap().matches(None));
+        assert!(LabelSelector::parse("").unwrap().matches_with(|_| None));
     }
 
     #[test]
     fn field_selectors() {
         let known = ["metadata.name", "metadata.namespace", "status.phase"];
         let s = FieldSelector::parse("status.phase=Failed,metadata.name!=a", &known).unwrap();
-        assert!(s.matches(|f| if f == "status.phase" { "Failed".into() } else { "b".into() }));
-        assert!(!s.matches(|_| "a".into()));
+        assert!(s.matches_with(|f| if f == "status.phase" { "Failed" } else { "b" }));
+        assert!(!s.matches_with(|_| "a"));
         let e = FieldSelector::parse("spec.x=1", &known).unwrap_err();
         assert_eq!(e.code, 400);
         assert!(e.message.contains("is not a known field selector"));
