@@ -132,7 +132,7 @@ impl WatchRenderer {
     /// watchers ([`backup_storage::cacher::CachedEvent::encoded`]): the same `Bytes` for each of them.
     pub fn line(&mut self, store: &Store, event: WatchEvent) -> Bytes {
         match event {
-            WatchEvent::Object { event_type, object, revision, shared, buffered: _ } => {
+            WatchEvent::Object { event_type, object, revision, shared } => {
                 let table = matches!(self.representation, Representation::Table(..));
                 let headers = table && !self.headers_sent;
                 self.headers_sent |= table;
@@ -273,4 +273,47 @@ fn response(code: StatusCode, body: Bytes, media: Media, warnings: &[String]) ->
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way a watch line can differ gets its own id, so watchers never share a line they would render
+    /// differently; a Table's id changes with the second its ages are computed in, nothing else's does.
+    #[test]
+    fn rendering_ids_cover_what_changes_a_line() {
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let mut representations = vec![
+            Representation::Object,
+            Representation::PartialObjectMetadata(MetaVersion::V1),
+            Representation::PartialObjectMetadata(MetaVersion::V1beta1),
+        ];
+        for version in [MetaVersion::V1, MetaVersion::V1beta1] {
+            for include in [IncludeObject::None, IncludeObject::Metadata, IncludeObject::Object] {
+                representations.push(Representation::Table(version, include));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for representation in representations {
+            for event_type in [WatchEventType::Added, WatchEventType::Modified, WatchEventType::Deleted] {
+                for headers in [false, true] {
+                    let line = ObjectLine { representation, headers, event_type, revision: 7, now };
+                    assert!(ids.insert(line.id()), "{representation:?} {event_type:?} {headers}: a shared id");
+                    let later = ObjectLine { now: now + jiff::SignedDuration::from_secs(1), ..line };
+                    let is_table = matches!(representation, Representation::Table(..));
+                    assert_eq!(later.id() != line.id(), is_table, "{representation:?}: ids and time");
+                }
+            }
+        }
+        let list = ObjectLine {
+            representation: Representation::PartialObjectMetadataList(MetaVersion::V1),
+            headers: false,
+            event_type: WatchEventType::Added,
+            revision: 7,
+            now,
+        };
+        let single = ObjectLine { representation: Representation::PartialObjectMetadata(MetaVersion::V1), ..list };
+        assert_eq!(list.id(), single.id(), "the same line either way");
+    }
 }

@@ -20,7 +20,7 @@ pub use delete::{DeleteOutcome, DeletedCollection};
 pub use list::ListPage;
 pub use reads::{Events, Reads};
 pub use update::PatchFn;
-pub use watch::{WatchEvent, WatchEventType, WatchEvents};
+pub use watch::{WatchEvent, WatchEventType, WatchEvents, Watchdog};
 
 use std::sync::Arc;
 
@@ -51,6 +51,8 @@ pub struct Store {
     pub reads: Reads,
     /// Admission plugins run on create (NamespaceLifecycle in a cluster; none standalone).
     admission: Option<Arc<dyn Admission>>,
+    /// Cuts off watches whose clients stopped reading.
+    watchdog: Arc<Watchdog>,
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -83,7 +85,8 @@ impl Store {
         reads: Reads,
         admission: Option<Arc<dyn Admission>>,
     ) -> Self {
-        Self { strategy: Arc::new(Strategy::new(kind)), storage, reads, admission }
+        let watchdog = Arc::new(Watchdog::default());
+        Self { strategy: Arc::new(Strategy::new(kind)), storage, reads, admission, watchdog }
     }
 
     pub fn info(&self) -> &ResourceInfo {

@@ -8,6 +8,7 @@
 //! the backend in either case.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use backup_storage::cacher::{
     AttrsHook, CacheWatch, CachedEvent, CachedList, CachedObject, Cacher, Freshness, WatchEnd,
@@ -89,12 +90,14 @@ impl Reads {
 
 impl Events {
     /// The next event; `Err` ends the watch.
-    pub async fn next(&mut self) -> Option<std::result::Result<Arc<CachedEvent>, WatchEnd>> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::result::Result<Arc<CachedEvent>, WatchEnd>>> {
         match self {
-            Self::Cache(watch) => watch.next().await,
-            Self::Backend { stream, attrs } => Some(match stream.next().await? {
-                Ok(event) => Ok(Arc::new(CachedEvent::detached(event, Some(attrs)))),
-                Err(e) => Err(WatchEnd::Failed(e)),
+            Self::Cache(watch) => watch.poll_next_unpin(cx),
+            Self::Backend { stream, attrs } => stream.poll_next_unpin(cx).map(|next| {
+                Some(match next? {
+                    Ok(event) => Ok(Arc::new(CachedEvent::detached(event, Some(attrs)))),
+                    Err(e) => Err(WatchEnd::Failed(e)),
+                })
             }),
         }
     }

@@ -5,20 +5,25 @@
 //! The endpoint renders each event.
 //!
 //! Events come from the watch cache (one backend watch per resource whatever the number of watchers; initial
-//! events from its memory) or, with `--watch-cache=false`, from a backend watch per watcher. Either way each
-//! watcher has one task that translates events into a buffer bounded in count and bytes: a client that stops
-//! reading for [`SLOW_WATCHER_BUDGET`] (or, on the cache, falls its lag budget of bytes behind) is cut off and
-//! its response ends cleanly; it resumes from the last resourceVersion it saw, or relists.
+//! events from its memory) or, with `--watch-cache=false`, from a backend watch per watcher. A watch is a stream
+//! the response pulls from as the client reads: nothing is queued per watcher beyond what its source holds (the
+//! cache's cursor: at most a batch of shared events; a backend watch: its buffer). A client that stops reading
+//! for [`SLOW_WATCHER_BUDGET`] while an event waits for it is cut off by the [`Watchdog`] — its source is
+//! dropped and its response ends once the client reads again — and the cache closes a watcher sooner if it
+//! falls its lag budget of bytes behind; the client resumes from the last resourceVersion it saw, or relists.
 //!
 //! endpoints/watch → **store watch** → selectors → reads (watch cache or storage watch).
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use backup_storage::cacher::{CachedEvent, CachedObject, WatchEnd};
 use backup_storage::{EventType, Revision};
+use futures::Stream;
 use rand::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, Interval, Sleep};
 
 use super::Store;
 use super::list::list;
@@ -32,15 +37,11 @@ use crate::request::options::ListOptions;
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// Default watch duration when the client gives no timeoutSeconds: random in [30, 60) minutes, as upstream.
 const MIN_REQUEST_TIMEOUT: u64 = 1800;
-/// Events buffered per watcher before the translating task waits for the client.
-const WATCHER_BUFFER: usize = 64;
-/// Bytes of objects buffered per watcher (an event larger than this waits for an empty buffer).
-const WATCHER_BUFFER_BYTES: usize = 1024 * 1024;
-/// Bytes counted per buffered object beyond its stored value.
-const EVENT_OVERHEAD_BYTES: usize = 128;
-/// How long a watcher may keep its buffer full before it is cut off (its client resumes from the last
-/// resourceVersion it saw, or relists), so a client that stops reading holds nothing for long.
+/// How long a watcher's client may leave an event unread before the watch is cut off (its client resumes from
+/// the last resourceVersion it saw, or relists), so a client that stops reading holds nothing for long.
 const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(10);
+/// How often the watchdog looks for such watchers.
+const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The type of an object event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,23 +72,12 @@ pub enum WatchEvent {
         /// The storage event it translates, on which every watcher that renders it alike shares one rendering
         /// ([`CachedEvent::encoded`]); `None` for the initial events of a list.
         shared: Option<Arc<CachedEvent>>,
-        /// Its share of the watcher's buffer, given back when the event is dropped (once written).
-        buffered: Buffered,
     },
     /// A BOOKMARK at `revision`; `initial_events_end` marks the end of a streaming list's initial events.
     Bookmark { revision: Revision, initial_events_end: bool },
     /// The watch cannot go on (e.g. 410 Expired); it is the last event.
     Error(ApiError),
 }
-
-/// Bytes of a watcher's buffer held by one event (given back when it is dropped).
-#[derive(Debug, Default)]
-pub struct Buffered {
-    _held: Option<OwnedSemaphorePermit>,
-}
-
-/// The events of one watch, ending when the watch does.
-pub type WatchEvents = mpsc::Receiver<WatchEvent>;
 
 impl Store {
     /// Start a watch of `namespace` (None = all) with `opts`.
@@ -113,130 +103,206 @@ impl Store {
             opts.timeout_seconds
                 .unwrap_or_else(|| rand::rng().random_range(MIN_REQUEST_TIMEOUT..2 * MIN_REQUEST_TIMEOUT)),
         );
-        let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        let out = Outbox { tx, bytes: Arc::new(Semaphore::new(WATCHER_BUFFER_BYTES)) };
-        let translator = Translator { filter, strategy: self.strategy.clone() };
-        let allow_bookmarks = opts.allow_bookmarks;
-        let send_initial_events = opts.send_initial_events;
-        tokio::spawn(async move {
-            let mut last_rv = start_revision - 1;
-            if let Some(page) = initial_page {
-                for object in page.items {
-                    let revision = object.kv().mod_revision;
-                    let ev = Outbox::object(WatchEventType::Added, object, revision, None);
-                    if !out.deliver(ev).await {
-                        return;
-                    }
+        let (source, failed) = match events {
+            Ok(events) => (Some(events), None),
+            Err(e) => (None, Some(ApiError::from(e))),
+        };
+        let watched = Arc::new(Watched { source: Mutex::new(source), state: Mutex::new(Pulled::default()) });
+        self.watchdog.watch(&watched);
+        let (initial, initial_end) = match initial_page {
+            Some(page) => (page.items, opts.send_initial_events.then_some(page.revision)),
+            None => (Vec::new(), None),
+        };
+        let bookmarks = opts
+            .allow_bookmarks
+            .then(|| tokio::time::interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL));
+        Ok(WatchEvents {
+            initial: initial.into_iter(),
+            initial_end,
+            failed,
+            watched,
+            translator: Translator { filter, strategy: self.strategy.clone() },
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            bookmarks,
+            allow_bookmarks: opts.allow_bookmarks,
+            last_rv: start_revision - 1,
+            done: false,
+        })
+    }
+}
+
+/// The events of one watch, as the client reads them; the stream ends when the watch does.
+pub struct WatchEvents {
+    /// The initial state (ADDED events), first.
+    initial: std::vec::IntoIter<Arc<CachedObject>>,
+    /// Then, for a streaming list, the bookmark that ends the initial events.
+    initial_end: Option<Revision>,
+    /// The watch could not start: this error, then the end.
+    failed: Option<ApiError>,
+    watched: Arc<Watched>,
+    translator: Translator,
+    deadline: Pin<Box<Sleep>>,
+    bookmarks: Option<Interval>,
+    allow_bookmarks: bool,
+    /// The revision of the last storage event seen.
+    last_rv: Revision,
+    done: bool,
+}
+
+/// What a watch shares with the [`Watchdog`]: its source of events, and when its client last pulled.
+struct Watched {
+    /// `None` once cut off.
+    source: Mutex<Option<Events>>,
+    state: Mutex<Pulled>,
+}
+
+#[derive(Default)]
+struct Pulled {
+    /// When the client's side last asked for an event.
+    at: Option<Instant>,
+    /// The last ask got one: the next comes as soon as the client has read it.
+    delivered: bool,
+}
+
+impl Watched {
+    fn pulled(&self, delivered: bool) {
+        let mut state = lock(&self.state);
+        *state = Pulled { at: Some(Instant::now()), delivered };
+    }
+}
+
+impl WatchEvents {
+    fn bookmark(&self, source: Option<&Events>) -> WatchEvent {
+        let revision = source.and_then(Events::revision).map_or(self.last_rv, |r| r.max(self.last_rv));
+        WatchEvent::Bookmark { revision, initial_events_end: false }
+    }
+
+    fn next_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(object) = self.initial.next() {
+            let revision = object.kv().mod_revision;
+            return Poll::Ready(Some(object_event(WatchEventType::Added, object, revision, None)));
+        }
+        if let Some(revision) = self.initial_end.take() {
+            return Poll::Ready(Some(WatchEvent::Bookmark { revision, initial_events_end: true }));
+        }
+        if let Some(error) = self.failed.take() {
+            self.done = true;
+            return Poll::Ready(Some(WatchEvent::Error(error)));
+        }
+        let watched = self.watched.clone();
+        let mut source = lock(&watched.source);
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(self.allow_bookmarks.then(|| self.bookmark(source.as_ref())));
+        }
+        if let Some(bookmarks) = &mut self.bookmarks
+            && bookmarks.poll_tick(cx).is_ready()
+        {
+            return Poll::Ready(Some(self.bookmark(source.as_ref())));
+        }
+        let Some(events) = source.as_mut() else {
+            // Cut off by the watchdog.
+            self.done = true;
+            return Poll::Ready(None);
+        };
+        loop {
+            match events.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(None);
                 }
-                if send_initial_events {
-                    let ev = WatchEvent::Bookmark { revision: page.revision, initial_events_end: true };
-                    if !out.deliver(ev).await {
-                        return;
+                Poll::Ready(Some(Err(WatchEnd::Lagged { resume_from }))) => {
+                    tracing::info!(resume_from, "closing a watch that fell behind the watch cache");
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(WatchEnd::Failed(e)))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(WatchEvent::Error(e.into())));
+                }
+                Poll::Ready(Some(Ok(ev))) => {
+                    self.last_rv = ev.revision();
+                    if let Some(out) = self.translator.translate(&ev) {
+                        return Poll::Ready(Some(out));
                     }
                 }
             }
-            let mut events = match events {
-                Ok(s) => s,
-                Err(e) => {
-                    out.deliver(WatchEvent::Error(e.into())).await;
-                    return;
+        }
+    }
+}
+
+impl Stream for WatchEvents {
+    type Item = WatchEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        let next = self.next_event(cx);
+        self.watched.pulled(matches!(next, Poll::Ready(Some(_))));
+        next
+    }
+}
+
+/// A lock that a panicked holder left behind is still usable: what it guards is a plain value.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn object_event(
+    event_type: WatchEventType,
+    object: Arc<CachedObject>,
+    revision: Revision,
+    shared: Option<Arc<CachedEvent>>,
+) -> WatchEvent {
+    WatchEvent::Object { event_type, object, revision, shared }
+}
+
+/// Cuts off the watches whose client has left an event unread for [`SLOW_WATCHER_BUDGET`]: drops their source
+/// (the cache's cursor, or the backend watch), so they hold nothing more; their response ends once the client
+/// reads again. One task per store, started with its first watch, looking every [`WATCHDOG_INTERVAL`].
+#[derive(Default)]
+pub struct Watchdog {
+    watches: Mutex<Vec<Weak<Watched>>>,
+    started: OnceLock<()>,
+}
+
+impl Watchdog {
+    fn watch(self: &Arc<Self>, watched: &Arc<Watched>) {
+        lock(&self.watches).push(Arc::downgrade(watched));
+        self.started.get_or_init(|| {
+            let watchdog = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(WATCHDOG_INTERVAL);
+                loop {
+                    ticks.tick().await;
+                    let Some(watchdog) = watchdog.upgrade() else { return };
+                    watchdog.sweep();
                 }
-            };
-            let bookmark = |events: &Events, last_rv: Revision| WatchEvent::Bookmark {
-                revision: events.revision().map_or(last_rv, |r| r.max(last_rv)),
-                initial_events_end: false,
-            };
-            let deadline = tokio::time::sleep(timeout);
-            tokio::pin!(deadline);
-            let mut bookmarks =
-                tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = &mut deadline => {
-                        if allow_bookmarks {
-                            out.deliver(bookmark(&events, last_rv)).await;
-                        }
-                        return;
-                    }
-                    _ = bookmarks.tick(), if allow_bookmarks => {
-                        if !out.deliver(bookmark(&events, last_rv)).await {
-                            return;
-                        }
-                    }
-                    _ = out.tx.closed() => return,
-                    next = events.next() => match next {
-                        None => return,
-                        Some(Err(WatchEnd::Lagged { resume_from })) => {
-                            tracing::info!(resume_from, "closing a watch that fell behind the watch cache");
-                            return;
-                        }
-                        Some(Err(WatchEnd::Failed(e))) => {
-                            out.deliver(WatchEvent::Error(e.into())).await;
-                            return;
-                        }
-                        Some(Ok(ev)) => {
-                            last_rv = ev.revision();
-                            if let Some(out_ev) = translator.translate(&ev)
-                                && !out.deliver(out_ev).await {
-                                    return;
-                                }
-                        }
-                    },
-                }
-            }
+            });
         });
-        Ok(rx)
-    }
-}
-
-/// A watcher's buffer: at most [`WATCHER_BUFFER`] events and [`WATCHER_BUFFER_BYTES`] bytes of objects.
-struct Outbox {
-    tx: mpsc::Sender<WatchEvent>,
-    bytes: Arc<Semaphore>,
-}
-
-impl Outbox {
-    fn object(
-        event_type: WatchEventType,
-        object: Arc<CachedObject>,
-        revision: Revision,
-        shared: Option<Arc<CachedEvent>>,
-    ) -> WatchEvent {
-        WatchEvent::Object { event_type, object, revision, shared, buffered: Buffered::default() }
     }
 
-    /// Hand `ev` to the watcher: false when it is gone, or when its buffer stayed full for
-    /// [`SLOW_WATCHER_BUDGET`].
-    async fn deliver(&self, mut ev: WatchEvent) -> bool {
-        let deadline = tokio::time::Instant::now() + SLOW_WATCHER_BUDGET;
-        if let WatchEvent::Object { object, buffered, .. } = &mut ev {
-            let size = (object.value().len() + EVENT_OVERHEAD_BYTES).min(WATCHER_BUFFER_BYTES);
-            let permits = u32::try_from(size).unwrap_or(u32::MAX);
-            let permit = match self.bytes.clone().try_acquire_many_owned(permits) {
-                Ok(permit) => permit,
-                Err(_) => match tokio::time::timeout_at(deadline, self.bytes.clone().acquire_many_owned(permits)).await
-                {
-                    Ok(Ok(permit)) => permit,
-                    _ => return cut_off(),
-                },
-            };
-            *buffered = Buffered { _held: Some(permit) };
-        }
-        match self.tx.try_send(ev) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(ev)) => match tokio::time::timeout_at(deadline, self.tx.send(ev)).await
-            {
-                Ok(sent) => sent.is_ok(),
-                Err(_) => cut_off(),
-            },
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut stuck = Vec::new();
+        lock(&self.watches).retain(|w| {
+            let Some(watched) = w.upgrade() else { return false };
+            let state = lock(&watched.state);
+            let unread = state.delivered && state.at.is_some_and(|at| now.duration_since(at) > SLOW_WATCHER_BUDGET);
+            drop(state);
+            if unread {
+                stuck.push(watched);
+                return false;
+            }
+            true
+        });
+        for watched in stuck {
+            tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
+            lock(&watched.source).take();
         }
     }
-}
-
-fn cut_off() -> bool {
-    tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
-    false
 }
 
 /// Storage events → watch events, through the request's selectors.
@@ -255,7 +321,7 @@ impl Translator {
     fn translate(&self, ev: &Arc<CachedEvent>) -> Option<WatchEvent> {
         let rev = ev.revision();
         let object =
-            |event_type, object: &Arc<CachedObject>| Outbox::object(event_type, object.clone(), rev, Some(ev.clone()));
+            |event_type, object: &Arc<CachedObject>| object_event(event_type, object.clone(), rev, Some(ev.clone()));
         match ev.event_type() {
             EventType::Put => {
                 let current = ev.object()?;
