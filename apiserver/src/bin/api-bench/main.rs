@@ -1,19 +1,34 @@
-//! api-bench: what the API server costs per request, beside raw etcd in the same run.
+//! api-bench: what the API server costs, beside raw etcd in the same run.
 //!
-//! Starts a throw-away etcd, measures raw etcd-client create transactions (the limit), then runs the release
-//! `backup-apiserver` binary as a separate process (standalone, once on that etcd and once on the embedded store)
-//! and drives creates, gets and lists over HTTP/2 at several concurrencies. Prints throughput, p50/p99 latency,
-//! the server's CPU time per request (from /proc) and its resident memory idle and after the load. Loopback only;
-//! every phase is bounded in count and time. Run it with `hack/bench-api.sh`.
+//! Starts a throw-away etcd and runs the release `backup-apiserver` binary as a separate process (standalone, on
+//! that etcd or the embedded store, with its watch cache or `--watch-cache=false`), then measures, each phase
+//! bounded in count and time, loopback only:
+//!
+//! - `requests`: creates, gets and updates (merge patches) over HTTP/1.1 at concurrency 1, 8 and 32: throughput,
+//!   p50/p99, the server's CPU per request (from /proc); raw etcd-client create transactions for the limit;
+//! - `lists`: lists of 1k and 10k objects, resourceVersion unset and "0" ([`lists`]), beside etcd ranges;
+//! - `fanout`: 1,000 and 10,000 watchers, delivery latency from each create's acknowledgement ([`fanout`]);
+//! - `memory`: RSS idle, with 10k objects, with 1k watches more, the high-water mark after sustained updates,
+//!   and exec → ready with 10k objects stored ([`memory`]).
+//!
+//! Run it with `hack/bench-api.sh` (`--only requests,lists,fanout,memory`; `--sustain SECONDS`, default 60;
+//! `--targets cache,direct,embedded` for the request phase's servers).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod fanout;
+mod h2;
+mod lists;
+mod memory;
+mod process;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backup_storage::testing::EtcdServer;
 use http_body_util::BodyExt;
 use serde_json::json;
+
+use process::ServerProcess;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,7 +49,7 @@ fn object(name: &str) -> serde_json::Value {
 }
 
 struct Cell {
-    target: &'static str,
+    target: String,
     op: &'static str,
     concurrency: usize,
     ops: usize,
@@ -90,66 +105,11 @@ where
     (latencies.len(), start.elapsed(), latencies)
 }
 
-/// User plus system CPU time of a process, from /proc/<pid>/stat (clock ticks of 10 ms).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
-
-/// Resident memory of a process in MiB, from /proc/<pid>/status.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// The server process, killed on drop.
-struct ServerProcess {
-    child: Child,
-    client: kube::Client,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_server(binary: &Path, dir: &Path, store_args: &[String]) -> Result<ServerProcess, BoxError> {
-    let kubeconfig = dir.join("bench.kubeconfig");
-    let _ = std::fs::remove_file(&kubeconfig);
-    let child = Command::new(binary)
-        .args(["--standalone", "--secure-port", "0", "--write-kubeconfig"])
-        .arg(&kubeconfig)
-        .args(store_args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !kubeconfig.exists() {
-        if Instant::now() > deadline {
-            return Err("the server did not write its kubeconfig within 20s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(ServerProcess { child, client: kube::Client::try_from(config)? })
-}
-
 async fn send(client: &kube::Client, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<(), BoxError> {
+    let content_type = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
     let mut req = http::Request::builder().method(method).uri(path);
     if body.is_some() {
-        req = req.header("content-type", "application/json");
+        req = req.header("content-type", content_type);
     }
     let resp = client.send(req.body(kube::client::Body::from(body.unwrap_or_default()))?).await?;
     let status = resp.status();
@@ -160,12 +120,13 @@ async fn send(client: &kube::Client, method: &str, path: &str, body: Option<Vec<
     Ok(())
 }
 
-async fn bench_server(target: &'static str, server: &ServerProcess, cells: &mut Vec<Cell>) {
-    let pid = server.child.id();
+async fn bench_server(target: &str, server: &ServerProcess, cells: &mut Vec<Cell>) {
     for &c in &CONCURRENCIES {
-        for op in ["create", "get", "list"] {
+        let mut created = OPS_PER_CELL;
+        for op in ["create", "get", "update"] {
             let client = server.client.clone();
-            let cpu_before = cpu_time(pid);
+            let cpu_before = server.cpu();
+            let objects = created.clamp(1, 500);
             let (ops, elapsed, latencies) = drive(c, move |i| {
                 let client = client.clone();
                 async move {
@@ -174,14 +135,21 @@ async fn bench_server(target: &'static str, server: &ServerProcess, cells: &mut 
                             let body = serde_json::to_vec(&object(&format!("c{c}-{i}")))?;
                             send(&client, "POST", NAMESPACE_PATH, Some(body)).await
                         }
-                        "get" => send(&client, "GET", &format!("{NAMESPACE_PATH}/c{c}-{}", i % 500), None).await,
-                        _ => send(&client, "GET", &format!("{NAMESPACE_PATH}?limit=100"), None).await,
+                        "get" => send(&client, "GET", &format!("{NAMESPACE_PATH}/c{c}-{}", i % objects), None).await,
+                        _ => {
+                            let patch = json!({"metadata": {"labels": {"round": i.to_string()}}});
+                            let path = format!("{NAMESPACE_PATH}/c{c}-{}", i % objects);
+                            send(&client, "PATCH", &path, Some(serde_json::to_vec(&patch)?)).await
+                        }
                     }
                 }
             })
             .await;
-            let cpu = cpu_time(pid).saturating_sub(cpu_before);
-            cells.push(Cell { target, op, concurrency: c, ops, elapsed, latencies, cpu: Some(cpu) });
+            if op == "create" {
+                created = ops;
+            }
+            let cpu = server.cpu().saturating_sub(cpu_before);
+            cells.push(Cell { target: target.into(), op, concurrency: c, ops, elapsed, latencies, cpu: Some(cpu) });
         }
     }
 }
@@ -204,20 +172,14 @@ async fn bench_raw_etcd(endpoint: &str, cells: &mut Vec<Cell>) -> Result<(), Box
             }
         })
         .await;
-        cells.push(Cell {
-            target: "raw etcd-client",
-            op: "create",
-            concurrency: c,
-            ops,
-            elapsed,
-            latencies,
-            cpu: None,
-        });
+        let target = "raw etcd-client".into();
+        cells.push(Cell { target, op: "create", concurrency: c, ops, elapsed, latencies, cpu: None });
     }
     Ok(())
 }
 
-fn print(cells: &[Cell]) {
+fn print_requests(cells: &[Cell]) {
+    println!("### Requests (HTTP/1.1, 2,000 per cell or 20 s)\n");
     println!(
         "| target | op | concurrency | ops | ops/s | p50 ms | p99 ms | server CPU per op | ops/s vs raw etcd create |"
     );
@@ -242,6 +204,7 @@ fn print(cells: &[Cell]) {
             ratio
         );
     }
+    println!();
 }
 
 /// `$API_BENCH_SERVER` (to compare two builds in one session), else the `backup-apiserver` beside this binary.
@@ -256,31 +219,181 @@ fn server_binary() -> Result<PathBuf, BoxError> {
     Ok(bin)
 }
 
+/// Create `objects` objects in namespace `ns` with 32 concurrent writers.
+async fn fill(server: &ServerProcess, ns: &str, objects: usize) -> Result<(), BoxError> {
+    let path = format!("/apis/backup.extend-k8s.io/v1/namespaces/{ns}/timeseriesdbbackups");
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let (client, path, ns) = (server.client.clone(), path.clone(), ns.to_string());
+            tokio::spawn(async move {
+                for i in (w..objects).step_by(32) {
+                    send(&client, "POST", &path, Some(serde_json::to_vec(&object(&format!("{ns}-{i:05}")))?)).await?;
+                }
+                Ok::<_, BoxError>(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await??;
+    }
+    Ok(())
+}
+
+async fn bench_lists(binary: &std::path::Path, dir: &std::path::Path, etcd: &EtcdServer) -> Result<(), BoxError> {
+    let etcd_pid = etcd.pid().unwrap_or(0);
+    let args = vec!["--etcd-servers".to_string(), etcd.endpoint()];
+    let cached = ServerProcess::start(binary, dir, &args).await?;
+    for (ns, n) in [("list1k", 1_000), ("list10k", 10_000)] {
+        eprintln!("filling {n} objects");
+        fill(&cached, ns, n).await?;
+    }
+    let dir_off = dir.join("off");
+    std::fs::create_dir_all(&dir_off)?;
+    let direct =
+        ServerProcess::start(binary, &dir_off, &[args.clone(), vec!["--watch-cache=false".into()]].concat()).await?;
+    let mut cells = Vec::new();
+    for (ns, n) in [("list1k", 1_000), ("list10k", 10_000)] {
+        eprintln!("lists of {n}");
+        cells.push(lists::through_etcd(&etcd.endpoint(), etcd_pid, ns, n).await?);
+        for rv in ["", "0"] {
+            cells.push(lists::through_server("server, watch cache", &cached, etcd_pid, ns, n, rv).await?);
+            cells.push(lists::through_server("server, --watch-cache=false", &direct, etcd_pid, ns, n, rv).await?);
+        }
+    }
+    println!("### Lists (concurrency 1, JSON, HTTP/1.1; 200 lists or 15 s per cell)\n");
+    println!("| objects | from | resourceVersion | lists | p50 ms | p99 ms | server CPU ms/list | etcd CPU ms/list |");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|");
+    for c in &cells {
+        let server = c.server_cpu_ms.map_or("-".into(), |v| format!("{v:.2}"));
+        let rv = if c.rv.is_empty() { "unset" } else { c.rv };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} |",
+            c.objects,
+            c.from,
+            rv,
+            c.lists,
+            c.ms(0.5),
+            c.ms(0.99),
+            server,
+            c.etcd_cpu_ms
+        );
+    }
+    println!();
+    Ok(())
+}
+
+async fn bench_fanout(binary: &std::path::Path, dir: &std::path::Path, etcd: &EtcdServer) -> Result<(), BoxError> {
+    let args = vec!["--etcd-servers".to_string(), etcd.endpoint()];
+    let cached = ServerProcess::start(binary, dir, &args).await?;
+    let mut cells = Vec::new();
+    for watchers in [1_000, 10_000] {
+        eprintln!("fan-out to {watchers} watchers through the server");
+        cells.push(("watch cache", fanout::through_server(&cached, watchers, &format!("fan{watchers}")).await?));
+        eprintln!("fan-out to {watchers} etcd watches");
+        cells.push(("-", fanout::through_etcd(&etcd.endpoint(), watchers).await?));
+    }
+    drop(cached);
+    let direct = ServerProcess::start(binary, dir, &[args, vec!["--watch-cache=false".into()]].concat()).await?;
+    eprintln!("fan-out to 1000 watchers through the server without its cache");
+    cells.push(("--watch-cache=false", fanout::through_server(&direct, 1_000, "fan1000off").await?));
+    println!("### Watch fan-out (100 creates, one every 20 ms; latency from each create's acknowledgement)\n");
+    println!("| watchers | through | server | delivered | missed | p50 ms | p99 ms | max ms | server CPU |");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|");
+    for (server, c) in &cells {
+        let cpu = c.cpu.map_or("-".into(), |t| format!("{:.2} s", t.as_secs_f64()));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.watchers,
+            c.through,
+            server,
+            c.delivered,
+            c.missed,
+            c.ms(0.5),
+            c.ms(0.99),
+            c.ms(1.0),
+            cpu
+        );
+    }
+    println!();
+    Ok(())
+}
+
+async fn bench_memory(binary: &std::path::Path, dir: &std::path::Path, sustain: Duration) -> Result<(), BoxError> {
+    let mut rows = Vec::new();
+    for watch_cache in [true, false] {
+        eprintln!("memory, watch cache {watch_cache}");
+        rows.push(memory::run(binary, dir, watch_cache, 10_000, 1_000, sustain).await?);
+    }
+    println!("### Memory and start (fresh etcd; 10k objects; 1k watches over HTTP/2; sustained updates)\n");
+    println!(
+        "| watch cache | RSS idle | exec → ready (10k stored) | exec → cache full | RSS with 10k | + 1k watches | updates | events received | RSS after | HWM |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &rows {
+        println!(
+            "| {} | {:.1} MiB | {:.0} ms | {} | {:.1} MiB | {:.1} MiB | {} in {:?} | {} | {:.1} MiB | {:.1} MiB |",
+            if m.watch_cache { "on" } else { "off" },
+            m.idle_mib,
+            m.ready_ms,
+            m.cache_full_ms.map_or("-".into(), |v| format!("{v:.0} ms")),
+            m.with_objects_mib,
+            m.with_watchers_mib,
+            m.updates,
+            m.sustained,
+            m.events_received,
+            m.after_updates_mib,
+            m.hwm_mib
+        );
+    }
+    println!();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let only = value("--only").unwrap_or_else(|| "requests,lists,fanout,memory".into());
+    let sustain = Duration::from_secs(value("--sustain").and_then(|s| s.parse().ok()).unwrap_or(60));
+    let targets = value("--targets").unwrap_or_else(|| "cache,direct,embedded".into());
+    let phases: Vec<&str> = only.split(',').collect();
     let binary = server_binary()?;
     let dir = tempfile::tempdir()?;
     let etcd = EtcdServer::start().await;
-    let mut cells = Vec::new();
-    bench_raw_etcd(&etcd.endpoint(), &mut cells).await?;
-    let mut memory = Vec::new();
-    for (target, args) in [
-        ("apiserver on etcd", vec!["--etcd-servers".to_string(), etcd.endpoint()]),
-        ("apiserver on embedded", vec!["--data-dir".to_string(), dir.path().join("data").display().to_string()]),
-    ] {
-        let server = start_server(&binary, dir.path(), &args).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let idle = rss_mib(server.child.id());
-        bench_server(target, &server, &mut cells).await;
-        memory.push((target, idle, rss_mib(server.child.id())));
+    if phases.contains(&"requests") {
+        let mut cells = Vec::new();
+        bench_raw_etcd(&etcd.endpoint(), &mut cells).await?;
+        let data = dir.path().join("data").display().to_string();
+        for (key, target, args) in [
+            ("cache", "apiserver on etcd, watch cache", vec!["--etcd-servers".to_string(), etcd.endpoint()]),
+            (
+                "direct",
+                "apiserver on etcd, --watch-cache=false",
+                vec!["--etcd-servers".to_string(), etcd.endpoint(), "--watch-cache=false".into()],
+            ),
+            ("embedded", "apiserver on embedded, watch cache", vec!["--data-dir".to_string(), data]),
+        ] {
+            if !targets.split(',').any(|t| t == key) {
+                continue;
+            }
+            eprintln!("requests: {target}");
+            let server = ServerProcess::start(&binary, dir.path(), &args).await?;
+            bench_server(target, &server, &mut cells).await;
+            // The next server writes the same names: start from an empty namespace.
+            let objects = "/apis/backup.extend-k8s.io/v1/namespaces/bench/timeseriesdbbackups";
+            send(&server.client, "DELETE", objects, None).await?;
+        }
+        print_requests(&cells);
     }
-    print(&cells);
-    println!();
-    println!("| target | RSS idle | RSS after the load |");
-    println!("|---|---|---|");
-    for (target, idle, after) in memory {
-        println!("| {target} | {idle:.1} MiB | {after:.1} MiB |");
+    if phases.contains(&"lists") {
+        bench_lists(&binary, dir.path(), &etcd).await?;
+    }
+    if phases.contains(&"fanout") {
+        bench_fanout(&binary, dir.path(), &etcd).await?;
+    }
+    if phases.contains(&"memory") {
+        bench_memory(&binary, dir.path(), sustain).await?;
     }
     Ok(())
 }
