@@ -6,7 +6,9 @@
 #      if one does not come up, show why (describe, logs, events) and exit non-zero.
 #
 # Environment:
-#   OVERLAY   default (2 apiservers + 3-member etcd) | single | etcd-tls | cert-manager      [default]
+#   OVERLAY   default (2 apiservers + 3-member etcd with TLS and client certificates, NetworkPolicies)  [default]
+#             | cert-manager (the same, certificates from cert-manager) | single (embedded store, no etcd)
+#             | etcd-tls (= default) | plaintext-etcd (DEVELOPMENT ONLY: etcd without TLS or client certificates)
 #   IMAGE     image of both binaries, e.g. registry.example.com/backup-apiserver:0.1.0      [backup-apiserver:0.1.0]
 #   TIMEOUT   how long to wait for each step, in seconds                                    [300]
 set -euo pipefail
@@ -18,8 +20,8 @@ NS=kube-extensions
 APISERVICE=v1.backup.extend-k8s.io
 case "$OVERLAY" in
   default) DIR=config/default ;;
-  single | etcd-tls | cert-manager) DIR=config/overlays/$OVERLAY ;;
-  *) echo "unknown OVERLAY=$OVERLAY (default, single, etcd-tls, cert-manager)" >&2; exit 2 ;;
+  single | etcd-tls | cert-manager | plaintext-etcd) DIR=config/overlays/$OVERLAY ;;
+  *) echo "unknown OVERLAY=$OVERLAY (default, cert-manager, single, etcd-tls, plaintext-etcd)" >&2; exit 2 ;;
 esac
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -32,6 +34,9 @@ if [ "$OVERLAY" = cert-manager ]; then
     exit 1
   }
 else
+  if [ "$OVERLAY" = plaintext-etcd ]; then
+    echo "WARNING: OVERLAY=plaintext-etcd runs etcd without TLS or client certificates: for development only" >&2
+  fi
   log "certificates (hack/gen-certs.sh)"
   hack/gen-certs.sh
 fi

@@ -3,6 +3,8 @@
 #   config/components/generated-certs/generated/  CA, serving certificate for backup-apiserver.kube-extensions.svc
 #                                                  (+ .svc.cluster.local, .kube-extensions, bare name), caBundle patch
 #   config/overlays/etcd-tls/generated/            etcd CA, member server/peer certificates, apiserver client cert
+#                                                  (TLS between the apiserver and etcd and between the members, in
+#                                                  config/default, which is overlays/etcd-tls)
 # Reruns re-issue the certificates under the same CAs (the APIService's caBundle stays); --new-ca replaces the CAs.
 # Other flags (--namespace, --service, --cluster-domain, --days, ...): hack/gen-certs.sh --help.
 #

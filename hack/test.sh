@@ -3,7 +3,7 @@
 # store) and the end-to-end tests that drive the real kubectl. This is the README's test command; .ci/run calls it.
 #
 # It installs what the tests need and a fresh machine lacks (Debian's etcd-server, prometheus, victoria-metrics,
-# influxdb), as root with apt-get.
+# influxdb), as root with apt-get, and builds kube-apiserver and kube-controller-manager once (hack/kube-apiserver.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end-to-end tests drive the real kubectl" >&2; exit 1; }
+
+# The real-cluster tests (tests/src/cluster.rs) run kube-apiserver and kube-controller-manager v1.20.2, built from
+# Debian's source package into target/k8s/ when missing (~5–10 min once; a no-op when they are there).
+hack/kube-apiserver.sh >/dev/null
+
+# The hostile-input suite (tests/tests/hostile.rs) runs the server as its own process, the release build.
+cargo build --release -p backup-apiserver --bin backup-apiserver
+export BACKUP_APISERVER_BIN="$PWD/target/release/backup-apiserver"
 
 # Lints first: every clippy::all lint and unwrap/expect outside tests are errors ([workspace.lints]).
 cargo clippy --workspace --all-targets --all-features -- -D warnings

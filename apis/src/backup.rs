@@ -2,7 +2,7 @@
 //! schedule, keeping the last N backups. Typed structs for clients and the controller, and [`BackupKind`], the
 //! strategy the server runs.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: schema, defaults, validation, columns of
+//! filters → endpoints → registry store → **strategy (this file: schema, defaults, validation, columns of
 //! `timeseriesdbbackups`)** → storage → etcd.
 
 use croner::Cron;

@@ -1,7 +1,7 @@
 //! The database a backup reads from and a restore writes to: its type, URL and (InfluxDB) database name, with the
 //! schema and rules both kinds share.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: endpoint schema and rules, used by `backup.rs`
+//! filters → endpoints → registry store → **strategy (this file: endpoint schema and rules, used by `backup.rs`
 //! and `restore.rs`)** → storage → etcd.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The per-kind strategy the generic REST machinery calls: the only place a kind's rules live.
+//! The per-kind strategy the registry store calls (through `registry/strategy.rs`): the only place a kind's rules live.
 
 use serde_json::Value;
 

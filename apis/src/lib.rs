@@ -1,6 +1,6 @@
 //! The `backup.extend-k8s.io` API group: its kinds and everything the server needs to know about each, with no I/O.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this crate: defaults, validation, printer columns, schema)** →
+//! filters → endpoints → registry store → **strategy (this crate: defaults, validation, printer columns, schema)** →
 //! storage → etcd.
 //!
 //! Each kind lives in one file and implements [`Kind`]; [`kinds`] is the registration list. The machinery in

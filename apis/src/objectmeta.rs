@@ -1,7 +1,7 @@
 //! ObjectMeta rules every kind shares, as k8s.io/apimachinery's `api/validation/objectmeta.go` and
 //! `util/validation/validation.go` (v1.20) state them, on the JSON `metadata` object.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: metadata rules, called by the REST layer before the
+//! filters → endpoints → registry store → **strategy (this file: metadata rules, called by the registry store before the
 //! kind's own rules)** → storage → etcd.
 //!
 //! Messages are upstream's, word for word. Map keys are checked in sorted order (upstream's order is random).
@@ -50,10 +50,11 @@ fn max_len_error(n: usize) -> String {
     format!("must be no more than {n} characters")
 }
 
-/// Upstream's `RegexError`: `msg (e.g. 'a' or 'b', regex used for validation is 'fmt')`.
+/// Upstream's `RegexError`: `msg (e.g. 'a',  or 'b', regex used for validation is 'fmt')` (two spaces before `or`:
+/// each example is followed by `, ` and the next preceded by ` or `).
 fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     let examples: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", examples.join("or "))
+    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", examples.join(" or "))
 }
 
 fn is_label_shaped(s: &str) -> bool {

@@ -1,4 +1,4 @@
-//! The names and shape of a served resource, as discovery and the REST machinery need them.
+//! The names and shape of a served resource, as discovery and the registry need them.
 
 /// Static facts about one resource of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]

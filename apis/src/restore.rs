@@ -1,7 +1,7 @@
 //! The TimeseriesDBRestore kind: write one backup of a TimeseriesDBBackup into a database. Typed structs for
 //! clients and the controller, and [`RestoreKind`], the strategy the server runs.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: schema, validation, columns of
+//! filters → endpoints → registry store → **strategy (this file: schema, validation, columns of
 //! `timeseriesdbrestores`)** → storage → etcd.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};

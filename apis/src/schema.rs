@@ -2,7 +2,7 @@
 //! `openAPIV3Schema`: pruning of unknown fields, structural defaulting, and type/enum/required/bounds validation.
 //! Also the builders the kinds write their schemas with.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: the REST layer calls [`prune`], then
+//! filters → endpoints → registry store → **strategy (this file: the registry's strategy calls [`prune`], then
 //! [`apply_defaults`], then `Kind::default`, then [`validate`] and `Kind::validate`)** → storage → etcd.
 //!
 //! Supported keywords: `type`, `properties`, `required`, `additionalProperties` (a schema), `items`, `enum`,
@@ -303,9 +303,107 @@ fn validate_string(schema: &Value, s: &str, path: &str, errs: &mut ErrorList) {
     {
         errs.push(FieldError::too_long_max_length(path, usize::try_from(max).unwrap_or(usize::MAX)));
     }
-    if schema.get("format").and_then(Value::as_str) == Some("date-time") && s.parse::<jiff::Timestamp>().is_err() {
+    if schema.get("format").and_then(Value::as_str) == Some("date-time") && !is_date_time(s) {
         let detail = format!("{path} in body must be of type date-time: {s:?}");
         errs.push(FieldError::type_invalid(path, json!(s), detail));
+    }
+}
+
+/// The `date-time` format as CRDs check it (kube-openapi's `strfmt.IsDateTime`, quirks included): the text before
+/// the first `t` (case-insensitive) is a `2006-01-02` date, and the text between it and the next `t` matches
+/// `^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$` with hours ≤ 23, minutes and
+/// seconds ≤ 59. So `2024-01-01T00:00:00Z`, `…T00:00:00.5+01:00` and `…t00:00:00z` pass; `2024-01-01 00:00:00Z`,
+/// `…+0100`, `…T00:00Z`, `…Z[UTC]` and `20240101T000000Z` do not.
+pub fn is_date_time(s: &str) -> bool {
+    if s.len() < 4 {
+        return false;
+    }
+    let lower = s.to_lowercase();
+    let mut parts = lower.split('t');
+    match (parts.next(), parts.next()) {
+        (Some(date), Some(time)) => is_full_date(date) && is_time_of_day(time),
+        _ => false,
+    }
+}
+
+/// Go's `time.Parse("2006-01-02", s)` succeeds: four-digit year, two-digit month and a day that month has.
+fn is_full_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r.clone()).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().unwrap_or(0);
+    let (year, month, day) = (num(0..4), num(5..7), num(8..10));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+}
+
+/// strfmt's `DateTimePattern` on the (lower-cased) time part, and its range checks.
+fn is_time_of_day(s: &str) -> bool {
+    let b = s.as_bytes();
+    let two = |at: usize| b.get(at..at + 2).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !(two(0) && b.get(2) == Some(&b':') && two(3) && b.get(5) == Some(&b':') && two(6)) {
+        return false;
+    }
+    if !(&s[0..2] <= "23" && &s[3..5] <= "59" && &s[6..8] <= "59") {
+        return false;
+    }
+    let zone = |z: &str| {
+        let z = z.as_bytes();
+        z == b"z"
+            || (z.len() == 6
+                && matches!(z[0], b'+' | b'-')
+                && z[1..3].iter().all(u8::is_ascii_digit)
+                && z[3] == b':'
+                && z[4..6].iter().all(u8::is_ascii_digit))
+    };
+    let rest = &s[8..];
+    if zone(rest) {
+        return true;
+    }
+    // `(.[0-9]+)`: any one character but a newline, then digits (a zone never starts with a digit, so the run of
+    // digits is taken whole).
+    let mut chars = rest.chars();
+    match chars.next() {
+        Some(c) if c != '\n' => {
+            let after = chars.as_str();
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && zone(&after[digits..])
+        }
+        _ => false,
+    }
+}
+
+/// Numbers as a CRD stores them: its JSON decoder reads a number without a fraction or exponent as an integer
+/// and any other as a float, which Go writes back without a fraction when it is whole — so `5.0` is stored as `5`,
+/// and passes as an `integer` (the validator's `IsFloat64AJSONInteger`, whole and within ±(2^53 − 1)). Whole
+/// floats in that range become integers here, everywhere in the object; others stay as they are.
+pub fn normalize_numbers(value: &mut Value) {
+    const MAX_JSON_INTEGER: f64 = 9_007_199_254_740_991.0;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+                if let Some(f) = n.as_f64()
+                    && f.fract() == 0.0
+                    && f.abs() <= MAX_JSON_INTEGER
+                {
+                    // Whole and within ±(2^53 − 1): the conversion is exact.
+                    *v = Value::from(f as i64);
+                }
+            }
+            Value::Object(m) => stack.extend(m.values_mut()),
+            Value::Array(a) => stack.extend(a.iter_mut()),
+            _ => {}
+        }
     }
 }
 

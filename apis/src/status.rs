@@ -1,6 +1,6 @@
 //! Status pieces both kinds share: the phase, conditions and observed generation the controller reports.
 //!
-//! HTTP → authn → authz → generic REST → **strategy (this file: status schema fragments and types, used by
+//! filters → endpoints → registry store → **strategy (this file: status schema fragments and types, used by
 //! `backup.rs` and `restore.rs`)** → storage → etcd.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -1,4 +1,4 @@
-//! The REST layer's strategy pipeline, for tests: prune, schema defaults, kind defaults, schema and kind validation.
+//! The registry's strategy pipeline, for tests: prune, schema defaults, kind defaults, schema and kind validation.
 
 use serde_json::Value;
 

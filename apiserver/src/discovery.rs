@@ -27,7 +27,8 @@ pub struct Discovery {
     group: Bytes,
     resource_list: Bytes,
     aggregated: Aggregated,
-    /// `/api` in v2: no legacy core resources are served here.
+    /// `/api` in v2: the core group's `v1`, with no resources served here — listed all the same, as in the legacy
+    /// documents, because that is where clients learn `v1 List` (client-go's REST mapper adds it for core `v1`).
     core_aggregated: Aggregated,
     api_versions: Bytes,
     core_v1: Bytes,
@@ -88,7 +89,10 @@ impl Discovery {
             group: bytes_of(&api_group),
             resource_list: bytes_of(&resource_list),
             aggregated,
-            core_aggregated: Aggregated::new(json!([])),
+            core_aggregated: Aggregated::new(json!([{
+                "metadata": {"creationTimestamp": null},
+                "versions": [{"version": "v1", "freshness": "Current"}],
+            }])),
             api_versions: bytes_of(&json!({
                 "kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],

@@ -16,6 +16,7 @@
 //! [`error`] is the `Status` every layer answers with.
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod discovery;
@@ -106,7 +107,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     let health = Arc::new(health::Health::new(backend.storage.clone(), backend.check_name, diagnosis));
     let (stopping, stopping_rx) = watch::channel(false);
     let routes = Arc::new(Routes {
-        registry: registry::Registry::new(&kinds, backend.storage, backend.cache, admission),
+        registry: registry::Registry::new(&kinds, backend.storage, backend.cache, admission, opts.standalone),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),
@@ -115,6 +116,23 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         stopping: stopping_rx,
         authorizer: auth.authorizer.clone(),
     });
+    let auditor = match (&opts.audit_policy_file, &opts.audit_log_path) {
+        (Some(policy), Some(path)) => {
+            let policy = audit::policy::Policy::load(policy)?;
+            let config = audit::log::LogConfig {
+                path: path.clone(),
+                max_age_days: opts.audit_log_maxage,
+                max_backups: opts.audit_log_maxbackup,
+                max_size_mb: opts.audit_log_maxsize,
+            };
+            let errors = metrics.audit_errors.get_or_create(&metrics::PluginLabels { plugin: "log".into() }).clone();
+            let log = audit::log::AuditLog::start(config, metrics.audit_events.clone(), errors)
+                .with_context(|| format!("opening the audit log {}", path.display()))?;
+            Some(Arc::new(audit::Auditor { policy, log }))
+        }
+        (Some(_), None) => anyhow::bail!("--audit-policy-file needs --audit-log-path (a file, or - for stdout)"),
+        _ => None,
+    };
     let filters = FilterDeps {
         authenticator: auth.authenticator,
         authorizer: auth.authorizer,
@@ -122,6 +140,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         metrics: Arc::new(RequestMetrics::new(metrics, &kinds)),
         request_timeout: opts.request_timeout,
         max_in_flight: Arc::new(MaxInFlight::new(opts.max_requests_inflight, opts.max_mutating_requests_inflight)),
+        auditor,
     };
     let app = server::router(routes, filters);
     serve(&opts, app, auth.admin_token, health, stopping).await
@@ -153,7 +172,11 @@ async fn serve(
             tls::ServingCert::self_signed(&hosts)?
         }
     };
-    let config = cert.server_config(Arc::new(tls::RequestClientCert::new()))?;
+    let serving = Arc::new(tls::ReloadingCert::new(&cert)?);
+    if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
+        serving.watch_files(c.clone(), k.clone());
+    }
+    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), serving);
 
     let mut kubeconfig = None;
     if let Some(token) = &admin_token {

@@ -65,6 +65,15 @@ pub struct Metrics {
     pub storage: Family<StorageLabels, Histogram, fn() -> Histogram>,
     /// The watch cache's counters, once it is built.
     watch_cache: Arc<OnceLock<Arc<CacheMetrics>>>,
+    /// Audit events queued for the log.
+    pub audit_events: Counter,
+    /// Audit events lost (queue full or a failed write).
+    pub audit_errors: Family<PluginLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: String,
 }
 
 impl Default for Metrics {
@@ -95,9 +104,21 @@ impl Default for Metrics {
             "Storage request latency in seconds for each operation and object type.",
             storage.clone(),
         );
+        let audit_events = Counter::default();
+        let audit_errors = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "apiserver_audit_event",
+            "Counter of audit events generated and sent to the audit backend.",
+            audit_events.clone(),
+        );
+        registry.register(
+            "apiserver_audit_error",
+            "Counter of audit events that failed to be audited properly.",
+            audit_errors.clone(),
+        );
         let watch_cache = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(WatchCacheCollector(watch_cache.clone())));
-        Self { registry, requests, durations, watchers, storage, watch_cache }
+        Self { registry, requests, durations, watchers, storage, watch_cache, audit_events, audit_errors }
     }
 }
 

@@ -152,6 +152,27 @@ pub struct Options {
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub shutdown_delay_duration: std::time::Duration,
 
+    /// The audit policy (`audit.k8s.io/v1` Policy, YAML or JSON): which requests are audited, at which level.
+    /// Without it nothing is audited.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// Where audit events go, one JSON object per line (`-`: standard output). Needed with --audit-policy-file.
+    #[arg(long, requires = "audit_policy_file")]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// Remove rotated audit logs older than this many days (0: keep them).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+
+    /// Keep at most this many rotated audit logs (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+
+    /// Rotate the audit log when it reaches this many megabytes (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+
     /// Log lines as `text` (no colours unless stderr is a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -5,7 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,11 +15,16 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+/// The client's address (for audit events' source IPs).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The client's certificate chain (leaf first), empty when it sent none.
 #[derive(Debug, Clone, Default)]
@@ -46,21 +53,88 @@ impl ServingCert {
         Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
-    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates.
+    /// The certificate chain and key, checked to belong together.
+    fn certified_key(&self) -> anyhow::Result<CertifiedKey> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("parsing the serving certificate")?;
+        if certs.is_empty() {
+            anyhow::bail!("no certificate in the serving certificate file");
+        }
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
+        let key = rustls::crypto::ring::sign::any_supported_type(&key).context("the serving key's type")?;
+        let certified = CertifiedKey::new(certs, key);
+        certified.keys_match().context("the serving certificate and key do not match")?;
+        Ok(certified)
+    }
+
+    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, this
+    /// certificate (fixed).
     pub fn server_config(
         &self,
         verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     ) -> anyhow::Result<ServerConfig> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .context("parsing the serving certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
-        let mut config = ServerConfig::builder()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .context("the serving certificate and key do not match")?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+        Ok(server_config(verifier, Arc::new(ReloadingCert::new(self)?)))
+    }
+}
+
+/// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, `cert` serving.
+pub fn server_config(
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    cert: Arc<ReloadingCert>,
+) -> ServerConfig {
+    let mut config = ServerConfig::builder().with_client_cert_verifier(verifier).with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// How often the serving certificate files are checked for changes (cert-manager renews into the same Secret).
+pub const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The serving certificate in force, swapped whole when its files change; connections already open keep theirs.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ReloadingCert {
+    pub fn new(cert: &ServingCert) -> anyhow::Result<Self> {
+        Ok(Self { current: RwLock::new(Arc::new(cert.certified_key()?)) })
+    }
+
+    /// Re-read `cert` and `key` every [`CERT_RELOAD_INTERVAL`] for as long as this is in use; a pair that does not
+    /// load (half-written, mismatched) is logged and the certificate in force kept.
+    pub fn watch_files(self: &Arc<Self>, cert: PathBuf, key: PathBuf) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
+            let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                let now = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
+                if now.is_none() || now == last {
+                    continue;
+                }
+                match ServingCert::load(&cert, &key).and_then(|c| c.certified_key()) {
+                    Ok(certified) => {
+                        if let Ok(mut current) = this.current.write() {
+                            *current = Arc::new(certified);
+                        }
+                        tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+                        last = now;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "keeping the serving certificate in force"),
+                }
+            }
+        });
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
     }
 }
 
@@ -71,8 +145,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
 /// HTTP/2 streams per connection (Go's default, which kube-apiserver keeps).
 const MAX_CONCURRENT_STREAMS: u32 = 250;
-/// Request headers, HTTP/1.1 buffer and HTTP/2 header list alike: Go's `DefaultMaxHeaderBytes`.
-const MAX_HEADER_BYTES: usize = 1 << 20;
+/// An HTTP/2 request's header list: Go's `DefaultMaxHeaderBytes`.
+const MAX_HEADER_BYTES: u32 = 1 << 20;
+/// An HTTP/1.1 connection's read and write buffers: a request's headers must fit, and a client that stops reading
+/// holds at most this much of its answer in the server (the socket's buffers aside).
+const MAX_H1_BUFFER: usize = 256 << 10;
 /// HTTP/2 pings on a connection that has been quiet this long; no answer within the same time closes it.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// The longest the accept loop sleeps after failed accepts (EMFILE…), doubling from 5 ms as Go's net/http does.
@@ -90,12 +167,12 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
+    http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_H1_BUFFER);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(MAX_HEADER_BYTES)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
     let (http1, http2) = (Arc::new(http1), Arc::new(http2));
@@ -144,14 +221,26 @@ pub async fn serve(
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
             ));
+            let first_request = Arc::new(AtomicBool::new(false));
+            let seen = first_request.clone();
             let svc = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(certs.clone());
+                req.extensions_mut().insert(PeerAddr(peer));
                 req
             });
             let svc = TowerToHyperService::new(svc);
             let io = TokioIo::new(tls);
             let result = if h2 {
-                watcher.watch(http2.serve_connection(io, svc)).await
+                // HTTP/2 has no header-read timeout: a connection with no request within the same time is closed.
+                let conn = watcher.watch(http2.serve_connection(io, svc));
+                tokio::select! {
+                    r = conn => r,
+                    _ = no_request_within(HEADER_READ_TIMEOUT, &first_request) => {
+                        tracing::debug!(%peer, "no HTTP/2 request in time; closing");
+                        Ok(())
+                    }
+                }
             } else {
                 watcher.watch(http1.serve_connection(io, svc)).await
             };
@@ -167,6 +256,14 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Resolves after `limit` unless a request arrived by then (then never).
+async fn no_request_within(limit: Duration, first_request: &AtomicBool) {
+    tokio::time::sleep(limit).await;
+    if first_request.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Asks every client for a certificate and accepts any (or none) at the TLS layer, checking only that the client

@@ -1,6 +1,6 @@
 //! Storage with etcd semantics: the bottom of the request flow.
 //!
-//! HTTP → authn → authz → generic REST → strategy → **storage** → etcd (or the embedded store).
+//! filters → endpoints → registry store → strategy → **storage** → etcd (or the embedded store).
 //!
 //! The [`Storage`] trait has the shape of k8s.io/apiserver's `storage.Interface`: values are opaque bytes, every
 //! write yields a new global revision, an object's resourceVersion is its `mod_revision`, a list's is the store's

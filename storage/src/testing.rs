@@ -113,9 +113,15 @@ impl EtcdServer {
             .unwrap_or_else(|| panic!("etcd has no metric {name}"))
     }
 
-    /// The etcd process's id while it runs (e.g. to read its CPU time in a benchmark).
+    /// The etcd process's id while it runs (to read its CPU time in a benchmark, or for harnesses that must kill
+    /// it at exit).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The temporary directory holding etcd's data and log (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Kill etcd (as a crash would); the data directory stays.

@@ -116,6 +116,22 @@ impl RequestBuilder {
         Response { status: stream.status, headers: stream.headers, body }
     }
 
+    /// Send and read the whole answer; an error (no connection, connection dropped, timeout) instead of a panic.
+    pub async fn try_send(self) -> Result<Response, String> {
+        let req = self.builder.body(Body::from(self.body)).map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(STEP_TIMEOUT, self.client.send(req))
+            .await
+            .map_err(|_| "no response in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = tokio::time::timeout(STEP_TIMEOUT, body.collect())
+            .await
+            .map_err(|_| "the response body did not end in time".to_string())?
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
+    }
+
     /// Send and return the answer's head, with its body to read line by line (a watch).
     pub async fn open(self) -> WatchStream {
         let req = self.builder.body(Body::from(self.body)).expect("a valid request");

@@ -128,8 +128,15 @@ impl Running {
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(line) = self.next_line(left).await else {
-                panic!("kubectl ended before printing a line with {words:?}; it printed:\n{}", seen.join("\n"));
+            let line = match tokio::time::timeout(left, self.lines.next_line()).await {
+                Ok(Ok(Some(line))) => line,
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    panic!("kubectl ended before printing a line with {words:?}; it printed:\n{}", seen.join("\n"))
+                }
+                Err(_) => panic!(
+                    "kubectl printed no line with {words:?} within {timeout:?}; it printed:\n{}",
+                    seen.join("\n")
+                ),
             };
             let found = words.iter().all(|w| line.contains(w));
             seen.push(line);

@@ -4,11 +4,22 @@
 //!
 //! Every test starts its own [`TestServer`], so tests run in parallel; everything that waits is bounded by a
 //! timeout.
+//!
+//! The real-cluster tests run etcd + kube-apiserver v1.20.2 (+ kube-controller-manager) built by
+//! `hack/kube-apiserver.sh` ([`cluster`]), and register the server with its aggregator as a user deploys it
+//! ([`aggregated`]); one cluster is shared by the tests of a binary ([`background`]), and its processes die with
+//! the binary ([`process`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
+pub mod aggregated;
+pub mod background;
+pub mod cluster;
 pub mod http;
 pub mod kubectl;
+pub mod pki;
+pub mod process;
+pub mod server_process;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ fn dns1123() {
     assert_eq!(
         is_dns1123_label("My_Name"),
         [
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
         ]
     );
     assert_eq!(is_dns1123_label(&"a".repeat(64)), ["must be no more than 63 characters"]);
@@ -36,7 +36,7 @@ fn qualified_names_and_label_values() {
     for ok in ["app", "MyName", "my.name", "123-abc", "example.com/MyName", "a_b"] {
         assert!(is_qualified_name(ok).is_empty(), "{ok}");
     }
-    let name_regex = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName', or 'my.name', or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string();
+    let name_regex = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string();
     assert_eq!(is_qualified_name("-app"), [name_regex.as_str()]);
     assert_eq!(is_qualified_name(""), ["name part must be non-empty".to_string(), name_regex.clone()]);
     assert_eq!(is_qualified_name("/app"), ["prefix part must be non-empty"]);
@@ -53,7 +53,7 @@ fn qualified_names_and_label_values() {
     assert_eq!(
         is_valid_label_value("bad value"),
         [
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue', or 'my_value', or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
         ]
     );
     assert_eq!(is_valid_label_value(&"v".repeat(64)), ["must be no more than 63 characters"]);

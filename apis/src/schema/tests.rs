@@ -163,3 +163,76 @@ fn builders_make_structural_schemas() {
     assert!(s["properties"]["apiVersion"]["description"].as_str().is_some_and(|d| d.starts_with("APIVersion defines")));
     assert!(s["properties"]["status"].get("required").is_none(), "no empty required lists");
 }
+
+#[test]
+fn date_time_is_checked_as_crds_check_it() {
+    // Accepted by kube-openapi's strfmt.IsDateTime (v1.20), quirks included.
+    for ok in [
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T23:59:59+01:00",
+        "2024-01-01T00:00:00.123456789Z",
+        "2024-01-01t00:00:00z",
+        "2024-02-29T00:00:00-23:59",
+        "2024-01-01T00:00:00,5Z",
+        "2024-01-01T00:00:00Zthen-anything",
+        "2000-02-29T12:00:00Z",
+    ] {
+        assert!(is_date_time(ok), "{ok} is a date-time upstream");
+    }
+    for bad in [
+        "2024-01-01 00:00:00Z",
+        "2024-01-01T00:00:00+0100",
+        "2024-01-01T00:00Z",
+        "2024-01-01T00:00:00Z[UTC]",
+        "20240101T000000Z",
+        "2024-01-01T00:00:00",
+        "2024-01-01T24:00:00Z",
+        "2024-01-01T00:60:00Z",
+        "2024-01-01T00:00:60Z",
+        "2023-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z",
+        "2024-13-01T00:00:00Z",
+        "2024-1-01T00:00:00Z",
+        "2024-01-00T00:00:00Z",
+        "2024-01-01T00:00:00.Z",
+        "2024-01-01T00:00:00\n5Z",
+        "+2024-01-01T00:00:00Z",
+        "",
+        "T",
+    ] {
+        assert!(!is_date_time(bad), "{bad:?} is not a date-time upstream");
+    }
+    let o = json!({"spec": {"mode": "Fast", "when": "2024-01-01 00:00:00Z"}});
+    assert_eq!(
+        msgs(validate(&sample_schema(), &o)),
+        [
+            "spec.when: Invalid value: \"2024-01-01 00:00:00Z\": spec.when in body must be of type date-time: \"2024-01-01 00:00:00Z\""
+        ]
+    );
+}
+
+#[test]
+fn whole_floats_are_integers_as_crds_store_them() {
+    let mut o = json!({"spec": {"mode": "Fast", "limits": {"max": 5.0}, "ratio": 2.0, "items": [{"name": "a", "size": 1e3}],
+        "free": {"x": -0.0, "y": 0.5, "big": 1e300}}});
+    normalize_numbers(&mut o);
+    assert_eq!(o["spec"]["limits"]["max"], json!(5));
+    assert!(o["spec"]["limits"]["max"].is_i64());
+    assert!(o["spec"]["ratio"].is_i64(), "whole numbers of `number` fields too (Go writes 2.0 as 2)");
+    assert!(o["spec"]["items"][0]["size"].is_i64());
+    assert_eq!(o["spec"]["free"]["x"], json!(0));
+    assert_eq!(o["spec"]["free"]["y"], json!(0.5));
+    assert!(o["spec"]["free"]["big"].is_f64(), "beyond 2^53 a float stays a float");
+    assert!(validate(&sample_schema(), &o).is_empty(), "{:?}", msgs(validate(&sample_schema(), &o)));
+
+    let mut o =
+        json!({"spec": {"mode": "Fast", "limits": {"max": 5.5}, "items": [{"name": "a", "size": 9007199254740992.0}]}});
+    normalize_numbers(&mut o);
+    assert_eq!(
+        msgs(validate(&sample_schema(), &o)),
+        [
+            "spec.items[0].size: Invalid value: \"number\": spec.items[0].size in body must be of type integer: \"number\"",
+            "spec.limits.max: Invalid value: \"number\": spec.limits.max in body must be of type integer: \"number\"",
+        ]
+    );
+}

@@ -13,17 +13,15 @@ use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 
+use super::cert_sources::CertAuthSources;
 use super::webhook::{AUTH_DELEGATOR_FIX, CHECK_SAR, CHECK_TOKENREVIEW, explain, review_spec};
-use super::x509::{CaPool, CertAuthConfig, RequestHeaderConfig, SharedCertAuthConfig};
 use crate::auth::authn::UserInfo;
 use crate::health::Diagnosis;
-use crate::options::Options;
 use crate::request::info::{RequestInfo, Verb};
 
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
 pub const CONFIGMAP_NAME: &str = "extension-apiserver-authentication";
 pub const CHECK_CONFIGMAP: &str = "authentication-configmap";
-pub const CHECK_FRONT_PROXY_CA: &str = "front-proxy-ca";
 
 const CONFIGMAP_FIX: &str = "bind the server's ServiceAccount to the Role extension-apiserver-authentication-reader \
     in kube-system (a RoleBinding in kube-system)";
@@ -42,108 +40,18 @@ pub async fn kube_client(path: Option<&Path>) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("building the kube client")
 }
 
-/// The flag overrides of the ConfigMap's keys.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub client_ca_pem: Option<String>,
-    pub requestheader_ca_pem: Option<String>,
-    pub allowed_names: Option<Vec<String>>,
-    pub username_headers: Option<Vec<String>>,
-    pub group_headers: Option<Vec<String>>,
-    pub extra_prefixes: Option<Vec<String>>,
-}
-
-impl Overrides {
-    pub fn from_options(opts: &Options) -> anyhow::Result<Self> {
-        let read = |p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
-            p.as_ref()
-                .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
-                .transpose()
-        };
-        Ok(Self {
-            client_ca_pem: read(&opts.client_ca_file)?,
-            requestheader_ca_pem: read(&opts.requestheader_client_ca_file)?,
-            allowed_names: opts.requestheader_allowed_names.clone(),
-            username_headers: opts.requestheader_username_headers.clone(),
-            group_headers: opts.requestheader_group_headers.clone(),
-            extra_prefixes: opts.requestheader_extra_headers_prefix.clone(),
-        })
-    }
-
-    /// The CA settings from the ConfigMap's data (None when it could not be read), with the flags on top.
-    pub fn resolve(&self, data: Option<&std::collections::BTreeMap<String, String>>) -> CertAuthConfig {
-        let key = |k: &str| data.and_then(|d| d.get(k)).map(String::as_str).filter(|v| !v.trim().is_empty());
-        let list = |k: &str| -> Option<Vec<String>> { key(k).and_then(|v| serde_json::from_str(v).ok()) };
-        let pool = |pem: Option<&str>, what: &str| {
-            pem.and_then(|p| match CaPool::from_pem(p) {
-                Ok(pool) => Some(Arc::new(pool)),
-                Err(e) => {
-                    tracing::error!(error = %e, "ignoring an unusable {what}");
-                    None
-                }
-            })
-        };
-        let client_ca = pool(self.client_ca_pem.as_deref().or(key("client-ca-file")), "client-ca-file");
-        let rh_ca = pool(
-            self.requestheader_ca_pem.as_deref().or(key("requestheader-client-ca-file")),
-            "requestheader-client-ca-file",
-        );
-        // Each setting: the flag, else the ConfigMap's key, else upstream's default.
-        let pick = |flag: &Option<Vec<String>>, key: &str, default: &[String]| {
-            flag.clone().or_else(|| list(key)).unwrap_or_else(|| default.to_vec())
-        };
-        let requestheader = rh_ca.map(|ca| {
-            let d = RequestHeaderConfig::with_defaults(ca);
-            RequestHeaderConfig {
-                allowed_names: pick(&self.allowed_names, "requestheader-allowed-names", &d.allowed_names),
-                username_headers: pick(&self.username_headers, "requestheader-username-headers", &d.username_headers),
-                group_headers: pick(&self.group_headers, "requestheader-group-headers", &d.group_headers),
-                extra_prefixes: pick(&self.extra_prefixes, "requestheader-extra-headers-prefix", &d.extra_prefixes),
-                ca: d.ca,
-            }
-        });
-        CertAuthConfig { client_ca, requestheader }
-    }
-}
-
-/// Apply a ConfigMap state (None: unreadable) and report the front-proxy CA's presence.
-fn apply(
-    shared: &SharedCertAuthConfig,
-    overrides: &Overrides,
-    diagnosis: &Diagnosis,
-    data: Option<&std::collections::BTreeMap<String, String>>,
-) {
-    let config = overrides.resolve(data);
-    diagnosis.set(
-        CHECK_FRONT_PROXY_CA,
-        config.requestheader.is_none().then(|| {
-            "no front-proxy CA: neither --requestheader-client-ca-file nor the ConfigMap \
-             kube-system/extension-apiserver-authentication has requestheader-client-ca-file, so requests proxied \
-             by kube-apiserver (the aggregator) cannot be authenticated; check kube-apiserver's \
-             --requestheader-client-ca-file"
-                .to_string()
-        }),
-    );
-    shared.set(config);
-}
-
-/// Read the ConfigMap once (bounded), then keep `shared` current from a watch, forever.
-pub async fn start_configmap_sync(
-    client: kube::Client,
-    shared: Arc<SharedCertAuthConfig>,
-    overrides: Overrides,
-    diagnosis: Arc<Diagnosis>,
-) {
+/// Read the ConfigMap once (bounded), then keep `sources` current from a watch, forever.
+pub async fn start_configmap_sync(client: kube::Client, sources: Arc<CertAuthSources>, diagnosis: Arc<Diagnosis>) {
     let api: Api<ConfigMap> = Api::namespaced(client, CONFIGMAP_NAMESPACE);
     let first = tokio::time::timeout(Duration::from_secs(10), api.get(CONFIGMAP_NAME)).await;
     match first {
         Ok(Ok(cm)) => {
             diagnosis.set(CHECK_CONFIGMAP, None);
-            apply(&shared, &overrides, &diagnosis, cm.data.as_ref());
+            sources.set_configmap(cm.data);
         }
         Ok(Err(e)) => {
             diagnosis.set(CHECK_CONFIGMAP, Some(configmap_problem(&e)));
-            apply(&shared, &overrides, &diagnosis, None);
+            sources.set_configmap(None);
         }
         Err(_) => {
             diagnosis.set(
@@ -154,7 +62,7 @@ pub async fn start_configmap_sync(
                         .into(),
                 ),
             );
-            apply(&shared, &overrides, &diagnosis, None);
+            sources.set_configmap(None);
         }
     }
     tokio::spawn(async move {
@@ -164,7 +72,7 @@ pub async fn start_configmap_sync(
             match ev {
                 Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) => {
                     diagnosis.set(CHECK_CONFIGMAP, None);
-                    apply(&shared, &overrides, &diagnosis, cm.data.as_ref());
+                    sources.set_configmap(cm.data);
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -7,6 +7,7 @@
 
 pub mod authn;
 pub mod authz;
+pub mod cert_sources;
 pub mod delegation;
 pub mod setup;
 pub mod static_token;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::authn::{Authenticator, Chain};
 use super::authz::{AllowAll, AlwaysAllowPaths, Authorizer, Union};
-use super::delegation::{Overrides, kube_client, probe_reviews, start_configmap_sync};
+use super::cert_sources::{CertAuthSources, Overrides};
+use super::delegation::{kube_client, probe_reviews, start_configmap_sync};
 use super::static_token::StaticToken;
 use super::token_file::TokenFile;
 use super::webhook::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
@@ -47,7 +48,7 @@ pub async fn build(opts: &Options, diagnosis: &Arc<Diagnosis>) -> anyhow::Result
         let admin = StaticToken::standalone_admin();
         let token = admin.token.clone();
         authenticators.push(Arc::new(admin));
-        cert_config.set(overrides.resolve(None));
+        CertAuthSources::new(cert_config, overrides, None).watch_files();
         return Ok(Auth {
             authenticator: Arc::new(Chain(authenticators)),
             authorizer: union(Box::new(AllowAll)),
@@ -65,7 +66,9 @@ pub async fn build(opts: &Options, diagnosis: &Arc<Diagnosis>) -> anyhow::Result
         Some(p) => kube_client(Some(p)).await?,
         None => client.clone(),
     };
-    start_configmap_sync(authn_client.clone(), cert_config, overrides, diagnosis.clone()).await;
+    let sources = CertAuthSources::new(cert_config, overrides, Some(diagnosis.clone()));
+    sources.watch_files();
+    start_configmap_sync(authn_client.clone(), sources, diagnosis.clone()).await;
     tokio::spawn(probe_reviews(authn_client.clone(), authz_client.clone(), diagnosis.clone()));
     authenticators.push(Arc::new(TokenReviewAuthenticator::new(
         authn_client,

@@ -2,7 +2,7 @@
 //! `lastAppliedUpdater`): fields recorded in `kubectl.kubernetes.io/last-applied-configuration` that still hold
 //! their applied value do not conflict for manager `kubectl`, and a `kubectl` apply keeps that annotation current.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: last-applied migration)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: last-applied migration)** → storage.
 
 use serde_json::{Map, Value};
 

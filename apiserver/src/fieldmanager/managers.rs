@@ -2,7 +2,7 @@
 //! `managedfields/internal/managedfields.go`, `capmanagers.go` and `stripmeta.go` do: manager identities,
 //! entry order, the 10-updater cap with `ancient-changes`, the fields never tracked, and the reset request.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: managedFields entries)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: managedFields entries)** → storage.
 
 use std::collections::BTreeMap;
 

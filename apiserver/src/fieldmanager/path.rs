@@ -2,7 +2,7 @@
 //! (`v:`) or a list item by index (`i:`), with structured-merge-diff's total order, their `fieldsV1` key encoding
 //! and their human form (`.spec.schedule`, `.status.conditions[type="Ready"]`) used in conflict messages.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: path elements)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: path elements)** → storage.
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! structs (declared fields), maps (`additionalProperties`), and which lists are atomic, sets or maps keyed by
 //! `x-kubernetes-list-map-keys` — the role of structured-merge-diff's `schema.Schema` upstream.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: schema shapes)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: schema shapes)** → storage.
 //!
 //! A `None` schema is "deduced" (upstream's `__untyped_deduced_`): objects are granular maps, lists atomic,
 //! everything else a leaf. `metadata` (a `$ref` to ObjectMeta) resolves to ObjectMeta's shape: labels and

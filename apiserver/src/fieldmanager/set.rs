@@ -2,7 +2,7 @@
 //! field itself is in the set) and/or have children, with set algebra and the `fieldsV1` JSON encoding of
 //! `metadata.managedFields[].fieldsV1`.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: field sets)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: field sets)** → storage.
 
 use std::collections::{BTreeMap, BTreeSet};
 

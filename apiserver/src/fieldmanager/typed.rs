@@ -2,7 +2,7 @@
 //! sets, the comparison of two values (added, modified, removed fields), the apply merge of a configuration into a
 //! live object, and removal of fields.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: typed values)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: typed values)** → storage.
 //!
 //! Leaves are scalars, atomic lists and maps, and empty maps and lists (so that `{}` and absent differ). Objects
 //! are walked field by field; map lists item by item keyed by `k:`, sets by `v:`.

@@ -3,7 +3,7 @@
 //! changed from everyone else; an apply merges a configuration, prunes what its manager stopped applying, and
 //! fails on fields other managers own unless forced.
 //!
-//! HTTP → authn → authz → REST → **field manager (this file: update and apply)** → strategy → storage.
+//! endpoints → registry store → strategy → **field manager (this file: update and apply)** → storage.
 
 use serde_json::Value;
 
@@ -95,6 +95,8 @@ impl Updater<'_> {
         force: bool,
     ) -> Result<(Option<Value>, Managers), Conflicts> {
         self.current_version(&mut managers);
+        let sets = |m: &Managers| m.iter().map(|(id, e)| (id.clone(), e.set.clone())).collect::<Vec<_>>();
+        let former = sets(&managers);
         let merged = typed::merge(self.schema, live, config);
         let last = managers.get(manager).cloned();
         let set = config_set.recursive_difference(&self.ignored);
@@ -105,11 +107,15 @@ impl Updater<'_> {
         let changed = new != *live;
         if let Some(e) = managers.get_mut(manager) {
             e.set = e.set.difference(&strip_set());
-            if changed {
-                e.time = Some(self.now.clone());
-            }
         }
         managers.retain(|_, e| !e.set.is_empty());
+        // As upstream's managedFieldsUpdater: the applier's time is now when the object or the ownership changed
+        // (a first apply that changes nothing still takes ownership, and gets a time).
+        if (changed || sets(&managers) != former)
+            && let Some(e) = managers.get_mut(manager)
+        {
+            e.time = Some(self.now.clone());
+        }
         Ok((changed.then_some(new), managers))
     }
 

@@ -34,6 +34,9 @@ pub async fn authenticate(State(authn): State<Arc<Authentication>>, req: Request
             return ApiError::unauthorized().into_response();
         }
     };
+    if let Some(audit) = crate::audit::context(&parts.extensions) {
+        audit.set_user(&user);
+    }
     let always_allowed = !info.is_resource_request && authn.always_allow.contains(&info.path);
     if user.is_anonymous() && !always_allowed {
         return ApiError::unauthorized().into_response();

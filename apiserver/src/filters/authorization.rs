@@ -20,7 +20,17 @@ pub async fn authorize(State(authorizer): State<Arc<dyn Authorizer>>, req: Reque
     else {
         return ApiError::internal("request info or user missing").into_response();
     };
-    match authorizer.authorize(&user, &info).await {
+    let decision = authorizer.authorize(&user, &info).await;
+    if let Some(audit) = crate::audit::context(req.extensions()) {
+        let (verdict, reason) = match &decision {
+            Decision::Allow => ("allow", ""),
+            Decision::Deny(r) | Decision::NoOpinion(r) => ("forbid", r.as_str()),
+            Decision::Error(e) => ("forbid", e.as_str()),
+        };
+        audit.annotate("authorization.k8s.io/decision", verdict);
+        audit.annotate("authorization.k8s.io/reason", reason);
+    }
+    match decision {
         Decision::Allow => next.run(req).await,
         Decision::Deny(reason) | Decision::NoOpinion(reason) => {
             tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");

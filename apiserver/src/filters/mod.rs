@@ -1,10 +1,11 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
-//! `server/filters`, one per file): [`panic_recovery`] → [`request_info`] (parse the request once) → [`metrics`]
-//! (count and time it) → [`timeout`] → [`authentication`] (who) → [`max_in_flight`] (overload) →
+//! `server/filters`, one per file): [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] →
+//! [`metrics`] (count and time it) → [`timeout`] → [`authentication`] (who) → [`max_in_flight`] (overload) →
 //! [`authorization`] (may they). Each takes only what it needs; together they wrap the routes in [`apply`].
 //!
 //! TLS → **filters** → endpoints (resource requests) or discovery, OpenAPI, health, metrics, version.
 
+pub mod audit;
 pub mod authentication;
 pub mod authorization;
 pub mod max_in_flight;
@@ -31,6 +32,8 @@ pub struct FilterDeps {
     /// `--request-timeout` (zero: none).
     pub request_timeout: Duration,
     pub max_in_flight: Arc<max_in_flight::MaxInFlight>,
+    /// The audit policy and log (None: auditing off; responses still carry an `Audit-ID`).
+    pub auditor: Option<Arc<crate::audit::Auditor>>,
 }
 
 /// `routes` wrapped in the filter chain. (A layer added later runs earlier: the list below is innermost first.)
@@ -42,6 +45,7 @@ pub fn apply(routes: Router, deps: FilterDeps) -> Router {
         .layer(middleware::from_fn_with_state(Arc::new(authn), authentication::authenticate))
         .layer(middleware::from_fn_with_state(deps.request_timeout, timeout::limit))
         .layer(middleware::from_fn_with_state(deps.metrics, metrics::record))
+        .layer(middleware::from_fn_with_state(deps.auditor, audit::audit))
         .layer(middleware::from_fn(request_info::parse))
         .layer(panic_recovery::layer())
 }

@@ -1,7 +1,7 @@
-//! The OpenAPI documents of `backup.extend-k8s.io/v1`: Swagger 2.0 at `/openapi/v2`, OpenAPI 3.0 at
-//! `/openapi/v3/apis/backup.extend-k8s.io/v1`, and the v3 index at `/openapi/v3`.
+//! The OpenAPI documents of `backup.extend-k8s.io/v1`: Swagger 2.0 at `/openapi/v2` (JSON, or protobuf for
+//! kubectl), OpenAPI 3.0 at `/openapi/v3/apis/backup.extend-k8s.io/v1`, and the v3 index at `/openapi/v3`.
 //!
-//! Place in the flow: HTTP → authn → authz → **this module** (non-resource paths; never storage). The documents
+//! Place in the flow: TLS → filters → **this module** (non-resource paths; never storage). The documents
 //! are built once at start from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from
 //! memory. kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
 //! with `If-None-Match`, merges them into the cluster's documents, and proxies `?hash=` requests for our group
@@ -10,12 +10,14 @@
 //!
 //! Files: `routes` (paths and operations), `params` (their parameters), `naming` (definition names, operation IDs,
 //! tags), `schema` (kind/List definitions, v3 → v2), `meta` + `meta_v3.json` (upstream `meta/v1` definitions),
-//! `model` (what both documents hold), `v2`/`v3` (rendering), `serve` (ETag, 304, 406).
+//! `model` (what both documents hold), `v2`/`v3` (rendering), `protobuf` (v2 as gnostic's messages), `serve`
+//! (negotiation, ETag, 304, 406).
 
 mod meta;
 mod model;
 mod naming;
 mod params;
+mod protobuf;
 mod routes;
 mod schema;
 mod serve;
@@ -38,6 +40,8 @@ use serve::Served;
 /// The served documents, built once at start.
 pub struct OpenApi {
     v2: Served,
+    /// The v2 document in gnostic's protobuf, which kubectl asks for.
+    v2_protobuf: Served,
     v3_index: Served,
     v3_group_version: Served,
     /// `apis/backup.extend-k8s.io/v1`.
@@ -55,15 +59,20 @@ impl OpenApi {
         let v3_index = Served::new(&v3::index(&gv_path, &v3_group_version.hash));
         let now = Timestamp::now();
         let built = Timestamp::from_second(now.as_second()).unwrap_or(now);
-        Self { v2: Served::new(&v2::document(&model)), v3_index, v3_group_version, gv_path, built }
+        let v2 = v2::document(&model);
+        let v2_protobuf = Served::from_bytes(protobuf::encode(&v2), protobuf::CONTENT_TYPE);
+        Self { v2: Served::new(&v2), v2_protobuf, v3_index, v3_group_version, gv_path, built }
     }
 
-    /// `GET /openapi/v2`.
+    /// `GET /openapi/v2`: JSON or protobuf, whichever the Accept header prefers (JSON when both are as good).
     pub fn serve_v2(&self, headers: &HeaderMap) -> Response {
-        if !serve::accepts_json(headers) {
-            return serve::not_acceptable();
-        }
-        serve::document(&self.v2, headers, self.built, HeaderMap::new())
+        let offered = ["application/json", protobuf::REQUESTED_TYPE, protobuf::CONTENT_TYPE];
+        let served = match serve::negotiate(headers, &offered) {
+            Some("application/json") => &self.v2,
+            Some(_) => &self.v2_protobuf,
+            None => return serve::not_acceptable(),
+        };
+        serve::document(served, headers, self.built, HeaderMap::new())
     }
 
     /// `GET /openapi/v3`: served whatever the Accept header, as upstream's discovery handler does.

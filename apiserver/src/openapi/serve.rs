@@ -1,6 +1,6 @@
 //! HTTP side of the documents, as kube-openapi's `handler` (v2) and `handler3` (v3) serve them through Go's
 //! `http.ServeContent`: `ETag` = quoted uppercase hex SHA-512 of the body, `If-None-Match` (then
-//! `If-Modified-Since`) → 304, `Last-Modified`, `Vary: Accept`; JSON only, else 406.
+//! `If-Modified-Since`) → 304, `Last-Modified`, `Vary: Accept`; JSON (and v2 in protobuf), else 406.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,14 +17,21 @@ pub(super) struct Served {
     /// Uppercase hex SHA-512 of `body`: the `?hash=` of v3 and, quoted, the ETag.
     pub hash: String,
     etag: HeaderValue,
+    content_type: &'static str,
 }
 
 impl Served {
+    /// A document in JSON.
     pub fn new(doc: &Value) -> Self {
-        let body = Bytes::from(serde_json::to_vec(doc).unwrap_or_default());
+        Self::from_bytes(serde_json::to_vec(doc).unwrap_or_default(), "application/json")
+    }
+
+    /// A document already serialized as `content_type`.
+    pub fn from_bytes(body: Vec<u8>, content_type: &'static str) -> Self {
+        let body = Bytes::from(body);
         let hash = hex::encode_upper(Sha512::digest(&body));
         let etag = header_value(&format!("\"{hash}\""));
-        Self { body, hash, etag }
+        Self { body, hash, etag, content_type }
     }
 }
 
@@ -38,21 +45,38 @@ pub(super) fn http_date(t: Timestamp) -> HeaderValue {
     header_value(&DateTimePrinter::new().timestamp_to_rfc9110_string(&t).unwrap_or_default())
 }
 
-/// Whether the Accept header admits JSON: absent or empty means `*/*`; clauses with `q=0` are refusals.
-pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
+/// Which of `offered` (in the server's order) the Accept header picks, as kube-openapi's handler does: clauses by
+/// quality, then specificity (a stable sort), and the first clause matching any offered type wins; an absent or
+/// empty header means `*/*`; clauses with `q=0` are refusals. None: 406.
+pub(super) fn negotiate<'a>(headers: &HeaderMap, offered: &[&'a str]) -> Option<&'a str> {
     let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
     let accept = accept.join(",");
-    if accept.trim().is_empty() {
-        return true;
-    }
-    accept.split(',').any(|clause| {
-        let mut parts = clause.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let refused = parts
-            .filter_map(|p| p.split_once('='))
-            .any(|(k, v)| k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0));
-        !refused && matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    let accept = if accept.trim().is_empty() { "*/*".to_string() } else { accept };
+    let mut clauses: Vec<(String, String, f32)> = accept
+        .split(',')
+        .filter_map(|clause| {
+            let mut parts = clause.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let (ty, sub) = media.split_once('/').map(|(t, s)| (t.to_string(), s.to_string()))?;
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
+            (q > 0.0).then_some((ty, sub, q))
+        })
+        .collect();
+    clauses.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| (a.0 == "*", a.1 == "*").cmp(&(b.0 == "*", b.1 == "*"))));
+    clauses.iter().find_map(|(ty, sub, _)| {
+        offered.iter().copied().find(|o| {
+            let (oty, osub) = o.split_once('/').unwrap_or((o, ""));
+            (ty == "*" || ty == oty) && (sub == "*" || sub == osub)
+        })
     })
+}
+
+/// Whether the Accept header admits JSON.
+pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
+    negotiate(headers, &["application/json"]).is_some()
 }
 
 /// `ServeContent`'s precondition: `If-None-Match` names the ETag (or `*`, weak or strong); without it,
@@ -118,7 +142,7 @@ pub(super) fn document(
         return response(StatusCode::NOT_MODIFIED, headers, Bytes::new());
     }
     headers.insert(header::LAST_MODIFIED, http_date(last_modified));
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(served.content_type));
     response(StatusCode::OK, headers, served.body.clone())
 }
 

@@ -439,13 +439,9 @@ fn v3_index_hash_redirect_and_immutable() {
 fn not_acceptable_unless_json() {
     let api = OpenApi::new(&fake_kinds());
     let gv = "apis/backup.extend-k8s.io/v1";
-    for refused in [
-        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
-        "application/com.github.proto-openapi.spec.v3.v1.0+protobuf",
-        "application/json;q=0",
-        "text/html",
-    ] {
+    for refused in ["application/com.github.proto-openapi.spec.v3.v1.0+protobuf", "application/json;q=0", "text/html"] {
         for resp in [api.serve_v2(&accept(refused)), api.serve_v3_group_version(gv, None, &accept(refused))] {
+            // (v2 also offers protobuf; the message names JSON either way)
             assert_eq!(resp.status(), StatusCode::NOT_ACCEPTABLE, "{refused}");
             let status = json_of(resp);
             assert_eq!(status["kind"], "Status");
@@ -462,10 +458,49 @@ fn not_acceptable_unless_json() {
         "*/*",
         "application/*",
         "",
-        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json",
+        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf;q=0.5, application/json",
         "application/json; charset=utf-8",
     ] {
         assert_eq!(api.serve_v2(&accept(accepted)).status(), StatusCode::OK, "{accepted:?}");
         assert_eq!(api.serve_v3_group_version(gv, None, &accept(accepted)).status(), StatusCode::OK, "{accepted:?}");
     }
+}
+
+#[test]
+fn v2_in_protobuf_when_asked_first() {
+    const ASKED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    const PB: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+    let api = OpenApi::new(&backup_apis::kinds());
+    // kubectl asks for protobuf only; a client preferring it gets it; `*/*` and ties to JSON get JSON.
+    for (asked, served) in [
+        (ASKED, PB),
+        (PB, PB),
+        ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json", PB),
+        ("application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf", "application/json"),
+        ("application/json;q=0.5, application/com.github.proto-openapi.spec.v2@v1.0+protobuf", PB),
+        ("*/*", "application/json"),
+        ("application/*", "application/json"),
+    ] {
+        let resp = api.serve_v2(&accept(asked));
+        assert_eq!(resp.status(), StatusCode::OK, "{asked}");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], served, "{asked}");
+        assert_eq!(resp.headers()[header::VARY], "Accept");
+    }
+    let resp = api.serve_v2(&accept(ASKED));
+    let etag = resp.headers()[header::ETAG].clone();
+    let bytes = body(resp);
+    assert_eq!(etag, format!("\"{}\"", hex::encode_upper(Sha512::digest(&bytes))).as_str(), "its own ETag");
+    // The document's text is in the bytes: paths, definitions, the GVK extension.
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("\n\u{3}2.0"), "field 1 is `swagger`");
+    for needle in [
+        "io.extend-k8s.backup.v1.TimeseriesDBBackup",
+        "x-kubernetes-group-version-kind",
+        "/apis/backup.extend-k8s.io/v1/namespaces/{namespace}/timeseriesdbbackups",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    let mut h = accept(ASKED);
+    h.insert(header::IF_NONE_MATCH, etag);
+    assert_eq!(api.serve_v2(&h).status(), StatusCode::NOT_MODIFIED);
 }

@@ -50,22 +50,45 @@ pub fn prepare_create(meta: &mut Map<String, Value>) -> bool {
     generated
 }
 
-/// Carry over the fields an update may not change (or may omit) from the stored object.
+/// Carry over the fields an update may not change (or may omit) from the stored object, as `rest.BeforeUpdate`:
+/// the generation always; the uid when the update has none; the creationTimestamp and deletionTimestamp whenever
+/// the stored object has one (a different value in the update is silently ignored); the deletion grace period when
+/// the update omits it. A deletionTimestamp or grace period the stored object lacks is left for validation to refuse.
 pub fn prepare_update(meta: &mut Map<String, Value>, old: &Map<String, Value>) {
-    for k in ["uid", "creationTimestamp"] {
-        if str_field(meta, k).is_empty()
-            && let Some(v) = old.get(k)
-        {
-            meta.insert(k.into(), v.clone());
+    let present = |m: &Map<String, Value>, k: &str| m.get(k).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+    match old.get("generation") {
+        Some(v) => meta.insert("generation".into(), v.clone()),
+        None => meta.remove("generation"),
+    };
+    if !present(meta, "uid")
+        && let Some(v) = old.get("uid")
+    {
+        meta.insert("uid".into(), v.clone());
+    }
+    for k in ["creationTimestamp", "deletionTimestamp"] {
+        if present(old, k) {
+            meta.insert(k.into(), old[k].clone());
         }
     }
-    for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
-        match old.get(k) {
-            Some(v) => meta.insert(k.into(), v.clone()),
-            None => meta.remove(k),
-        };
+    if present(old, "deletionGracePeriodSeconds") && !present(meta, "deletionGracePeriodSeconds") {
+        meta.insert("deletionGracePeriodSeconds".into(), old["deletionGracePeriodSeconds"].clone());
     }
     meta.remove("selfLink");
+}
+
+/// What upstream's decoding into the typed `metav1.ObjectMeta` (every field `omitempty`) does to `metadata`:
+/// null fields, empty strings, a zero generation, and empty labels, annotations, finalizers and ownerReferences
+/// are dropped — removing the last label leaves no `labels: {}` behind. Values of the wrong type stay, for
+/// validation to report.
+pub fn drop_empty_fields(meta: &mut Map<String, Value>) {
+    meta.retain(|k, v| match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Object(m) => !(m.is_empty() && matches!(k.as_str(), "labels" | "annotations")),
+        Value::Array(a) => !(a.is_empty() && matches!(k.as_str(), "finalizers" | "ownerReferences")),
+        Value::Number(n) => !(k == "generation" && n.as_i64() == Some(0)),
+        Value::Bool(_) => true,
+    });
 }
 
 /// Whether two objects differ outside the parts that do not count for `generation` (metadata, and status when
@@ -109,5 +132,38 @@ mod tests {
         assert_eq!(meta["generation"], 1);
         assert!(!meta.contains_key("resourceVersion") && !meta.contains_key("deletionTimestamp"));
         assert_eq!(meta["creationTimestamp"].as_str().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn empty_metadata_fields_are_dropped() {
+        let mut m = json!({"name": "a", "generateName": "", "labels": {}, "annotations": {"k": "v"}, "finalizers": [],
+            "ownerReferences": null, "generation": 0, "uid": "u", "namespace": "ns", "clusterName": ""});
+        drop_empty_fields(m.as_object_mut().unwrap());
+        assert_eq!(m, json!({"name": "a", "annotations": {"k": "v"}, "uid": "u", "namespace": "ns"}));
+        let mut wrong = json!({"labels": [], "finalizers": {}, "generation": 2});
+        drop_empty_fields(wrong.as_object_mut().unwrap());
+        assert_eq!(wrong, json!({"labels": [], "finalizers": {}, "generation": 2}), "left for validation");
+    }
+
+    #[test]
+    fn update_keeps_what_the_stored_object_decided() {
+        let old = json!({"uid": "u1", "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 3,
+            "deletionTimestamp": "2024-02-01T00:00:00Z", "deletionGracePeriodSeconds": 0});
+        let mut new = json!({"creationTimestamp": "1999-01-01T00:00:00Z", "generation": 1,
+            "deletionTimestamp": "1999-01-01T00:00:00Z", "selfLink": "/x"});
+        prepare_update(new.as_object_mut().unwrap(), old.as_object().unwrap());
+        assert_eq!(
+            new,
+            json!({"uid": "u1", "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 3,
+            "deletionTimestamp": "2024-02-01T00:00:00Z", "deletionGracePeriodSeconds": 0})
+        );
+
+        // What the stored object lacks stays as the update has it, for validation to judge.
+        let old = json!({"uid": "u1", "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 1});
+        let mut new = json!({"uid": "u2", "deletionTimestamp": "1999-01-01T00:00:00Z"});
+        prepare_update(new.as_object_mut().unwrap(), old.as_object().unwrap());
+        assert_eq!(new["uid"], "u2");
+        assert_eq!(new["deletionTimestamp"], "1999-01-01T00:00:00Z");
+        assert_eq!(new["creationTimestamp"], "2024-01-01T00:00:00Z");
     }
 }

@@ -28,12 +28,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The stores of `kinds`, writing to `storage` and reading through `cache` (or from `storage` without one).
+    /// The stores of `kinds`, writing to `storage` and reading through `cache` (or from `storage` without one);
+    /// `standalone` when no cluster (and so no garbage collector) is behind the server.
     pub fn new(
         kinds: &[Arc<dyn Kind>],
         storage: Arc<dyn Storage>,
         cache: Option<Arc<Cacher>>,
         admission: Option<Arc<dyn Admission>>,
+        standalone: bool,
     ) -> Self {
         let reads = match cache {
             Some(cacher) => Reads::Cache(cacher),
@@ -42,7 +44,8 @@ impl Registry {
         let stores = kinds
             .iter()
             .map(|k| {
-                let store = Store::new(k.clone(), storage.clone(), reads.clone(), admission.clone());
+                let store = Store::new(k.clone(), storage.clone(), reads.clone(), admission.clone())
+                    .finishing_propagation(standalone);
                 (k.resource().plural, Arc::new(store))
             })
             .collect();

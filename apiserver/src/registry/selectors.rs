@@ -3,6 +3,7 @@
 //!
 //! endpoints → registry store (list, watch, deletecollection) → **selectors** → strategy (field values).
 
+use backup_apis::objectmeta;
 use backup_storage::cacher::CachedObject;
 
 use crate::error::{ApiError, ApiResult};
@@ -64,19 +65,10 @@ enum LabelOp {
 pub struct LabelSelector(Vec<(String, LabelOp)>);
 
 impl LabelSelector {
+    /// Parse as apimachinery's `labels.Parse` (its lexer and parser, and its messages): 400 with upstream's text.
     pub fn parse(s: &str) -> ApiResult<Self> {
-        let mut reqs = Vec::new();
-        for term in split_top_level(s) {
-            let term = term.trim();
-            if term.is_empty() {
-                continue;
-            }
-            reqs.push(
-                parse_requirement(term)
-                    .map_err(|m| ApiError::bad_request(format!("unable to parse requirement: {m}")))?,
-            );
-        }
-        Ok(Self(reqs))
+        let tokens = lex(s);
+        Parser { tokens: &tokens, at: 0 }.selector().map(Self).map_err(ApiError::bad_request)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,67 +93,268 @@ impl LabelSelector {
     }
 }
 
-/// Split on commas that are not inside parentheses.
-fn split_top_level(s: &str) -> Vec<&str> {
+/// The tokens of upstream's selector lexer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Error,
+    End,
+    ClosedPar,
+    Comma,
+    DoesNotExist,
+    DoubleEquals,
+    Equals,
+    GreaterThan,
+    Identifier,
+    In,
+    LessThan,
+    NotEquals,
+    NotIn,
+    OpenPar,
+}
+
+fn keyword(s: &str) -> Option<Token> {
+    Some(match s {
+        ")" => Token::ClosedPar,
+        "," => Token::Comma,
+        "!" => Token::DoesNotExist,
+        "==" => Token::DoubleEquals,
+        "=" => Token::Equals,
+        ">" => Token::GreaterThan,
+        "in" => Token::In,
+        "<" => Token::LessThan,
+        "!=" => Token::NotEquals,
+        "notin" => Token::NotIn,
+        "(" => Token::OpenPar,
+        _ => return None,
+    })
+}
+
+fn is_special(b: u8) -> bool {
+    matches!(b, b'=' | b'!' | b'(' | b')' | b',' | b'>' | b'<')
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The whole input as tokens with their literals, ending with [`Token::End`] (upstream's `Lexer` and `scan`).
+fn lex(s: &str) -> Vec<(Token, String)> {
+    let b = s.as_bytes();
+    let mut at = 0;
     let mut out = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(&s[start..i]);
-                start = i + 1;
+    loop {
+        while at < b.len() && is_space(b[at]) {
+            at += 1;
+        }
+        let start = at;
+        if at == b.len() {
+            out.push((Token::End, String::new()));
+            return out;
+        }
+        if is_special(b[at]) {
+            // The longest run of special symbols that is still an operator.
+            let mut last = None;
+            while at < b.len() && is_special(b[at]) {
+                match keyword(&s[start..=at]) {
+                    Some(t) => last = Some((t, at + 1)),
+                    None if last.is_some() => break,
+                    None => {}
+                }
+                at += 1;
             }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out
-}
-
-fn parse_requirement(term: &str) -> Result<(String, LabelOp), String> {
-    if let Some(key) = term.strip_prefix('!') {
-        return Ok((valid_key(key.trim())?, LabelOp::DoesNotExist));
-    }
-    for (sym, make) in [("!=", 0), ("==", 1), ("=", 1), (">", 2), ("<", 3)] {
-        if let Some((k, v)) = term.split_once(sym) {
-            let (k, v) = (valid_key(k.trim())?, v.trim().to_string());
-            return Ok(match make {
-                0 => (k, LabelOp::NotEquals(v)),
-                1 => (k, LabelOp::Equals(v)),
-                2 => (k, LabelOp::GreaterThan(v.parse().map_err(|_| format!("{v:?} is not an integer"))?)),
-                _ => (k, LabelOp::LessThan(v.parse().map_err(|_| format!("{v:?} is not an integer"))?)),
-            });
-        }
-    }
-    let words: Vec<&str> = term.splitn(2, char::is_whitespace).collect();
-    if words.len() == 2 {
-        let rest = words[1].trim();
-        let (op, list) = if let Some(l) = rest.strip_prefix("notin") {
-            ("notin", l)
-        } else if let Some(l) = rest.strip_prefix("in") {
-            ("in", l)
+            match last {
+                Some((t, end)) => {
+                    at = end;
+                    out.push((t, s[start..end].to_string()));
+                }
+                None => out.push((Token::Error, format!("error expected: keyword found '{}'", &s[start..at]))),
+            }
         } else {
-            return Err(format!("{term:?}: expected one of '=', '==', '!=', 'in', 'notin'"));
-        };
-        let list = list.trim();
-        let inner = list
-            .strip_prefix('(')
-            .and_then(|l| l.strip_suffix(')'))
-            .ok_or_else(|| format!("{term:?}: expected a parenthesised list of values"))?;
-        let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
-        let key = valid_key(words[0])?;
-        return Ok((key, if op == "in" { LabelOp::In(values) } else { LabelOp::NotIn(values) }));
+            while at < b.len() && !is_special(b[at]) && !is_space(b[at]) {
+                at += 1;
+            }
+            let word = &s[start..at];
+            out.push((keyword(word).unwrap_or(Token::Identifier), word.to_string()));
+        }
     }
-    Ok((valid_key(term)?, LabelOp::Exists))
 }
 
-fn valid_key(k: &str) -> Result<String, String> {
-    if k.is_empty() || k.chars().any(|c| c.is_whitespace() || "()!=<>,".contains(c)) {
-        return Err(format!("invalid label key {k:?}"));
+/// Upstream's recursive-descent `Parser`; in values, `in` and `notin` are identifiers.
+struct Parser<'a> {
+    tokens: &'a [(Token, String)],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self, values: bool) -> (Token, &str) {
+        let (t, lit) = self.tokens.get(self.at).map_or((Token::End, ""), |(t, l)| (*t, l.as_str()));
+        match t {
+            Token::In | Token::NotIn if values => (Token::Identifier, lit),
+            t => (t, lit),
+        }
     }
-    Ok(k.to_string())
+
+    fn next(&mut self, values: bool) -> (Token, String) {
+        let (t, lit) = self.peek(values);
+        let lit = lit.to_string();
+        self.at += 1;
+        (t, lit)
+    }
+
+    fn selector(&mut self) -> Result<Vec<(String, LabelOp)>, String> {
+        let mut reqs = Vec::new();
+        loop {
+            let (t, lit) = self.peek(true);
+            match t {
+                Token::Identifier | Token::DoesNotExist => {
+                    reqs.push(self.requirement().map_err(|e| format!("unable to parse requirement: {e}"))?);
+                    match self.next(true) {
+                        (Token::End, _) => break,
+                        (Token::Comma, _) => {
+                            let (t, lit) = self.peek(true);
+                            if t != Token::Identifier && t != Token::DoesNotExist {
+                                return Err(format!("found '{lit}', expected: identifier after ','"));
+                            }
+                        }
+                        (_, lit) => return Err(format!("found '{lit}', expected: ',' or 'end of string'")),
+                    }
+                }
+                Token::End => break,
+                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
+            }
+        }
+        // Upstream sorts the requirements by key (stable).
+        reqs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(reqs)
+    }
+
+    fn requirement(&mut self) -> Result<(String, LabelOp), String> {
+        let (mut t, mut key) = self.next(true);
+        let not = t == Token::DoesNotExist;
+        if not {
+            (t, key) = self.next(true);
+        }
+        if t != Token::Identifier {
+            return Err(format!("found '{key}', expected: identifier"));
+        }
+        validate_key(&key)?;
+        // `!key` is complete as it is (what follows, if not a comma, is the selector's error).
+        if not {
+            return Ok((key, LabelOp::DoesNotExist));
+        }
+        if matches!(self.peek(true).0, Token::End | Token::Comma) {
+            return Ok((key, LabelOp::Exists));
+        }
+        let (op, lit) = self.next(false);
+        let op = match op {
+            Token::In | Token::NotIn | Token::Equals | Token::DoubleEquals | Token::NotEquals => op,
+            Token::GreaterThan | Token::LessThan => op,
+            _ => return Err(format!("found '{lit}', expected: '=', '!=', '==', 'in', notin'")),
+        };
+        let values = match op {
+            Token::In | Token::NotIn => self.set_values()?,
+            _ => self.exact_value()?,
+        };
+        // As `NewRequirement`: the operator's own check, then every value a label value.
+        let one = values.first().cloned().unwrap_or_default();
+        let number = || one.parse::<i64>().map_err(|_| "for 'Gt', 'Lt' operators, the value must be an integer");
+        let op = match op {
+            Token::In => LabelOp::In(values.clone()),
+            Token::NotIn => LabelOp::NotIn(values.clone()),
+            Token::NotEquals => LabelOp::NotEquals(one.clone()),
+            Token::GreaterThan => LabelOp::GreaterThan(number()?),
+            Token::LessThan => LabelOp::LessThan(number()?),
+            _ => LabelOp::Equals(one.clone()),
+        };
+        for v in &values {
+            validate_value(&key, v)?;
+        }
+        Ok((key, op))
+    }
+
+    /// `(a,b,…)`, sorted and deduplicated as upstream's string set; `()` is the empty string.
+    fn set_values(&mut self) -> Result<Vec<String>, String> {
+        let (t, lit) = self.next(true);
+        if t != Token::OpenPar {
+            return Err(format!("found '{lit}' expected: '('"));
+        }
+        let (t, lit) = self.peek(true);
+        let lit = lit.to_string();
+        let mut set = std::collections::BTreeSet::new();
+        match t {
+            Token::ClosedPar => {
+                self.next(true);
+                set.insert(String::new());
+            }
+            Token::Identifier | Token::Comma => {
+                self.identifiers(&mut set)?;
+                if self.next(true).0 != Token::ClosedPar {
+                    return Err(format!("found '{lit}', expected: ')'"));
+                }
+            }
+            _ => return Err(format!("found '{lit}', expected: ',', ')' or identifier")),
+        }
+        if set.is_empty() {
+            return Err("for 'in', 'notin' operators, values set can't be empty".into());
+        }
+        Ok(set.into_iter().collect())
+    }
+
+    fn identifiers(&mut self, set: &mut std::collections::BTreeSet<String>) -> Result<(), String> {
+        loop {
+            match self.next(true) {
+                (Token::Identifier, lit) => {
+                    set.insert(lit);
+                    match self.peek(true) {
+                        (Token::Comma, _) => continue,
+                        (Token::ClosedPar, _) => return Ok(()),
+                        (_, lit) => return Err(format!("found '{lit}', expected: ',' or ')'")),
+                    }
+                }
+                (Token::Comma, _) => {
+                    if set.is_empty() {
+                        set.insert(String::new());
+                    }
+                    match self.peek(true).0 {
+                        Token::ClosedPar => {
+                            set.insert(String::new());
+                            return Ok(());
+                        }
+                        Token::Comma => {
+                            self.next(true);
+                            set.insert(String::new());
+                        }
+                        _ => {}
+                    }
+                }
+                (_, lit) => return Err(format!("found '{lit}', expected: ',', or identifier")),
+            }
+        }
+    }
+
+    fn exact_value(&mut self) -> Result<Vec<String>, String> {
+        if matches!(self.peek(true).0, Token::End | Token::Comma) {
+            return Ok(vec![String::new()]);
+        }
+        match self.next(true) {
+            (Token::Identifier, lit) => Ok(vec![lit]),
+            (_, lit) => Err(format!("found '{lit}', expected: identifier")),
+        }
+    }
+}
+
+fn validate_key(k: &str) -> Result<(), String> {
+    let errs = objectmeta::is_qualified_name(k);
+    if errs.is_empty() { Ok(()) } else { Err(format!("invalid label key {k:?}: {}", errs.join("; "))) }
+}
+
+fn validate_value(k: &str, v: &str) -> Result<(), String> {
+    let errs = objectmeta::is_valid_label_value(v);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("invalid label value: {v:?}: at key: {k:?}: {}", errs.join("; ")))
+    }
 }
 
 /// A parsed field selector: `a=b,c!=d`; empty matches everything.
@@ -184,8 +377,7 @@ impl FieldSelector {
             };
             let field = field.trim();
             if !known.contains(&field) {
-                let list = known.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
-                return Err(ApiError::bad_request(format!("\"{field}\" is not a known field selector: only {list}")));
+                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
             }
             reqs.push((field.to_string(), equal, value.trim().to_string()));
         }
@@ -231,6 +423,38 @@ mod tests {
         assert!(!m("n<4"));
         assert!(LabelSelector::parse("a in b").is_err());
         assert!(LabelSelector::parse("").unwrap().matches_with(|_| None));
+        assert!(m("x notin (in, notin)"), "in and notin are values inside a set");
+        assert!(m("tier in (,db)"));
+        let empty = labels(json!({"app": ""}));
+        assert!(LabelSelector::parse("app=").unwrap().matches_with(|k| empty.get(k).and_then(Value::as_str)));
+    }
+
+    /// Upstream's messages (apimachinery `labels.Parse`), which the 400 carries as they are.
+    #[test]
+    fn label_selector_errors_are_upstreams() {
+        let err = |s: &str| LabelSelector::parse(s).unwrap_err().message;
+        assert_eq!(err("app===x"), "unable to parse requirement: found '=', expected: identifier");
+        assert_eq!(err("a in b"), "unable to parse requirement: found 'b' expected: '('");
+        assert_eq!(err("a,"), "found '', expected: identifier after ','");
+        assert_eq!(err("a b"), "unable to parse requirement: found 'b', expected: '=', '!=', '==', 'in', notin'");
+        assert_eq!(err("=x"), "found '=', expected: !, identifier, or 'end of string'");
+        assert_eq!(err("!a=b"), "found '=', expected: ',' or 'end of string'");
+        assert_eq!(err("n>x"), "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer");
+        assert_eq!(err("a in ()x"), "found 'x', expected: ',' or 'end of string'");
+        assert_eq!(err("a=>"), "unable to parse requirement: found '>', expected: identifier");
+        assert!(err("a=b c").starts_with("found 'c', expected: ',' or 'end of string'"));
+        assert_eq!(err("a=b!c"), "found '!', expected: ',' or 'end of string'");
+        assert_eq!(
+            err("a=b@c"),
+            "unable to parse requirement: invalid label value: \"b@c\": at key: \"a\": a valid label must be an empty \
+             string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric \
+             character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is \
+             '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        );
+        assert!(err("bad key=x").starts_with("unable to parse requirement: found 'key', expected"));
+        assert!(
+            err("-a=x").starts_with("unable to parse requirement: invalid label key \"-a\": name part must consist")
+        );
     }
 
     #[test]
@@ -241,7 +465,7 @@ mod tests {
         assert!(!s.matches_with(|_| "a"));
         let e = FieldSelector::parse("spec.x=1", &known).unwrap_err();
         assert_eq!(e.code, 400);
-        assert!(e.message.contains("is not a known field selector"));
+        assert_eq!(e.message, "field label not supported: spec.x");
         assert_eq!(FieldSelector::parse("metadata.name=n", &known).unwrap().exact_name(), Some("n"));
     }
 }

@@ -204,6 +204,11 @@ impl Strategy {
         let info = self.info();
         let name = meta_name(obj);
         let mut value = Value::Object(std::mem::take(obj));
+        // As upstream decodes a body: whole floats are integers, metadata goes through the typed ObjectMeta.
+        schema::normalize_numbers(&mut value);
+        if let Some(m) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta::drop_empty_fields(m);
+        }
         let unknown = schema::prune(&self.schema, &mut value);
         let problems: Vec<String> = unknown
             .iter()

@@ -1,6 +1,9 @@
 //! A stand-in for kube-apiserver's endpoints that the server delegates to: TokenReview, SubjectAccessReview, the
 //! `kube-system/extension-apiserver-authentication` ConfigMap (get, list, watch) and namespaces (get, list,
 //! watch). It speaks kube-apiserver's JSON (k8s-openapi types), serves HTTPS on a loopback port, and counts calls.
+//!
+//! Only for what a real kube-apiserver cannot be made to do (tokens that expire within a second); the other
+//! delegation tests run against a real kube-apiserver (tests/tests/delegation.rs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,10 +29,6 @@ pub struct Behaviour {
     pub tokens: HashMap<String, (String, Vec<String>)>,
     /// Users allowed by SubjectAccessReview (anything else is denied with a reason).
     pub allowed_users: Vec<String>,
-    /// Answer 403 to TokenReview / SubjectAccessReview / the ConfigMap.
-    pub forbid_tokenreview: bool,
-    pub forbid_sar: bool,
-    pub forbid_configmap: bool,
     /// The ConfigMap's data (None: 404).
     pub configmap: Option<BTreeMap<String, String>>,
     /// Namespace name → terminating.
@@ -41,9 +40,6 @@ pub struct Behaviour {
 pub struct Counts {
     pub tokenreviews: usize,
     pub sars: usize,
-    /// The users SubjectAccessReviews asked about, in order.
-    pub sar_users: Vec<String>,
-    pub configmap_gets: usize,
 }
 
 pub struct FakeKube {
@@ -51,7 +47,6 @@ pub struct FakeKube {
     pub ca_pem: String,
     pub behaviour: Arc<Mutex<Behaviour>>,
     pub counts: Arc<Mutex<Counts>>,
-    events: broadcast::Sender<Value>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -67,20 +62,9 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
     (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
 }
 
-fn forbidden(what: &str) -> Response {
-    status(
-        403,
-        "Forbidden",
-        &format!("{what} is forbidden: User \"system:serviceaccount:kube-extensions:backup-apiserver\" cannot do it"),
-    )
-}
-
 async fn tokenreview(State(s): State<AppState>, axum::Json(mut tr): axum::Json<TokenReview>) -> Response {
     s.counts.lock().unwrap().tokenreviews += 1;
     let b = s.behaviour.lock().unwrap();
-    if b.forbid_tokenreview {
-        return forbidden("tokenreviews.authentication.k8s.io");
-    }
     let token = tr.spec.token.clone().unwrap_or_default();
     tr.status = Some(match b.tokens.get(&token) {
         Some((user, groups)) => TokenReviewStatus {
@@ -105,15 +89,8 @@ async fn tokenreview(State(s): State<AppState>, axum::Json(mut tr): axum::Json<T
 
 async fn sar(State(s): State<AppState>, axum::Json(mut review): axum::Json<SubjectAccessReview>) -> Response {
     let user = review.spec.user.clone().unwrap_or_default();
-    {
-        let mut c = s.counts.lock().unwrap();
-        c.sars += 1;
-        c.sar_users.push(user.clone());
-    }
+    s.counts.lock().unwrap().sars += 1;
     let b = s.behaviour.lock().unwrap();
-    if b.forbid_sar {
-        return forbidden("subjectaccessreviews.authorization.k8s.io");
-    }
     let allowed = b.allowed_users.contains(&user);
     review.status = Some(SubjectAccessReviewStatus {
         allowed,
@@ -138,11 +115,7 @@ fn configmap_object(data: &BTreeMap<String, String>, rv: &str) -> ConfigMap {
 }
 
 async fn configmap_get(State(s): State<AppState>) -> Response {
-    s.counts.lock().unwrap().configmap_gets += 1;
     let b = s.behaviour.lock().unwrap();
-    if b.forbid_configmap {
-        return forbidden("configmaps \"extension-apiserver-authentication\"");
-    }
     match &b.configmap {
         Some(d) => axum::Json(configmap_object(d, "1")).into_response(),
         None => status(404, "NotFound", "configmaps \"extension-apiserver-authentication\" not found"),
@@ -169,9 +142,6 @@ async fn list_or_watch(s: &AppState, query: &HashMap<String, String>, kind: &str
     }
     let b = s.behaviour.lock().unwrap();
     let items: Vec<Value> = if kind == "ConfigMap" {
-        if b.forbid_configmap {
-            return forbidden("configmaps");
-        }
         b.configmap.iter().map(|d| serde_json::to_value(configmap_object(d, "1")).unwrap()).collect()
     } else {
         b.namespaces.iter().map(|(n, t)| serde_json::to_value(namespace(n, *t)).unwrap()).collect()
@@ -235,7 +205,7 @@ impl FakeKube {
         let state = AppState {
             behaviour: Arc::new(Mutex::new(behaviour)),
             counts: Arc::new(Mutex::new(Counts::default())),
-            events: events.clone(),
+            events,
         };
         let app = Router::new()
             .route("/apis/authentication.k8s.io/v1/tokenreviews", post(tokenreview))
@@ -255,23 +225,12 @@ impl FakeKube {
             ca_pem: cert.cert_pem,
             behaviour: state.behaviour,
             counts: state.counts,
-            events,
             _shutdown: tx,
         }
     }
 
     pub fn counts(&self) -> Counts {
         self.counts.lock().unwrap().clone()
-    }
-
-    /// Replace the ConfigMap's data and tell watchers.
-    pub fn update_configmap(&self, data: BTreeMap<String, String>) {
-        self.behaviour.lock().unwrap().configmap = Some(data.clone());
-        let obj = serde_json::to_value(configmap_object(&data, "2")).unwrap();
-        let mut obj = obj;
-        obj["kind"] = "ConfigMap".into();
-        obj["apiVersion"] = "v1".into();
-        let _ = self.events.send(json!({"type": "MODIFIED", "object": obj}));
     }
 
     /// A kubeconfig (YAML) for the server to reach this stand-in.

@@ -1,7 +1,7 @@
 //! The embedded backend: etcd's semantics in one local redb file, or in memory, for single-replica installs and
 //! tests.
 //!
-//! HTTP → authn → authz → REST → strategy → storage → **redb** (instead of etcd).
+//! filters → endpoints → registry store → strategy → storage → **redb** (instead of etcd).
 //!
 //! Three tables: `kv` (current values with their create/mod revisions), `history` (one event per revision, with
 //! the previous value: what watches replay and what a list at a past revision undoes) and `meta` (the global

@@ -1,6 +1,6 @@
 //! The etcd v3 backend: what kube-apiserver's `storage/etcd3` does, over etcd-client.
 //!
-//! HTTP → authn → authz → REST → strategy → storage → **etcd**.
+//! filters → endpoints → registry store → strategy → storage → **etcd**.
 //!
 //! Every key is stored as `prefix + key` (`/registry/backup.extend-k8s.io/timeseriesdbbackups/ns/name`).
 //! Writes are single transactions guarded by `ModRevision` compares, so concurrent writers (other replicas too)

@@ -11,10 +11,14 @@ pub fn parse(body: &[u8]) -> ApiResult<json_patch::Patch> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
 }
 
-/// Apply `patch` to `doc`; an operation that does not apply is 422.
+/// Apply `patch` to `doc`; an operation that does not apply is 422 exactly as upstream answers it
+/// (`NewGenericServerResponse` without a cause: the generic message and empty details — the failed operation is
+/// only logged).
 pub fn apply(doc: &mut Value, patch: &json_patch::Patch) -> ApiResult<()> {
     json_patch::patch(doc, patch).map_err(|e| {
-        ApiError::unprocessable(format!("the server rejected our request due to an error in our request: {e}"))
+        tracing::debug!(error = %e, "JSON patch does not apply");
+        ApiError::unprocessable("the server rejected our request due to an error in our request")
+            .with_details(serde_json::json!({}))
     })
 }
 

@@ -54,15 +54,37 @@ impl Store {
             admission.admit_create(info, namespace, &name).await?;
         }
         let bytes = self.encode(&name, &obj)?;
-        if opts.dry_run {
-            return Ok(Written { body: Bytes::from(bytes), created: true, warnings });
-        }
-        let kv = match self.storage.create(&self.key(namespace, &name), Bytes::from(bytes)).await {
+        let key = self.key(namespace, &name);
+        let stored = if opts.dry_run {
+            // A dry run stores nothing but fails as the create would (upstream's `DryRunnableStorage.Create`).
+            match self.storage.get(&key).await.map_err(self.storage_err(&name))? {
+                Some(_) => Err(StorageError::AlreadyExists { key: key.clone() }),
+                None => return Ok(Written { body: Bytes::from(bytes), created: true, warnings }),
+            }
+        } else {
+            self.storage.create(&key, Bytes::from(bytes)).await
+        };
+        let kv = match stored {
             Err(StorageError::AlreadyExists { .. }) if generated_name => {
                 return Err(ApiError::server_timeout(info, "POST", 1));
             }
+            Err(e @ StorageError::AlreadyExists { .. }) => return Err(self.already_exists(&key, &name, e).await),
             other => other.map_err(self.storage_err(&name))?,
         };
         Ok(Written { body: with_resource_version(&kv.value, kv.mod_revision), created: true, warnings })
+    }
+
+    /// The AlreadyExists answer of `registry.Store.Create`, which says when the object in the way is being deleted.
+    async fn already_exists(&self, key: &str, name: &str, err: StorageError) -> ApiError {
+        let mut e = ApiError::from_storage(err, self.info(), name);
+        let being_deleted = match self.storage.get(key).await {
+            Ok(Some(kv)) => serde_json::from_slice::<Value>(&kv.value)
+                .is_ok_and(|v| v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())),
+            _ => false,
+        };
+        if being_deleted {
+            e.message = format!("object is being deleted: {}", e.message);
+        }
+        e
     }
 }

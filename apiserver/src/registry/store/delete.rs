@@ -1,5 +1,5 @@
 //! Delete and deletecollection in the generic store: preconditions, finalizers (deletionTimestamp instead of
-//! removal), propagation policies, dry run.
+//! removal), propagation policies (finished by the server itself when standalone), dry run.
 //!
 //! endpoints/delete, endpoints/delete_collection → **store delete** → storage.
 
@@ -8,12 +8,19 @@ use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Current, MAX_UPDATE_RETRIES, Store, readable};
+use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, readable};
 use crate::error::{ApiError, ApiResult};
+use crate::fieldmanager::Manager;
 use crate::registry::meta;
 use crate::registry::object_bytes::{encode_for_storage, with_resource_version};
 use crate::registry::strategy::{meta_name, metadata_mut};
-use crate::request::options::{DeleteOptions, ListOptions};
+use crate::request::info::Subresource;
+use crate::request::options::{DeleteOptions, FieldValidation, ListOptions};
+
+/// The finalizers the Orphan and Foreground propagation policies add, which the garbage collector finishes.
+const PROPAGATION_FINALIZERS: [&str; 2] = ["orphan", "foregroundDeletion"];
+/// The field manager of the standalone server's own removal of those finalizers.
+const GARBAGE_COLLECTOR: &str = "backup-apiserver";
 
 /// What a delete did.
 #[derive(Debug, Clone)]
@@ -24,16 +31,7 @@ pub enum DeleteOutcome {
     Pending(Bytes),
 }
 
-impl DeleteOutcome {
-    /// The object, as deleted or as marked.
-    pub fn into_object(self) -> Bytes {
-        match self {
-            Self::Deleted(b) | Self::Pending(b) => b,
-        }
-    }
-}
-
-/// What a deletecollection deleted (or marked), at the revision its list was read.
+/// What a deletecollection deleted (or marked): the objects as listed, at the revision the list was read.
 pub struct DeletedCollection {
     pub items: Vec<Value>,
     pub revision: i64,
@@ -78,6 +76,9 @@ impl Store {
             }
             if meta.contains_key("deletionTimestamp") {
                 // Already being deleted: the finalizers decide when it goes.
+                if !opts.dry_run {
+                    self.finish_propagation(namespace, name, &finalizers).await?;
+                }
                 return Ok(DeleteOutcome::Pending(with_resource_version(&current.kv.value, current.kv.mod_revision)));
             }
             meta.insert("deletionTimestamp".into(), Value::String(backup_apis::objectmeta::timestamp_now()));
@@ -91,12 +92,42 @@ impl Store {
                 return Ok(DeleteOutcome::Pending(with_resource_version(&bytes, current.kv.mod_revision)));
             }
             match self.storage.update(&self.key(namespace, name), Bytes::from(bytes), current.kv.mod_revision).await {
-                Ok(kv) => return Ok(DeleteOutcome::Pending(with_resource_version(&kv.value, kv.mod_revision))),
+                Ok(kv) => {
+                    self.finish_propagation(namespace, name, &finalizers).await?;
+                    return Ok(DeleteOutcome::Pending(with_resource_version(&kv.value, kv.mod_revision)));
+                }
                 Err(StorageError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_storage(e, info, name)),
             }
         }
         Err(ApiError::conflict(info, name, "too many concurrent changes, please try again"))
+    }
+
+    /// Standalone, the finalizers of the Orphan and Foreground policies are the server's to remove: there is no
+    /// garbage collector (behind the aggregator kube-controller-manager's removes them) and nothing else to wait
+    /// for. So right after marking the object the server does what the collector would: it removes `orphan` and
+    /// `foregroundDeletion` with an update, which deletes the object when no other finalizer is left. The answer
+    /// to the DELETE stays the marked object, as upstream's (the collector acts after it).
+    async fn finish_propagation(&self, namespace: &str, name: &str, finalizers: &[String]) -> ApiResult<()> {
+        if !self.finishes_propagation || !finalizers.iter().any(|f| PROPAGATION_FINALIZERS.contains(&f.as_str())) {
+            return Ok(());
+        }
+        let remove = |doc: &mut Value| -> ApiResult<()> {
+            if let Some(list) = doc.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+                list.retain(|f| !f.as_str().is_some_and(|f| PROPAGATION_FINALIZERS.contains(&f)));
+            }
+            Ok(())
+        };
+        let write = WriteOptions {
+            dry_run: false,
+            field_validation: FieldValidation::Ignore,
+            manager: Manager::Update(GARBAGE_COLLECTOR),
+            duplicate_fields: &[],
+        };
+        match self.patch_with(namespace, name, &remove, &Subresource::Main, write).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// KEP-3926's unsafe delete: remove an object whose stored bytes cannot be decoded, without decoding them (no
@@ -139,13 +170,12 @@ impl Store {
             let Value::Object(obj) = obj? else { continue };
             let item_ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
             match self.delete(item_ns, &meta_name(&obj), opts).await {
-                Ok(outcome) => {
-                    let bytes = outcome.into_object();
-                    items.push(serde_json::from_slice::<Value>(&bytes).map_err(ApiError::internal)?);
-                }
+                Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
+            // As `registry.Store.DeleteCollection`: the answer is the list as it was read.
+            items.push(Value::Object(obj));
         }
         Ok(DeletedCollection { items, revision, warnings })
     }

@@ -53,6 +53,8 @@ pub struct Store {
     admission: Option<Arc<dyn Admission>>,
     /// Cuts off watches whose clients stopped reading.
     watchdog: Arc<Watchdog>,
+    /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
+    finishes_propagation: bool,
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -86,7 +88,20 @@ impl Store {
         admission: Option<Arc<dyn Admission>>,
     ) -> Self {
         let watchdog = Arc::new(Watchdog::default());
-        Self { strategy: Arc::new(Strategy::new(kind)), storage, reads, admission, watchdog }
+        Self {
+            strategy: Arc::new(Strategy::new(kind)),
+            storage,
+            reads,
+            admission,
+            watchdog,
+            finishes_propagation: false,
+        }
+    }
+
+    /// This store finishes the propagation policies' finalizers itself (standalone: no garbage collector).
+    pub fn finishing_propagation(mut self, standalone: bool) -> Self {
+        self.finishes_propagation = standalone;
+        self
     }
 
     pub fn info(&self) -> &ResourceInfo {

@@ -18,7 +18,7 @@ use crate::request::body::Decoded;
 use crate::request::info::Subresource;
 use crate::request::options::{PatchOptions, UpdateOptions};
 
-/// A patch of any type, applied in place to the stored object (without its resourceVersion).
+/// A patch of any type, applied in place to the stored object (with its resourceVersion).
 pub type PatchFn<'a> = dyn Fn(&mut Value) -> ApiResult<()> + Send + Sync + 'a;
 
 impl Store {
@@ -57,8 +57,8 @@ impl Store {
         self.write_update(namespace, name, body_obj, current, sub, write).await
     }
 
-    /// Apply `patch` (JSON, merge or strategic) to the stored object and write the result, retrying on concurrent
-    /// changes unless the patch itself carries a resourceVersion.
+    /// Apply `patch` (JSON, merge or strategic) to the stored object and write the result; on a concurrent change
+    /// the patch is applied again to the new object.
     pub async fn patch(
         &self,
         namespace: &str,
@@ -88,24 +88,23 @@ impl Store {
         for _ in 0..MAX_UPDATE_RETRIES {
             let current = self.current(namespace, name).await?;
             let current_rv = current.kv.mod_revision.to_string();
-            // The patch sees the object without its resourceVersion, so one it sets is a precondition.
+            // The patch sees the object as a client does, resourceVersion included (a JSON patch may `test` it).
             let mut patched = Value::Object(current.obj.clone());
-            if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
             patch(&mut patched)?;
             let Value::Object(mut patched) = patched else {
                 return Err(ApiError::bad_request("the patched object must be a JSON object"));
             };
             let meta = metadata_mut(&mut patched)?;
-            let pinned = match meta.get("resourceVersion").and_then(Value::as_str) {
-                Some(rv) if !rv.is_empty() && rv != current_rv => return Err(ApiError::stale(self.info(), name)),
-                Some(rv) => !rv.is_empty(),
-                None => false,
-            };
-            meta.insert("resourceVersion".into(), Value::String(current_rv));
+            // As `registry.Store.Update`: a resourceVersion the patch left in place (or set) must be the current
+            // one, and one it removed is missing (these kinds, as CRDs, allow no unconditional update). After a
+            // concurrent change the patch is applied again to the new object, so one it set itself then conflicts.
+            match meta.get("resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty()) {
+                Some(rv) if rv != current_rv => return Err(ApiError::stale(self.info(), name)),
+                Some(_) => {}
+                None => return Err(missing_resource_version(self.info(), name)),
+            }
             match self.write_update(namespace, name, patched, current, sub, write).await {
-                Err(e) if e.is_conflict() && !pinned => continue,
+                Err(e) if e.is_conflict() => continue,
                 other => return other,
             }
         }

@@ -1,0 +1,245 @@
+//! The audit log backend (`--audit-log-path`, `-` for stdout): events are handed to a writer thread through a
+//! bounded queue, so a slow disk delays no request — when the queue is full an event is dropped, counted and logged
+//! — and written as JSON lines, the file rotated as upstream's (lumberjack): past `--audit-log-maxsize` megabytes it
+//! is renamed `<name>-<time>.<ext>`, and backups past `--audit-log-maxbackup` or older than `--audit-log-maxage`
+//! days are removed.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+
+use super::event::Event;
+
+/// Events waiting for the writer before new ones are dropped.
+const QUEUE: usize = 10_000;
+
+/// Where and how the log is kept.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A file, or `-` for stdout.
+    pub path: PathBuf,
+    /// Remove backups older than this many days (0: keep them).
+    pub max_age_days: u64,
+    /// Keep at most this many backups (0: all).
+    pub max_backups: usize,
+    /// Rotate past this many megabytes (0: never).
+    pub max_size_mb: u64,
+}
+
+/// The queue to the writer thread.
+pub struct AuditLog {
+    tx: mpsc::Sender<Event>,
+    events: Counter,
+    errors: Counter,
+}
+
+impl AuditLog {
+    /// Open the log (failing at start when the file cannot be opened) and start its writer thread.
+    pub fn start(config: LogConfig, events: Counter, errors: Counter) -> anyhow::Result<Self> {
+        let mut sink = Sink::open(config)?;
+        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+        let write_errors = errors.clone();
+        std::thread::Builder::new().name("audit-log".into()).spawn(move || {
+            while let Some(event) = rx.blocking_recv() {
+                if let Err(e) = sink.write(&event) {
+                    write_errors.inc();
+                    tracing::error!(error = %e, "writing the audit log");
+                }
+            }
+            let _ = sink.flush();
+        })?;
+        Ok(Self { tx, events, errors })
+    }
+
+    /// Queue `event`; when the writer is behind by [`QUEUE`] events it is dropped (and counted as an error).
+    pub fn record(&self, event: Event) {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.events.inc();
+            }
+            Err(_) => {
+                let dropped = self.errors.inc() + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dropped, "the audit log is behind: events dropped");
+                }
+            }
+        };
+    }
+}
+
+/// The file (or stdout) and its rotation.
+struct Sink {
+    config: LogConfig,
+    out: Option<BufWriter<File>>,
+    size: u64,
+}
+
+impl Sink {
+    fn open(config: LogConfig) -> anyhow::Result<Self> {
+        let mut sink = Self { config, out: None, size: 0 };
+        if !sink.is_stdout() {
+            sink.open_file()?;
+        }
+        Ok(sink)
+    }
+
+    fn is_stdout(&self) -> bool {
+        self.config.path.as_os_str() == "-"
+    }
+
+    fn open_file(&mut self) -> anyhow::Result<()> {
+        if let Some(dir) = self.config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.config.path)?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.out = Some(BufWriter::new(file));
+        Ok(())
+    }
+
+    fn write(&mut self, event: &Event) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(event)?;
+        line.push(b'\n');
+        if self.is_stdout() {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&line)?;
+            return Ok(stdout.flush()?);
+        }
+        let limit = self.config.max_size_mb.saturating_mul(1 << 20);
+        if limit > 0 && self.size > 0 && self.size + line.len() as u64 > limit {
+            self.rotate()?;
+        }
+        let out = match self.out.as_mut() {
+            Some(out) => out,
+            None => {
+                self.open_file()?;
+                self.out.as_mut().ok_or_else(|| anyhow::anyhow!("the audit log is not open"))?
+            }
+        };
+        out.write_all(&line)?;
+        out.flush()?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), Write::flush)
+    }
+
+    /// Rename the file to a timestamped backup, start a new one, and prune backups.
+    fn rotate(&mut self) -> anyhow::Result<()> {
+        self.flush()?;
+        self.out = None;
+        let backup = backup_name(&self.config.path, jiff::Timestamp::now());
+        std::fs::rename(&self.config.path, &backup)?;
+        self.open_file()?;
+        self.prune();
+        Ok(())
+    }
+
+    fn prune(&self) {
+        let mut backups = backups_of(&self.config.path);
+        backups.sort();
+        let max_age = Duration::from_secs(self.config.max_age_days * 86_400);
+        let now = SystemTime::now();
+        let keep_from =
+            if self.config.max_backups > 0 { backups.len().saturating_sub(self.config.max_backups) } else { 0 };
+        for (i, path) in backups.iter().enumerate() {
+            let too_old = self.config.max_age_days > 0
+                && std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > max_age);
+            if (i < keep_from || too_old)
+                && let Err(e) = std::fs::remove_file(path)
+            {
+                tracing::warn!(file = %path.display(), error = %e, "removing an old audit log");
+            }
+        }
+    }
+}
+
+/// `<dir>/<stem>-<2006-01-02T15-04-05.000>.<ext>`, as lumberjack names backups.
+fn backup_name(path: &Path, t: jiff::Timestamp) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let time = t.strftime("%Y-%m-%dT%H-%M-%S.%3f").to_string();
+    path.with_file_name(format!("{stem}-{time}{ext}"))
+}
+
+/// The backups of `path`, found by their name's shape.
+fn backups_of(path: &Path) -> Vec<PathBuf> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().map(|n| n.to_string_lossy().into_owned()).is_some_and(|n| {
+                n.strip_prefix(&format!("{stem}-"))
+                    .and_then(|rest| rest.strip_suffix(&ext))
+                    .is_some_and(|t| t.len() == 23)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{Stamp, micro_time};
+    use crate::audit::policy::{Level, Stage};
+    use crate::request::info::RequestInfo;
+
+    fn event(n: usize) -> Event {
+        let info = RequestInfo::parse(&axum::http::Method::GET, "/livez", false, None).unwrap();
+        let id = format!("id-{n}");
+        let stamp = Stamp {
+            level: Level::Metadata,
+            stage: Stage::ResponseComplete,
+            audit_id: &id,
+            info: &info,
+            request_uri: "/livez",
+            user: None,
+            source_ips: &[],
+            user_agent: "",
+            received: jiff::Timestamp::now(),
+        };
+        stamp.event()
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_max_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let config = LogConfig { path: path.clone(), max_age_days: 0, max_backups: 2, max_size_mb: 1 };
+        let mut sink = Sink::open(config).unwrap();
+        let one = serde_json::to_vec(&event(0)).unwrap().len() + 1;
+        // Enough events for 3.5 MiB: three rotations.
+        for n in 0..(7 << 19) / one {
+            sink.write(&event(n)).unwrap();
+            if n % 500 == 499 {
+                // Backups are named to the millisecond: keep their names apart.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let backups = backups_of(&path);
+        assert_eq!(backups.len(), 2, "{backups:?}");
+        assert!(std::fs::metadata(&path).unwrap().len() <= 1 << 20);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["kind"], "Event");
+        }
+        assert!(
+            backup_name(&path, "2024-05-01T10:20:30.123Z".parse().unwrap())
+                .ends_with("audit-2024-05-01T10-20-30.123.log")
+        );
+        let _ = micro_time(jiff::Timestamp::now());
+    }
+}

@@ -1,0 +1,61 @@
+//! Auditing (k8s.io/apiserver `pkg/audit`): who did what, when, with what outcome. The [`policy`] decides per request
+//! how much is recorded; the audit filter (`filters::audit`) builds [`event`]s at the stages RequestReceived,
+//! ResponseStarted (watches), ResponseComplete and Panic; the [`log`] backend writes them without ever delaying a
+//! request. Inner layers add to the request's [`AuditContext`]: the authenticated user, and annotations
+//! (authorization's decision, admission's).
+//!
+//! request info → **audit** → metrics → timeout → authentication (→ the user) → authorization (→ annotations) → ….
+
+pub mod event;
+pub mod log;
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::auth::authn::UserInfo;
+
+/// The request header kube-apiserver's aggregator sets, kept as the event's `auditID` so both logs join.
+pub const AUDIT_ID_HEADER: &str = "Audit-ID";
+
+/// The policy and where events go.
+pub struct Auditor {
+    pub policy: policy::Policy,
+    pub log: log::AuditLog,
+}
+
+/// What inner layers learn about a request, for its audit events.
+#[derive(Debug, Default)]
+pub struct AuditContext {
+    user: Mutex<Option<UserInfo>>,
+    annotations: Mutex<BTreeMap<String, String>>,
+}
+
+impl AuditContext {
+    /// The authenticated user.
+    pub fn set_user(&self, user: &UserInfo) {
+        if let Ok(mut u) = self.user.lock() {
+            *u = Some(user.clone());
+        }
+    }
+
+    pub fn user(&self) -> Option<UserInfo> {
+        self.user.lock().ok().and_then(|u| u.clone())
+    }
+
+    /// An annotation (`authorization.k8s.io/decision`, an admission webhook's…); the first value of a key stays.
+    pub fn annotate(&self, key: impl Into<String>, value: impl Into<String>) {
+        if let Ok(mut a) = self.annotations.lock() {
+            a.entry(key.into()).or_insert_with(|| value.into());
+        }
+    }
+
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        self.annotations.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// The context of a request, when auditing is on.
+pub fn context(extensions: &axum::http::Extensions) -> Option<Arc<AuditContext>> {
+    extensions.get::<Arc<AuditContext>>().cloned()
+}

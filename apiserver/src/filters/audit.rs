@@ -1,0 +1,276 @@
+//! The audit filter (k8s.io/apiserver `WithAudit` and `WithAuditID`): every response carries an `Audit-ID` — the
+//! one kube-apiserver's aggregator sent, else a new one. When auditing is on, the request's body is kept as the
+//! endpoint reads it (up to the body limit), and once the response is known the policy decides, for the user the
+//! authentication filter found, what is written: RequestReceived, then ResponseComplete (for a watch ResponseStarted,
+//! and ResponseComplete when its stream ends), or Panic when a handler panics. The filter sits outside the timeout
+//! filter, so a request cut off at its deadline is audited with its 504.
+//!
+//! request info → **audit** → metrics → timeout → authentication → max in flight → authorization → endpoints.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use crate::audit::event::{Event, Stamp, micro_time};
+use crate::audit::policy::{Decision, Level, Stage};
+use crate::audit::{AUDIT_ID_HEADER, AuditContext, Auditor};
+use crate::request::body::MAX_BODY_BYTES;
+use crate::request::info::{RequestInfo, Verb};
+use crate::tls::PeerAddr;
+
+/// Audit-ID values longer than this are replaced by a new one.
+const MAX_AUDIT_ID: usize = 128;
+
+pub async fn audit(State(auditor): State<Option<Arc<Auditor>>>, mut req: Request, next: Next) -> Response {
+    let audit_id = audit_id(req.headers());
+    let Some(auditor) = auditor else {
+        let mut resp = next.run(req).await;
+        set_audit_id(&mut resp, &audit_id);
+        return resp;
+    };
+    let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else {
+        return next.run(req).await;
+    };
+    let context = Arc::new(AuditContext::default());
+    req.extensions_mut().insert(context.clone());
+    let request = RequestFacts {
+        received: jiff::Timestamp::now(),
+        uri: req.uri().to_string(),
+        user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+        source_ips: source_ips(req.headers(), req.extensions().get::<PeerAddr>()),
+        audit_id: audit_id.clone(),
+        info,
+    };
+    let body_copy = Arc::new(Mutex::new(BytesMut::new()));
+    if auditor.policy.may_record_bodies() {
+        let (parts, body) = req.into_parts();
+        let copy = body_copy.clone();
+        let teed = body.map_frame(move |frame| {
+            if let (Some(data), Ok(mut copy)) = (frame.data_ref(), copy.lock())
+                && copy.len() + data.len() <= MAX_BODY_BYTES
+            {
+                copy.extend_from_slice(data);
+            }
+            frame
+        });
+        req = Request::from_parts(parts, Body::new(teed));
+    }
+    let mut panic_guard =
+        PanicGuard { auditor: auditor.clone(), request: Some(request.clone()), context: context.clone() };
+    let resp = next.run(req).await;
+    panic_guard.request = None;
+    let user = context.user();
+    let decision = auditor.policy.decide(&request.info, user.as_ref());
+    let mut resp = if decision.level == Level::None {
+        resp
+    } else {
+        let request_body = body_copy.lock().map(|b| b.clone().freeze()).unwrap_or_default();
+        record(&auditor, &request, &context, &decision, request_body, resp).await
+    };
+    set_audit_id(&mut resp, &audit_id);
+    resp
+}
+
+/// What is known of a request when it arrives.
+#[derive(Clone)]
+struct RequestFacts {
+    received: jiff::Timestamp,
+    uri: String,
+    user_agent: String,
+    source_ips: Vec<String>,
+    audit_id: String,
+    info: Arc<RequestInfo>,
+}
+
+impl RequestFacts {
+    fn stamp(&self, decision: &Decision, stage: Stage, context: &AuditContext) -> Event {
+        let user = context.user();
+        let mut event = Stamp {
+            level: decision.level,
+            stage,
+            audit_id: &self.audit_id,
+            info: &self.info,
+            request_uri: &self.uri,
+            user: user.as_ref(),
+            source_ips: &self.source_ips,
+            user_agent: &self.user_agent,
+            received: self.received,
+        }
+        .event();
+        event.annotations = context.annotations();
+        event
+    }
+}
+
+/// Write the request's events; returns the response (its body collected when it had to be read, and for a watch
+/// wrapped so that its end is recorded).
+async fn record(
+    auditor: &Arc<Auditor>,
+    request: &RequestFacts,
+    context: &Arc<AuditContext>,
+    decision: &Decision,
+    request_body: Bytes,
+    resp: Response,
+) -> Response {
+    if decision.records(Stage::RequestReceived) {
+        let mut ev = request.stamp(decision, Stage::RequestReceived, context);
+        ev.stage_timestamp = ev.request_received_timestamp.clone();
+        auditor.log.record(ev);
+    }
+    let code = resp.status();
+    let watch = request.info.verb == Verb::Watch && code.is_success();
+    if watch {
+        if decision.records(Stage::ResponseStarted) {
+            let mut ev = request.stamp(decision, Stage::ResponseStarted, context);
+            ev.response_status = Some(success_status(code));
+            auditor.log.record(ev);
+        }
+        if !decision.records(Stage::ResponseComplete) {
+            return resp;
+        }
+        let mut ev = request.stamp(decision, Stage::ResponseComplete, context);
+        ev.response_status = Some(success_status(code));
+        let done = StreamEnd { auditor: auditor.clone(), event: Some(ev) };
+        let (parts, body) = resp.into_parts();
+        let body = body.map_frame(move |f| {
+            let _ = &done;
+            f
+        });
+        return Response::from_parts(parts, Body::new(body));
+    }
+    let (parts, body) = resp.into_parts();
+    let needs_body = !code.is_success() || decision.level == Level::RequestResponse;
+    let (body, response_body) = if needs_body {
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        (Body::from(bytes.clone()), Some(bytes))
+    } else {
+        (body, None)
+    };
+    if decision.records(Stage::ResponseComplete) {
+        let mut ev = request.stamp(decision, Stage::ResponseComplete, context);
+        let response_json = response_body.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok());
+        ev.response_status =
+            Some(if code.is_success() { success_status(code) } else { failure_status(code, response_json.as_ref()) });
+        if decision.level >= Level::Request && !request_body.is_empty() {
+            ev.request_object = as_json(&request_body);
+        }
+        if decision.level == Level::RequestResponse && code.is_success() {
+            ev.response_object = response_json;
+        }
+        auditor.log.record(ev);
+    }
+    Response::from_parts(parts, body)
+}
+
+/// A JSON (or YAML, as apply bodies are) request body as a JSON value for `requestObject`.
+fn as_json(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body)
+        .ok()
+        .or_else(|| std::str::from_utf8(body).ok().and_then(|t| serde_saphyr::from_str::<Value>(t).ok()))
+}
+
+fn success_status(code: StatusCode) -> Value {
+    json!({"metadata": {}, "code": code.as_u16()})
+}
+
+/// The failure `Status` the client got, without its type fields.
+fn failure_status(code: StatusCode, body: Option<&Value>) -> Value {
+    match body {
+        Some(Value::Object(m)) if m.get("kind").and_then(Value::as_str) == Some("Status") => {
+            let mut m = m.clone();
+            m.remove("kind");
+            m.remove("apiVersion");
+            Value::Object(m)
+        }
+        _ => json!({"metadata": {}, "status": "Failure", "code": code.as_u16()}),
+    }
+}
+
+/// Records a watch's ResponseComplete when its stream is dropped (ended, or the client went away).
+struct StreamEnd {
+    auditor: Arc<Auditor>,
+    event: Option<Event>,
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        if let Some(mut ev) = self.event.take() {
+            ev.stage_timestamp = micro_time(jiff::Timestamp::now());
+            self.auditor.log.record(ev);
+        }
+    }
+}
+
+/// Records the Panic stage when a handler panics (the panic-recovery filter, outside, answers 500).
+struct PanicGuard {
+    auditor: Arc<Auditor>,
+    request: Option<RequestFacts>,
+    context: Arc<AuditContext>,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        let Some(request) = self.request.take() else { return };
+        if !std::thread::panicking() {
+            return;
+        }
+        let decision = self.auditor.policy.decide(&request.info, self.context.user().as_ref());
+        if decision.level == Level::None {
+            return;
+        }
+        let mut ev = request.stamp(&decision, Stage::Panic, &self.context);
+        ev.response_status =
+            Some(json!({"metadata": {}, "status": "Failure", "message": "APIServer panic'd", "code": 500}));
+        self.auditor.log.record(ev);
+    }
+}
+
+/// The request's `Audit-ID` when usable, else a new UUID.
+fn audit_id(headers: &HeaderMap) -> String {
+    headers
+        .get(AUDIT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_AUDIT_ID)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+fn set_audit_id(resp: &mut Response, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert(AUDIT_ID_HEADER, v);
+    }
+}
+
+/// `X-Forwarded-For`, then `X-Real-Ip`, then the peer's address, as upstream's `SourceIPs`.
+fn source_ips(headers: &HeaderMap, peer: Option<&PeerAddr>) -> Vec<String> {
+    let mut ips: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_string)
+        .take(16)
+        .collect();
+    if let Some(real) = headers.get("x-real-ip").and_then(|v| v.to_str().ok()).map(str::trim)
+        && real.parse::<std::net::IpAddr>().is_ok()
+        && !ips.iter().any(|ip| ip == real)
+    {
+        ips.push(real.to_string());
+    }
+    if let Some(PeerAddr(addr)) = peer {
+        let ip = addr.ip().to_string();
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips
+}

@@ -1,0 +1,148 @@
+//! The audit log of a standalone server: a policy at each level gives the expected events for create, get, list,
+//! watch, patch and delete; the `Audit-ID` a client sends is the events' `auditID` and comes back in the response;
+//! a request denied by authorization is audited with its decision (the real-cluster test of the same, behind the
+//! aggregator with kube-apiserver's Audit-ID, is in the admission and audit suite).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+use std::time::Duration;
+
+use backup_e2e::{TestServer, backup, backups};
+use http::Method;
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: []
+rules:
+- level: None
+  nonResourceURLs: ["/livez", "/readyz", "/healthz*"]
+- level: RequestResponse
+  resources: [{group: backup.extend-k8s.io, resources: ["timeseriesdbbackups/status"]}]
+- level: Request
+  verbs: [create, patch, update]
+- level: Metadata
+"#;
+
+struct Audited {
+    server: TestServer,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn audited(policy: &str) -> Audited {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = dir.path().join("policy.yaml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let log = dir.path().join("audit.log");
+    let (p, l) = (policy_path.display().to_string(), log.display().to_string());
+    let server = TestServer::standalone_with(&["--audit-policy-file", &p, "--audit-log-path", &l]).await;
+    Audited { server, log, _dir: dir }
+}
+
+impl Audited {
+    /// The events with `auditID`, waiting (bounded) until `count` of them are written.
+    async fn events(&self, audit_id: &str, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let events: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|e| e["auditID"] == audit_id)
+                .collect();
+            if events.len() >= count || tokio::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn stages(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["stage"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn each_level_records_what_it_should() {
+    let a = audited(POLICY).await;
+    let http = a.server.http();
+    let send = |method: Method, path: &str, id: &str| http.request(method, path).header("Audit-ID", id);
+    // Create at Request level: the request object, no response object.
+    let resp = send(Method::POST, &backups("default"), "create-1").json(&backup("x")).send().await.expect_status(201);
+    assert_eq!(resp.header("audit-id"), "create-1");
+    let events = a.events("create-1", 2).await;
+    assert_eq!(stages(&events), ["RequestReceived", "ResponseComplete"]);
+    let done = &events[1];
+    assert_eq!(done["level"], "Request");
+    assert_eq!(done["verb"], "create");
+    assert_eq!(done["user"]["username"], "admin");
+    assert_eq!(
+        done["objectRef"],
+        json!({"resource": "timeseriesdbbackups", "namespace": "default",
+                                          "apiGroup": "backup.extend-k8s.io", "apiVersion": "v1"})
+    );
+    assert_eq!(done["responseStatus"]["code"], 201);
+    assert_eq!(done["requestObject"]["metadata"]["name"], "x");
+    assert!(done.get("responseObject").is_none());
+    assert_eq!(done["annotations"]["authorization.k8s.io/decision"], "allow");
+    assert!(done["requestReceivedTimestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(!done["sourceIPs"].as_array().unwrap().is_empty());
+
+    // Get and list at Metadata level: no objects.
+    send(Method::GET, &format!("{}/x", backups("default")), "get-1").send().await.expect_status(200);
+    let events = a.events("get-1", 2).await;
+    assert_eq!((events[1]["level"].as_str(), events[1]["verb"].as_str()), (Some("Metadata"), Some("get")));
+    assert!(events[1].get("requestObject").is_none() && events[1].get("responseObject").is_none());
+    send(Method::GET, &backups("default"), "list-1").send().await.expect_status(200);
+    assert_eq!(a.events("list-1", 2).await[1]["verb"], "list");
+
+    // Status at RequestResponse level: both objects.
+    let status = json!({"status": {"phase": "Running"}});
+    send(Method::PATCH, &format!("{}/x/status", backups("default")), "status-1")
+        .body("application/merge-patch+json", status.to_string())
+        .send()
+        .await
+        .expect_status(200);
+    let events = a.events("status-1", 2).await;
+    assert_eq!(events[1]["level"], "RequestResponse");
+    assert_eq!(events[1]["requestObject"], status);
+    assert_eq!(events[1]["responseObject"]["status"]["phase"], "Running");
+    assert_eq!(events[1]["objectRef"]["subresource"], "status");
+
+    // A watch: ResponseStarted, then ResponseComplete when it ends.
+    let mut watch =
+        send(Method::GET, &format!("{}?watch=true&timeoutSeconds=1", backups("default")), "watch-1").open().await;
+    assert_eq!(watch.status, 200);
+    let _ = watch.rest(Duration::from_secs(10)).await;
+    let events = a.events("watch-1", 3).await;
+    assert_eq!(stages(&events), ["RequestReceived", "ResponseStarted", "ResponseComplete"]);
+    assert_eq!(events[2]["verb"], "watch");
+
+    // A failure: the Status the client got.
+    send(Method::DELETE, &format!("{}/nothere", backups("default")), "delete-1").send().await.expect_status(404);
+    let events = a.events("delete-1", 2).await;
+    assert_eq!(events[1]["responseStatus"]["reason"], "NotFound");
+    assert_eq!(events[1]["responseStatus"]["code"], 404);
+
+    // Health checks are not audited; a request without an Audit-ID gets a new one.
+    let resp = http.get("/livez").await;
+    assert!(!resp.header("audit-id").is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.events(resp.header("audit-id"), 1).await.is_empty());
+}
+
+#[tokio::test]
+async fn omitted_stages_and_level_none() {
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  verbs: [get]\n";
+    let a = audited(policy).await;
+    let http = a.server.http();
+    http.request(Method::GET, "/version").header("Audit-ID", "v-1").send().await.expect_status(200);
+    let events = a.events("v-1", 1).await;
+    assert_eq!(stages(&events), ["ResponseComplete"]);
+    assert_eq!(events[0]["requestURI"], "/version");
+    assert!(events[0].get("objectRef").is_none());
+    http.request(Method::POST, &backups("default")).header("Audit-ID", "c-1").json(&backup("y")).send().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.events("c-1", 1).await.is_empty(), "no rule matches a create: level None");
+}

@@ -1,0 +1,402 @@
+//! Hostile input and overload against the server as its own process (release build in CI): each case asserts the
+//! answer (a 4xx Status, or 429/504 under load), that the process is alive and `/livez` answers, that its memory
+//! grew by less than a stated bound, and that the collection can still be listed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backup_e2e::server_process::ServerProcess;
+use backup_e2e::{backup, backups};
+use http::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NS: &str = "default";
+
+/// After a hostile case: alive, `/livez` 200, the collection listable, RSS grown by less than `bound_mib` over
+/// `before_kib`.
+async fn still_healthy(server: &mut ServerProcess, before_kib: u64, bound_mib: u64) {
+    assert!(server.alive(), "the server process died:\n{}", server.log_text());
+    let http = server.http();
+    http.get("/livez").await.expect_status(200);
+    http.get(&backups(NS)).await.expect_status(200);
+    let grown = server.rss_kib().saturating_sub(before_kib) / 1024;
+    assert!(grown < bound_mib, "RSS grew by {grown} MiB (bound {bound_mib} MiB)");
+}
+
+#[tokio::test]
+async fn unauthenticated_junk_adds_no_metric_series() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let anonymous = server.anonymous();
+    let long = "x".repeat(30 * 1024);
+    for i in 0..300 {
+        let path = format!("/apis/{long}{i}/v1/namespaces/ns/r{i}");
+        anonymous.get(&path).await.expect_failure(401, "Unauthorized");
+    }
+    let http = server.http();
+    // Authenticated requests for things that are not served collapse too.
+    for i in 0..50 {
+        http.get(&format!("/apis/backup.extend-k8s.io/v1/namespaces/{NS}/nothing{i}/x/y{i}")).await;
+        http.get(&format!("{}?dryRun=junk{i}", backups(NS))).await;
+    }
+    let metrics = http.get("/metrics").await.expect_status(200).text();
+    assert!(metrics.len() < 64 * 1024, "/metrics is {} bytes", metrics.len());
+    assert!(!metrics.contains("xxxxxxxx") && !metrics.contains("nothing") && !metrics.contains("junk"));
+    still_healthy(&mut server, before, 16).await;
+}
+
+/// A managedFields entry nested deeper than what can be read back is refused; before, it was stored and made the
+/// object undeletable and every selector list of its namespace fail.
+#[tokio::test]
+async fn objects_that_could_not_be_read_back_are_refused() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let http = server.http();
+    http.create(&backups(NS), &json!(backup("deep"))).await;
+    let mut deep = json!({});
+    for i in 0..110 {
+        deep = json!({ format!("f:{i}"): deep });
+    }
+    let entry = json!({"manager": "m", "operation": "Update", "apiVersion": "backup.extend-k8s.io/v1",
+                       "fieldsType": "FieldsV1", "fieldsV1": deep});
+    let patch = json!({"metadata": {"labels": {"app": "x"}, "managedFields": [entry]}});
+    let resp = http.merge_patch(&format!("{}/deep", backups(NS)), &patch).await;
+    assert!(matches!(resp.status, 400 | 422), "status {}: {}", resp.status, resp.text());
+    http.get(&format!("{}?labelSelector=app%3Dx", backups(NS))).await.expect_status(200);
+    http.delete(&format!("{}/deep", backups(NS))).await.expect_status(200);
+    still_healthy(&mut server, before, 16).await;
+}
+
+/// A TLS client that stalls at every stage of a connection is cut off: no handshake (10 s), a handshake then no
+/// request headers or an unfinished header block (32 s).
+#[tokio::test]
+async fn stalled_connections_are_closed() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let addr = server.addr();
+    let (tls, name) = tls_connector(&server.ca_pem, b"http/1.1");
+    let (h2, _) = tls_connector(&server.ca_pem, b"h2");
+    let mut stalled = Vec::new();
+    for i in 0..200 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        match i % 5 {
+            // Nothing at all.
+            0 => stalled.push(Box::new(tcp) as Box<dyn Stream>),
+            // Half a ClientHello.
+            1 => {
+                tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+                stalled.push(Box::new(tcp));
+            }
+            // TLS done (HTTP/1.1), an unfinished header block.
+            2 => {
+                let mut s = tls.connect(name.clone(), tcp).await.expect("TLS handshake");
+                s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+                stalled.push(Box::new(s));
+            }
+            // TLS done (HTTP/1.1), then silence.
+            3 => stalled.push(Box::new(tls.connect(name.clone(), tcp).await.expect("TLS handshake"))),
+            // TLS done (HTTP/2), then not even the connection preface.
+            _ => stalled.push(Box::new(h2.connect(name.clone(), tcp).await.expect("TLS handshake"))),
+        }
+    }
+    still_healthy(&mut server, before, 32).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, s) in stalled.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut buf = [0u8; 256];
+        let closed = loop {
+            match tokio::time::timeout(left, s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break true,
+                Ok(Ok(_)) => continue,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "stalled connection {i} (kind {}) still open after 60 s", i % 5);
+    }
+    still_healthy(&mut server, before, 32).await;
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+fn tls_connector(ca_pem: &str, alpn: &[u8]) -> (tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>) {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    (tokio_rustls::TlsConnector::from(Arc::new(config)), "127.0.0.1".try_into().unwrap())
+}
+
+/// With the in-flight limits at 1, a request beyond them is 429 with `Retry-After` while the first is held (etcd
+/// stopped with SIGSTOP keeps it in flight: the one failure injected). `system:masters` — the standalone admin,
+/// the aggregator — is exempt, as upstream; the limits apply to everyone else.
+#[tokio::test]
+async fn overload_is_refused_with_429() {
+    let etcd = backup_storage::testing::EtcdServer::start().await;
+    let endpoint = etcd.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "user-token,alice,alice-uid,\"team\"\n").unwrap();
+    let tokens = tokens.display().to_string();
+    let args = [
+        "--etcd-servers",
+        endpoint.as_str(),
+        "--token-auth-file",
+        tokens.as_str(),
+        "--max-requests-inflight=1",
+        "--max-mutating-requests-inflight=1",
+        "--request-timeout=20s",
+    ];
+    let mut server = ServerProcess::start_with(&args).await;
+    let before = server.rss_kib();
+    let alice = backup_e2e::Http::new(server.client_with_token(Some("user-token")));
+    alice.create(&backups(NS), &json!(backup("a"))).await;
+    let etcd_pid = libc::pid_t::try_from(etcd.pid().expect("etcd runs")).unwrap();
+    // SAFETY: kill(2) with the pid of the etcd this test started.
+    unsafe { libc::kill(etcd_pid, libc::SIGSTOP) };
+    let held = {
+        let (read, write) = (alice.clone(), alice.clone());
+        let read = tokio::spawn(async move { read.get(&format!("{}/a", backups(NS))).await });
+        let write = tokio::spawn(async move { write.post(&backups(NS), &json!(backup("b"))).await });
+        (read, write)
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused_read = alice.get(&backups(NS)).await;
+    let refused_write = alice.post(&backups(NS), &json!(backup("c"))).await;
+    // The admin (system:masters) is not limited: its request waits for etcd like the held ones.
+    let admin = server.http();
+    let admin_read = tokio::spawn(async move { admin.get(&format!("{}/a", backups(NS))).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(etcd_pid, libc::SIGCONT) };
+    for refused in [&refused_read, &refused_write] {
+        let status = refused.expect_failure(429, "TooManyRequests");
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
+        assert_eq!(refused.header("retry-after"), "1");
+    }
+    held.0.await.unwrap().expect_status(200);
+    held.1.await.unwrap().expect_status(201);
+    admin_read.await.unwrap().expect_status(200);
+    still_healthy(&mut server, before, 32).await;
+}
+
+/// A request that cannot finish (etcd stopped with SIGSTOP: the one failure injected) gets 504 at the request
+/// timeout; once etcd runs again, so does the server.
+#[tokio::test]
+async fn slow_requests_time_out_with_504() {
+    let etcd = backup_storage::testing::EtcdServer::start().await;
+    let endpoint = etcd.endpoint();
+    let mut server = ServerProcess::start(&["--etcd-servers", &endpoint, "--request-timeout=2s"]).await;
+    let http = server.http();
+    http.create(&backups(NS), &json!(backup("a"))).await;
+    let etcd_pid = libc::pid_t::try_from(etcd.pid().expect("etcd runs")).unwrap();
+    // SAFETY: kill(2) with the pid of the etcd this test started.
+    unsafe { libc::kill(etcd_pid, libc::SIGSTOP) };
+    let started = Instant::now();
+    let resp = http.get(&format!("{}/a", backups(NS))).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(etcd_pid, libc::SIGCONT) };
+    let status = resp.expect_failure(504, "Timeout");
+    assert!(status["message"].as_str().unwrap().contains("request did not complete within requested timeout"));
+    assert!(started.elapsed() < Duration::from_secs(20), "answered after {:?}", started.elapsed());
+    // `?timeout=` shortens it.
+    assert!(server.alive());
+    http.get(&format!("{}/a", backups(NS))).await.expect_status(200);
+}
+
+/// 100 watches whose clients stop reading (a small receive buffer, never read) are cut off once their buffers fill
+/// — they do not hold memory or delay the watcher that reads, which gets every event.
+#[tokio::test]
+async fn readers_that_stop_reading_are_cut_off() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let http = server.http();
+    let (tls, name) = tls_connector(&server.ca_pem, b"http/1.1");
+    let request =
+        format!("GET {}?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", backups(NS), server.token);
+    let mut stuck = Vec::new();
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(server.addr().parse().unwrap()).await.expect("connect");
+        let mut s = tls.connect(name.clone(), tcp).await.expect("TLS handshake");
+        s.write_all(request.as_bytes()).await.unwrap();
+        stuck.push(s);
+    }
+    let mut reader = http.request(Method::GET, &format!("{}?watch=true", backups(NS))).open().await;
+    assert_eq!(reader.status, 200);
+    let big = "v".repeat(16 * 1024);
+    for i in 0..400 {
+        let mut b = backup(&format!("big{i}"));
+        b["metadata"]["annotations"] = json!({"note": big});
+        http.create(&backups(NS), &b).await;
+        let ev = reader.expect_event(Duration::from_secs(10)).await;
+        assert_eq!(ev["type"], "ADDED");
+    }
+    still_healthy(&mut server, before, 96).await;
+    // The server cut the stuck watches off: read now, each ends (after what was buffered) long before the watch's
+    // own timeout (30 to 60 minutes).
+    for (i, s) in stuck.iter_mut().enumerate().take(10) {
+        let mut buf = vec![0u8; 64 * 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "stuck watch {i} was not cut off");
+    }
+}
+
+/// SIGTERM: `/readyz` fails at once while requests are still served for `--shutdown-delay-duration`; then watches
+/// end cleanly, the process exits 0, and every acknowledged write is in the store.
+#[tokio::test]
+async fn sigterm_drains_and_loses_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let args = ["--data-dir", data_dir.as_str(), "--shutdown-delay-duration=2s"];
+    let mut server = ServerProcess::start_with(&args).await;
+    let http = server.http();
+    http.get("/readyz").await.expect_status(200);
+    let mut watch = http.request(Method::GET, &format!("{}?watch=true", backups(NS))).open().await;
+    let writer = {
+        let http = http.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..10_000 {
+                let body = json!(backup(&format!("w{i}")));
+                match http.request(Method::POST, &backups(NS)).json(&body).try_send().await {
+                    Ok(r) if r.status == 201 => acknowledged.push(format!("w{i}")),
+                    _ => break,
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = http.get("/readyz").await;
+    assert_eq!(ready.status, 500, "readyz must fail as soon as shutdown starts: {}", ready.text());
+    http.get("/livez").await.expect_status(200);
+    let status = server.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status}:\n{}", server.log_text());
+    // The watch ended cleanly (no error event) before the exit.
+    let rest = watch.rest(Duration::from_secs(5)).await;
+    assert!(rest.iter().all(|e| e["type"] != "ERROR"), "{rest:?}");
+    let acknowledged = writer.await.unwrap();
+    assert!(!acknowledged.is_empty());
+    let restarted = ServerProcess::start_with(&["--data-dir", data_dir.as_str()]).await;
+    let list = restarted.http().get(&backups(NS)).await.expect_status(200).json();
+    let stored: std::collections::HashSet<&str> =
+        list["items"].as_array().unwrap().iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+    for name in &acknowledged {
+        assert!(stored.contains(name.as_str()), "{name} was acknowledged (201) but is not stored");
+    }
+}
+
+#[tokio::test]
+async fn logs_are_plain_text_or_json_lines() {
+    let server = ServerProcess::start(&[]).await;
+    server.http().get("/livez").await.expect_status(200);
+    let log = server.log_text();
+    assert!(!log.is_empty());
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in a log that is not a terminal:\n{log}");
+    let json = ServerProcess::start(&["--log-format=json"]).await;
+    json.http().get("/livez").await.expect_status(200);
+    for line in json.log_text().lines().filter(|l| l.starts_with('{')) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
+
+/// Out of file descriptors (a low `RLIMIT_NOFILE` and more connections than it allows): accept errors back off
+/// instead of spinning a core, and the server serves again once connections close.
+#[tokio::test]
+async fn accept_errors_back_off() {
+    let mut server = ServerProcess::start(&[]).await;
+    let before = server.rss_kib();
+    let previous = server.set_open_files_limit(64);
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        match tokio::net::TcpStream::connect(server.addr()).await {
+            Ok(c) => held.push(c),
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = server.cpu_time();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let busy = server.cpu_time().saturating_sub(cpu_before);
+    assert!(busy < Duration::from_millis(1500), "{busy:?} of CPU in 3 s while out of file descriptors");
+    drop(held);
+    server.set_open_files_limit(previous);
+    // The stalled connections are closed by the handshake timeout; the server accepts again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = server.http().request(Method::GET, "/livez").try_send().await
+            && r.status == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not serve again:\n{}", server.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    still_healthy(&mut server, before, 32).await;
+}
+
+/// A renewed serving certificate (cert-manager writes the same files) is served to new connections without a
+/// restart; a connection opened before keeps working.
+#[tokio::test]
+async fn serving_certificate_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let first_ca = backup_e2e::pki::Ca::new("first");
+    let first = first_ca.server(&["127.0.0.1", "localhost"]);
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let mut server =
+        ServerProcess::start(&["--bind-address", "127.0.0.1", "--tls-cert-file", &c, "--tls-private-key-file", &k])
+            .await;
+    let with_ca = |ca: &str| {
+        let mut config = kube::Config::new(server.url.parse().unwrap());
+        config.root_cert = Some(vec![pem_der(ca)]);
+        config.auth_info.token = Some(secrecy::SecretString::from(server.token.clone()));
+        config.default_retry = false;
+        backup_e2e::Http::new(kube::Client::try_from(config).unwrap())
+    };
+    let old = with_ca(&first_ca.cert_pem);
+    old.get("/livez").await.expect_status(200);
+    let second_ca = backup_e2e::pki::Ca::new("second");
+    let second = second_ca.server(&["127.0.0.1", "localhost"]);
+    std::fs::write(&key, &second.key_pem).unwrap();
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fresh = with_ca(&second_ca.cert_pem);
+        if fresh.request(Method::GET, "/livez").try_send().await.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new certificate was not served within 30 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    old.get("/livez").await.expect_status(200);
+    assert!(server.alive());
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes()).next().unwrap().unwrap().to_vec()
+}
