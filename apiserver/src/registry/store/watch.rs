@@ -9,8 +9,8 @@
 //! the response pulls from as the client reads: nothing is queued per watcher beyond what its source holds (the
 //! cache's cursor: at most a batch of shared events; a backend watch: its buffer). A client that stops reading
 //! for [`SLOW_WATCHER_BUDGET`] while an event waits for it is cut off by the [`Watchdog`] — its source is
-//! dropped and its response ends once the client reads again — and the cache closes a watcher sooner if it
-//! falls its lag budget of bytes behind; the client resumes from the last resourceVersion it saw, or relists.
+//! dropped and its response ends once the client reads again — and the cache closes a watcher that falls its
+//! lag budget of bytes behind; the client resumes from the last resourceVersion it saw, or relists.
 //!
 //! endpoints/watch → **store watch** → selectors → reads (watch cache or storage watch).
 
@@ -37,11 +37,13 @@ use crate::request::options::ListOptions;
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// Default watch duration when the client gives no timeoutSeconds: random in [30, 60) minutes, as upstream.
 const MIN_REQUEST_TIMEOUT: u64 = 1800;
-/// How long a watcher's client may leave an event unread before the watch is cut off (its client resumes from
-/// the last resourceVersion it saw, or relists), so a client that stops reading holds nothing for long.
-const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(10);
+/// How long a watcher's client may leave its buffer full (read nothing of what the server holds for it) while
+/// another event waits, before the watch is cut off: its client resumes from the last resourceVersion it saw, or
+/// relists, as upstream's cacher closes a watcher whose buffer stays full. A client that stops reading holds
+/// nothing for long; one that reads, however slowly, or that waits on an idle resource, is never cut off.
+const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(2);
 /// How often the watchdog looks for such watchers.
-const WATCHDOG_INTERVAL: Duration = Duration::from_secs(1);
+const WATCHDOG_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The type of an object event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +109,7 @@ impl Store {
             Ok(events) => (Some(events), None),
             Err(e) => (None, Some(ApiError::from(e))),
         };
-        let watched = Arc::new(Watched { source: Mutex::new(source), state: Mutex::new(Pulled::default()) });
+        let watched = Arc::new(Watched(Mutex::new(Source { events: source, ..Source::default() })));
         self.watchdog.watch(&watched);
         let (initial, initial_end) = match initial_page {
             Some(page) => (page.items, opts.send_initial_events.then_some(page.revision)),
@@ -149,35 +151,56 @@ pub struct WatchEvents {
     done: bool,
 }
 
-/// What a watch shares with the [`Watchdog`]: its source of events, and when its client last pulled.
-struct Watched {
-    /// `None` once cut off.
-    source: Mutex<Option<Events>>,
-    state: Mutex<Pulled>,
-}
+/// What a watch shares with the [`Watchdog`], under one lock (the client's side polls with it held, so the
+/// watchdog never polls the source while the client's side waits on it).
+struct Watched(Mutex<Source>);
+
+type SourceItem = Option<std::result::Result<Arc<CachedEvent>, WatchEnd>>;
 
 #[derive(Default)]
-struct Pulled {
+struct Source {
+    /// `None` once cut off.
+    events: Option<Events>,
+    /// What the watchdog took from `events` to see whether an event waits: the client's side gets it first.
+    peeked: Option<SourceItem>,
     /// When the client's side last asked for an event.
-    at: Option<Instant>,
-    /// The last ask got one: the next comes as soon as the client has read it.
+    pulled_at: Option<Instant>,
+    /// The last ask got one: the client's side asks again as soon as it has written it (HTTP/1.1: into its
+    /// bounded buffer; HTTP/2: within the stream's flow-control window), without being woken.
     delivered: bool,
 }
 
-impl Watched {
-    fn pulled(&self, delivered: bool) {
-        let mut state = lock(&self.state);
-        *state = Pulled { at: Some(Instant::now()), delivered };
+impl Source {
+    /// The client's side has not asked for more for `budget` since it got an event: what the server holds for
+    /// it is full.
+    fn full_for(&self, budget: Duration, now: Instant) -> bool {
+        self.delivered && self.pulled_at.is_some_and(|at| now.duration_since(at) >= budget)
+    }
+
+    /// Whether an event waits for the client (polling the source without a waker: the client's side asks again
+    /// by itself, see `delivered`).
+    fn event_waits(&mut self) -> bool {
+        let Some(events) = self.events.as_mut() else { return false };
+        if self.peeked.is_none() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(item) = events.poll_next(&mut cx) {
+                self.peeked = Some(item);
+            }
+        }
+        matches!(self.peeked, Some(Some(Ok(_))))
     }
 }
 
 impl WatchEvents {
-    fn bookmark(&self, source: Option<&Events>) -> WatchEvent {
-        let revision = source.and_then(Events::revision).map_or(self.last_rv, |r| r.max(self.last_rv));
+    /// A bookmark at the source's progress (or the last event's revision while an event taken from the source
+    /// waits in `peeked`: the source's progress may count it as sent).
+    fn bookmark(&self, source: &Source) -> WatchEvent {
+        let progress = if source.peeked.is_some() { None } else { source.events.as_ref().and_then(Events::revision) };
+        let revision = progress.map_or(self.last_rv, |r| r.max(self.last_rv));
         WatchEvent::Bookmark { revision, initial_events_end: false }
     }
 
-    fn next_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+    fn next_event(&mut self, source: &mut Source, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -192,24 +215,26 @@ impl WatchEvents {
             self.done = true;
             return Poll::Ready(Some(WatchEvent::Error(error)));
         }
-        let watched = self.watched.clone();
-        let mut source = lock(&watched.source);
         if self.deadline.as_mut().poll(cx).is_ready() {
             self.done = true;
-            return Poll::Ready(self.allow_bookmarks.then(|| self.bookmark(source.as_ref())));
+            return Poll::Ready(self.allow_bookmarks.then(|| self.bookmark(source)));
         }
         if let Some(bookmarks) = &mut self.bookmarks
             && bookmarks.poll_tick(cx).is_ready()
         {
-            return Poll::Ready(Some(self.bookmark(source.as_ref())));
+            return Poll::Ready(Some(self.bookmark(source)));
         }
-        let Some(events) = source.as_mut() else {
-            // Cut off by the watchdog.
-            self.done = true;
-            return Poll::Ready(None);
-        };
         loop {
-            match events.poll_next(cx) {
+            let next = match (source.peeked.take(), source.events.as_mut()) {
+                (Some(item), _) => Poll::Ready(item),
+                (None, Some(events)) => events.poll_next(cx),
+                (None, None) => {
+                    // Cut off by the watchdog.
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+            };
+            match next {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     self.done = true;
@@ -239,8 +264,11 @@ impl Stream for WatchEvents {
     type Item = WatchEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
-        let next = self.next_event(cx);
-        self.watched.pulled(matches!(next, Poll::Ready(Some(_))));
+        let watched = self.watched.clone();
+        let mut source = lock(&watched.0);
+        let next = self.next_event(&mut source, cx);
+        source.pulled_at = Some(Instant::now());
+        source.delivered = matches!(next, Poll::Ready(Some(_)));
         next
     }
 }
@@ -259,9 +287,10 @@ fn object_event(
     WatchEvent::Object { event_type, object, revision, shared }
 }
 
-/// Cuts off the watches whose client has left an event unread for [`SLOW_WATCHER_BUDGET`]: drops their source
-/// (the cache's cursor, or the backend watch), so they hold nothing more; their response ends once the client
-/// reads again. One task per store, started with its first watch, looking every [`WATCHDOG_INTERVAL`].
+/// Cuts off the watches whose client has read nothing for [`SLOW_WATCHER_BUDGET`] while an event waits for it:
+/// drops their source (the cache's cursor, or the backend watch), so they hold nothing more; their response ends
+/// once the client reads again. One task per store, started with its first watch, looking every
+/// [`WATCHDOG_INTERVAL`].
 #[derive(Default)]
 pub struct Watchdog {
     watches: Mutex<Vec<Weak<Watched>>>,
@@ -286,21 +315,27 @@ impl Watchdog {
 
     fn sweep(&self) {
         let now = Instant::now();
-        let mut stuck = Vec::new();
+        let mut full = Vec::new();
         lock(&self.watches).retain(|w| {
             let Some(watched) = w.upgrade() else { return false };
-            let state = lock(&watched.state);
-            let unread = state.delivered && state.at.is_some_and(|at| now.duration_since(at) > SLOW_WATCHER_BUDGET);
-            drop(state);
-            if unread {
-                stuck.push(watched);
+            let source = lock(&watched.0);
+            if source.events.is_none() {
                 return false;
+            }
+            if source.full_for(SLOW_WATCHER_BUDGET, now) {
+                drop(source);
+                full.push(watched);
             }
             true
         });
-        for watched in stuck {
-            tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
-            lock(&watched.source).take();
+        // Outside the list's lock: polling a source takes the cache's.
+        for watched in full {
+            let mut source = lock(&watched.0);
+            if source.full_for(SLOW_WATCHER_BUDGET, now) && source.event_waits() {
+                tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
+                source.events = None;
+                source.peeked = None;
+            }
         }
     }
 }
