@@ -41,9 +41,9 @@ const MIN_REQUEST_TIMEOUT: u64 = 1800;
 /// another event waits, before the watch is cut off: its client resumes from the last resourceVersion it saw, or
 /// relists, as upstream's cacher closes a watcher whose buffer stays full. A client that stops reading holds
 /// nothing for long; one that reads, however slowly, or that waits on an idle resource, is never cut off.
-const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(2);
+const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(1);
 /// How often the watchdog looks for such watchers.
-const WATCHDOG_INTERVAL: Duration = Duration::from_millis(500);
+const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The type of an object event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
