@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# API benchmark: creates/gets/lists through backup-apiserver (on etcd and on the embedded store) beside raw
-# etcd-client transactions in the same run, with the server's CPU per request and its memory. Loopback only,
-# bounded (2,000 requests or 20 s per cell). Needs etcd on PATH (apt-get install etcd-server).
+# API benchmark: the release backup-apiserver as its own process beside raw etcd-client in the same run, loopback
+# only, every phase bounded in count and time. Phases (--only, comma-separated; all by default):
+#   requests  creates/gets/updates at concurrency 1/8/32 (on etcd with and without the watch cache, and on the
+#             embedded store): ops/s, p50/p99, server CPU per request
+#   lists     lists of 1k and 10k objects, resourceVersion unset and "0", beside etcd ranges
+#   fanout    1,000 and 10,000 watchers over HTTP/2: delivery p50/p99 from each create's acknowledgement, missed
+#   memory    RSS idle, with 10k objects, + 1k watches, high-water mark after sustained updates (--sustain SECONDS,
+#             default 60); exec -> ready with 10k objects stored
+#   (--targets cache,direct,embedded picks the request phase's servers)
+# Needs etcd on PATH (apt-get install etcd-server). Build once (fat LTO takes minutes), then run as often as
+# needed: target/release/api-bench [--only PHASES] [--sustain SECONDS].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p backup-apiserver --bin backup-apiserver

@@ -1,22 +1,50 @@
 //! The storage backend the flags choose: etcd (`--etcd-servers`), or the embedded store on disk (`--data-dir`, the
-//! standalone default) or in memory (`--in-memory`); wrapped so every operation is timed in the metrics.
+//! standalone default) or in memory (`--in-memory`); wrapped so every operation is timed in the metrics; and the
+//! watch cache over it (`--watch-cache`, on by default as upstream): one prefix per served resource, listed and
+//! watched from the start.
 //!
-//! registry store → **backend** (`backup_storage`) → etcd or the embedded store.
+//! registry store → **backend** (`backup_storage`: watch cache → instrumented storage) → etcd or the embedded store.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use backup_apis::Kind;
 use backup_storage::Storage;
+use backup_storage::cacher::{CachedPrefix, Cacher, CacherConfig};
 use backup_storage::embedded::EmbeddedStorage;
 use backup_storage::etcd::{EtcdConfig, EtcdStorage};
 
 use crate::metrics::{InstrumentedStorage, Metrics};
 use crate::options::Options;
+use crate::registry::attrs;
 
-/// Open the backend; also returns the name of its health check (`etcd` or `storage`).
-pub async fn open(opts: &Options, metrics: &Arc<Metrics>) -> anyhow::Result<(Arc<dyn Storage>, &'static str)> {
+/// The opened backend.
+pub struct Backend {
+    /// Every write, and the reads a write starts from (timed in the metrics).
+    pub storage: Arc<dyn Storage>,
+    /// The watch cache over `storage` (so that the metrics count only what reaches the backend); `None` with
+    /// `--watch-cache=false`.
+    pub cache: Option<Arc<Cacher>>,
+    /// The name of its health check (`etcd` or `storage`).
+    pub check_name: &'static str,
+}
+
+/// Open the backend and start the watch cache of `kinds` over it (needs a tokio runtime).
+pub async fn open(opts: &Options, metrics: &Arc<Metrics>, kinds: &[Arc<dyn Kind>]) -> anyhow::Result<Backend> {
     let (raw, check_name) = open_raw(opts).await?;
-    Ok((Arc::new(InstrumentedStorage { inner: raw, metrics: metrics.clone() }), check_name))
+    let storage: Arc<dyn Storage> = Arc::new(InstrumentedStorage { inner: raw, metrics: metrics.clone() });
+    let cache = if opts.watch_cache {
+        let prefixes = kinds.iter().map(|k| {
+            let info = k.resource();
+            CachedPrefix::with_attrs(format!("/{}/{}/", info.group, info.plural), attrs::hook())
+        });
+        let cacher = Arc::new(Cacher::new(storage.clone(), CacherConfig::new(prefixes)).context("the watch cache")?);
+        metrics.watch_cache(cacher.metrics().clone());
+        Some(cacher)
+    } else {
+        None
+    };
+    Ok(Backend { storage, cache, check_name })
 }
 
 async fn open_raw(opts: &Options) -> anyhow::Result<(Arc<dyn Storage>, &'static str)> {

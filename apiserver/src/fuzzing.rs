@@ -16,12 +16,13 @@ use crate::admission::RequestContext;
 use crate::endpoints::patch;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::managers;
+use crate::registry::attrs::{self, Selectable};
 use crate::registry::selectors::Filter;
-use crate::registry::store::Store;
+use crate::registry::store::{Reads, Store};
 use crate::request::body;
 use crate::request::info::Subresource;
 use crate::request::options::{
-    ContinueToken, CreateOptions, DeleteOptions, FieldValidation, ListOptions, PatchOptions, UpdateOptions,
+    ContinueToken, CreateOptions, DeleteOptions, FieldValidation, GetOptions, ListOptions, PatchOptions, UpdateOptions,
 };
 use crate::request::query::Query;
 
@@ -150,7 +151,7 @@ async fn fixture(kind: usize) -> Result<(Store, &'static str), String> {
     let (kind, fixture) = kinds.into_iter().zip(fixtures).nth(kind).ok_or("no such kind")?;
     let storage = backup_storage::embedded::EmbeddedStorage::in_memory().map_err(|e| e.to_string())?;
     storage.create(&fixture.key, fixture.stored.clone()).await.map_err(|e| e.to_string())?;
-    Ok((Store::new(kind, Arc::new(storage), None), fixture.name))
+    Ok((backend_store(kind, Arc::new(storage)), fixture.name))
 }
 
 /// A store of `kind` holding one valid object with status, labels and managedFields of an updater and an applier,
@@ -158,7 +159,7 @@ async fn fixture(kind: usize) -> Result<(Store, &'static str), String> {
 async fn build_fixture(kind: usize) -> Result<(Store, &'static str), String> {
     let storage = backup_storage::embedded::EmbeddedStorage::in_memory().map_err(|e| e.to_string())?;
     let kind = backup_apis::kinds().into_iter().nth(kind).ok_or("no such kind")?;
-    let store = Store::new(kind, Arc::new(storage), None);
+    let store = backend_store(kind, Arc::new(storage));
     let backup = store.info().kind == "TimeseriesDBBackup";
     let (name, spec, status) = if backup {
         let spec = json!({"database": {"type": "Prometheus", "url": "http://prometheus:9090"}, "schedule": "@daily"});
@@ -209,7 +210,7 @@ async fn build_fixture(kind: usize) -> Result<(Store, &'static str), String> {
 
 /// What was stored is still usable: it decodes (inside a list, too), patches, lists with a selector, and deletes.
 async fn still_usable(store: &Store, name: &str) -> Result<(), String> {
-    match store.get(NAMESPACE, name).await {
+    match store.get(NAMESPACE, name, &GetOptions::default()).await {
         Ok(bytes) => {
             serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("the stored object does not decode: {e}"))?;
             let mut list = b"{\"items\":[".to_vec();
@@ -295,7 +296,7 @@ fn selectors(data: &[u8]) -> Result<(), String> {
     let Some(filter) = refused_or(Filter::new(&strategy, labels, fields))? else { return Ok(()) };
     let object = json!({"metadata": {"name": "x", "namespace": "y", "labels": {"app": "fuzz", "tier": "1"}},
                         "spec": {"database": {"type": "Prometheus"}}});
-    filter.matches(&strategy, &object);
+    filter.matches_selectable(&strategy, &Selectable::of(&strategy, &object));
     Ok(())
 }
 
@@ -322,7 +323,7 @@ async fn managed_fields(data: &[u8]) -> Result<(), String> {
         }
     }
     let (store, name) = fixture(choice.kind).await?;
-    let Some(current) = refused_or(store.get(NAMESPACE, name).await)? else { return Ok(()) };
+    let Some(current) = refused_or(store.get(NAMESPACE, name, &GetOptions::default()).await)? else { return Ok(()) };
     let mut object: Value = serde_json::from_slice(&current).map_err(|e| e.to_string())?;
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("managedFields".into(), entries);
@@ -341,4 +342,9 @@ async fn managed_fields(data: &[u8]) -> Result<(), String> {
 /// The request context of a fuzzed write: an anonymous user, not audited (no admission runs without a cluster).
 fn anyone() -> RequestContext {
     RequestContext::new(Default::default(), None)
+}
+
+/// A store of `kind` reading and writing `storage` directly (no watch cache), admitting nothing.
+fn backend_store(kind: Arc<dyn backup_apis::Kind>, storage: Arc<dyn Storage>) -> Store {
+    Store::new(kind, storage.clone(), Reads::Backend { storage, attrs: attrs::hook() }, None)
 }

@@ -10,7 +10,7 @@
 //!    `delete_collection`) decodes its [`request::options`] and body and renders through [`endpoints::output`].
 //! 4. [`registry`]: the generic store, every verb a method; the kind's [`registry::strategy`] over
 //!    `backup_apis::Kind`; the [`fieldmanager`] for managedFields and server-side apply; [`admission`].
-//! 5. `backup_storage`: etcd or the embedded store, opened by [`backend`].
+//! 5. `backup_storage`: the watch cache over etcd or the embedded store, opened by [`backend`].
 //!
 //! [`discovery`], [`openapi`], [`health`] and [`metrics`] are served from memory beside the resource endpoints;
 //! [`error`] is the `Status` every layer answers with.
@@ -97,18 +97,18 @@ impl Server {
 /// Start the server described by `opts`; it runs until [`Server::shutdown`].
 pub async fn start(opts: Options) -> anyhow::Result<Server> {
     let metrics = Arc::new(Metrics::default());
-    let (storage, check_name) = backend::open(&opts, &metrics).await?;
     let kinds = backup_apis::kinds();
+    let backend = backend::open(&opts, &metrics, &kinds).await?;
     let diagnosis = Arc::new(Diagnosis::default());
     let auth = auth::setup::build(&opts, &diagnosis).await?;
     let admission = auth
         .cluster
         .clone()
         .and_then(|client| admission::start(client, &opts.disable_admission_plugins, diagnosis.clone()));
-    let health = Arc::new(health::Health::new(storage.clone(), check_name, diagnosis));
+    let health = Arc::new(health::Health::new(backend.storage.clone(), backend.check_name, diagnosis));
     let (stopping, stopping_rx) = watch::channel(false);
     let routes = Arc::new(Routes {
-        registry: registry::Registry::new(&kinds, storage, admission, opts.standalone),
+        registry: registry::Registry::new(&kinds, backend.storage, backend.cache, admission, opts.standalone),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),

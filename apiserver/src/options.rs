@@ -63,6 +63,11 @@ pub struct Options {
     #[arg(long, default_value = "/registry")]
     pub etcd_prefix: String,
 
+    /// Serve gets, lists and watches from a watch cache of each resource (one storage watch per resource,
+    /// objects in memory); `--watch-cache=false` sends every read to storage and gives each watch its own.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub watch_cache: bool,
+
     /// How often to compact etcd's history (e.g. 5m, 30s; 0 disables).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
@@ -237,6 +242,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn watch_cache_flag() {
+        let parse = |extra: &[&str]| Options::parse_from([&["backup-apiserver"], extra].concat()).watch_cache;
+        assert!(parse(&[]));
+        assert!(parse(&["--watch-cache"]));
+        assert!(!parse(&["--watch-cache=false"]));
+        assert!(parse(&["--watch-cache=true"]));
+    }
 
     #[test]
     fn durations() {

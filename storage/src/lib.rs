@@ -267,6 +267,16 @@ pub trait Storage: Send + Sync + 'static {
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;
 
+    /// Whether the history at `revision` is still kept: `Compacted` when it was compacted away (as a read or a
+    /// watch at `revision` would fail), `FutureRevision` when the store has not reached it. What a cache asks
+    /// before it serves a past revision from memory, since compactions it does not make itself (etcd's own
+    /// compactor, another replica's, an operator's) are not announced to it. The default lists one key at
+    /// `revision`; backends answer it more cheaply.
+    async fn check_revision(&self, revision: Revision) -> Result<()> {
+        let opts = ListOptions { limit: Some(1), start_key: None, revision: Some(revision.max(1)) };
+        self.list("/", opts).await.map(|_| ())
+    }
+
     /// Forget history before `revision`: reads and watches at older revisions fail with `Compacted`. Compacting
     /// at or below the compacted revision is a no-op; above the current revision it fails with `FutureRevision`.
     async fn compact(&self, revision: Revision) -> Result<()>;

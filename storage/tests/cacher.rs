@@ -1,5 +1,6 @@
-//! The watch cache beyond the conformance suite: consistent reads under concurrent writes, resuming after etcd
-//! restarts and after relists, 410 outside the window, stuck watchers, one backend watch per prefix, reads and
+//! The watch cache beyond the conformance suite: consistent reads under concurrent writes (sharing revision
+//! reads), resuming after etcd restarts, after relists and from before a new cache's window, 410 outside the
+//! window and after compactions the cache did not make, stuck watchers, one backend watch per prefix, reads and
 //! encodings without copies or round trips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
@@ -44,6 +45,8 @@ struct Counting {
     inner: Arc<dyn Storage>,
     reads: AtomicUsize,
     revision_reads: AtomicUsize,
+    /// Each revision read takes this many milliseconds (to let concurrent reads pile up).
+    revision_delay_ms: std::sync::atomic::AtomicU64,
     watches: AtomicUsize,
     inject: std::sync::Mutex<Vec<mpsc::UnboundedSender<backup_storage::Result<WatchItem>>>>,
 }
@@ -54,6 +57,7 @@ impl Counting {
             inner,
             reads: AtomicUsize::new(0),
             revision_reads: AtomicUsize::new(0),
+            revision_delay_ms: std::sync::atomic::AtomicU64::new(0),
             watches: AtomicUsize::new(0),
             inject: std::sync::Mutex::new(Vec::new()),
         })
@@ -100,6 +104,10 @@ impl Storage for Counting {
     }
     async fn current_revision(&self) -> backup_storage::Result<Revision> {
         self.revision_reads.fetch_add(1, Ordering::Relaxed);
+        let delay = self.revision_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.inner.current_revision().await
     }
     async fn compact(&self, revision: Revision) -> backup_storage::Result<()> {
@@ -417,4 +425,95 @@ async fn reads_and_encodings_are_shared() {
     }
     assert_eq!(cacher.metrics().snapshot().encodings - encodings_before, 2, "one encoding per representation");
     assert!(watches.iter().all(|w| w.revision() >= created.mod_revision), "bookmarks may say the event's revision");
+}
+
+/// Consistent reads that arrive while a revision read is under way wait for the next one and share it: 64
+/// concurrent gets cost a few revision reads, each read still sees the write acknowledged before it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consistent_reads_share_revision_reads() {
+    let backend = Counting::new(Arc::new(EmbeddedStorage::in_memory().expect("open")));
+    let cacher = ready(backend.clone(), CacherConfig::new([CachedPrefix::new(PREFIX)])).await;
+    let written = cacher.create(&format!("{PREFIX}ns/a"), value("a1")).await.expect("create");
+    backend.revision_delay_ms.store(100, Ordering::Relaxed);
+    let before = backend.revision_reads.load(Ordering::Relaxed);
+    let reads: Vec<_> = (0..64)
+        .map(|_| {
+            let (cacher, key) = (cacher.clone(), written.key.clone());
+            tokio::spawn(async move { cacher.get(&key).await })
+        })
+        .collect();
+    for read in reads {
+        let kv = read.await.expect("task").expect("get").expect("the key exists");
+        assert!(kv.mod_revision >= written.mod_revision);
+    }
+    let revision_reads = backend.revision_reads.load(Ordering::Relaxed) - before;
+    assert!((1..=4).contains(&revision_reads), "64 reads took {revision_reads} revision reads");
+    assert_eq!(cacher.metrics().snapshot().revision_reads as usize, revision_reads);
+}
+
+/// A new cache (a restarted apiserver) has a window that starts at its first list; a client that resumes from
+/// an older revision the backend still has gets the events in between from a backend watch of its own, which
+/// hands over to the window once it reaches it. The window-only watch still answers 410 there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_from_before_the_window_bridges_to_it() {
+    let backend: Arc<dyn Storage> = Arc::new(EmbeddedStorage::in_memory().expect("open"));
+    let mut revisions = Vec::new();
+    for i in 0..5 {
+        revisions.push(backend.create(&format!("{PREFIX}ns/k{i}"), value("v")).await.expect("create").mod_revision);
+    }
+    let cacher = ready(backend.clone(), CacherConfig::new([CachedPrefix::new(PREFIX)])).await;
+    match next_cached(&mut cacher.watch_cached(PREFIX, revisions[1] + 1).await.expect("watch")).await {
+        Err(WatchEnd::Failed(StorageError::Compacted { .. })) => {}
+        other => panic!("the window starts at the cache's list: expected Compacted, got {other:?}"),
+    }
+    let mut resumed = cacher.resume_watch(PREFIX, revisions[1] + 1).await.expect("resume");
+    for expected in &revisions[2..] {
+        let event = next_cached(&mut resumed).await.expect("an event from the backend's history");
+        assert_eq!(event.revision(), *expected);
+    }
+    assert_eq!(cacher.metrics().snapshot().backend_watches, 1);
+    // Once past the window's start it reads the window: the next writes come, and the backend watch is gone.
+    for i in 5..8 {
+        let kv = cacher.create(&format!("{PREFIX}ns/k{i}"), value("v")).await.expect("create");
+        assert_eq!(next_cached(&mut resumed).await.expect("event").revision(), kv.mod_revision);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cacher.metrics().snapshot().backend_watchers != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still on the backend watch after 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cacher.metrics().snapshot().watchers, 1, "now a watcher of the window");
+}
+
+/// etcd compacted (by another replica, or an operator) without the cache knowing: the window still holds the
+/// events, but a resumed watch and an exact list from before the compaction are 410 as they would be on etcd;
+/// from the compacted revision on they are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactions_the_cache_did_not_make_are_410() {
+    let server = EtcdServer::start().await;
+    let etcd: Arc<dyn Storage> = Arc::new(EtcdStorage::connect(&server.config("/registry")).await.expect("connect"));
+    let cacher = ready(etcd.clone(), CacherConfig::new([CachedPrefix::new(PREFIX)])).await;
+    let a = cacher.create(&format!("{PREFIX}ns/a"), value("a1")).await.expect("create");
+    let mut last = a.clone();
+    for i in 2..5 {
+        last = cacher.update(&a.key, value(&format!("a{i}")), last.mod_revision).await.expect("update");
+    }
+    cacher.list(PREFIX, ListOptions::default()).await.expect("the cache has every event");
+    etcd.compact(last.mod_revision).await.expect("compact behind the cache's back");
+
+    match next_cached(&mut cacher.resume_watch(PREFIX, a.mod_revision + 1).await.expect("watch")).await {
+        Err(WatchEnd::Failed(StorageError::Compacted { requested, compacted })) => {
+            assert_eq!((requested, compacted), (a.mod_revision + 1, last.mod_revision));
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    let exact = ListOptions { revision: Some(a.mod_revision), ..ListOptions::default() };
+    assert!(matches!(cacher.list(PREFIX, exact).await, Err(StorageError::Compacted { .. })), "an exact list too");
+    let at = ListOptions { revision: Some(last.mod_revision), ..ListOptions::default() };
+    assert_eq!(cacher.list(PREFIX, at).await.expect("at the compacted revision").items, vec![last.clone()]);
+    let mut fresh = cacher.resume_watch(PREFIX, last.mod_revision + 1).await.expect("watch");
+    let next = cacher.update(&a.key, value("a5"), last.mod_revision).await.expect("update");
+    assert_eq!(next_cached(&mut fresh).await.expect("event").revision(), next.mod_revision);
+    // The exact list below the compaction needed no question: the first answer taught the cache of it.
+    assert_eq!(cacher.metrics().snapshot().revision_checks, 3);
 }

@@ -60,33 +60,38 @@ pub struct TestServer {
 impl TestServer {
     /// A standalone server on the embedded in-memory store.
     pub async fn standalone() -> Self {
-        Self::start(None, &[]).await
+        Self::start(None, None, &[]).await
     }
 
-    /// A standalone server on the embedded in-memory store, with extra flags.
-    pub async fn standalone_with(extra: &[&str]) -> Self {
-        Self::start(None, extra).await
+    /// A standalone server on the embedded in-memory store, with `flags` (e.g. `--watch-cache=false`).
+    pub async fn standalone_with(flags: &[&str]) -> Self {
+        Self::start(None, None, flags).await
     }
 
     /// A standalone server on a fresh etcd.
     pub async fn on_etcd() -> Self {
-        Self::start(Some(EtcdServer::start().await), &[]).await
+        Self::start(Some(EtcdServer::start().await), None, &[]).await
     }
 
-    async fn start(etcd: Option<EtcdServer>, extra: &[&str]) -> Self {
+    /// A standalone server on the etcd at `endpoint`, which other servers may share, with `flags`.
+    pub async fn on_shared_etcd(endpoint: &str, flags: &[&str]) -> Self {
+        Self::start(None, Some(endpoint), flags).await
+    }
+
+    async fn start(etcd: Option<EtcdServer>, shared_etcd: Option<&str>, flags: &[&str]) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::Builder::new().prefix("backup-e2e-").tempdir().expect("create a temporary directory");
         let kubeconfig = dir.path().join("kubeconfig");
         let mut args: Vec<String> =
             ["backup-apiserver", "--standalone", "--secure-port", "0", "--write-kubeconfig"].map(String::from).into();
         args.push(kubeconfig.display().to_string());
-        match &etcd {
-            Some(e) => {
-                args.extend(["--etcd-servers".into(), e.endpoint(), "--etcd-compaction-interval".into(), "0".into()])
+        match etcd.as_ref().map(EtcdServer::endpoint).or(shared_etcd.map(str::to_string)) {
+            Some(endpoint) => {
+                args.extend(["--etcd-servers".into(), endpoint, "--etcd-compaction-interval".into(), "0".into()])
             }
             None => args.push("--in-memory".into()),
         }
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(flags.iter().map(|f| f.to_string()));
         let opts = Options::parse_from(&args);
         let server = tokio::time::timeout(STEP_TIMEOUT, backup_apiserver::start(opts))
             .await
@@ -133,6 +138,12 @@ impl TestServer {
     /// kubectl against this server, with its own cache directory.
     pub fn kubectl(&self) -> Kubectl {
         Kubectl::new(self.kubeconfig.clone(), self.dir.path())
+    }
+
+    /// The value of `name` in `/metrics` (the first sample of that name; 0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.http().get("/metrics").await.expect_status(200).text();
+        metric_value(&text, name).unwrap_or(0.0)
     }
 
     /// Stop the server gracefully.
@@ -189,4 +200,15 @@ pub fn restore(name: &str, from: &str) -> Value {
 /// `value` at a JSON pointer, as a string ("" when absent or not a string).
 pub fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The first sample of `name` in a Prometheus text exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let value = rest
+            .strip_prefix(' ')
+            .or_else(|| rest.strip_prefix('{').and_then(|r| r.split_once("} ")).map(|(_, v)| v))?;
+        value.trim().parse().ok()
+    })
 }

@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::ResourceRequest;
 use super::output::WatchRenderer;
@@ -29,9 +28,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let stopped = async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    let lines = ReceiverStream::new(events)
-        .take_until(stopped)
-        .map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
+    let lines = events.take_until(stopped).map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
     let mut resp = Response::new(Body::from_stream(lines));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)

@@ -1,9 +1,10 @@
 //! The registry: one generic [`store::Store`] per served resource, every verb a method, each kind's rules in its
-//! [`strategy::Strategy`]; below it the system fields of ObjectMeta ([`meta`]), stored bytes ([`object_bytes`]) and
-//! selectors ([`selectors`]).
+//! [`strategy::Strategy`]; below it the system fields of ObjectMeta ([`meta`]), stored bytes ([`object_bytes`]),
+//! selectors ([`selectors`]) and what they read of a stored object ([`attrs`]).
 //!
-//! endpoints → **registry** → strategy → field manager → storage.
+//! endpoints → **registry** → strategy → field manager → storage (reads and watches through the watch cache).
 
+pub mod attrs;
 pub mod meta;
 pub mod object_bytes;
 pub mod selectors;
@@ -15,10 +16,11 @@ use std::sync::Arc;
 
 use backup_apis::Kind;
 use backup_storage::Storage;
+use backup_storage::cacher::Cacher;
 
 use crate::admission::Admission;
 
-use store::Store;
+use store::{Reads, Store};
 
 /// Every served resource's store, by plural name.
 pub struct Registry {
@@ -26,17 +28,27 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The stores of `kinds`; `standalone` when no cluster (and so no garbage collector) is behind the server.
+    /// The stores of `kinds`, writing to `storage` and reading through `cache` (or from `storage` without one);
+    /// `standalone` when no cluster (and so no garbage collector) is behind the server.
     pub fn new(
         kinds: &[Arc<dyn Kind>],
         storage: Arc<dyn Storage>,
+        cache: Option<Arc<Cacher>>,
         admission: Option<Arc<dyn Admission>>,
         standalone: bool,
     ) -> Self {
-        let store = |k: &Arc<dyn Kind>| {
-            Store::new(k.clone(), storage.clone(), admission.clone()).finishing_propagation(standalone)
+        let reads = match cache {
+            Some(cacher) => Reads::Cache(cacher),
+            None => Reads::Backend { storage: storage.clone(), attrs: attrs::hook() },
         };
-        let stores = kinds.iter().map(|k| (k.resource().plural, Arc::new(store(k)))).collect();
+        let stores = kinds
+            .iter()
+            .map(|k| {
+                let store = Store::new(k.clone(), storage.clone(), reads.clone(), admission.clone())
+                    .finishing_propagation(standalone);
+                (k.resource().plural, Arc::new(store))
+            })
+            .collect();
         Self { stores }
     }
 

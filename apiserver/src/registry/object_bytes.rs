@@ -49,19 +49,36 @@ fn metadata_body_offset(stored: &[u8]) -> Option<usize> {
     const KIND: &[u8] = b"\",\"kind\":\"";
     const META: &[u8] = b"\",\"metadata\":{";
     let rest = stored.strip_prefix(HEAD)?;
-    let kind_at = find(rest, KIND)?;
+    // apiVersion and kind are plain strings: the first quote ends each (an escape before it means another shape).
+    let kind_at = end_of_plain_string(rest, KIND)?;
     let after_kind = &rest[kind_at + KIND.len()..];
-    let meta_at = find(after_kind, META)?;
-    // apiVersion and kind are plain strings: an escape or quote inside them means another shape.
-    let plain = |s: &[u8]| !s.iter().any(|&b| b == b'\\' || b == b'"');
-    if !plain(&rest[..kind_at]) || !plain(&after_kind[..meta_at]) {
-        return None;
-    }
+    let meta_at = end_of_plain_string(after_kind, META)?;
     Some(HEAD.len() + kind_at + KIND.len() + meta_at + META.len())
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where a plain string (no quote or backslash in it) at the start of `bytes` ends, if `next` follows it.
+fn end_of_plain_string(bytes: &[u8], next: &[u8]) -> Option<usize> {
+    let at = bytes.iter().position(|&b| b == b'"' || b == b'\\')?;
+    bytes[at..].starts_with(next).then_some(at)
+}
+
+/// `n` in decimal, without allocating.
+fn put_decimal(out: &mut BytesMut, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    out.put_slice(&digits[at..]);
 }
 
 /// The stored bytes with `metadata.resourceVersion` set to `rv`, appended to `out`.
@@ -71,7 +88,7 @@ pub fn write_with_resource_version(out: &mut BytesMut, stored: &[u8], rv: i64) {
             out.reserve(stored.len() + 32);
             out.put_slice(&stored[..at]);
             out.put_slice(b"\"resourceVersion\":\"");
-            out.put_slice(rv.to_string().as_bytes());
+            put_decimal(out, rv);
             out.put_slice(b"\"");
             if stored.get(at) != Some(&b'}') {
                 out.put_u8(b',');
@@ -157,6 +174,30 @@ mod tests {
         let foreign = br#"{"kind":"K","metadata":{"name":"y"},"apiVersion":"g/v1"}"#;
         let served: Value = serde_json::from_slice(&with_resource_version(foreign, 5)).unwrap();
         assert_eq!(served["metadata"]["resourceVersion"], "5");
+    }
+
+    #[test]
+    fn resource_versions_in_decimal() {
+        for n in [0, 7, 10, 12345, i64::MAX, -1, i64::MIN] {
+            let mut out = BytesMut::new();
+            put_decimal(&mut out, n);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn only_plain_type_meta_takes_the_fast_path() {
+        let canonical = br#"{"apiVersion":"g/v1","kind":"K","metadata":{"name":"x"}}"#;
+        assert_eq!(metadata_body_offset(canonical), Some(canonical.len() - br#""name":"x"}}"#.len()));
+        for other in [
+            &br#"{"apiVersion":"g\"/v1","kind":"K","metadata":{}}"#[..],
+            br#"{"apiVersion":"g/v1","kind":"K\u0022","metadata":{}}"#,
+            br#"{"apiVersion":"g/v1","other":"K","metadata":{}}"#,
+            br#"{"apiVersion":"g/v1","kind":"K","spec":{},"metadata":{}}"#,
+            br#"{"apiVersion":"g/v1""#,
+        ] {
+            assert_eq!(metadata_body_offset(other), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! endpoints → registry store (list, watch, deletecollection) → **selectors** → strategy (field values).
 
 use backup_apis::objectmeta;
+use backup_storage::cacher::CachedObject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as StructuredSelector;
-use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::registry::attrs::{self, Selectable};
 use crate::registry::strategy::Strategy;
 
 /// The label and field selectors of one list or watch.
@@ -31,9 +32,21 @@ impl Filter {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
-    pub fn matches(&self, strategy: &Strategy, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
-        self.labels.matches(labels) && self.fields.matches(|f| strategy.field_value(obj, f))
+    /// Whether a stored object matches, read from its selectable parts (decoded once per object version and
+    /// shared, see [`attrs`]); without selectors nothing is decoded. `Err` says why the stored bytes cannot be
+    /// decoded.
+    pub fn matches_object(&self, strategy: &Strategy, object: &CachedObject) -> Result<bool, String> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let selectable = attrs::selectable(strategy, object);
+        let selectable = selectable.get().map_err(str::to_string)?;
+        Ok(self.matches_selectable(strategy, selectable))
+    }
+
+    pub fn matches_selectable(&self, strategy: &Strategy, selectable: &Selectable) -> bool {
+        self.labels.matches_with(|key| selectable.label(key))
+            && self.fields.matches_with(|field| selectable.field(strategy, field))
     }
 }
 
@@ -98,10 +111,10 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    /// Whether an object with these `metadata.labels` matches.
-    pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
+    /// Whether an object whose label `key` has the value `label(key)` matches.
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|(key, op)| {
-            let v = labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+            let v = label(key);
             match op {
                 LabelOp::Exists => v.is_some(),
                 LabelOp::DoesNotExist => v.is_none(),
@@ -417,15 +430,15 @@ impl FieldSelector {
     }
 
     /// Whether the object matches; `value_of(field)` reads a field's value ("" when absent).
-    pub fn matches(&self, value_of: impl Fn(&str) -> String) -> bool {
-        self.0.iter().all(|(f, eq, v)| (value_of(f) == *v) == *eq)
+    pub fn matches_with<'a>(&self, value_of: impl Fn(&str) -> &'a str) -> bool {
+        self.0.iter().all(|(f, eq, v)| (value_of(f) == v) == *eq)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn labels(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
@@ -434,7 +447,7 @@ mod tests {
     #[test]
     fn label_selectors() {
         let l = labels(json!({"app": "x", "tier": "db", "n": "5"}));
-        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(Some(&l));
+        let m = |s: &str| LabelSelector::parse(s).unwrap().matches_with(|k| l.get(k).and_then(Value::as_str));
         assert!(m("app=x"));
         assert!(m("app==x,tier!=web"));
         assert!(!m("app=y"));
@@ -445,10 +458,11 @@ mod tests {
         assert!(m("n>4"));
         assert!(!m("n<4"));
         assert!(LabelSelector::parse("a in b").is_err());
-        assert!(LabelSelector::parse("").unwrap().matches(None));
+        assert!(LabelSelector::parse("").unwrap().matches_with(|_| None));
         assert!(m("x notin (in, notin)"), "in and notin are values inside a set");
         assert!(m("tier in (,db)"));
-        assert!(LabelSelector::parse("app=").unwrap().matches(Some(&labels(json!({"app": ""})))));
+        let empty = labels(json!({"app": ""}));
+        assert!(LabelSelector::parse("app=").unwrap().matches_with(|k| empty.get(k).and_then(Value::as_str)));
     }
 
     #[test]
@@ -459,11 +473,11 @@ mod tests {
             "matchExpressions": [{"key": "tier", "operator": "In", "values": ["db", "cache"]},
                                  {"key": "gone", "operator": "DoesNotExist"}]}))
         .unwrap();
-        assert!(s.matches(Some(&l)));
-        assert!(!s.matches(None));
+        assert!(s.matches_with(|k| l.get(k).and_then(Value::as_str)));
+        assert!(!s.matches_with(|_| None));
         assert!(structured(json!({})).unwrap().is_empty());
         let no = structured(json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["x"]}]}));
-        assert!(!no.unwrap().matches(Some(&l)));
+        assert!(!no.unwrap().matches_with(|k| l.get(k).and_then(Value::as_str)));
         assert!(structured(json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})).is_err());
         assert!(structured(json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]})).is_err());
         assert!(structured(json!({"matchLabels": {"bad key": "x"}})).is_err());
@@ -501,8 +515,8 @@ mod tests {
     fn field_selectors() {
         let known = ["metadata.name", "metadata.namespace", "status.phase"];
         let s = FieldSelector::parse("status.phase=Failed,metadata.name!=a", &known).unwrap();
-        assert!(s.matches(|f| if f == "status.phase" { "Failed".into() } else { "b".into() }));
-        assert!(!s.matches(|_| "a".into()));
+        assert!(s.matches_with(|f| if f == "status.phase" { "Failed" } else { "b" }));
+        assert!(!s.matches_with(|_| "a"));
         let e = FieldSelector::parse("spec.x=1", &known).unwrap_err();
         assert_eq!(e.code, 400);
         assert_eq!(e.message, "field label not supported: spec.x");

@@ -29,6 +29,18 @@ pub struct CacheMetrics {
     pub encodings: AtomicU64,
     /// Progress notifications asked of the backend.
     pub progress_requests: AtomicU64,
+    /// Reads of the backend's current revision (consistent reads waiting at once share one).
+    pub revision_reads: AtomicU64,
+    /// Questions to the backend whether a past revision was compacted (before serving it from memory).
+    pub revision_checks: AtomicU64,
+    /// Watches that resumed before the window and began on a backend watch of their own.
+    pub backend_watches: AtomicU64,
+    /// Of those, the ones still on their backend watch (not yet caught up with the window).
+    pub backend_watchers: AtomicI64,
+    /// Lists answered from memory.
+    pub lists: AtomicU64,
+    /// Objects those lists read from memory.
+    pub listed_objects: AtomicU64,
 }
 
 /// The values of [`CacheMetrics`] at one moment.
@@ -45,6 +57,12 @@ pub struct CacheMetricsSnapshot {
     pub relists: u64,
     pub encodings: u64,
     pub progress_requests: u64,
+    pub revision_reads: u64,
+    pub revision_checks: u64,
+    pub backend_watches: u64,
+    pub backend_watchers: i64,
+    pub lists: u64,
+    pub listed_objects: u64,
 }
 
 impl CacheMetrics {
@@ -64,6 +82,12 @@ impl CacheMetrics {
             relists: counter(&self.relists),
             encodings: counter(&self.encodings),
             progress_requests: counter(&self.progress_requests),
+            revision_reads: counter(&self.revision_reads),
+            revision_checks: counter(&self.revision_checks),
+            backend_watches: counter(&self.backend_watches),
+            backend_watchers: gauge(&self.backend_watchers),
+            lists: counter(&self.lists),
+            listed_objects: counter(&self.listed_objects),
         }
     }
 }

@@ -13,20 +13,25 @@
 //!   re-established from its last revision after errors and relisted after a compaction;
 //! - [`state`] (objects as stored bytes plus the apiserver's [`Attrs`], in a persistent map) and [`window`] (recent
 //!   events, bounded by count and bytes);
-//! - reads: `list`/`get` without a revision are consistent (the backend's current revision, one cheap call, then
-//!   a bounded wait for the cache to reach it, as upstream ≥ 1.31); `*_not_older_than` (resourceVersion="0",
-//!   NotOlderThan) answer from memory at once; a list at an exact revision inside the window (continue tokens)
-//!   reads a snapshot; anything the cache cannot answer goes to the backend ([`CacheMetrics::backend_fallbacks`]);
+//! - reads: `list`/`get` without a revision are consistent (the backend's current revision, one cheap call shared
+//!   by the reads that wait at the same time ([`revision`]), then a bounded wait for the cache to reach it, as
+//!   upstream ≥ 1.31); `*_not_older_than` (resourceVersion="0", NotOlderThan) answer from memory at once; a list
+//!   at an exact revision inside the window (continue tokens) reads a snapshot, once the backend confirms that
+//!   revision is not compacted (compactions the cache does not make are not announced to it); anything the cache
+//!   cannot answer goes to the backend ([`CacheMetrics::backend_fallbacks`]);
 //! - [`watcher`]: watches are cursors into the window; each event is one [`CachedEvent`] shared by every watcher,
-//!   which memoizes one encoding per representation ([`CachedEvent::encoded`]).
+//!   which memoizes one encoding per representation ([`CachedEvent::encoded`]). A client's watch from its
+//!   resourceVersion ([`Cacher::resume_watch`]) is checked against the backend's compaction the same way, and
+//!   one from before the window (a cache younger than the client) reads a backend watch until it reaches it.
 //!
-//! The apiserver uses the native API ([`Cacher::list_cached`], [`Cacher::get_cached`], [`Cacher::watch_cached`]),
-//! which hands out `Arc`s of the cached objects and events instead of copies.
+//! The apiserver uses the native API ([`Cacher::list_cached`], [`Cacher::get_cached`], [`Cacher::watch_after_list`],
+//! [`Cacher::resume_watch`]), which hands out `Arc`s of the cached objects and events instead of copies.
 
 mod metrics;
 mod object;
 mod prefix;
 mod reflector;
+mod revision;
 mod state;
 mod watcher;
 mod window;
@@ -40,6 +45,7 @@ use futures::StreamExt;
 pub use self::metrics::{CacheMetrics, CacheMetricsSnapshot};
 pub use self::object::{Attrs, AttrsHook, CachedEvent, CachedObject, RepresentationId};
 use self::prefix::PrefixCache;
+use self::revision::RevisionReader;
 use self::state::Snapshot;
 pub use self::watcher::{CacheWatch, WatchEnd};
 use crate::{
@@ -132,6 +138,7 @@ pub struct CachedList {
 /// The watch cache over a backend; see the module documentation.
 pub struct Cacher {
     backend: Arc<dyn Storage>,
+    revisions: Arc<RevisionReader>,
     caches: Vec<Arc<PrefixCache>>,
     metrics: Arc<CacheMetrics>,
     reflectors: Vec<tokio::task::AbortHandle>,
@@ -180,7 +187,8 @@ impl Cacher {
             .iter()
             .map(|cache| tokio::spawn(reflector::run(cache.clone(), backend.clone())).abort_handle())
             .collect();
-        Ok(Self { backend, caches, metrics, reflectors })
+        let revisions = RevisionReader::new(backend.clone(), metrics.clone());
+        Ok(Self { backend, revisions, caches, metrics, reflectors })
     }
 
     /// The counters and gauges, for the apiserver to export.
@@ -238,7 +246,7 @@ impl Cacher {
         }
         let target = match (exact, freshness) {
             (Some(revision), _) => revision,
-            (None, Freshness::Consistent) => self.backend.current_revision().await?,
+            (None, Freshness::Consistent) => self.revisions.current().await?,
             (None, Freshness::NotOlderThan(revision)) => revision,
         };
         let reached = {
@@ -255,8 +263,15 @@ impl Cacher {
             }
             state.revision >= target
         };
+        if let Some(revision) = exact {
+            // The window may still hold what the backend compacted since (not through this cache).
+            match self.check_revision(revision).await {
+                Err(StorageError::FutureRevision { .. }) => return Ok(self.fallback()),
+                other => other?,
+            }
+        }
         if !reached {
-            if exact.is_some() && self.backend.current_revision().await? < target {
+            if exact.is_some() && self.revisions.current().await? < target {
                 // A future revision: the backend says so.
                 return Ok(self.fallback());
             }
@@ -285,6 +300,8 @@ impl Cacher {
         match self.source(cache, exact, freshness, &start, &end).await? {
             Source::Memory(snapshot) => {
                 let (items, remaining) = snapshot.page(&start, &end, opts.limit.unwrap_or(0));
+                metrics::count(&self.metrics.lists);
+                self.metrics.listed_objects.fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 Ok(CachedList { items, revision: snapshot.revision, more: remaining > 0, remaining })
             }
             Source::Backend => Ok(wrap_list(self.backend_list(prefix, opts, freshness).await?, cache.attrs.as_ref())),
@@ -336,7 +353,7 @@ impl Cacher {
         if !cache.is_ready() && !cache.wait_for(0, cache.config.fresh_timeout).await {
             return Err(StorageError::Unavailable("the watch cache is not ready".into()));
         }
-        let after = if start_revision > 0 { start_revision - 1 } else { self.backend.current_revision().await? };
+        let after = if start_revision > 0 { start_revision - 1 } else { self.revisions.current().await? };
         {
             let state = cache.read();
             let oldest = state.compacted.max(state.window.start() + 1);
@@ -346,6 +363,65 @@ impl Cacher {
             }
         }
         Ok(CacheWatch::new(cache.clone(), prefix.to_string(), after))
+    }
+
+    /// Watch `prefix` from `start_revision` (> 0) as a backend would — what a client's watch from its
+    /// resourceVersion needs. The backend is asked first whether it still has that history (one cheap call):
+    /// compacted → `Compacted` as the first item, even when the window still holds the events (a compaction this
+    /// cache did not make). Inside the window → as [`Self::watch_cached`]; before it (a cache younger than the
+    /// client's resourceVersion, e.g. after a restart) → a backend watch of its own until it reaches the window
+    /// ([`CacheMetrics::backend_watches`]). A start revision of 0 is [`Self::watch_cached`]'s "from now on".
+    pub async fn resume_watch(&self, prefix: &str, start_revision: Revision) -> Result<CacheWatch> {
+        key::validate_key(prefix, true)?;
+        if start_revision <= 0 {
+            return self.watch_cached(prefix, 0).await;
+        }
+        match self.check_revision(start_revision).await {
+            Ok(()) | Err(StorageError::FutureRevision { .. }) => {}
+            Err(compacted @ StorageError::Compacted { .. }) => return Ok(CacheWatch::failed(compacted)),
+            Err(e) => return Err(e),
+        }
+        self.watch_or_bridge(prefix, start_revision).await
+    }
+
+    /// Watch `prefix` after a list of it at `list_revision` ([`Self::list_cached`]; sendInitialEvents, or a watch
+    /// from resourceVersion "0" or unset): from the window, without a backend call, when the list came from
+    /// memory; from a backend watch until it reaches the window when it did not (the cache was not ready).
+    pub async fn watch_after_list(&self, prefix: &str, list_revision: Revision) -> Result<CacheWatch> {
+        key::validate_key(prefix, true)?;
+        self.watch_or_bridge(prefix, list_revision + 1).await
+    }
+
+    /// [`Self::watch_cached`] when the window holds every event from `start_revision` on, else a bridged watch.
+    async fn watch_or_bridge(&self, prefix: &str, start_revision: Revision) -> Result<CacheWatch> {
+        let Some(cache) = self.cache_for(prefix) else {
+            return self.watch_cached(prefix, start_revision).await;
+        };
+        if !cache.is_ready() && !cache.wait_for(0, cache.config.fresh_timeout).await {
+            return Err(StorageError::Unavailable("the watch cache is not ready".into()));
+        }
+        let before_window = {
+            let state = cache.read();
+            start_revision - 1 < state.window.start() && start_revision >= state.compacted
+        };
+        if !before_window {
+            return self.watch_cached(prefix, start_revision).await;
+        }
+        let watch = self.backend.watch_with_progress(prefix, start_revision).await?;
+        Ok(CacheWatch::bridged(cache.clone(), prefix.to_string(), start_revision - 1, watch.items, watch.mode))
+    }
+
+    /// Ask the backend whether `revision` is compacted (see [`Storage::check_revision`]); a compaction it
+    /// reports is remembered, so that older revisions are refused without asking again.
+    async fn check_revision(&self, revision: Revision) -> Result<()> {
+        metrics::count(&self.metrics.revision_checks);
+        let checked = self.backend.check_revision(revision).await;
+        if let Err(StorageError::Compacted { compacted, .. }) = &checked {
+            for cache in &self.caches {
+                cache.compacted(*compacted);
+            }
+        }
+        checked
     }
 }
 
@@ -429,6 +505,10 @@ impl Storage for Cacher {
 
     async fn current_revision(&self) -> Result<Revision> {
         self.backend.current_revision().await
+    }
+
+    async fn check_revision(&self, revision: Revision) -> Result<()> {
+        self.check_revision(revision).await
     }
 
     /// Compacts the backend; the cache then refuses reads and watches below `revision` too.

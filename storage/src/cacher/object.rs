@@ -41,7 +41,9 @@ impl std::fmt::Debug for CachedObject {
 }
 
 impl CachedObject {
-    pub(super) fn new(kv: KeyValue, hook: Option<&AttrsHook>) -> Self {
+    /// `kv` with the attributes `hook` computes: how the cache takes objects in, and how a reader that bypasses
+    /// it (a backend read or watch) gives them the same shape.
+    pub fn new(kv: KeyValue, hook: Option<&AttrsHook>) -> Self {
         let attrs = hook.and_then(|hook| hook(&kv));
         Self { kv, attrs }
     }
@@ -86,7 +88,8 @@ pub struct CachedEvent {
     prev: Option<Arc<CachedObject>>,
     /// Encodings memoized by [`Self::encoded`].
     encodings: Mutex<Memo>,
-    accounting: Arc<Accounting>,
+    /// `None` for an event outside the window ([`Self::detached`]), which memoizes nothing.
+    accounting: Option<Arc<Accounting>>,
     /// Where this event starts in the window's running count of bytes (for watchers' lag).
     pub(super) offset: u64,
 }
@@ -124,7 +127,25 @@ impl CachedEvent {
         offset: u64,
     ) -> Self {
         let event_type = if object.is_some() { EventType::Put } else { EventType::Delete };
-        Self { revision, event_type, object, prev, encodings: Mutex::default(), accounting, offset }
+        Self { revision, event_type, object, prev, encodings: Mutex::default(), accounting: Some(accounting), offset }
+    }
+
+    /// A backend's event outside the cache (a watch that bypasses it, or resumes before its window), its objects'
+    /// attributes computed by `hook`: the same shape as a cached event, shared with nobody, so
+    /// [`Self::encoded`] memoizes nothing.
+    pub fn detached(event: Event, hook: Option<&AttrsHook>) -> Self {
+        let revision = event.revision();
+        let Event { event_type, kv, prev } = event;
+        let (object, prev) = match event_type {
+            EventType::Put => (Some(Arc::new(CachedObject::new(kv, hook))), prev),
+            // A delete always names what it deleted: the backend's previous value, else the bare key.
+            EventType::Delete => {
+                (None, Some(prev.unwrap_or(KeyValue { value: Bytes::new(), create_revision: 0, ..kv })))
+            }
+        };
+        let prev = prev.map(|kv| Arc::new(CachedObject::new(kv, hook)));
+        let memo = Memo { entries: Vec::new(), retired: true };
+        Self { revision, event_type, object, prev, encodings: Mutex::new(memo), accounting: None, offset: 0 }
     }
 
     /// The revision of the change.
@@ -168,12 +189,13 @@ impl CachedEvent {
         }
         // Encoded under the lock: watchers asking for the same representation at once wait for this one.
         let bytes = encode(self);
-        metrics::count(&self.accounting.metrics.encodings);
+        let Some(accounting) = &self.accounting else { return bytes };
+        metrics::count(&accounting.metrics.encodings);
         if memo.entries.len() < MAX_ENCODINGS && !memo.retired {
             memo.entries.push((representation, bytes.clone()));
             let size = bytes.len() as i64;
-            self.accounting.memo_bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-            metrics::add(&self.accounting.metrics.window_bytes, size);
+            accounting.memo_bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            metrics::add(&accounting.metrics.window_bytes, size);
         }
         bytes
     }

@@ -4,7 +4,7 @@
 //! reflector → **prefix cache** (apply, replace, sweep) → reads (wait until fresh, snapshot) and watchers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -43,8 +43,6 @@ pub(super) struct WatcherShared {
     pub base_offset: u64,
     /// Closed for lagging (set once).
     pub closed: AtomicBool,
-    /// Every event up to this revision has been handed to the consumer (for bookmarks).
-    pub progress: AtomicI64,
 }
 
 impl WatcherShared {
@@ -119,7 +117,7 @@ impl PrefixCache {
         }
     }
 
-    fn request_progress(&self) {
+    pub fn request_progress(&self) {
         if let ProgressMode::OnRequest(requester) = &*lock(&self.progress) {
             requester.request();
             metrics::count(&self.metrics.progress_requests);
@@ -204,14 +202,10 @@ impl PrefixCache {
     }
 
     /// Register a watcher starting now; its id and shared part.
-    pub fn register(&self, after: Revision) -> (u64, Arc<WatcherShared>) {
+    pub fn register(&self) -> (u64, Arc<WatcherShared>) {
         let base_offset = self.read().window.head_offset();
-        let shared = Arc::new(WatcherShared {
-            next_offset: AtomicU64::new(0),
-            base_offset,
-            closed: AtomicBool::new(false),
-            progress: AtomicI64::new(after),
-        });
+        let shared =
+            Arc::new(WatcherShared { next_offset: AtomicU64::new(0), base_offset, closed: AtomicBool::new(false) });
         let id = self.next_watcher.fetch_add(1, Ordering::Relaxed);
         lock(&self.watchers).insert(id, shared.clone());
         metrics::add(&self.metrics.watchers, 1);

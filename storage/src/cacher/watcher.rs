@@ -6,23 +6,29 @@
 //! `watcher_lag_bytes` of events arrived since it last read (checked by the reflector's sweep, so a consumer
 //! that never reads is closed too), when events it has not read left the window, or when the cache relisted.
 //! Its consumer then watches again from [`WatchEnd::Lagged`]'s revision (or relists on 410).
+//!
+//! A watch resumed from before the window (e.g. a client of the previous process, whose cache started later) is
+//! *bridged*: it reads a backend watch of its own until that reaches the window, then becomes a cursor too.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 
 use super::metrics;
 use super::object::CachedEvent;
 use super::prefix::{PrefixCache, WatcherShared};
-use crate::{Revision, StorageError};
+use crate::{ProgressMode, ProgressStream, Revision, StorageError, WatchItem};
 
-/// Events taken from the window per lock.
+/// Events taken from the window per lock, and at most about this many bytes of them: what a watcher holds of
+/// the window beyond its cursor (events that leave the window meanwhile stay alive only through it).
 const BATCH: usize = 256;
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a watch from the cache ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,41 +55,52 @@ impl From<WatchEnd> for StorageError {
 /// same `Arc` every watcher gets; it ends with one `Err`.
 pub struct CacheWatch {
     inner: Pin<Box<dyn Stream<Item = Result<Arc<CachedEvent>, WatchEnd>> + Send>>,
-    /// `None` for a watch that only fails.
-    shared: Option<Arc<WatcherShared>>,
+    /// Every event up to this revision has been yielded (see [`Self::revision`]).
+    progress: Arc<AtomicI64>,
 }
 
 impl CacheWatch {
     pub(super) fn new(cache: Arc<PrefixCache>, filter: String, after: Revision) -> Self {
-        let (id, shared) = cache.register(after);
-        let generation = cache.read().generation;
-        let changed = cache.subscribe();
-        let cursor = Cursor {
-            registration: Registration { cache, id },
-            shared: shared.clone(),
-            filter,
-            revision: after,
-            generation,
-            changed,
-            pending: VecDeque::new(),
-            done: false,
-        };
+        let progress = Arc::new(AtomicI64::new(after));
+        let cursor = Cursor::new(cache, filter, after, progress.clone());
         let inner = futures::stream::unfold(cursor, |mut cursor| async move {
             let item = cursor.next().await?;
             Some((item, cursor))
         });
-        Self { inner: Box::pin(inner), shared: Some(shared) }
+        Self { inner: Box::pin(inner), progress }
     }
 
     /// A watch whose only item is `error`.
     pub(super) fn failed(error: StorageError) -> Self {
-        Self { inner: Box::pin(futures::stream::iter([Err(WatchEnd::Failed(error))])), shared: None }
+        let inner = Box::pin(futures::stream::iter([Err(WatchEnd::Failed(error))]));
+        Self { inner, progress: Arc::new(AtomicI64::new(0)) }
+    }
+
+    /// A watch that starts on a backend watch of its own (`items`, from `after` + 1 on), for a start revision
+    /// older than the window, and moves to the window once what it has seen reaches it (an event or a progress
+    /// notification at or after the window's start): from then on it is a watch like any other.
+    pub(super) fn bridged(
+        cache: Arc<PrefixCache>,
+        filter: String,
+        after: Revision,
+        items: ProgressStream,
+        mode: ProgressMode,
+    ) -> Self {
+        let progress = Arc::new(AtomicI64::new(after));
+        let counted = OnBackend::new(cache.metrics.clone());
+        let bridge = Bridge { cache, filter, seen: after, items, mode, progress: progress.clone(), _counted: counted };
+        let phase = Phase::Backend(Box::new(bridge));
+        let inner = futures::stream::unfold(phase, |phase| async move {
+            let (item, phase) = phase.next().await?;
+            Some((item, phase))
+        });
+        Self { inner: Box::pin(inner), progress }
     }
 
     /// Every event under the prefix up to this revision has been yielded: the revision of a bookmark. It
     /// advances with the cache's progress while no event is pending, i.e. when the consumer waits for the next.
     pub fn revision(&self) -> Revision {
-        self.shared.as_ref().map_or(0, |s| s.progress.load(Ordering::Acquire))
+        self.progress.load(Ordering::Acquire)
     }
 }
 
@@ -110,6 +127,7 @@ impl Drop for Registration {
 struct Cursor {
     registration: Registration,
     shared: Arc<WatcherShared>,
+    progress: Arc<AtomicI64>,
     /// Only events under this prefix.
     filter: String,
     /// Every event up to this revision has been taken.
@@ -127,6 +145,23 @@ enum Fill {
 }
 
 impl Cursor {
+    fn new(cache: Arc<PrefixCache>, filter: String, after: Revision, progress: Arc<AtomicI64>) -> Self {
+        let (id, shared) = cache.register();
+        let generation = cache.read().generation;
+        let changed = cache.subscribe();
+        Cursor {
+            registration: Registration { cache, id },
+            shared,
+            progress,
+            filter,
+            revision: after,
+            generation,
+            changed,
+            pending: VecDeque::new(),
+            done: false,
+        }
+    }
+
     async fn next(&mut self) -> Option<Result<Arc<CachedEvent>, WatchEnd>> {
         if self.done {
             return None;
@@ -135,7 +170,7 @@ impl Cursor {
             if let Some(event) = self.pending.pop_front() {
                 metrics::count(&self.registration.cache.metrics.events_dispatched);
                 let yielded = if self.pending.is_empty() { self.revision } else { event.revision() };
-                self.shared.progress.store(yielded, Ordering::Release);
+                self.progress.store(yielded, Ordering::Release);
                 return Some(Ok(event));
             }
             match self.fill() {
@@ -169,10 +204,12 @@ impl Cursor {
             return Fill::End(lagged);
         }
         let mut index = state.window.index_after(self.revision);
-        while self.pending.len() < BATCH {
+        let mut bytes = 0;
+        while self.pending.len() < BATCH && bytes < BATCH_BYTES {
             let Some(event) = state.window.get(index) else { break };
             self.revision = event.revision();
             if event.key().starts_with(&self.filter) {
+                bytes += event.size();
                 self.pending.push_back(event.clone());
             }
             index += 1;
@@ -187,10 +224,109 @@ impl Cursor {
         };
         self.shared.next_offset.store(next_offset, Ordering::Release);
         if self.pending.is_empty() {
-            self.shared.progress.store(self.revision, Ordering::Release);
+            self.progress.store(self.revision, Ordering::Release);
             Fill::Empty
         } else {
             Fill::Some
         }
+    }
+}
+
+/// How often a watch still on its backend watch asks the backend for progress (when the backend answers such
+/// requests), so that it can move to the window even when its prefix is quiet.
+const BRIDGE_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a bridged watch is: on its own backend watch, or on the window.
+enum Phase {
+    Backend(Box<Bridge>),
+    Cache(Cursor),
+    Done,
+}
+
+/// The backend phase of a bridged watch.
+struct Bridge {
+    cache: Arc<PrefixCache>,
+    filter: String,
+    /// Every event up to this revision has been seen (yielded when under `filter`).
+    seen: Revision,
+    items: ProgressStream,
+    mode: ProgressMode,
+    progress: Arc<AtomicI64>,
+    _counted: OnBackend,
+}
+
+/// Counts a bridged watch in [`CacheMetrics::backend_watchers`](super::CacheMetrics::backend_watchers) while it
+/// is on its backend watch.
+struct OnBackend(Arc<super::CacheMetrics>);
+
+impl OnBackend {
+    fn new(metrics: Arc<super::CacheMetrics>) -> Self {
+        metrics::count(&metrics.backend_watches);
+        metrics::add(&metrics.backend_watchers, 1);
+        Self(metrics)
+    }
+}
+
+impl Drop for OnBackend {
+    fn drop(&mut self) {
+        metrics::add(&self.0.backend_watchers, -1);
+    }
+}
+
+impl Phase {
+    async fn next(self) -> Option<(Result<Arc<CachedEvent>, WatchEnd>, Phase)> {
+        match self {
+            Phase::Done => None,
+            Phase::Cache(mut cursor) => {
+                let item = cursor.next().await?;
+                Some((item, Phase::Cache(cursor)))
+            }
+            Phase::Backend(mut bridge) => loop {
+                if bridge.reached_window() {
+                    let Bridge { cache, filter, seen, progress, .. } = *bridge;
+                    let mut cursor = Cursor::new(cache.clone(), filter, seen, progress);
+                    let item = cursor.next().await?;
+                    return Some((item, Phase::Cache(cursor)));
+                }
+                let item = tokio::select! {
+                    item = bridge.items.next() => item,
+                    () = tokio::time::sleep(BRIDGE_PROGRESS_INTERVAL) => {
+                        if let ProgressMode::OnRequest(requester) = &bridge.mode {
+                            requester.request();
+                        }
+                        continue;
+                    }
+                };
+                match item {
+                    Some(Ok(WatchItem::Event(event))) => {
+                        bridge.seen = event.revision();
+                        bridge.progress.store(bridge.seen, Ordering::Release);
+                        if !event.kv.key.starts_with(&bridge.filter) {
+                            continue;
+                        }
+                        metrics::count(&bridge.cache.metrics.events_dispatched);
+                        let event = Arc::new(CachedEvent::detached(event, bridge.cache.attrs.as_ref()));
+                        return Some((Ok(event), Phase::Backend(bridge)));
+                    }
+                    Some(Ok(WatchItem::Progress(revision))) => {
+                        bridge.seen = bridge.seen.max(revision);
+                        bridge.progress.store(bridge.seen, Ordering::Release);
+                    }
+                    Some(Err(e)) => return Some((Err(WatchEnd::Failed(e)), Phase::Done)),
+                    None => {
+                        let ended = StorageError::Unavailable("the backend watch ended".into());
+                        return Some((Err(WatchEnd::Failed(ended)), Phase::Done));
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Bridge {
+    /// Whether every event after what it has seen is in the window.
+    fn reached_window(&self) -> bool {
+        let state = self.cache.read();
+        state.ready && self.seen >= state.window.start()
     }
 }

@@ -224,6 +224,10 @@ impl Storage for EmbeddedStorage {
         Ok(self.inner.revision.load(Ordering::Acquire))
     }
 
+    async fn check_revision(&self, revision: Revision) -> Result<()> {
+        self.blocking(move |inner| read::check_revision(&inner.db, revision)).await
+    }
+
     async fn compact(&self, revision: Revision) -> Result<()> {
         match self.write(Op::Compact { revision }).await? {
             Outcome::Compacted => Ok(()),

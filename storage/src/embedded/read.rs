@@ -29,6 +29,19 @@ fn revisions(txn: &ReadTransaction) -> Result<(Revision, Revision)> {
     Ok((read(META_REVISION)?, read(META_COMPACTED)?))
 }
 
+/// `Compacted` or `FutureRevision` as a read at `revision` would fail.
+pub(super) fn check_revision(db: &Database, at: Revision) -> Result<()> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let (revision, compacted) = revisions(&txn)?;
+    if at > revision {
+        return Err(StorageError::FutureRevision { requested: at, current: revision });
+    }
+    if at < compacted {
+        return Err(StorageError::Compacted { requested: at, compacted });
+    }
+    Ok(())
+}
+
 pub(super) fn list(db: &Database, prefix: &str, opts: &ListOptions) -> Result<ListResult> {
     let txn = db.begin_read().map_err(db_error)?;
     let (revision, compacted) = revisions(&txn)?;

@@ -340,6 +340,15 @@ impl Storage for EtcdStorage {
         header_revision(response.0.header.as_ref())
     }
 
+    /// A count-only range of one key at `revision`: etcd refuses it exactly when a read or watch there would fail.
+    async fn check_revision(&self, revision: Revision) -> Result<()> {
+        let options = GetOptions::new().with_count_only().with_revision(revision.max(1));
+        match self.kv.clone().get(compactor::COMPACT_REV_KEY, Some(options)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.revision_error(classify(e), revision).await),
+        }
+    }
+
     async fn compact(&self, revision: Revision) -> Result<()> {
         match self.kv.clone().compact(revision, None).await.map(|_| ()).map_err(classify) {
             Ok(()) => {

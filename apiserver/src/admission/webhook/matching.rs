@@ -39,7 +39,10 @@ pub async fn should_call(
 }
 
 fn labels_match(selector: &LabelSelector, object: Option<&Object>) -> bool {
-    object.is_some_and(|o| selector.matches(o.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object)))
+    object.is_some_and(|o| {
+        let labels = o.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object);
+        selector.matches_with(|key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+    })
 }
 
 /// `namespaceSelector`: requests without a namespace match (this server serves no `namespaces` resource).
@@ -58,7 +61,7 @@ async fn namespace_matches(hook: &Hook, attrs: &Attributes<'_>, namespaces: &Nam
     };
     let labels: Map<String, Value> =
         ns.metadata.labels.iter().flatten().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    Ok(selector.matches(Some(&labels)))
+    Ok(selector.matches_with(|key| labels.get(key).and_then(Value::as_str)))
 }
 
 /// Upstream's `rules.Matcher`.

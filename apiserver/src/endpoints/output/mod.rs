@@ -1,6 +1,7 @@
 //! Rendering a result in the negotiated [`Output`]: an object, a list, a deleted collection, or a watch event, in
 //! JSON or YAML, as the object itself, a Table or PartialObjectMetadata; with `Warning` headers. Lists are written
-//! item by item (row by row for Tables), never holding more than one decoded object.
+//! item by item (row by row for Tables), never holding more than one decoded object. A watch event's line is
+//! rendered once per rendering and shared by every watcher that renders it alike ([`WatchRenderer`]).
 //!
 //! endpoints (each verb) → **output** → the response.
 
@@ -10,13 +11,15 @@ mod yaml;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use backup_storage::Revision;
+use backup_storage::cacher::{CachedObject, RepresentationId};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::object_bytes::{decode, write_with_resource_version};
-use crate::registry::store::{DeletedCollection, ListPage, Store, WatchEvent};
-use crate::request::negotiation::{Media, Output, Representation};
+use crate::registry::store::{DeletedCollection, ListPage, Store, WatchEvent, WatchEventType};
+use crate::request::negotiation::{IncludeObject, Media, MetaVersion, Output, Representation};
 
 /// One object (as stored, with its resourceVersion) in the requested rendering.
 pub fn object(
@@ -37,7 +40,8 @@ pub fn object(
                     if let Some(rv) = obj.pointer("/metadata/resourceVersion") {
                         meta.insert("resourceVersion".into(), rv.clone());
                     }
-                    table::table(store.strategy.kind.as_ref(), std::iter::once(Ok(obj)), meta, include, v, true)?
+                    let kind = store.strategy.kind.as_ref();
+                    table::table(kind, std::iter::once(Ok(obj)), meta, (include, v, true), jiff::Timestamp::now())?
                 }
                 Representation::PartialObjectMetadata(v) => json_bytes(&table::partial_object_metadata(&obj, v)),
                 _ => return Err(ApiError::not_acceptable(&["application/json"])),
@@ -62,7 +66,8 @@ pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response
         Representation::Table(v, include) => {
             let meta = page.list_meta();
             let kind = store.strategy.kind.as_ref();
-            let rendered = table::table(kind, page.into_objects(&mut warnings), meta, include, v, true)?;
+            let objects = page.into_objects(&mut warnings);
+            let rendered = table::table(kind, objects, meta, (include, v, true), jiff::Timestamp::now())?;
             in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadataList(v) => {
@@ -94,15 +99,15 @@ pub fn deleted_collection(store: &Store, deleted: DeletedCollection, output: Out
 /// `{"apiVersion":…,"items":[…],"kind":"<Kind>List","metadata":{…}}` with the items' stored bytes.
 fn list_json(store: &Store, page: &ListPage) -> Bytes {
     let info = store.info();
-    let mut out = BytesMut::with_capacity(64 + page.items.iter().map(|(kv, _)| kv.value.len() + 40).sum::<usize>());
+    let mut out = BytesMut::with_capacity(64 + page.items.iter().map(|o| o.value().len() + 40).sum::<usize>());
     out.put_slice(b"{\"apiVersion\":");
     out.put_slice(Value::String(info.api_version()).to_string().as_bytes());
     out.put_slice(b",\"items\":[");
-    for (i, (kv, _)) in page.items.iter().enumerate() {
+    for (i, object) in page.items.iter().enumerate() {
         if i > 0 {
             out.put_u8(b',');
         }
-        write_with_resource_version(&mut out, &kv.value, kv.mod_revision);
+        write_with_resource_version(&mut out, object.value(), object.kv().mod_revision);
     }
     out.put_slice(b"],\"kind\":");
     out.put_slice(Value::String(info.list_kind.to_string()).to_string().as_bytes());
@@ -123,11 +128,21 @@ impl WatchRenderer {
         Self { representation: output.representation, headers_sent: false }
     }
 
-    /// `{"type":T,"object":…}\n` for one event.
+    /// `{"type":T,"object":…}\n` for one event. An object event's line is made once per rendering for all
+    /// watchers ([`backup_storage::cacher::CachedEvent::encoded`]): the same `Bytes` for each of them.
     pub fn line(&mut self, store: &Store, event: WatchEvent) -> Bytes {
         match event {
-            WatchEvent::Object { event_type, stored, revision, decoded } => {
-                self.object_line(store, event_type.as_str(), &stored, revision, decoded)
+            WatchEvent::Object { event_type, object, revision, shared } => {
+                let table = matches!(self.representation, Representation::Table(..));
+                let headers = table && !self.headers_sent;
+                self.headers_sent |= table;
+                // Table cells show ages relative to now: a Table line is shared within the second it is made in.
+                let now = jiff::Timestamp::now();
+                let line = ObjectLine { representation: self.representation, headers, event_type, revision, now };
+                match shared {
+                    Some(shared) => shared.encoded(line.id(), |_| line.render(store, &object)),
+                    None => line.render(store, &object),
+                }
             }
             WatchEvent::Bookmark { revision, initial_events_end } => self.bookmark(store, revision, initial_events_end),
             WatchEvent::Error(e) => {
@@ -136,52 +151,6 @@ impl WatchRenderer {
                 Bytes::from(out)
             }
         }
-    }
-
-    fn object_line(
-        &mut self,
-        store: &Store,
-        event_type: &str,
-        stored: &[u8],
-        rv: i64,
-        decoded: Option<Value>,
-    ) -> Bytes {
-        let mut out = BytesMut::with_capacity(stored.len() + 64);
-        out.put_slice(b"{\"type\":\"");
-        out.put_slice(event_type.as_bytes());
-        out.put_slice(b"\",\"object\":");
-        match self.representation {
-            Representation::Object => write_with_resource_version(&mut out, stored, rv),
-            other => {
-                let mut obj = match decoded {
-                    Some(v) => v,
-                    None => decode(stored, rv).unwrap_or(Value::Null),
-                };
-                if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.insert("resourceVersion".into(), Value::String(rv.to_string()));
-                }
-                match other {
-                    Representation::Table(version, include) => {
-                        let headers = !self.headers_sent;
-                        self.headers_sent = true;
-                        let kind = store.strategy.kind.as_ref();
-                        let rendered =
-                            table::table(kind, std::iter::once(Ok(obj)), Map::new(), include, version, headers);
-                        out.put_slice(&rendered.unwrap_or_default());
-                    }
-                    Representation::PartialObjectMetadata(version)
-                    | Representation::PartialObjectMetadataList(version) => {
-                        let _ =
-                            serde_json::to_writer((&mut out).writer(), &table::partial_object_metadata(&obj, version));
-                    }
-                    Representation::Object => {
-                        let _ = serde_json::to_writer((&mut out).writer(), &obj);
-                    }
-                }
-            }
-        }
-        out.put_slice(b"}\n");
-        out.freeze()
     }
 
     /// A BOOKMARK at `rv`; `initial_end` marks the end of a streaming list's initial events.
@@ -200,6 +169,80 @@ impl WatchRenderer {
         let mut out = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
         out.push(b'\n');
         Bytes::from(out)
+    }
+}
+
+/// Everything that makes the line of an object event what it is, besides the object.
+struct ObjectLine {
+    representation: Representation,
+    /// A Table line carries the column definitions (the watch's first).
+    headers: bool,
+    event_type: WatchEventType,
+    revision: Revision,
+    now: jiff::Timestamp,
+}
+
+impl ObjectLine {
+    /// The id of this rendering among an event's shared renderings: the representation (with its meta version
+    /// and includeObject), the column definitions, the event type, and for Tables the second of `now`.
+    fn id(&self) -> RepresentationId {
+        let version = |v: MetaVersion| match v {
+            MetaVersion::V1 => 0,
+            MetaVersion::V1beta1 => 1,
+        };
+        let (representation, second) = match self.representation {
+            Representation::Object => (0, 0),
+            Representation::Table(v, include) => {
+                let include = match include {
+                    IncludeObject::None => 0,
+                    IncludeObject::Metadata => 1,
+                    IncludeObject::Object => 2,
+                };
+                (1 + version(v) * 3 + include, u64::try_from(self.now.as_second()).unwrap_or(0))
+            }
+            Representation::PartialObjectMetadata(v) | Representation::PartialObjectMetadataList(v) => {
+                (7 + version(v), 0)
+            }
+        };
+        let event_type = match self.event_type {
+            WatchEventType::Added => 0,
+            WatchEventType::Modified => 1,
+            WatchEventType::Deleted => 2,
+        };
+        (second << 16) | (representation << 4) | (u64::from(self.headers) << 2) | event_type
+    }
+
+    fn render(&self, store: &Store, object: &CachedObject) -> Bytes {
+        let stored = object.value();
+        let rv = self.revision;
+        let mut out = BytesMut::with_capacity(stored.len() + 64);
+        out.put_slice(b"{\"type\":\"");
+        out.put_slice(self.event_type.as_str().as_bytes());
+        out.put_slice(b"\",\"object\":");
+        match self.representation {
+            Representation::Object => write_with_resource_version(&mut out, stored, rv),
+            other => {
+                let obj = decode(stored, rv).unwrap_or(Value::Null);
+                match other {
+                    Representation::Table(version, include) => {
+                        let kind = store.strategy.kind.as_ref();
+                        let options = (include, version, self.headers);
+                        let rendered = table::table(kind, std::iter::once(Ok(obj)), Map::new(), options, self.now);
+                        out.put_slice(&rendered.unwrap_or_default());
+                    }
+                    Representation::PartialObjectMetadata(version)
+                    | Representation::PartialObjectMetadataList(version) => {
+                        let _ =
+                            serde_json::to_writer((&mut out).writer(), &table::partial_object_metadata(&obj, version));
+                    }
+                    Representation::Object => {
+                        let _ = serde_json::to_writer((&mut out).writer(), &obj);
+                    }
+                }
+            }
+        }
+        out.put_slice(b"}\n");
+        out.freeze()
     }
 }
 
@@ -226,4 +269,47 @@ fn response(code: StatusCode, body: Bytes, media: Media, warnings: &[String]) ->
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     warning::append_warnings(h, warnings);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way a watch line can differ gets its own id, so watchers never share a line they would render
+    /// differently; a Table's id changes with the second its ages are computed in, nothing else's does.
+    #[test]
+    fn rendering_ids_cover_what_changes_a_line() {
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let mut representations = vec![
+            Representation::Object,
+            Representation::PartialObjectMetadata(MetaVersion::V1),
+            Representation::PartialObjectMetadata(MetaVersion::V1beta1),
+        ];
+        for version in [MetaVersion::V1, MetaVersion::V1beta1] {
+            for include in [IncludeObject::None, IncludeObject::Metadata, IncludeObject::Object] {
+                representations.push(Representation::Table(version, include));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for representation in representations {
+            for event_type in [WatchEventType::Added, WatchEventType::Modified, WatchEventType::Deleted] {
+                for headers in [false, true] {
+                    let line = ObjectLine { representation, headers, event_type, revision: 7, now };
+                    assert!(ids.insert(line.id()), "{representation:?} {event_type:?} {headers}: a shared id");
+                    let later = ObjectLine { now: now + jiff::SignedDuration::from_secs(1), ..line };
+                    let is_table = matches!(representation, Representation::Table(..));
+                    assert_eq!(later.id() != line.id(), is_table, "{representation:?}: ids and time");
+                }
+            }
+        }
+        let list = ObjectLine {
+            representation: Representation::PartialObjectMetadataList(MetaVersion::V1),
+            headers: false,
+            event_type: WatchEventType::Added,
+            revision: 7,
+            now,
+        };
+        let single = ObjectLine { representation: Representation::PartialObjectMetadata(MetaVersion::V1), ..list };
+        assert_eq!(list.id(), single.id(), "the same line either way");
+    }
 }

@@ -71,17 +71,15 @@ fn write_json(out: &mut Vec<u8>, v: &Value) {
     let _ = serde_json::to_writer(&mut *out, v);
 }
 
-/// A Table of `objs`, written row by row (each decoded object is dropped once its row is written);
-/// `headers` = false omits `columnDefinitions` (later watch events).
+/// A Table of `objs`, written row by row (each decoded object is dropped once its row is written), with ages as of
+/// `now`; `headers` = false omits `columnDefinitions` (later watch events).
 pub fn table(
     kind: &dyn Kind,
     objs: impl Iterator<Item = ApiResult<Value>>,
     list_meta: Map<String, Value>,
-    include: IncludeObject,
-    version: MetaVersion,
-    headers: bool,
+    (include, version, headers): (IncludeObject, MetaVersion, bool),
+    now: jiff::Timestamp,
 ) -> ApiResult<Bytes> {
-    let now = jiff::Timestamp::now();
     let mut out = Vec::with_capacity(4096);
     out.extend_from_slice(b"{\"kind\":\"Table\",\"apiVersion\":");
     write_json(&mut out, &Value::from(version.api_version()));

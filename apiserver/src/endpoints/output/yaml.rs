@@ -21,7 +21,7 @@ fn to_yaml(value: &Value) -> ApiResult<String> {
 /// `apiVersion`, `items`, `kind`, `metadata` (the order of the JSON rendering's keys), the items one at a time.
 pub fn list(store: &Store, page: ListPage, warnings: &mut Vec<String>) -> ApiResult<Bytes> {
     let info = store.info();
-    let mut out = String::with_capacity(64 + page.items.iter().map(|(kv, _)| kv.value.len() * 5 / 4).sum::<usize>());
+    let mut out = String::with_capacity(64 + page.items.iter().map(|o| o.value().len() * 5 / 4).sum::<usize>());
     let field = |out: &mut String, key: &str, value: Value| -> ApiResult<()> {
         let mut m = Map::new();
         m.insert(key.to_string(), value);

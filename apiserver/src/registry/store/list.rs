@@ -1,14 +1,22 @@
 //! List (GET on a collection): selectors, pagination with continue tokens, resourceVersion semantics. Items stay
-//! stored bytes unless a selector needed them decoded; the endpoint renders them.
+//! stored bytes (shared with the watch cache); selectors read what they need of each from its attributes
+//! ([`crate::registry::attrs`]); the endpoint renders them.
 //!
-//! endpoints/list (and watch, deletecollection) → **store list** → selectors → storage.
+//! resourceVersion as upstream with the watch cache (KEP-2340): unset → the latest (a consistent read: from the
+//! cache once it has the backend's current revision); "0" → any state (from memory at once); "N" → not older than
+//! N (or exactly N with `resourceVersionMatch=Exact`, or with a limit and no match, as upstream's legacy rule); a
+//! continue token → exactly its revision (from the cache's window, else the backend; 410 once compacted).
+//!
+//! endpoints/list (and watch, deletecollection) → **store list** → selectors → reads (watch cache or storage).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use backup_storage::{KeyValue, ListOptions as StorageListOptions, StorageError};
+use backup_storage::cacher::{CachedList, CachedObject, Freshness};
+use backup_storage::{ListOptions as StorageListOptions, Revision, StorageError};
 use serde_json::{Map, Value};
 
-use super::Store;
+use super::{Reads, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::object_bytes::decode;
 use crate::registry::selectors::Filter;
@@ -19,8 +27,8 @@ const FUTURE_RV_WAIT: Duration = Duration::from_secs(3);
 
 /// One page of a list.
 pub struct ListPage {
-    /// Matching items; decoded when a filter needed them.
-    pub items: Vec<(KeyValue, Option<Value>)>,
+    /// Matching items, as stored.
+    pub items: Vec<Arc<CachedObject>>,
     pub revision: i64,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -46,21 +54,21 @@ impl ListPage {
     /// with a warning.
     pub fn into_objects(self, warnings: &mut Vec<String>) -> impl Iterator<Item = ApiResult<Value>> + '_ {
         warnings.extend(self.warnings);
-        self.items.into_iter().filter_map(|(kv, v)| match v {
-            Some(v) => Some(Ok(v)),
-            None => match decode(&kv.value, kv.mod_revision) {
+        self.items.into_iter().filter_map(|object| {
+            let kv = object.kv();
+            match decode(&kv.value, kv.mod_revision) {
                 Ok(v) => Some(Ok(v)),
                 Err(e) => {
-                    warnings.push(unreadable(&kv.key, &e));
+                    warnings.push(unreadable(&kv.key, &e.to_string()));
                     None
                 }
-            },
+            }
         })
     }
 }
 
 /// The warning for a stored object that cannot be decoded.
-fn unreadable(key: &str, e: &serde_json::Error) -> String {
+fn unreadable(key: &str, e: &str) -> String {
     format!(
         "the stored object {key:?} cannot be decoded and was left out ({e}); delete it with DeleteOptions ignoreStoreReadErrorWithClusterBreakingPotential"
     )
@@ -91,6 +99,25 @@ impl Store {
     }
 }
 
+/// One read of a list: at the exact `revision` when set, else as fresh as `freshness` says; a revision the store
+/// has not reached yet (NotOlderThan) is waited for, up to [`FUTURE_RV_WAIT`].
+async fn read(
+    store: &Store,
+    prefix: &str,
+    opts: StorageListOptions,
+    freshness: Freshness,
+) -> backup_storage::Result<CachedList> {
+    match store.reads.list(prefix, opts.clone(), freshness).await {
+        Err(StorageError::FutureRevision { requested, current }) if opts.revision.is_none() => {
+            match wait_for_revision(store, requested).await {
+                Ok(()) => store.reads.list(prefix, opts, freshness).await,
+                Err(_) => Err(StorageError::FutureRevision { requested, current }),
+            }
+        }
+        other => other,
+    }
+}
+
 /// [`Store::list`] with its filter parsed.
 pub(super) async fn list(
     store: &Store,
@@ -100,28 +127,32 @@ pub(super) async fn list(
 ) -> ApiResult<ListPage> {
     let prefix = store.prefix(namespace);
     let mut start_key = None;
-    let mut revision = match (&opts.continue_token, opts.resource_version, opts.rv_match) {
-        (Some(token), _, _) => {
-            start_key = Some(format!("{prefix}{}", token.start));
-            (token.rv > 0).then_some(token.rv)
-        }
-        (None, None | Some(0), _) => None,
-        (None, Some(rv), ResourceVersionMatch::Exact) => Some(rv),
-        (None, Some(rv), ResourceVersionMatch::Unset) if opts.limit.is_some() => Some(rv),
-        (None, Some(rv), _) => {
-            wait_for_revision(store, rv).await?;
-            None
-        }
-    };
+    let (mut revision, freshness): (Option<Revision>, _) =
+        match (&opts.continue_token, opts.resource_version, opts.rv_match) {
+            (Some(token), _, _) => {
+                start_key = Some(format!("{prefix}{}", token.start));
+                ((token.rv > 0).then_some(token.rv), Freshness::Consistent)
+            }
+            (None, None, _) => (None, Freshness::Consistent),
+            (None, Some(0), _) => (None, Freshness::NotOlderThan(0)),
+            (None, Some(rv), ResourceVersionMatch::Exact) => (Some(rv), Freshness::Consistent),
+            (None, Some(rv), ResourceVersionMatch::Unset) if opts.limit.is_some() => (Some(rv), Freshness::Consistent),
+            (None, Some(rv), _) => (None, Freshness::NotOlderThan(rv)),
+        };
+    // From memory a selector is cheapest applied to the whole snapshot at once; from the backend, page by page.
+    let whole = matches!(store.reads, Reads::Cache(_)) && !filter.is_empty();
     let mut items = Vec::new();
     let mut warnings = Vec::new();
-    let mut last_examined: Option<String> = None;
+    let mut last_examined: Option<Arc<CachedObject>> = None;
     let mut remaining;
     let truncated;
     loop {
-        let want = opts.limit.map(|l| l.saturating_sub(items.len()).max(if filter.is_empty() { 1 } else { 64 }));
+        let want = opts
+            .limit
+            .filter(|_| !whole)
+            .map(|l| l.saturating_sub(items.len()).max(if filter.is_empty() { 1 } else { 64 }));
         let req = StorageListOptions { limit: want, start_key: start_key.clone(), revision };
-        let page = match store.storage.list(&prefix, req).await {
+        let page = match read(store, &prefix, req, freshness).await {
             Err(StorageError::Compacted { .. }) if opts.continue_token.is_some() => {
                 let start = opts.continue_token.as_ref().map(|t| t.start.clone()).unwrap_or_default();
                 let mut e = ApiError::gone_expired(EXPIRED_CONTINUE);
@@ -139,18 +170,14 @@ pub(super) async fn list(
         remaining = page.remaining;
         let page_len = page.items.len();
         let mut examined = 0;
-        for kv in page.items {
+        for object in page.items {
             examined += 1;
-            last_examined = Some(kv.key.clone());
-            if filter.is_empty() {
-                items.push((kv, None));
-            } else {
-                match decode(&kv.value, kv.mod_revision) {
-                    Ok(v) if filter.matches(&store.strategy, &v) => items.push((kv, Some(v))),
-                    Ok(_) => {}
-                    Err(e) => warnings.push(unreadable(&kv.key, &e)),
-                }
+            match filter.matches_object(&store.strategy, &object) {
+                Ok(true) => items.push(object.clone()),
+                Ok(false) => {}
+                Err(e) => warnings.push(unreadable(&object.kv().key, &e)),
             }
+            last_examined = Some(object);
             if opts.limit.is_some_and(|l| items.len() >= l) {
                 break;
             }
@@ -160,12 +187,13 @@ pub(super) async fn list(
             truncated = opts.limit.is_some() && (examined < page_len || page.more);
             break;
         }
-        start_key = last_examined.as_ref().map(|k| format!("{k}\u{0}"));
+        start_key = last_examined.as_ref().map(|o| format!("{}\u{0}", o.kv().key));
     }
     let revision = revision.unwrap_or(0);
     let continue_token = match (&last_examined, truncated) {
         (Some(last), true) => {
-            let start = format!("{}\u{0}", last.strip_prefix(&prefix).unwrap_or(last));
+            let key = &last.kv().key;
+            let start = format!("{}\u{0}", key.strip_prefix(&prefix).unwrap_or(key));
             Some(ContinueToken { rv: revision, start }.encode())
         }
         _ => None,

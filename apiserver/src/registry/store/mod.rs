@@ -1,27 +1,32 @@
 //! The generic registry store (k8s.io/apiserver `registry/generic/registry.Store`): every verb of any kind, one
 //! method each — [`Store::get`] here, `list`, `watch`, `create`, `update` and `patch`, `apply`, `delete` and
 //! `delete_collection` in the files beside this one — with the kind's [`Strategy`] deciding defaults and validation
-//! and the field manager keeping `metadata.managedFields`.
+//! and the field manager keeping `metadata.managedFields`. Gets, lists and watches read through [`Reads`] (the
+//! watch cache, or the backend with `--watch-cache=false`); writes, and the reads a write starts from, go to the
+//! backend.
 //!
-//! endpoints → **registry store** → strategy → field manager → storage.
+//! endpoints → **registry store** → strategy → field manager → storage (reads: watch cache → storage).
 
 mod admit;
 mod apply;
 mod create;
 mod delete;
 mod list;
+mod reads;
 mod update;
 mod watch;
 
 pub use apply::ApplyConfiguration;
 pub use delete::{DeleteOutcome, DeletedCollection};
 pub use list::ListPage;
+pub use reads::{Events, Reads};
 pub use update::PatchFn;
-pub use watch::{WatchEvent, WatchEventType, WatchEvents};
+pub use watch::{WatchEvent, WatchEventType, WatchEvents, Watchdog};
 
 use std::sync::Arc;
 
 use backup_apis::{Kind, ResourceInfo};
+use backup_storage::cacher::Freshness;
 use backup_storage::{KeyValue, Storage, StorageError, check_value_size};
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -33,7 +38,7 @@ use crate::registry::object_bytes::{
     MAX_DEPTH, decode, encode_for_storage, object_depth_exceeds, with_resource_version,
 };
 use crate::registry::strategy::Strategy;
-use crate::request::options::FieldValidation;
+use crate::request::options::{FieldValidation, GetOptions};
 
 /// How many times a write without a resourceVersion precondition is retried on a concurrent change.
 const MAX_UPDATE_RETRIES: usize = 16;
@@ -41,9 +46,14 @@ const MAX_UPDATE_RETRIES: usize = 16;
 /// One kind's store.
 pub struct Store {
     pub strategy: Arc<Strategy>,
+    /// Where writes go.
     pub storage: Arc<dyn Storage>,
+    /// Where gets, lists and watches come from.
+    pub reads: Reads,
     /// The admission chain every write goes through (in a cluster; none standalone).
     admission: Option<Arc<dyn Admission>>,
+    /// Cuts off watches whose clients stopped reading.
+    watchdog: Arc<Watchdog>,
     /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
     finishes_propagation: bool,
 }
@@ -75,8 +85,21 @@ struct WriteOptions<'a> {
 }
 
 impl Store {
-    pub fn new(kind: Arc<dyn Kind>, storage: Arc<dyn Storage>, admission: Option<Arc<dyn Admission>>) -> Self {
-        Self { strategy: Arc::new(Strategy::new(kind)), storage, admission, finishes_propagation: false }
+    pub fn new(
+        kind: Arc<dyn Kind>,
+        storage: Arc<dyn Storage>,
+        reads: Reads,
+        admission: Option<Arc<dyn Admission>>,
+    ) -> Self {
+        let watchdog = Arc::new(Watchdog::default());
+        Self {
+            strategy: Arc::new(Strategy::new(kind)),
+            storage,
+            reads,
+            admission,
+            watchdog,
+            finishes_propagation: false,
+        }
     }
 
     /// This store finishes the propagation policies' finalizers itself (standalone: no garbage collector).
@@ -126,12 +149,24 @@ impl Store {
         move |e| ApiError::from_storage(e, self.info(), &name)
     }
 
-    /// The stored object as a client sees it.
-    pub async fn get(&self, namespace: &str, name: &str) -> ApiResult<Bytes> {
-        let kv = self.get_kv(namespace, name).await?;
-        Ok(with_resource_version(&kv.value, kv.mod_revision))
+    /// The stored object as a client sees it: the latest (resourceVersion unset: a consistent read, from the
+    /// watch cache once it has caught up with the backend's revision, as upstream since 1.31), any ("0": from
+    /// memory), or one not older than the given resourceVersion (waiting up to 3 s for it; 504 past that).
+    pub async fn get(&self, namespace: &str, name: &str, opts: &GetOptions) -> ApiResult<Bytes> {
+        let freshness = opts.resource_version.map_or(Freshness::Consistent, Freshness::NotOlderThan);
+        let key = self.key(namespace, name);
+        let object = match self.reads.get(&key, freshness).await {
+            Err(StorageError::FutureRevision { requested, .. }) => {
+                list::wait_for_revision(self, requested).await?;
+                self.reads.get(&key, freshness).await
+            }
+            other => other,
+        };
+        let object = object.map_err(self.storage_err(name))?.ok_or_else(|| ApiError::not_found(self.info(), name))?;
+        Ok(with_resource_version(object.value(), object.kv().mod_revision))
     }
 
+    /// The stored object from the backend: what a write starts from.
     async fn get_kv(&self, namespace: &str, name: &str) -> ApiResult<KeyValue> {
         self.storage
             .get(&self.key(namespace, name))

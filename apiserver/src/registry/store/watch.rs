@@ -4,22 +4,31 @@
 //! periodic BOOKMARKs, an ERROR (410 Expired) for a compacted resourceVersion, and the end at `timeoutSeconds`.
 //! The endpoint renders each event.
 //!
-//! endpoints/watch → **store watch** → selectors → storage watch.
+//! Events come from the watch cache (one backend watch per resource whatever the number of watchers; initial
+//! events from its memory) or, with `--watch-cache=false`, from a backend watch per watcher. A watch is a stream
+//! the response pulls from as the client reads: nothing is queued per watcher beyond what its source holds (the
+//! cache's cursor: at most a batch of shared events; a backend watch: its buffer). A client that stops reading
+//! for [`SLOW_WATCHER_BUDGET`] while an event waits for it is cut off by the [`Watchdog`] — its source is
+//! dropped and its response ends once the client reads again — and the cache closes a watcher that falls its
+//! lag budget of bytes behind; the client resumes from the last resourceVersion it saw, or relists.
+//!
+//! endpoints/watch → **store watch** → selectors → reads (watch cache or storage watch).
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use backup_storage::{Event, EventType, Revision};
-use bytes::Bytes;
-use futures::StreamExt;
+use backup_storage::cacher::{CachedEvent, CachedObject, WatchEnd};
+use backup_storage::{EventType, Revision};
+use futures::Stream;
 use rand::Rng;
-use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, Sleep};
 
 use super::Store;
-use super::list::{list, wait_for_revision};
+use super::list::list;
+use super::reads::Events;
 use crate::error::{ApiError, ApiResult};
-use crate::registry::object_bytes::decode;
 use crate::registry::selectors::Filter;
 use crate::registry::strategy::Strategy;
 use crate::request::options::ListOptions;
@@ -28,11 +37,13 @@ use crate::request::options::ListOptions;
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// Default watch duration when the client gives no timeoutSeconds: random in [30, 60) minutes, as upstream.
 const MIN_REQUEST_TIMEOUT: u64 = 1800;
-/// Events buffered per watcher before the translating task waits for the client.
-const WATCHER_BUFFER: usize = 64;
-/// How long a watcher may keep its buffer full before it is cut off (its client resumes from the last
-/// resourceVersion it saw, or relists), so a client that stops reading holds nothing for long.
-const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(10);
+/// How long a watcher's client may leave its buffer full (read nothing of what the server holds for it) while
+/// another event waits, before the watch is cut off: its client resumes from the last resourceVersion it saw, or
+/// relists, as upstream's cacher closes a watcher whose buffer stays full. A client that stops reading holds
+/// nothing for long; one that reads, however slowly, or that waits on an idle resource, is never cut off.
+const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(1);
+/// How often the watchdog looks for such watchers.
+const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The type of an object event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,129 +64,278 @@ impl WatchEventType {
 }
 
 /// One event of a watch.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum WatchEvent {
-    /// An object event: the stored bytes, the resourceVersion to show, and the object decoded when a selector
-    /// needed it.
-    Object { event_type: WatchEventType, stored: Bytes, revision: Revision, decoded: Option<Value> },
+    /// An object event: the object to show (for DELETED its last state) at the resourceVersion to show.
+    Object {
+        event_type: WatchEventType,
+        object: Arc<CachedObject>,
+        revision: Revision,
+        /// The storage event it translates, on which every watcher that renders it alike shares one rendering
+        /// ([`CachedEvent::encoded`]); `None` for the initial events of a list.
+        shared: Option<Arc<CachedEvent>>,
+    },
     /// A BOOKMARK at `revision`; `initial_events_end` marks the end of a streaming list's initial events.
     Bookmark { revision: Revision, initial_events_end: bool },
     /// The watch cannot go on (e.g. 410 Expired); it is the last event.
     Error(ApiError),
 }
 
-/// The events of one watch, ending when the watch does.
-pub type WatchEvents = mpsc::Receiver<WatchEvent>;
-
 impl Store {
     /// Start a watch of `namespace` (None = all) with `opts`.
     pub async fn watch(&self, namespace: Option<&str>, opts: &ListOptions) -> ApiResult<WatchEvents> {
         let filter = Filter::new(&self.strategy, &opts.label_selector, &opts.field_selector)?;
         let initial = opts.send_initial_events || matches!(opts.resource_version, None | Some(0));
-        let mut initial_page = None;
-        let start_revision = if initial {
-            if let Some(rv) = opts.resource_version.filter(|rv| *rv > 0) {
-                wait_for_revision(self, rv).await?;
-            }
+        let prefix = self.prefix(namespace);
+        let (initial_page, start_revision, events) = if initial {
+            // The state as the list semantics say (unset: consistent; "0": any; "N": not older than N), then the
+            // events after it.
             let mut list_opts = opts.clone();
             list_opts.limit = None;
             list_opts.continue_token = None;
-            list_opts.resource_version = None;
             let page = list(self, namespace, &list_opts, &filter).await?;
-            let rev = page.revision;
-            initial_page = Some(page);
-            rev + 1
+            let events = self.reads.watch_after_list(&prefix, page.revision).await;
+            let start = page.revision + 1;
+            (Some(page), start, events)
         } else {
-            opts.resource_version.unwrap_or(0) + 1
+            let rv = opts.resource_version.unwrap_or(0);
+            (None, rv + 1, self.reads.watch_after(&prefix, rv).await)
         };
         let timeout = Duration::from_secs(
             opts.timeout_seconds
                 .unwrap_or_else(|| rand::rng().random_range(MIN_REQUEST_TIMEOUT..2 * MIN_REQUEST_TIMEOUT)),
         );
-        let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        let events = self.storage.watch(&self.prefix(namespace), start_revision).await;
-        let translator = Translator { filter, strategy: self.strategy.clone() };
-        let allow_bookmarks = opts.allow_bookmarks;
-        let send_initial_events = opts.send_initial_events;
-        tokio::spawn(async move {
-            let mut last_rv = start_revision - 1;
-            if let Some(page) = initial_page {
-                for (kv, decoded) in page.items {
-                    let ev = WatchEvent::Object {
-                        event_type: WatchEventType::Added,
-                        stored: kv.value,
-                        revision: kv.mod_revision,
-                        decoded,
-                    };
-                    if !deliver(&tx, ev).await {
-                        return;
-                    }
-                }
-                if send_initial_events {
-                    let ev = WatchEvent::Bookmark { revision: page.revision, initial_events_end: true };
-                    if !deliver(&tx, ev).await {
-                        return;
-                    }
-                }
-            }
-            let mut events = match events {
-                Ok(s) => s,
-                Err(e) => {
-                    deliver(&tx, WatchEvent::Error(e.into())).await;
-                    return;
-                }
-            };
-            let deadline = tokio::time::sleep(timeout);
-            tokio::pin!(deadline);
-            let mut bookmarks =
-                tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = &mut deadline => {
-                        if allow_bookmarks {
-                            deliver(&tx, WatchEvent::Bookmark { revision: last_rv, initial_events_end: false }).await;
-                        }
-                        return;
-                    }
-                    _ = bookmarks.tick(), if allow_bookmarks => {
-                        let ev = WatchEvent::Bookmark { revision: last_rv, initial_events_end: false };
-                        if !deliver(&tx, ev).await {
-                            return;
-                        }
-                    }
-                    _ = tx.closed() => return,
-                    next = events.next() => match next {
-                        None => return,
-                        Some(Err(e)) => {
-                            deliver(&tx, WatchEvent::Error(e.into())).await;
-                            return;
-                        }
-                        Some(Ok(ev)) => {
-                            last_rv = ev.revision();
-                            if let Some(out) = translator.translate(ev)
-                                && !deliver(&tx, out).await {
-                                    return;
-                                }
-                        }
-                    },
-                }
-            }
-        });
-        Ok(rx)
+        let (source, failed) = match events {
+            Ok(events) => (Some(events), None),
+            Err(e) => (None, Some(ApiError::from(e))),
+        };
+        let watched = Arc::new(Watched(Mutex::new(Source { events: source, ..Source::default() })));
+        self.watchdog.watch(&watched);
+        let (initial, initial_end) = match initial_page {
+            Some(page) => (page.items, opts.send_initial_events.then_some(page.revision)),
+            None => (Vec::new(), None),
+        };
+        let bookmarks = opts
+            .allow_bookmarks
+            .then(|| tokio::time::interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL));
+        Ok(WatchEvents {
+            initial: initial.into_iter(),
+            initial_end,
+            failed,
+            watched,
+            translator: Translator { filter, strategy: self.strategy.clone() },
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            bookmarks,
+            allow_bookmarks: opts.allow_bookmarks,
+            last_rv: start_revision - 1,
+            done: false,
+        })
     }
 }
 
-/// Hand `ev` to the watcher: false when it is gone, or when its buffer stayed full for [`SLOW_WATCHER_BUDGET`].
-async fn deliver(tx: &mpsc::Sender<WatchEvent>, ev: WatchEvent) -> bool {
-    match tx.try_send(ev) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-        Err(mpsc::error::TrySendError::Full(ev)) => {
-            let sent = tokio::time::timeout(SLOW_WATCHER_BUDGET, tx.send(ev)).await;
-            if sent.is_err() {
-                tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
+/// The events of one watch, as the client reads them; the stream ends when the watch does.
+pub struct WatchEvents {
+    /// The initial state (ADDED events), first.
+    initial: std::vec::IntoIter<Arc<CachedObject>>,
+    /// Then, for a streaming list, the bookmark that ends the initial events.
+    initial_end: Option<Revision>,
+    /// The watch could not start: this error, then the end.
+    failed: Option<ApiError>,
+    watched: Arc<Watched>,
+    translator: Translator,
+    deadline: Pin<Box<Sleep>>,
+    bookmarks: Option<Interval>,
+    allow_bookmarks: bool,
+    /// The revision of the last storage event seen.
+    last_rv: Revision,
+    done: bool,
+}
+
+/// What a watch shares with the [`Watchdog`], under one lock (the client's side polls with it held, so the
+/// watchdog never polls the source while the client's side waits on it).
+struct Watched(Mutex<Source>);
+
+type SourceItem = Option<std::result::Result<Arc<CachedEvent>, WatchEnd>>;
+
+#[derive(Default)]
+struct Source {
+    /// `None` once cut off.
+    events: Option<Events>,
+    /// What the watchdog took from `events` to see whether an event waits: the client's side gets it first.
+    peeked: Option<SourceItem>,
+    /// When the client's side last asked for an event.
+    pulled_at: Option<Instant>,
+    /// The last ask got one: the client's side asks again as soon as it has written it (HTTP/1.1: into its
+    /// bounded buffer; HTTP/2: within the stream's flow-control window), without being woken.
+    delivered: bool,
+}
+
+impl Source {
+    /// The client's side has not asked for more for `budget` since it got an event: what the server holds for
+    /// it is full.
+    fn full_for(&self, budget: Duration, now: Instant) -> bool {
+        self.delivered && self.pulled_at.is_some_and(|at| now.duration_since(at) >= budget)
+    }
+
+    /// Whether an event waits for the client (polling the source without a waker: the client's side asks again
+    /// by itself, see `delivered`).
+    fn event_waits(&mut self) -> bool {
+        let Some(events) = self.events.as_mut() else { return false };
+        if self.peeked.is_none() {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(item) = events.poll_next(&mut cx) {
+                self.peeked = Some(item);
             }
-            matches!(sent, Ok(Ok(())))
+        }
+        matches!(self.peeked, Some(Some(Ok(_))))
+    }
+}
+
+impl WatchEvents {
+    /// A bookmark at the source's progress (or the last event's revision while an event taken from the source
+    /// waits in `peeked`: the source's progress may count it as sent).
+    fn bookmark(&self, source: &Source) -> WatchEvent {
+        let progress = if source.peeked.is_some() { None } else { source.events.as_ref().and_then(Events::revision) };
+        let revision = progress.map_or(self.last_rv, |r| r.max(self.last_rv));
+        WatchEvent::Bookmark { revision, initial_events_end: false }
+    }
+
+    fn next_event(&mut self, source: &mut Source, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(object) = self.initial.next() {
+            let revision = object.kv().mod_revision;
+            return Poll::Ready(Some(object_event(WatchEventType::Added, object, revision, None)));
+        }
+        if let Some(revision) = self.initial_end.take() {
+            return Poll::Ready(Some(WatchEvent::Bookmark { revision, initial_events_end: true }));
+        }
+        if let Some(error) = self.failed.take() {
+            self.done = true;
+            return Poll::Ready(Some(WatchEvent::Error(error)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            return Poll::Ready(self.allow_bookmarks.then(|| self.bookmark(source)));
+        }
+        if let Some(bookmarks) = &mut self.bookmarks
+            && bookmarks.poll_tick(cx).is_ready()
+        {
+            return Poll::Ready(Some(self.bookmark(source)));
+        }
+        loop {
+            let next = match (source.peeked.take(), source.events.as_mut()) {
+                (Some(item), _) => Poll::Ready(item),
+                (None, Some(events)) => events.poll_next(cx),
+                (None, None) => {
+                    // Cut off by the watchdog.
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+            };
+            match next {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(WatchEnd::Lagged { resume_from }))) => {
+                    tracing::info!(resume_from, "closing a watch that fell behind the watch cache");
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(WatchEnd::Failed(e)))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(WatchEvent::Error(e.into())));
+                }
+                Poll::Ready(Some(Ok(ev))) => {
+                    self.last_rv = ev.revision();
+                    if let Some(out) = self.translator.translate(&ev) {
+                        return Poll::Ready(Some(out));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Stream for WatchEvents {
+    type Item = WatchEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        let watched = self.watched.clone();
+        let mut source = lock(&watched.0);
+        let next = self.next_event(&mut source, cx);
+        source.pulled_at = Some(Instant::now());
+        source.delivered = matches!(next, Poll::Ready(Some(_)));
+        next
+    }
+}
+
+/// A lock that a panicked holder left behind is still usable: what it guards is a plain value.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn object_event(
+    event_type: WatchEventType,
+    object: Arc<CachedObject>,
+    revision: Revision,
+    shared: Option<Arc<CachedEvent>>,
+) -> WatchEvent {
+    WatchEvent::Object { event_type, object, revision, shared }
+}
+
+/// Cuts off the watches whose client has read nothing for [`SLOW_WATCHER_BUDGET`] while an event waits for it:
+/// drops their source (the cache's cursor, or the backend watch), so they hold nothing more; their response ends
+/// once the client reads again. One task per store, started with its first watch, looking every
+/// [`WATCHDOG_INTERVAL`].
+#[derive(Default)]
+pub struct Watchdog {
+    watches: Mutex<Vec<Weak<Watched>>>,
+    started: OnceLock<()>,
+}
+
+impl Watchdog {
+    fn watch(self: &Arc<Self>, watched: &Arc<Watched>) {
+        lock(&self.watches).push(Arc::downgrade(watched));
+        self.started.get_or_init(|| {
+            let watchdog = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(WATCHDOG_INTERVAL);
+                loop {
+                    ticks.tick().await;
+                    let Some(watchdog) = watchdog.upgrade() else { return };
+                    watchdog.sweep();
+                }
+            });
+        });
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut full = Vec::new();
+        lock(&self.watches).retain(|w| {
+            let Some(watched) = w.upgrade() else { return false };
+            let source = lock(&watched.0);
+            if source.events.is_none() {
+                return false;
+            }
+            if source.full_for(SLOW_WATCHER_BUDGET, now) {
+                drop(source);
+                full.push(watched);
+            }
+            true
+        });
+        // Outside the list's lock: polling a source takes the cache's.
+        for watched in full {
+            let mut source = lock(&watched.0);
+            if source.full_for(SLOW_WATCHER_BUDGET, now) && source.event_waits() {
+                tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
+                source.events = None;
+                source.peeked = None;
+            }
         }
     }
 }
@@ -187,39 +347,33 @@ struct Translator {
 }
 
 impl Translator {
-    /// Whether the stored object matches: `Some(decoded)` when it does (decoded only when a selector needed it).
-    fn matches(&self, value: &[u8], rv: Revision) -> Option<Option<Value>> {
-        if self.filter.is_empty() {
-            return Some(None);
-        }
-        let v = decode(value, rv).ok()?;
-        self.filter.matches(&self.strategy, &v).then_some(Some(v))
+    /// Whether a stored object matches (one that cannot be decoded does not).
+    fn matches(&self, object: &CachedObject) -> bool {
+        self.filter.matches_object(&self.strategy, object) == Ok(true)
     }
 
     /// The watch event for a storage event, or None when the selectors filter it out.
-    fn translate(&self, ev: Event) -> Option<WatchEvent> {
+    fn translate(&self, ev: &Arc<CachedEvent>) -> Option<WatchEvent> {
         let rev = ev.revision();
         let object =
-            |event_type, stored: Bytes, decoded| WatchEvent::Object { event_type, stored, revision: rev, decoded };
-        match ev.event_type {
+            |event_type, object: &Arc<CachedObject>| object_event(event_type, object.clone(), rev, Some(ev.clone()));
+        match ev.event_type() {
             EventType::Put => {
-                let now = self.matches(&ev.kv.value, rev);
-                let before = ev.prev.as_ref().and_then(|p| self.matches(&p.value, p.mod_revision));
-                let created = ev.kv.create_revision == ev.kv.mod_revision;
+                let current = ev.object()?;
+                let now = self.matches(current);
+                let before = ev.prev().filter(|p| self.matches(p));
+                let created = ev.created();
                 match (now, before) {
-                    (Some(v), Some(_)) if !created => Some(object(WatchEventType::Modified, ev.kv.value, v)),
-                    (Some(v), _) => Some(object(WatchEventType::Added, ev.kv.value, v)),
-                    (None, Some(old)) if !created => {
-                        // Stopped matching: DELETED with the last state that matched, at this revision.
-                        Some(object(WatchEventType::Deleted, ev.prev?.value, old))
-                    }
-                    (None, _) => None,
+                    (true, Some(_)) if !created => Some(object(WatchEventType::Modified, current)),
+                    (true, _) => Some(object(WatchEventType::Added, current)),
+                    // Stopped matching: DELETED with the last state that matched, at this revision.
+                    (false, Some(prev)) if !created => Some(object(WatchEventType::Deleted, prev)),
+                    (false, _) => None,
                 }
             }
             EventType::Delete => {
-                let prev = ev.prev?;
-                let v = self.matches(&prev.value, rev)?;
-                Some(object(WatchEventType::Deleted, prev.value, v))
+                let prev = ev.prev().filter(|p| self.matches(p))?;
+                Some(object(WatchEventType::Deleted, prev))
             }
         }
     }

@@ -1,12 +1,14 @@
-//! The typed options of each verb (`metav1.ListOptions`, `CreateOptions`, `UpdateOptions`, `PatchOptions`,
-//! `DeleteOptions`), validated as upstream validates them. Each endpoint decodes its own options from the
+//! The typed options of each verb (`metav1.GetOptions`, `ListOptions`, `CreateOptions`, `UpdateOptions`,
+//! `PatchOptions`, `DeleteOptions`), validated as upstream validates them. Each endpoint decodes its own options from the
 //! [`Query`](super::query::Query) (and, for delete, the body) and hands them to the registry store.
 
 mod delete;
+mod get;
 mod list;
 mod write;
 
 pub use delete::{DeleteOptions, PropagationPolicy};
+pub use get::GetOptions;
 pub use list::{ContinueToken, ListOptions, ResourceVersionMatch};
 pub use write::{CreateOptions, FIELD_MANAGER_MAX_LENGTH, PatchOptions, UpdateOptions, prefix_from_user_agent};
 
