@@ -283,6 +283,8 @@ async fn run_job(
         },
     };
     let conditions = status.conditions.get_or_insert_default();
+    // A backup written honours its run-now request, even when retention then refused a status location.
+    let backed_up = matches!(outcome, Outcome::Done(..));
     match outcome {
         Outcome::Stopped(reason) => {
             let what = format!("backup {id}, after {},", status::duration(started.elapsed()));
@@ -362,12 +364,11 @@ async fn run_job(
             }
         }
     }
-    let succeeded = status.phase == Some(Phase::Succeeded);
     let written = write_final(&api, &name, &status).await;
     // Held until the outcome is in status: no more backups show Running than there are slots.
     drop(slots);
     if written
-        && succeeded
+        && backed_up
         && let Some(value) = run_now
         && let Err(e) = clear_run_now(&api, &name, &value).await
     {
