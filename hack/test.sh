@@ -25,6 +25,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end-to-end tests drive the real kubectl" >&2; exit 1; }
 
+# The object-storage tests (controller/tests/s3.rs) run a real S3-compatible server, s3s-fs from crates.io (SigV4
+# checked), installed once into target/s3s/ (a no-op when it is there).
+[ -x target/s3s/bin/s3s-fs ] || cargo install s3s-fs --version 0.13.0 --locked --features binary --root target/s3s
+export S3S_FS="$PWD/target/s3s/bin/s3s-fs"
+
 # The real-cluster tests (tests/src/cluster.rs) run kube-apiserver and kube-controller-manager v1.20.2, built from
 # Debian's source package into target/k8s/ when missing (~5–10 min once; a no-op when they are there).
 hack/kube-apiserver.sh >/dev/null

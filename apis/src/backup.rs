@@ -20,6 +20,9 @@ use crate::status::{
     validate_timeout,
 };
 
+/// `spec.destination.location` when not given.
+pub const DEFAULT_LOCATION: &str = "default";
+
 /// `spec.retention.keepLast` when not given.
 pub const DEFAULT_KEEP_LAST: i64 = 7;
 
@@ -62,7 +65,8 @@ impl_namespaced_resource!(TimeseriesDBBackup, RESOURCE);
 pub struct TimeseriesDBBackupSpec {
     /// The database to back up.
     pub database: BackupSource,
-    /// Where the backup files go; `<namespace>/<name>` on the controller's volume when absent.
+    /// Where the backup files go: a location the controller's operator named (`default` when absent), under
+    /// `<namespace>/<path or name>/` there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<Destination>,
     /// Cron expression; absent for a single backup.
@@ -80,6 +84,10 @@ pub struct TimeseriesDBBackupSpec {
     /// Deadline of one backup (a duration such as `30m`); the controller's `--default-timeout` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Read each backup back from its location once written (checksum, every record) and report it in the
+    /// `Verified` condition.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// The database to back up and which series.
@@ -98,7 +106,10 @@ pub struct BackupSource {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
-    /// Relative to the controller's backup volume; see [`TimeseriesDBBackup::destination_path`].
+    /// The name of one of the locations the controller's operator defined; [`DEFAULT_LOCATION`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Relative to `<namespace>/` in the location; see [`TimeseriesDBBackup::destination_path`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }
@@ -171,7 +182,10 @@ pub struct BackupRecord {
     /// Size of the backup file in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
-    /// Where the backup is, relative to the controller's backup volume.
+    /// The named location the backup was written to ([`DEFAULT_LOCATION`] when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// Where the backup is in that location: `<namespace>/<path>/<name>.<uid>.<id>.tsdb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// SHA-256 of the backup's content, hex-encoded.
@@ -195,21 +209,19 @@ impl TimeseriesDBBackup {
         }
     }
 
-    /// `spec.destination.path` (normalised), or its default.
+    /// `spec.destination.path` (normalised), or its default, the object's name. The controller puts it under
+    /// `<namespace>/`: it is never read as a path from the location's root.
     pub fn destination_path(&self) -> String {
         match self.spec.destination.as_ref().and_then(|d| d.path.as_deref()) {
             Some(path) => normalize_path(path),
-            None => default_destination(
-                self.metadata.namespace.as_deref().unwrap_or(""),
-                self.metadata.name.as_deref().unwrap_or(""),
-            ),
+            None => self.metadata.name.clone().unwrap_or_default(),
         }
     }
-}
 
-/// The default `spec.destination.path`: `<namespace>/<name>`.
-pub fn default_destination(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
+    /// `spec.destination.location`, or [`DEFAULT_LOCATION`].
+    pub fn destination_location(&self) -> &str {
+        self.spec.destination.as_ref().and_then(|d| d.location.as_deref()).unwrap_or(DEFAULT_LOCATION)
+    }
 }
 
 /// `path` with `.` segments, repeated and trailing slashes removed (`./a//b/` → `a/b`); a leading `/` is kept, for
@@ -254,7 +266,8 @@ fn record_schema(description: &str) -> Value {
             ("series", int64("Number of series in the backup.").with("minimum", json!(0))),
             ("samples", int64("Number of samples in the backup.").with("minimum", json!(0))),
             ("bytes", int64("Size of the backup in bytes.").with("minimum", json!(0))),
-            ("location", string("Where the backup is, relative to the controller's backup volume.")),
+            ("destination", string("The named location the backup was written to (default when absent).")),
+            ("location", string("Where the backup is in that location: <namespace>/<path>/<name>.<uid>.<id>.tsdb.")),
             ("sha256", string("SHA-256 of the backup's content, hex-encoded.")),
         ],
         &["id"],
@@ -362,15 +375,25 @@ impl Kind for BackupKind {
                 (
                     "destination",
                     obj(
-                        "Where backups are written.",
-                        [(
-                            "path",
-                            string(
-                                "Directory for this object's backups, relative to the controller's backup volume \
-                                 (no leading '/', no '..'; './a//b/' is stored as 'a/b'). Defaults to \
-                                 <namespace>/<name>.",
+                        "Where backups are written: <namespace>/<path>/ in a location the controller's operator \
+                         defined.",
+                        [
+                            (
+                                "location",
+                                string(
+                                    "The name of a location defined in the controller's locations file (an object \
+                                     store or a volume). Defaults to default.",
+                                )
+                                .with("default", json!(DEFAULT_LOCATION)),
                             ),
-                        )],
+                            (
+                                "path",
+                                string(
+                                    "Directory for this object's backups under <namespace>/ in the location (no \
+                                     leading '/', no '..'; './a//b/' is stored as 'a/b'). Defaults to <name>.",
+                                ),
+                            ),
+                        ],
                         &[],
                     ),
                 ),
@@ -413,6 +436,14 @@ impl Kind for BackupKind {
                     .with("default", json!(false)),
                 ),
                 ("timeout", timeout_schema("backup")),
+                (
+                    "verify",
+                    boolean(
+                        "Reads each backup back from its location once written (its SHA-256, every record decoded \
+                         and, if encrypted, authenticated) and reports the result in the Verified condition.",
+                    )
+                    .with("default", json!(false)),
+                ),
             ],
             &["database"],
         );
@@ -438,8 +469,8 @@ impl Kind for BackupKind {
         )
     }
 
-    /// Normalises `spec.destination.path` (`./a//b/` → `a/b`), or fills it with `<namespace>/<name>` when absent
-    /// (once the name is known).
+    /// Normalises `spec.destination.path` (`./a//b/` → `a/b`), or fills it with `<name>` when absent (once the
+    /// name is known); fills `spec.destination.location` with `default`.
     fn default(&self, obj: &mut Value) {
         if let Some(path) = obj.pointer_mut("/spec/destination/path")
             && let Some(text) = path.as_str()
@@ -451,10 +482,11 @@ impl Kind for BackupKind {
         if namespace.is_empty() || name.is_empty() {
             return;
         }
-        let path = default_destination(namespace, name);
+        let path = name.to_string();
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
             && let Some(destination) = spec.entry("destination").or_insert_with(|| json!({})).as_object_mut()
         {
+            destination.entry("location").or_insert(Value::String(DEFAULT_LOCATION.into()));
             destination.entry("path").or_insert(Value::String(path));
         }
     }
@@ -466,6 +498,11 @@ impl Kind for BackupKind {
         errs.extend(validate_timeout(obj));
         if let Some(path) = obj.pointer("/spec/destination/path").and_then(Value::as_str) {
             errs.extend(validate_relative_path(path, "spec.destination.path"));
+        }
+        if let Some(location) = obj.pointer("/spec/destination/location").and_then(Value::as_str) {
+            for msg in crate::objectmeta::is_dns1123_label(location) {
+                errs.push(FieldError::invalid("spec.destination.location", json!(location), msg));
+            }
         }
         errs
     }

@@ -34,6 +34,7 @@
 //!     retention: Retention { keep_last: 7 },
 //!     suspend: false,
 //!     timeout: None,
+//!     verify: false,
 //! };
 //! backups.create(&PostParams::default(), &TimeseriesDBBackup::new("default", "nightly", spec)).await?;
 //! for b in backups.list(&ListParams::default()).await? {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backup_controller::controller::jobs::{Jobs, Limits};
 use backup_controller::controller::{self, Backoff, Context};
-use backup_controller::destination::local::LocalDir;
+use backup_controller::destination::locations::Locations;
 use backup_controller::http::Http;
 use backup_controller::http::transport::Connector;
 use backup_controller::secrets::{KubeSecrets, SecretSource, SecretsDir};
@@ -17,9 +17,12 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "backup-controller", version)]
 struct Options {
-    /// Directory holding the backup files (a persistent volume in a deployment).
-    #[arg(long, env = "BACKUP_DIR")]
-    backup_dir: PathBuf,
+    /// Directory holding the backup files (a persistent volume in a deployment): the location named default.
+    #[arg(long, env = "BACKUP_DIR", required_unless_present = "locations")]
+    backup_dir: Option<PathBuf>,
+    /// The locations backups go to, by name (YAML; a Secret in a deployment); see the README.
+    #[arg(long, env = "BACKUP_LOCATIONS")]
+    locations: Option<PathBuf>,
     /// Kubeconfig to use; default: $KUBECONFIG, ~/.kube/config or the in-cluster service account.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -91,9 +94,17 @@ async fn run() -> anyhow::Result<()> {
         restores: opts.max_concurrent_restores.into(),
         per_database: opts.max_concurrent_per_database.into(),
     };
+    let mut locations = match &opts.locations {
+        Some(file) => Locations::load(file, connector.default_transport(), timeout)?,
+        None => Locations::default(),
+    };
+    if let Some(dir) = &opts.backup_dir {
+        locations = locations.with_default_local(dir);
+    }
+    let names: Vec<String> = locations.names().map(String::from).collect();
     let ctx = Arc::new(Context {
         client,
-        destination: Arc::new(LocalDir::new(&opts.backup_dir)),
+        locations: Arc::new(locations),
         http,
         connector,
         secrets,
@@ -102,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
         default_timeout: opts.default_timeout,
     });
     tracing::info!(
-        backup_dir = %opts.backup_dir.display(),
+        locations = ?names,
         ?limits,
         default_timeout = ?opts.default_timeout,
         max_piece_bytes = opts.max_piece_bytes,

@@ -1,12 +1,13 @@
 //! The `kubectl tsdb` plugin's commands, a thin layer over the typed client: `backup now` (the run-now annotation
 //! the backup reconciler honours), `restore` (creates a TimeseriesDBRestore with a generated, unique name) and
-//! `status` (a table of backups, or the objects as JSON or YAML); and errors as kubectl prints them.
+//! `status` (a table of backups, or the objects as JSON or YAML), `verify` (a backup read back whole from its
+//! location, with the operator's locations file); and errors as kubectl prints them.
 //!
 //! **kubectl plugin (this file)** → API → controller.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use backup_apis::backup::TimeseriesDBBackup;
 use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 use backup_apis::restore::{BackupRef, TimeseriesDBRestore, TimeseriesDBRestoreSpec};
@@ -17,6 +18,8 @@ use serde_json::json;
 
 use crate::controller::backup::RUN_NOW;
 use crate::controller::status::bytes;
+use crate::destination::confine::Prefix;
+use crate::destination::locations::Locations;
 
 /// Asks the controller for a backup of `name` now; returns the request's stamp.
 pub async fn backup_now(api: &Api<TimeseriesDBBackup>, name: &str) -> anyhow::Result<String> {
@@ -24,6 +27,55 @@ pub async fn backup_now(api: &Api<TimeseriesDBBackup>, name: &str) -> anyhow::Re
     let patch = json!({"metadata": {"annotations": {RUN_NOW: stamp}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     Ok(stamp)
+}
+
+/// Reads backup `id` (default: the latest) of `name` back from its location in `locations`, after checking its
+/// status location against the object's prefix; returns what was verified.
+pub async fn verify(
+    api: &Api<TimeseriesDBBackup>,
+    name: &str,
+    id: Option<&str>,
+    locations: &Locations,
+) -> anyhow::Result<String> {
+    let backup = api.get(name).await?;
+    let status = backup.status.clone().unwrap_or_default();
+    let record = match id {
+        Some(id) => status.backups.iter().flatten().find(|b| b.id == id).cloned(),
+        None => status.last_backup.clone(),
+    };
+    let Some(record) = record else {
+        bail!("TimeseriesDBBackup {name} has no backup {}", id.unwrap_or("yet"));
+    };
+    let location = record.location.as_deref().with_context(|| format!("backup {} has no location", record.id))?;
+    let namespace = backup.metadata.namespace.as_deref().unwrap_or_default();
+    let uid = backup.metadata.uid.as_deref().unwrap_or_default();
+    Prefix::new(namespace, name, uid, name).and_then(|p| p.check(location, &record.id)).map_err(anyhow::Error::msg)?;
+    let store = locations
+        .get(record.destination.as_deref().unwrap_or(crate::destination::locations::DEFAULT))
+        .map_err(anyhow::Error::msg)?;
+    let verified = crate::format::reader::verify(store.store.as_ref(), store.keys.as_deref(), location)
+        .await
+        .with_context(|| format!("backup {} of {namespace}/{name} does not verify", record.id))?;
+    if let Some(sha) = &record.sha256 {
+        ensure!(
+            *sha == verified.header.payload_sha256,
+            "backup {}: the file's SHA-256 {} is not the one status recorded ({sha})",
+            record.id,
+            verified.header.payload_sha256
+        );
+    }
+    Ok(format!(
+        "backup {} of {namespace}/{name} verified: {} series, {} samples in {} records, SHA-256 {}{}",
+        record.id,
+        verified.header.series,
+        verified.samples,
+        verified.records,
+        verified.header.payload_sha256,
+        match &verified.header.encryption {
+            Some(e) => format!(", encrypted with key {}", e.key_id),
+            None => String::new(),
+        }
+    ))
 }
 
 /// What `restore` creates.
@@ -210,6 +262,7 @@ mod tests {
             time_zone: None,
             retention: Retention::default(),
             suspend: false,
+            verify: false,
             timeout: None,
         };
         let mut b = TimeseriesDBBackup::new("ns", "nightly", spec.clone());

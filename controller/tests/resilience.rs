@@ -69,7 +69,7 @@ async fn killed_mid_backup_then_restarted() {
     want.push(location.clone());
     want.sort();
     assert_eq!(stack.files(), want);
-    let reader = BackupReader::open_verified(&LocalDir::new(&stack.backup_dir), &location).await.unwrap();
+    let reader = BackupReader::open_verified(&LocalDir::new(&stack.backup_dir), &location, None).await.unwrap();
     assert_eq!(reader.header().samples, samples);
     assert_eq!(Some(reader.header().payload_sha256.clone()), last.sha256);
 }

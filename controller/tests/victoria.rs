@@ -39,7 +39,7 @@ async fn backup_and_restore_are_lossless() {
     assert!(location.starts_with("default/vm/vm."), "{location}");
 
     // The file holds exactly what the source exports.
-    let mut reader = BackupReader::open_verified(&LocalDir::new(&stack.backup_dir), &location).await.unwrap();
+    let mut reader = BackupReader::open_verified(&LocalDir::new(&stack.backup_dir), &location, None).await.unwrap();
     let (mut in_file, mut labels) = (Vec::new(), String::new());
     while let Some(record) = reader.next().await.unwrap() {
         match record {

@@ -48,6 +48,7 @@ fn typed(name: &str) -> TimeseriesDBBackup {
             time_zone: None,
             retention: Retention { keep_last: 2 },
             suspend: false,
+            verify: false,
             timeout: None,
         },
     )

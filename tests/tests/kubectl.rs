@@ -61,7 +61,8 @@ async fn main_flow(srv: &TestServer) {
     assert_eq!(obj["kind"], "TimeseriesDBBackup");
     assert_eq!(obj["metadata"]["generation"], 1);
     assert_eq!(obj["metadata"]["namespace"], "default");
-    assert_eq!(obj["spec"]["destination"]["path"], "default/nightly", "defaulted");
+    assert_eq!(obj["spec"]["destination"]["path"], "nightly", "defaulted");
+    assert_eq!(obj["spec"]["destination"]["location"], "default", "defaulted");
     let out = k.ok(&["get", "tsdbb", "nightly", "-o", "yaml"]).await;
     assert!(out.contains("kind: TimeseriesDBBackup") && out.contains("keepLast: 7"), "{out}");
 

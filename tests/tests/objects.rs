@@ -74,8 +74,8 @@ async fn generate_name_makes_unique_names() {
         assert!(name[8..].bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)), "{name}");
         assert_eq!(created["metadata"]["generateName"], "nightly-");
         assert_eq!(
-            created["spec"]["destination"]["path"],
-            format!("default/{name}"),
+            created["spec"]["destination"],
+            json!({"location": "default", "path": name}),
             "defaults use the generated name"
         );
         seen.push(name);

@@ -80,6 +80,7 @@ pub async fn run(client: Client, namespace: &str, name: &str) -> anyhow::Result<
             time_zone: None,
             retention: Retention { keep_last: 3 },
             suspend: false,
+            verify: false,
             timeout: None,
         },
     );
@@ -113,6 +114,7 @@ pub async fn run(client: Client, namespace: &str, name: &str) -> anyhow::Result<
             series: Some(12),
             samples: Some(3456),
             bytes: Some(7890),
+            destination: Some(created.destination_location().into()),
             location: Some(created.destination_path()),
             sha256: None,
         }),

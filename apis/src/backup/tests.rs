@@ -18,7 +18,8 @@ fn full() -> Value {
     let record = |id: &str, samples: u64| {
         json!({
             "id": id, "startTime": "2026-07-01T03:00:00Z", "completionTime": "2026-07-01T03:02:00Z",
-            "series": 120, "samples": samples, "bytes": 5_242_880, "location": format!("monitoring/nightly/{id}"),
+            "series": 120, "samples": samples, "bytes": 5_242_880, "destination": "offsite",
+            "location": format!("monitoring/nightly/nightly.6f1c0a52-7d0e-4d8f-9a51-1f2e3d4c5b6a.{id}.tsdb"),
             "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         })
     };
@@ -33,12 +34,13 @@ fn full() -> Value {
         },
         "spec": {
             "database": {"type": "InfluxDB", "url": "https://influx.monitoring:8086", "database": "telegraf", "selector": "{job=\"node\"}"},
-            "destination": {"path": "monitoring/nightly"},
+            "destination": {"location": "offsite", "path": "nightly"},
             "schedule": "0 3 * * *",
             "timeZone": "Europe/Berlin",
             "retention": {"keepLast": 5},
             "suspend": true,
             "timeout": "1h30m",
+            "verify": true,
         },
         "status": {
             "phase": "Succeeded",
@@ -61,7 +63,8 @@ fn defaults_fill_retention_suspend_and_destination() {
     assert!(pruned.is_empty() && errs.is_empty(), "{pruned:?} {errs:?}");
     assert_eq!(o["spec"]["retention"], json!({"keepLast": 7}));
     assert_eq!(o["spec"]["suspend"], json!(false));
-    assert_eq!(o["spec"]["destination"], json!({"path": "monitoring/nightly"}));
+    assert_eq!(o["spec"]["verify"], json!(false));
+    assert_eq!(o["spec"]["destination"], json!({"location": "default", "path": "nightly"}));
     assert!(o["spec"].get("schedule").is_none());
 
     // Without a name yet (generateName), the path is left to the typed fallback.
@@ -69,11 +72,17 @@ fn defaults_fill_retention_suspend_and_destination() {
     o["metadata"] = json!({"generateName": "nightly-", "namespace": "monitoring"});
     admit(&BackupKind, &mut o);
     assert!(o["spec"].get("destination").is_none());
-    // A given path is kept.
+    // A given path and location are kept.
     let mut o = minimal();
-    o["spec"]["destination"] = json!({"path": "elsewhere"});
+    o["spec"]["destination"] = json!({"path": "elsewhere", "location": "offsite"});
     admit(&BackupKind, &mut o);
-    assert_eq!(o["spec"]["destination"]["path"], "elsewhere");
+    assert_eq!(o["spec"]["destination"], json!({"path": "elsewhere", "location": "offsite"}));
+    // A location must be a DNS label.
+    let mut o = minimal();
+    o["spec"]["destination"] = json!({"location": "Off_Site"});
+    let (_, errs) = admit(&BackupKind, &mut o);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("spec.destination.location: Invalid value: \"Off_Site\""), "{errs:?}");
 }
 
 #[test]
@@ -191,11 +200,12 @@ fn typed_defaults_match_the_schema() {
     let typed: TimeseriesDBBackup = serde_json::from_value(minimal()).expect("decodes");
     assert_eq!(typed.spec.retention.keep_last, DEFAULT_KEEP_LAST);
     assert!(!typed.spec.suspend);
-    assert_eq!(typed.destination_path(), "monitoring/nightly");
+    assert_eq!(typed.destination_path(), "nightly");
+    assert_eq!(typed.destination_location(), "default");
     let mut defaulted = minimal();
     admit(&BackupKind, &mut defaulted);
     let spec = TimeseriesDBBackupSpec {
-        destination: Some(Destination { path: Some("monitoring/nightly".to_string()) }),
+        destination: Some(Destination { location: Some("default".into()), path: Some("nightly".to_string()) }),
         ..typed.spec
     };
     let built = TimeseriesDBBackup::new("monitoring", "nightly", spec);
@@ -286,7 +296,7 @@ fn paths_are_normalised_or_refused_with_the_reason() {
     assert!(errs[0].ends_with("each segment must be at most 255 bytes"), "{errs:?}");
     // A stored object from before normalisation is read normalised.
     let mut typed: TimeseriesDBBackup = serde_json::from_value(minimal()).expect("decodes");
-    typed.spec.destination = Some(Destination { path: Some("./x//y".into()) });
+    typed.spec.destination = Some(Destination { location: None, path: Some("./x//y".into()) });
     assert_eq!(typed.destination_path(), "x/y");
 }
 

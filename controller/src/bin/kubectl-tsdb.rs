@@ -8,9 +8,13 @@ use std::process::ExitCode;
 use backup_apis::backup::TimeseriesDBBackup;
 use backup_apis::database::DatabaseType;
 use backup_apis::restore::TimeseriesDBRestore;
+use backup_controller::destination::locations::Locations;
 use backup_controller::plugin::{self, Output, RestoreRequest};
 use clap::{Parser, Subcommand};
 use kube::Api;
+
+/// Per request and per piece of an answer, when `verify` reads from object storage.
+const VERIFY_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Time-series database backups: run one now, restore one, see them all.
 #[derive(Debug, Parser)]
@@ -56,6 +60,21 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Reads the latest (or --id) backup of BACKUP back from its location: the header, the SHA-256, every record
+    /// decoded (and decrypted). Needs the controller's locations file (and the keys and credentials it names).
+    Verify {
+        /// The TimeseriesDBBackup whose backup to verify.
+        backup: String,
+        /// Which backup (status.backups[].id); default: the latest successful one.
+        #[arg(long)]
+        id: Option<String>,
+        /// The controller's locations file (as its --locations).
+        #[arg(long, env = "BACKUP_LOCATIONS", required_unless_present = "backup_dir")]
+        locations: Option<PathBuf>,
+        /// The controller's --backup-dir (the location named default).
+        #[arg(long, env = "BACKUP_DIR")]
+        backup_dir: Option<PathBuf>,
+    },
     /// The backups: last run, size, next run.
     Status {
         /// All namespaces.
@@ -100,6 +119,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let req = RestoreRequest { backup, to, r#type, database, id, name };
             let name = plugin::restore(&backups, &restores, req).await?;
             println!("timeseriesdbrestore.backup.extend-k8s.io/{name} created");
+        }
+        Command::Verify { backup, id, locations, backup_dir } => {
+            let connector = backup_controller::http::transport::Connector::new(VERIFY_HTTP_TIMEOUT)?;
+            let mut found = match &locations {
+                Some(file) => Locations::load(file, connector.default_transport(), VERIFY_HTTP_TIMEOUT)?,
+                None => Locations::default(),
+            };
+            if let Some(dir) = &backup_dir {
+                found = found.with_default_local(dir);
+            }
+            println!("{}", plugin::verify(&backups, &backup, id.as_deref(), &found).await?);
         }
         Command::Status { all_namespaces, output } => {
             let api = if all_namespaces { Api::all(client) } else { backups };

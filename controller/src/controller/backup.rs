@@ -7,8 +7,12 @@
 //! Restart safety: status says Running before a file is created, and Succeeded only after the file is complete,
 //! durable and renamed to its final name. A reconcile that finds Running with no job in this process inherits a
 //! backup a crash interrupted: a failure, retried after the backoff. Each run first removes this object's own
-//! leftovers: files with its UID that are partial or not in `status.backups`. Files of other UIDs (an earlier object
-//! of the same name) are never touched.
+//! leftovers: files with its UID, in its directory, that are partial or not in `status.backups`. Files of other UIDs
+//! (an earlier object of the same name) are never touched.
+//!
+//! Confinement: files go to `<namespace>/<path or name>/` in the named location ([`Prefix`]); retention deletes a
+//! status location only after [`Prefix::check`] (status is writable by namespace admins): a location that is not
+//! this object's is dropped from status, not deleted, and the backup reports it (`LocationOutsidePrefix`).
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -28,7 +32,8 @@ use kube::runtime::controller::Action;
 use super::jobs::{Job, JobKey, JobKind, Run, Stop, StopReason};
 use super::status::{self, EMPTY, READY, RUNNING, set_condition};
 use super::{Context, Error, WATCH_IN_FLIGHT, after, schedule, until};
-use crate::destination::{file_name, parse_file_name};
+use crate::destination::confine::Prefix;
+use crate::destination::locations::{self, Location};
 use crate::engine;
 use crate::format::{BackupWriter, Header, Owner};
 use crate::sanitize;
@@ -48,6 +53,9 @@ const STATUS_KEYS: &[&str] = &[
     "consecutiveFailures",
     "nextRetryTime",
 ];
+
+/// The condition `spec.verify` adds: whether the last backup read back whole from its location.
+pub const VERIFIED: &str = "Verified";
 
 /// The message of a backup that waits for `spec.suspend` to be false.
 const SUSPENDED: &str = "suspended (spec.suspend): no backup starts until it is false";
@@ -229,8 +237,16 @@ async fn run_job(
     }
     let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
     let id = backup_id(Timestamp::now(), &status);
-    let dir = obj.destination_path();
-    let location = format!("{dir}/{}", file_name(&name, &uid, &id));
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
+    let place = ctx
+        .locations
+        .get(obj.destination_location())
+        .cloned()
+        .and_then(|store| Ok((store, Prefix::new(&ns, &name, &uid, &obj.destination_path())?)));
+    let location = match &place {
+        Ok((_, prefix)) => prefix.location(&id),
+        Err(_) => String::new(),
+    };
     status.phase = Some(Phase::Running);
     status.message = Some(format!("backup {id} running"));
     set_condition(
@@ -251,9 +267,11 @@ async fn run_job(
     };
     tracing::info!(%key, %location, ?timeout, "backup started");
     let started = Instant::now();
-    let outcome = tokio::select! {
+    let outcome = match &place {
+        Err(message) => Outcome::Failed(anyhow::anyhow!("{message}")),
+        Ok((store, prefix)) => tokio::select! {
         reason = job.stop.stopped() => Outcome::Stopped(reason),
-        result = tokio::time::timeout(timeout, backup(&ctx, &obj, &dir, &location, &status, &job.stop)) => match result {
+        result = tokio::time::timeout(timeout, backup(&ctx, &obj, store, prefix, &location, &status, &job.stop)) => match result {
             Err(_) => Outcome::Failed(anyhow::anyhow!(
                 "did not complete within {} ({})",
                 format_duration(timeout),
@@ -262,8 +280,11 @@ async fn run_job(
             Ok(Ok((header, size))) => Outcome::Done(Box::new(header), size),
             Ok(Err(e)) => Outcome::Failed(e),
         },
+        },
     };
     let conditions = status.conditions.get_or_insert_default();
+    // A backup written honours its run-now request, even when retention then refused a status location.
+    let backed_up = matches!(outcome, Outcome::Done(..));
     match outcome {
         Outcome::Stopped(reason) => {
             let what = format!("backup {id}, after {},", status::duration(started.elapsed()));
@@ -294,17 +315,28 @@ async fn run_job(
             } else {
                 status::remove_condition(conditions, EMPTY);
             }
+            if obj.spec.verify
+                && let Ok((store, _)) = &place
+            {
+                let (state, reason, text) = verify(store, &location, &header.payload_sha256).await;
+                set_condition(conditions, VERIFIED, state, reason, &format!("backup {id} {text}"));
+            }
             let record = BackupRecord {
-                id,
+                id: id.clone(),
                 start_time: Some(Time(header.started_at)),
                 completion_time: Some(Time(header.completed_at)),
                 series: Some(header.series),
                 samples: Some(header.samples),
                 bytes: Some(size),
+                destination: Some(obj.destination_location().to_string()),
                 location: Some(location),
                 sha256: Some(header.payload_sha256),
             };
-            let problems = retain(&ctx, &obj, &mut status, record).await;
+            let prefix = place.as_ref().map(|(_, p)| p.clone()).map_err(Clone::clone);
+            let (problems, refused) = match prefix {
+                Ok(prefix) => retain(&ctx, &obj, &prefix, &mut status, record).await,
+                Err(e) => (e, Vec::new()),
+            };
             status.phase = Some(Phase::Succeeded);
             status.message = Some(sanitize::message(&match (header.samples, problems.is_empty()) {
                 (0, _) => format!("{message} (empty: see the Empty condition){problems}"),
@@ -317,14 +349,26 @@ async fn run_job(
                 false => schedule::next_after(&obj.spec, Timestamp::now()).ok().flatten().map(Time),
                 true => None,
             };
+            if !refused.is_empty() {
+                // Not an action: a Failed condition, with what was refused.
+                let message = sanitize::message(&format!(
+                    "backup {id} succeeded, but status.backups named locations that are not this object's; they \
+                     were dropped from status and nothing was deleted: {}",
+                    refused.join("; ")
+                ));
+                tracing::warn!(%key, %message, "refused status locations");
+                let conditions = status.conditions.get_or_insert_default();
+                set_condition(conditions, READY, ConditionStatus::False, "LocationOutsidePrefix", &message);
+                status.phase = Some(Phase::Failed);
+                status.message = Some(message);
+            }
         }
     }
-    let succeeded = status.phase == Some(Phase::Succeeded);
     let written = write_final(&api, &name, &status).await;
     // Held until the outcome is in status: no more backups show Running than there are slots.
     drop(slots);
     if written
-        && succeeded
+        && backed_up
         && let Some(value) = run_now
         && let Err(e) = clear_run_now(&api, &name, &value).await
     {
@@ -382,11 +426,36 @@ fn fail(status: &mut TimeseriesDBBackupStatus, reason: &str, message: &str, fail
     status.next_retry_time = Some(after(delay));
 }
 
-/// Writes one backup file; returns its header and size.
+/// Reads a backup just written back from its location (`spec.verify`): the condition's status, reason and text.
+async fn verify(store: &Location, location: &str, sha256: &str) -> (ConditionStatus, &'static str, String) {
+    match crate::format::reader::verify(store.store.as_ref(), store.keys.as_deref(), location).await {
+        Ok(v) if v.header.payload_sha256 == sha256 => (
+            ConditionStatus::True,
+            "BackupVerified",
+            format!(
+                "read back from location {}: {} records, {} samples, SHA-256 {sha256}",
+                store.name, v.records, v.samples
+            ),
+        ),
+        Ok(v) => (
+            ConditionStatus::False,
+            "ChecksumMismatch",
+            format!("read back from location {}: SHA-256 {}, written {sha256}", store.name, v.header.payload_sha256),
+        ),
+        Err(e) => (
+            ConditionStatus::False,
+            "VerificationFailed",
+            format!("could not be read back from location {}: {e:#}", store.name),
+        ),
+    }
+}
+
+/// Writes one backup file at `location` in `store`; returns its header and size.
 async fn backup(
     ctx: &Context,
     obj: &TimeseriesDBBackup,
-    dir: &str,
+    store: &Location,
+    prefix: &Prefix,
     location: &str,
     status: &TimeseriesDBBackupStatus,
     stop: &Stop,
@@ -394,12 +463,13 @@ async fn backup(
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
     let uid = obj.metadata.uid.clone().unwrap_or_default();
-    remove_leftovers(ctx, dir, &name, &uid, status).await?;
+    remove_leftovers(store, prefix, status).await?;
     let source = &obj.spec.database;
     let http = super::connect::connect(ctx, &source.endpoint, &ns, "spec.database").await?;
-    let file = ctx.destination.create(location).await?;
+    let file = store.store.create(location).await?;
     let owner = Owner { namespace: ns, name, uid };
-    let mut writer = BackupWriter::new(file, engine::source_of(source, Some(owner)))?;
+    let key = store.keys.as_ref().map(|k| &k.current);
+    let mut writer = BackupWriter::new(file, engine::source_of(source, Some(owner)))?.encrypt_with(key)?;
     engine::backup(&http, source, &mut writer).await?;
     // A stop that came during the last read: no file is committed for a changed or deleted object.
     anyhow::ensure!(!stop.is_stopped(), "stopped");
@@ -407,47 +477,54 @@ async fn backup(
 }
 
 /// Puts `record` first in the history and deletes the backups beyond `spec.retention.keepLast`, file first. A
-/// backup whose file cannot be deleted stays listed; the problems are returned for the status message.
+/// backup whose file cannot be deleted stays listed; the problems are returned for the status message. Expired
+/// records whose location is not this object's ([`Prefix::check`]) are dropped without a deletion, and returned
+/// second.
 async fn retain(
     ctx: &Context,
     obj: &TimeseriesDBBackup,
+    prefix: &Prefix,
     status: &mut TimeseriesDBBackupStatus,
     record: BackupRecord,
-) -> String {
+) -> (String, Vec<String>) {
     let keep = usize::try_from(obj.spec.retention.keep_last).unwrap_or(1).max(1);
     let mut kept = vec![record.clone()];
     kept.extend(status.backups.take().unwrap_or_default());
     let expired = kept.split_off(keep.min(kept.len()));
     let mut problems = Vec::new();
+    let mut refused = Vec::new();
     for old in expired {
-        if let Some(location) = &old.location
-            && let Err(e) = ctx.destination.delete(location).await
-        {
-            problems.push(format!("could not delete expired backup {}: {e:#}", old.id));
+        let Some(location) = &old.location else { continue };
+        if let Err(why) = prefix.check(location, &old.id) {
+            // Files of controllers before UIDs were recorded (`<name>.<id>.tsdb`) expire from status only.
+            if !prefix.is_legacy(location, &old.id) {
+                refused.push(why);
+            }
+            continue;
+        }
+        let deleted = match ctx.locations.get(old.destination.as_deref().unwrap_or(locations::DEFAULT)) {
+            Ok(store) => store.store.delete(location).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            problems.push(format!("could not delete expired backup {}: {e}", old.id));
             kept.push(old);
         }
     }
     status.last_backup = Some(record);
     status.backups = Some(kept);
-    problems.join("; ")
+    (problems.join("; "), refused)
 }
 
-/// Deletes the files under `dir` of this object (its UID) that are partial or not in `status.backups`: what an
-/// interrupted backup left behind.
-async fn remove_leftovers(
-    ctx: &Context,
-    dir: &str,
-    name: &str,
-    uid: &str,
-    status: &TimeseriesDBBackupStatus,
-) -> anyhow::Result<()> {
+/// Deletes the files in the object's directory with its name and UID that are partial or not in
+/// `status.backups`: what an interrupted backup left behind. Nothing outside the prefix is listed or deleted.
+async fn remove_leftovers(store: &Location, prefix: &Prefix, status: &TimeseriesDBBackupStatus) -> anyhow::Result<()> {
     let kept: HashSet<&str> = status.backups.iter().flatten().filter_map(|b| b.location.as_deref()).collect();
-    for entry in ctx.destination.list(dir).await.context("listing the backup directory")? {
+    for entry in store.store.list(prefix.dir()).await.context("listing the backup directory")? {
         let file = entry.location.rsplit('/').next().unwrap_or_default();
-        let ours = parse_file_name(file).is_some_and(|f| f.name == name && f.uid == Some(uid));
-        if ours && (!entry.committed || !kept.contains(entry.location.as_str())) {
+        if prefix.owns_file(file) && (!entry.committed || !kept.contains(entry.location.as_str())) {
             tracing::info!(location = %entry.location, "removing a leftover of an interrupted backup");
-            ctx.destination.delete(&entry.location).await?;
+            store.store.delete(&entry.location).await?;
         }
     }
     Ok(())

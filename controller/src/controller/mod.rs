@@ -28,7 +28,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 
-use crate::destination::Destination;
+use crate::destination::locations::Locations;
 use crate::http::Http;
 use crate::http::transport::Connector;
 use crate::secrets::SecretSource;
@@ -37,7 +37,8 @@ use jobs::Jobs;
 /// What the reconcilers and jobs share.
 pub struct Context {
     pub client: Client,
-    pub destination: Arc<dyn Destination>,
+    /// The operator's named locations (`--locations`, `--backup-dir`).
+    pub locations: Arc<Locations>,
     /// The HTTP client of endpoints without TLS settings or credentials (timeouts, piece limit).
     pub http: Http,
     /// Builds the transports of endpoints with TLS settings.

@@ -25,6 +25,8 @@ use kube::runtime::controller::Action;
 use super::jobs::{Busy, Job, JobKey, JobKind, Run, StopReason, target_key};
 use super::status::{self, READY, RUNNING, set_condition};
 use super::{Context, Error, WATCH_IN_FLIGHT, after, until};
+use crate::destination::confine::Prefix;
+use crate::destination::locations;
 use crate::restore::{Failure, Restored};
 use crate::sanitize;
 
@@ -117,7 +119,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
     let backup_name = &obj.spec.backup_ref.name;
     let record =
         match find_record(backups.get_opt(backup_name).await?, ns, backup_name, obj.spec.backup_ref.id.as_deref()) {
-            Found::Record(record) => record,
+            Found::Record(record, backup_uid) => (record, backup_uid),
             Found::Never(reason, message) => {
                 tracing::info!(%key, %message, "the restore can never run");
                 fail(&mut status, reason, &message, None);
@@ -160,7 +162,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
     ));
     status::patch(&api, name, &status, STATUS_KEYS).await?;
     let ctx2 = ctx.clone();
-    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, record));
+    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, record.0, record.1));
     Ok(Action::requeue(WATCH_IN_FLIGHT))
 }
 
@@ -179,6 +181,7 @@ async fn run_job(
     mut status: TimeseriesDBRestoreStatus,
     job: Job,
     record: BackupRecord,
+    backup_uid: String,
 ) {
     let name = obj.metadata.name.clone().unwrap_or_default();
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
@@ -224,8 +227,17 @@ async fn run_job(
             .location
             .as_deref()
             .ok_or_else(|| Failure::Unusable(format!("backup {} has no location", record.id)))?;
+        // Status is writable by namespace admins: only this backup object's own files are read.
+        let backup_name = &obj.spec.backup_ref.name;
+        Prefix::new(&ns, backup_name, &backup_uid, backup_name)
+            .and_then(|prefix| prefix.check(location, &record.id))
+            .map_err(Failure::OutsidePrefix)?;
+        let store = ctx
+            .locations
+            .get(record.destination.as_deref().unwrap_or(locations::DEFAULT))
+            .map_err(Failure::Unusable)?;
         let http = super::connect::connect(&ctx, target, &ns, "spec.target").await.map_err(Failure::Failed)?;
-        crate::restore::run(&http, ctx.destination.as_ref(), location, target).await
+        crate::restore::run(&http, store.store.as_ref(), store.keys.as_deref(), location, target).await
     };
     let outcome = tokio::select! {
         reason = job.stop.stopped() => Err(Ok(reason)),
@@ -345,7 +357,8 @@ fn fail(
 
 /// The backup to restore, or why there is none.
 enum Found {
-    Record(BackupRecord),
+    /// The record, and the UID of the TimeseriesDBBackup holding it.
+    Record(BackupRecord, String),
     /// Never (for this spec): the condition reason and message.
     Never(&'static str, String),
     /// Not yet: why.
@@ -362,10 +375,11 @@ fn find_record(backup: Option<TimeseriesDBBackup>, ns: &str, name: &str, id: Opt
             ),
         );
     };
+    let uid = backup.metadata.uid.clone().unwrap_or_default();
     let status = backup.status.unwrap_or_default();
     match id {
         Some(id) => match status.backups.iter().flatten().find(|b| b.id == id) {
-            Some(record) => Found::Record(record.clone()),
+            Some(record) => Found::Record(record.clone(), uid),
             None => {
                 let ids: Vec<&str> = status.backups.iter().flatten().map(|b| b.id.as_str()).take(5).collect();
                 let kept = match ids.is_empty() {
@@ -381,7 +395,7 @@ fn find_record(backup: Option<TimeseriesDBBackup>, ns: &str, name: &str, id: Opt
             }
         },
         None => match status.last_backup {
-            Some(record) => Found::Record(record),
+            Some(record) => Found::Record(record, uid),
             None => Found::NotYet(format!("waiting for the first successful backup of {name}")),
         },
     }

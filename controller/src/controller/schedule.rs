@@ -32,6 +32,7 @@ mod tests {
             time_zone: None,
             retention: Retention::default(),
             suspend: false,
+            verify: false,
             timeout: None,
         };
         let t: Timestamp = "2026-11-28T22:30:15.5Z".parse().unwrap();

@@ -1,15 +1,19 @@
-//! Where backup files live: the [`Destination`] trait, and [`local::LocalDir`], a directory on the controller's
-//! volume (`--backup-dir`, a PVC in a deployment). An object store can be added as another implementation.
+//! Where backup files live: the [`Destination`] trait; [`local::LocalDir`], a directory (a PVC in a deployment);
+//! [`object::ObjectDir`], an object store (S3 and S3-compatible servers); [`locations`], the operator's named
+//! locations; [`confine`], the place of an object's files in one.
 //!
 //! API → controller → backup file → **destination (this module)**.
 //!
-//! Locations are relative paths, `<spec.destination.path>/<name>.<uid>.<id>.tsdb` ([`file_name`]): the owning
-//! object's UID is part of every file's name, so a TimeseriesDBBackup deleted and created again under the same name
-//! starts a new history beside the old one, and cleanup touches only its own UID's files. (Files of controllers
-//! before the UID was recorded are `<name>.<id>.tsdb`; they are never cleaned up, only expired from status.) A file
-//! being written is invisible under its location until [`PendingFile::commit`]: readers never see a partial backup.
+//! Locations are relative paths, `<namespace>/<spec.destination.path or name>/<name>.<uid>.<id>.tsdb`
+//! ([`confine::Prefix`], [`file_name`]): the namespace confines tenants, and the owning object's UID is part of
+//! every file's name, so a TimeseriesDBBackup deleted and created again under the same name starts a new history
+//! beside the old one, and cleanup touches only its own UID's files. A file being written is invisible under its
+//! location until [`PendingFile::commit`]: readers never see a partial backup.
 
+pub mod confine;
 pub mod local;
+pub mod locations;
+pub mod object;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;

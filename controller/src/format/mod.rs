@@ -9,7 +9,8 @@
 //! 8      4 bytes   length N of the header JSON, little-endian
 //! 12     N bytes   the header JSON (see [`Header`]): engine, timestamp precision, source, time range, series and
 //!                  sample counts, payload size and SHA-256
-//! 12+N   zeros up to 4096
+//! 12+N   encrypted payloads: the header's 16-byte authentication tag (see [`crypt`])
+//!        zeros up to 4096 (checked)
 //! 4096   payload: one zstd stream of records (see [`frame`])
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! (sorted label pairs; InfluxDB's measurement is the `__name__` label) followed by its float samples (Prometheus,
 //! VictoriaMetrics) or by its typed field columns and rows (InfluxDB).
 
+pub mod crypt;
 pub mod frame;
 pub mod reader;
 pub mod writer;
@@ -82,6 +84,18 @@ pub struct Header {
     /// The TimeseriesDBBackup the file belongs to (absent in files of earlier controllers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// How the payload is encrypted; absent when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crypt::Sealing>,
+}
+
+/// A header block read back: the header, and what authenticates it when the payload is encrypted.
+pub struct HeaderBlock {
+    pub header: Header,
+    /// Magic, length and JSON: what the tag covers.
+    pub signed: Vec<u8>,
+    /// The 16 bytes after the JSON of an encrypted backup; empty otherwise.
+    pub tag: Vec<u8>,
 }
 
 /// The object a backup file belongs to.
@@ -93,11 +107,11 @@ pub struct Owner {
 }
 
 impl Header {
-    /// The header block: magic, length, JSON, zero padding.
-    pub fn encode(&self) -> anyhow::Result<Vec<u8>> {
+    /// The header block: magic, length, JSON, (encrypted: the tag with `key`), zero padding.
+    pub fn encode(&self, key: Option<&crypt::Key>) -> anyhow::Result<Vec<u8>> {
         let json = serde_json::to_vec(self)?;
         ensure!(
-            json.len() <= HEADER_SIZE - 12,
+            json.len() <= HEADER_SIZE - 12 - crypt::TAG,
             "backup header of {} bytes does not fit in {HEADER_SIZE} (URL or selector too long?)",
             json.len()
         );
@@ -105,15 +119,26 @@ impl Header {
         block.extend_from_slice(MAGIC);
         block.extend_from_slice(&u32::try_from(json.len())?.to_le_bytes());
         block.extend_from_slice(&json);
+        match (&self.encryption, key) {
+            (Some(sealing), Some(key)) => block.extend(crypt::Sealer::tag_header(key, sealing, &block)?),
+            (None, None) => {}
+            _ => bail!("a header's encryption and its key go together"),
+        }
         block.resize(HEADER_SIZE, 0);
         Ok(block)
     }
 
     pub fn decode(block: &[u8]) -> anyhow::Result<Self> {
+        Ok(Self::decode_block(block)?.header)
+    }
+
+    /// Reads a header block; checks that the padding after the JSON (and tag) is zeros.
+    pub fn decode_block(block: &[u8]) -> anyhow::Result<HeaderBlock> {
         ensure!(block.len() >= 12 && &block[..8] == MAGIC, "not a complete backup file (no header)");
         let len = u32::from_le_bytes([block[8], block[9], block[10], block[11]]) as usize;
-        ensure!(len <= HEADER_SIZE - 12 && block.len() >= 12 + len, "corrupt backup header (length {len})");
-        let header: Header = serde_json::from_slice(&block[12..12 + len]).context("corrupt backup header")?;
+        ensure!(len <= HEADER_SIZE - 12 && block.len() == HEADER_SIZE, "corrupt backup header (length {len})");
+        let end = 12 + len;
+        let header: Header = serde_json::from_slice(&block[12..end]).context("corrupt backup header")?;
         if !READABLE_FORMATS.contains(&header.format) {
             bail!(
                 "backup format {} is not supported (this controller reads formats {} to {})",
@@ -122,7 +147,13 @@ impl Header {
                 READABLE_FORMATS.end()
             );
         }
-        Ok(header)
+        let padding_from = match header.encryption {
+            Some(_) => end + crypt::TAG,
+            None => end,
+        };
+        let tag = block.get(end..padding_from).context("corrupt backup header (no room for its tag)")?.to_vec();
+        ensure!(block[padding_from..].iter().all(|&b| b == 0), "corrupt backup header: bytes after it are not zeros");
+        Ok(HeaderBlock { header, signed: block[..end].to_vec(), tag })
     }
 }
 

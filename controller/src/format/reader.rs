@@ -1,5 +1,5 @@
 //! Reading a backup file: the header, a verification pass over the payload's SHA-256, then records one by one, in
-//! bounded memory.
+//! bounded memory; an encrypted payload opened chunk by chunk ([`super::crypt`]). [`verify`] reads a backup whole.
 //!
 //! API → controller → **backup file reader (this file)** → engine → database.
 
@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
-use super::{HEADER_SIZE, Header, Record, frame};
+use super::crypt::{Keys, Opener};
+use super::{HEADER_SIZE, Header, HeaderBlock, Record, frame};
 use crate::destination::Destination;
 
 const READ_SIZE: usize = 256 << 10;
@@ -27,13 +28,16 @@ pub struct BackupReader {
     input_done: bool,
     /// Whether the zstd stream ended exactly at a frame's end.
     frame_done: bool,
+    /// Encrypted payloads: the opener, and the stored bytes not read yet.
+    opener: Option<Opener>,
+    remaining: u64,
 }
 
 impl BackupReader {
     /// Opens `location`, checks its header and the payload's size and checksum, then positions at the first record.
-    pub async fn open_verified(dest: &dyn Destination, location: &str) -> anyhow::Result<Self> {
+    pub async fn open_verified(dest: &dyn Destination, location: &str, keys: Option<&Keys>) -> anyhow::Result<Self> {
         let mut input = dest.open(location).await?;
-        let header = read_header(&mut input).await?;
+        let header = read_header(&mut input).await?.header;
         let mut sha = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0; READ_SIZE];
@@ -46,7 +50,7 @@ impl BackupReader {
             size += n as u64;
         }
         check(&header, size, sha)?;
-        let reader = Self::open(dest, location).await?;
+        let reader = Self::open(dest, location, keys).await?;
         ensure!(reader.header == header, "backup {location} changed while being read");
         Ok(reader)
     }
@@ -54,10 +58,17 @@ impl BackupReader {
     /// Opens `location` and checks its header, positioned at the first record; the payload's size and checksum are
     /// checked when [`BackupReader::next`] reaches its end (a caller that acts on records before then must not
     /// trust them: a restore reads the whole file once before it writes anything).
-    pub async fn open(dest: &dyn Destination, location: &str) -> anyhow::Result<Self> {
+    /// An encrypted backup needs the key its header names among `keys`; its header's tag is checked here.
+    pub async fn open(dest: &dyn Destination, location: &str, keys: Option<&Keys>) -> anyhow::Result<Self> {
         let mut input = dest.open(location).await?;
-        let header = read_header(&mut input).await?;
+        let HeaderBlock { header, signed, tag } = read_header(&mut input).await?;
+        let opener = match &header.encryption {
+            Some(sealing) => Some(Opener::new(keys, sealing, &signed, &tag)?),
+            None => None,
+        };
         Ok(Self {
+            remaining: header.payload_bytes,
+            opener,
             header,
             input,
             decoder: Decoder::new()?,
@@ -99,14 +110,19 @@ impl BackupReader {
         self.out_pos = 0;
         loop {
             if self.in_pos == self.inbuf.len() && !self.input_done {
-                self.inbuf.resize(READ_SIZE, 0);
-                let n = self.input.read(&mut self.inbuf).await.context("reading the backup")?;
-                self.inbuf.truncate(n);
+                match self.opener.is_some() {
+                    true => self.read_sealed().await?,
+                    false => {
+                        self.inbuf.resize(READ_SIZE, 0);
+                        let n = self.input.read(&mut self.inbuf).await.context("reading the backup")?;
+                        self.inbuf.truncate(n);
+                        self.sha.update(&self.inbuf);
+                        self.payload_read += n as u64;
+                        // At the end, the decoder still runs once more to flush what it holds.
+                        self.input_done = n == 0;
+                    }
+                }
                 self.in_pos = 0;
-                self.sha.update(&self.inbuf);
-                self.payload_read += n as u64;
-                // At the end, the decoder still runs once more to flush what it holds.
-                self.input_done = n == 0;
             }
             if self.out.capacity() - self.out.len() < READ_SIZE {
                 self.out.reserve(READ_SIZE);
@@ -131,10 +147,66 @@ impl BackupReader {
     }
 }
 
-async fn read_header(input: &mut (dyn AsyncRead + Send + Unpin)) -> anyhow::Result<Header> {
+impl BackupReader {
+    /// The next sealed chunk, opened into `inbuf` (the last one as last: the header says where the payload ends).
+    async fn read_sealed(&mut self) -> anyhow::Result<()> {
+        let Some(opener) = self.opener.as_mut() else { return Ok(()) };
+        if self.remaining == 0 {
+            // Past the last chunk: nothing may follow it.
+            let mut probe = [0u8; 1];
+            let extra = self.input.read(&mut probe).await.context("reading the backup")?;
+            ensure!(extra == 0, "corrupt backup: the payload is longer than its header says");
+            self.inbuf.clear();
+            self.input_done = true;
+            return Ok(());
+        }
+        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(opener.sealed_chunk);
+        self.inbuf.resize(n, 0);
+        self.input
+            .read_exact(&mut self.inbuf)
+            .await
+            .context("corrupt backup: the payload is shorter than its header says")?;
+        self.sha.update(&self.inbuf);
+        self.payload_read += n as u64;
+        self.remaining -= n as u64;
+        opener.open(&mut self.inbuf, self.remaining == 0)
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub header: Header,
+    pub records: u64,
+    pub samples: u64,
+}
+
+/// Reads a backup end to end: the header (and its tag), every record decoded (and decrypted), the payload's size
+/// and SHA-256, and the header's sample count.
+pub async fn verify(dest: &dyn Destination, keys: Option<&Keys>, location: &str) -> anyhow::Result<Verified> {
+    let mut reader = BackupReader::open(dest, location, keys).await?;
+    let (mut records, mut samples) = (0u64, 0u64);
+    while let Some(record) = reader.next().await? {
+        records += 1;
+        samples += match record {
+            Record::Samples { timestamps, .. } => timestamps.len() as u64,
+            Record::Rows(rows) => rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum(),
+            Record::Series(_) | Record::Columns(_) => 0,
+        };
+    }
+    let header = reader.header;
+    ensure!(
+        samples == header.samples,
+        "corrupt backup: it holds {samples} samples, its header says {}",
+        header.samples
+    );
+    Ok(Verified { header, records, samples })
+}
+
+async fn read_header(input: &mut (dyn AsyncRead + Send + Unpin)) -> anyhow::Result<HeaderBlock> {
     let mut block = vec![0; HEADER_SIZE];
     input.read_exact(&mut block).await.context("not a complete backup file (shorter than its header)")?;
-    Header::decode(&block)
+    Header::decode_block(&block)
 }
 
 fn check(header: &Header, size: u64, sha: Sha256) -> anyhow::Result<()> {

@@ -45,7 +45,7 @@ async fn round_trip_and_corruption() {
     assert_eq!(header.owner.as_ref().map(|o| o.name.as_str()), Some("b"));
     assert_eq!((header.min_time, header.max_time), (Some(-1), Some(19_999_000 + 99)));
 
-    let mut r = BackupReader::open_verified(&dest, "a/b.1.tsdb").await.unwrap();
+    let mut r = BackupReader::open_verified(&dest, "a/b.1.tsdb", None).await.unwrap();
     assert_eq!(r.header(), &header);
     let (mut series, mut samples) = (0, 0);
     while let Some(record) = r.next().await.unwrap() {
@@ -66,15 +66,15 @@ async fn round_trip_and_corruption() {
     let last = bytes.len() - 10;
     bytes[last] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let err = BackupReader::open_verified(&dest, "a/b.1.tsdb").await.err().unwrap();
+    let err = BackupReader::open_verified(&dest, "a/b.1.tsdb", None).await.err().unwrap();
     assert!(format!("{err:#}").contains("SHA-256"), "{err:#}");
     // Cut short: the size check.
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = BackupReader::open_verified(&dest, "a/b.1.tsdb").await.err().unwrap();
+    let err = BackupReader::open_verified(&dest, "a/b.1.tsdb", None).await.err().unwrap();
     assert!(format!("{err:#}").contains("bytes"), "{err:#}");
     // No header (a file whose writing never finished).
     std::fs::write(&path, vec![0; HEADER_SIZE + 10]).unwrap();
-    let err = BackupReader::open_verified(&dest, "a/b.1.tsdb").await.err().unwrap();
+    let err = BackupReader::open_verified(&dest, "a/b.1.tsdb", None).await.err().unwrap();
     assert!(format!("{err:#}").contains("not a complete backup"), "{err:#}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }

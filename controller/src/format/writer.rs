@@ -1,11 +1,13 @@
 //! Writing a backup file: engines hand records to [`BackupWriter`], which counts them, compresses them with zstd,
-//! hashes the compressed bytes and streams them to a [`PendingFile`]; `finish` writes the header and commits.
+//! seals them when the location encrypts ([`super::crypt`]), hashes the stored bytes and streams them to a
+//! [`PendingFile`]; `finish` writes the header and commits.
 //!
 //! API → controller → **backup file writer (this file)** ← engine ← database.
 
 use backup_apis::database::DatabaseType;
 use sha2::{Digest, Sha256};
 
+use super::crypt::{Key, Sealer};
 use super::{Column, DistinctSeries, FORMAT_VERSION, Header, Labels, Owner, Precision, Record, Row, frame};
 use crate::destination::PendingFile;
 
@@ -37,6 +39,9 @@ pub struct BackupWriter {
     raw: Vec<u8>,
     sha: Sha256,
     payload_bytes: u64,
+    /// With its key, when the payload is encrypted.
+    sealer: Option<(Sealer, Key)>,
+    sealed: Vec<u8>,
     /// The labels of the current series: a series split over several pieces by the database is written once.
     current: Option<Labels>,
     series: DistinctSeries,
@@ -55,12 +60,23 @@ impl BackupWriter {
             raw: Vec::with_capacity(FLUSH_AT),
             sha: Sha256::new(),
             payload_bytes: 0,
+            sealer: None,
+            sealed: Vec::new(),
             current: None,
             series: DistinctSeries::default(),
             samples: 0,
             min_time: None,
             max_time: None,
         })
+    }
+
+    /// Encrypts the payload with `key` (none: stored in clear).
+    pub fn encrypt_with(mut self, key: Option<&Key>) -> anyhow::Result<Self> {
+        self.sealer = match key {
+            Some(key) => Some((Sealer::new(key)?, key.clone())),
+            None => None,
+        };
+        Ok(self)
     }
 
     /// Starts (or continues, if `labels` are the current series') a series. Labels are sorted here.
@@ -117,10 +133,18 @@ impl BackupWriter {
     /// Ends the payload, writes the header and commits the file. Returns the header and the file's size.
     pub async fn finish(mut self) -> anyhow::Result<(Header, u64)> {
         self.compress()?;
-        let tail = self.zstd.finish()?;
-        self.sha.update(&tail);
-        self.payload_bytes += tail.len() as u64;
-        self.file.write(&tail).await?;
+        let zstd = std::mem::replace(&mut self.zstd, zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?);
+        let tail = zstd.finish()?;
+        self.store(&tail).await?;
+        let (encryption, key) = match self.sealer.take() {
+            Some((sealer, key)) => {
+                let mut last = std::mem::take(&mut self.sealed);
+                let sealing = sealer.finish(&mut last)?;
+                self.write_stored(&last).await?;
+                (Some(sealing), Some(key))
+            }
+            None => (None, None),
+        };
         let header = Header {
             format: FORMAT_VERSION,
             engine: self.source.engine,
@@ -138,8 +162,9 @@ impl BackupWriter {
             payload_bytes: self.payload_bytes,
             payload_sha256: hex::encode(self.sha.finalize()),
             owner: self.source.owner,
+            encryption,
         };
-        let size = self.file.commit(header.encode()?).await?;
+        let size = self.file.commit(header.encode(key.as_ref())?).await?;
         Ok((header, size))
     }
 
@@ -162,14 +187,37 @@ impl BackupWriter {
             self.compress()?;
             if self.zstd.get_ref().len() >= FLUSH_AT {
                 let out = std::mem::take(self.zstd.get_mut());
-                self.sha.update(&out);
-                self.payload_bytes += out.len() as u64;
-                self.file.write(&out).await?;
+                self.store(&out).await?;
                 *self.zstd.get_mut() = out;
                 self.zstd.get_mut().clear();
             }
         }
         Ok(())
+    }
+
+    /// Compressed bytes: sealed (if encrypting) and stored.
+    async fn store(&mut self, compressed: &[u8]) -> anyhow::Result<()> {
+        match &mut self.sealer {
+            None => self.write_stored(compressed).await,
+            Some((sealer, _)) => {
+                let mut sealed = std::mem::take(&mut self.sealed);
+                sealer.push(compressed, &mut sealed)?;
+                self.write_stored(&sealed).await?;
+                sealed.clear();
+                self.sealed = sealed;
+                Ok(())
+            }
+        }
+    }
+
+    /// Bytes as they are stored: hashed, counted, written.
+    async fn write_stored(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.sha.update(bytes);
+        self.payload_bytes += bytes.len() as u64;
+        self.file.write(bytes).await
     }
 
     fn compress(&mut self) -> anyhow::Result<()> {

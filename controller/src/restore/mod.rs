@@ -26,6 +26,7 @@ use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 
 use crate::destination::Destination;
 use crate::engine;
+use crate::format::crypt::Keys;
 use crate::format::{BackupReader, Labels, NAME_LABEL, RETENTION_POLICY_LABEL, Record};
 use crate::http::Http;
 use tally::{Tallies, series_id};
@@ -57,6 +58,9 @@ pub enum Failure {
     /// The backup cannot be restored (missing, corrupt, incompatible with the target).
     #[error("{0}")]
     Unusable(String),
+    /// The backup's location (from status) is not its object's: nothing was read.
+    #[error("{0}")]
+    OutsidePrefix(String),
     /// The target's settings would drop or refuse samples of the backup.
     #[error("{0}")]
     TargetUnsuitable(String),
@@ -76,6 +80,7 @@ impl Failure {
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Unusable(_) => "BackupUnusable",
+            Failure::OutsidePrefix(_) => "LocationOutsidePrefix",
             Failure::TargetUnsuitable(_) => "TargetUnsuitable",
             Failure::TargetHoldsOtherSamples(_) => "TargetHoldsOtherSamples",
             Failure::Unverified(_) => "VerificationFailed",
@@ -122,15 +127,17 @@ impl Summary {
     }
 }
 
-/// Restores the backup at `location` into `target` (reached with `http`).
+/// Restores the backup at `location` in `destination` (encrypted: with one of `keys`) into `target` (reached with
+/// `http`). The caller has checked `location` against its object's prefix.
 pub async fn run(
     http: &Http,
     destination: &dyn Destination,
+    keys: Option<&Keys>,
     location: &str,
     target: &DatabaseEndpoint,
 ) -> Result<Restored, Failure> {
     let unusable = |e: anyhow::Error| Failure::Unusable(format!("{e:#}"));
-    let mut reader = BackupReader::open(destination, location).await.map_err(unusable)?;
+    let mut reader = BackupReader::open(destination, location, keys).await.map_err(unusable)?;
     let header = reader.header().clone();
     engine::check_compatible(&header, target).map_err(Failure::Unusable)?;
 
@@ -174,7 +181,7 @@ pub async fn run(
     engine::read_back(http, target, &header, &summary, &mut tallies).await.map_err(Failure::Failed)?;
     let present = tallies.present();
     if present > 0 {
-        let mut reader = BackupReader::open(destination, location).await.map_err(unusable)?;
+        let mut reader = BackupReader::open(destination, location, keys).await.map_err(unusable)?;
         pass(&mut reader, target.r#type, |event| {
             if let Event::Sample(labels, time, true) = event
                 && let Some(t) = tallies.series.get_mut(&series_id(labels))
@@ -187,7 +194,7 @@ pub async fn run(
         .map_err(unusable)?;
         let (foreign, total) = tallies.foreign(NAMED_SERIES);
         if total > 0 {
-            let named = name_series(destination, location, &foreign).await;
+            let named = name_series(destination, keys, location, &foreign).await;
             return Err(Failure::TargetHoldsOtherSamples(format!(
                 "the target already holds samples of {total} of the backup's {series} series in its time range that \
                  are not the backup's (another writer's, or an earlier restore's of another backup): {named}; \
@@ -200,7 +207,7 @@ pub async fn run(
     }
 
     // 5. Write what is missing.
-    let mut reader = BackupReader::open(destination, location).await.map_err(unusable)?;
+    let mut reader = BackupReader::open(destination, location, keys).await.map_err(unusable)?;
     engine::write(http, &mut reader, target, &mut tallies).await.map_err(Failure::Failed)?;
 
     // 6. Verify. A database may make acknowledged samples visible to reads a moment later (VictoriaMetrics under
@@ -219,7 +226,7 @@ pub async fn run(
         pause *= 2;
     };
     if total > 0 {
-        let named = name_series(destination, location, &differ).await;
+        let named = name_series(destination, keys, location, &differ).await;
         return Err(Failure::Unverified(format!(
             "after writing, {total} of {series} series do not hold exactly the backup's samples in the target \
              (samples there / in the backup): {named}{}",
@@ -266,9 +273,14 @@ async fn pass(reader: &mut BackupReader, target: DatabaseType, mut event: impl F
 }
 
 /// `{a="b"} (3 / 5), ...` for the series of `ids` (found again in the backup).
-async fn name_series(destination: &dyn Destination, location: &str, ids: &[(u64, u64, u64)]) -> String {
+async fn name_series(
+    destination: &dyn Destination,
+    keys: Option<&Keys>,
+    location: &str,
+    ids: &[(u64, u64, u64)],
+) -> String {
     let mut named: Vec<Option<String>> = vec![None; ids.len()];
-    if let Ok(mut reader) = BackupReader::open(destination, location).await {
+    if let Ok(mut reader) = BackupReader::open(destination, location, keys).await {
         while let Ok(Some(record)) = reader.next().await {
             if let Record::Series(labels) = record
                 && let Some(i) = ids.iter().position(|(id, ..)| *id == series_id(&labels))

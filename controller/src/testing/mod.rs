@@ -11,6 +11,7 @@ pub mod fake;
 pub mod influx;
 pub mod prometheus;
 pub mod proxy;
+pub mod s3;
 pub mod stack;
 pub mod tls;
 pub mod victoria;

@@ -17,7 +17,7 @@ use kube::{Api, Client};
 use super::wait_for;
 use crate::controller::jobs::{Jobs, Limits};
 use crate::controller::{self, Backoff, Context};
-use crate::destination::local::LocalDir;
+use crate::destination::locations::{Locations, LocationsFile};
 use crate::http::Http;
 use crate::http::transport::Connector;
 use crate::secrets::SecretsDir;
@@ -32,6 +32,8 @@ pub struct Settings {
     pub default_timeout: Duration,
     pub http_timeout: Duration,
     pub piece_limit: usize,
+    /// Locations besides `default` (the [`Stack::backup_dir`]), as a locations file defines them.
+    pub locations: Option<LocationsFile>,
 }
 
 impl Default for Settings {
@@ -42,6 +44,7 @@ impl Default for Settings {
             default_timeout: Duration::from_secs(120),
             http_timeout: Duration::from_secs(30),
             piece_limit: crate::http::DEFAULT_PIECE_LIMIT,
+            locations: None,
         }
     }
 }
@@ -88,9 +91,15 @@ impl Stack {
         let connector = Arc::new(Connector::new(settings.http_timeout).expect("TLS connector"));
         let mut http = Http::new(connector.default_transport(), settings.http_timeout);
         http.piece_limit = settings.piece_limit;
+        let locations = match settings.locations.clone() {
+            Some(file) => Locations::from_file(file, connector.default_transport(), settings.http_timeout)
+                .expect("the test's locations"),
+            None => Locations::default(),
+        }
+        .with_default_local(&self.backup_dir);
         let ctx = Arc::new(Context {
             client: self.client.clone(),
-            destination: Arc::new(LocalDir::new(&self.backup_dir)),
+            locations: Arc::new(locations),
             http,
             connector,
             secrets: Arc::new(SecretsDir::new(&self.secrets_dir)),
@@ -229,6 +238,7 @@ pub fn backup_spec(r#type: DatabaseType, url: &str, database: Option<&str>) -> T
         time_zone: None,
         retention: Retention::default(),
         suspend: false,
+        verify: false,
         timeout: None,
     }
 }

@@ -11,7 +11,9 @@
 //!
 //! Arguments: dataset sizes in samples (default 1000000); `BENCH_ONLY=Prometheus` (etc.) runs one engine;
 //! `BENCH_DATASET=scraped` loads values as a scrape leaves them instead of the tests' edge values; `BENCH_PIN=1` gives
-//! the database and the controller one core each; `BENCH_ROUNDS` (default 5) sets the rounds per figure. Each
+//! the database and the controller one core each; `BENCH_ROUNDS` (default 5) sets the rounds per figure;
+//! `BENCH_DEST=s3` writes the backups to an `s3s-fs` server on loopback (`BENCH_DEST=s3-encrypted`: encrypted)
+//! instead of a local directory (the `dest` column says which). Each
 //! engine and size runs in a fresh child process; peak RSS is its `VmHWM`, reset (via `/proc/self/clear_refs`)
 //! before each measured step, with the RSS before the step (the loaded harness) beside it.
 
@@ -22,12 +24,14 @@ use backup_apis::backup::BackupSource;
 use backup_apis::database::{DatabaseEndpoint, DatabaseType};
 use backup_controller::destination::Destination;
 use backup_controller::destination::local::LocalDir;
+use backup_controller::destination::locations::{Location, Locations};
 use backup_controller::engine;
 use backup_controller::format::BackupWriter;
 use backup_controller::http::{Body, Http, url};
 use backup_controller::testing::dataset::{FloatSeries, float_series, influx_lines, scraped_series};
 use backup_controller::testing::influx::Influx;
 use backup_controller::testing::prometheus::Prometheus;
+use backup_controller::testing::s3::S3Server;
 use backup_controller::testing::victoria::Victoria;
 use bytes::Bytes;
 
@@ -61,11 +65,11 @@ fn main() -> anyhow::Result<()> {
     let sizes = if sizes.is_empty() { vec![1_000_000] } else { sizes };
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!(
-        "| engine | samples | limit: raw export (samples/s) | backup (samples/s) | % of limit \
+        "| engine | dest | samples | limit: raw export (samples/s) | backup (samples/s) | % of limit \
          | backup CPU ns/sample (database + controller) | backup peak RSS (before) \
          | file | restore (samples/s) | restore peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         for kind in ["VictoriaMetrics", "Prometheus", "InfluxDB"] {
             if !only.is_empty() && !kind.eq_ignore_ascii_case(&only) {
@@ -143,7 +147,9 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     // Rounds alternate the limit (the same export endpoints, read raw and thrown away) and a backup; each figure is
     // the median of its rounds, so one disturbed round on a shared machine does not decide the ratio.
     let tmp = tempfile::tempdir()?;
-    let dest = LocalDir::new(tmp.path());
+    let (dest, keys, _s3) = destination(&tmp).await?;
+    let key = keys.as_ref().map(|k| &k.current);
+    let dest: &dyn Destination = dest.as_ref();
     let baseline = rss_kib("VmRSS:");
     let (mut raws, mut backups, mut cpus, mut raw_cpu) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
     let mut last = None;
@@ -158,7 +164,8 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         let name = format!("bench/b.{round}.tsdb");
         let (db_cpu, own_cpu) = (cpu_seconds(db_pid), cpu_seconds(None));
         let started = Instant::now();
-        let mut writer = BackupWriter::new(dest.create(&name).await?, engine::source_of(&source, None))?;
+        let mut writer =
+            BackupWriter::new(dest.create(&name).await?, engine::source_of(&source, None))?.encrypt_with(key)?;
         engine::backup(http, &source, &mut writer).await?;
         let (header, size) = writer.finish().await?;
         backups.push(started.elapsed());
@@ -178,7 +185,7 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let target = DatabaseEndpoint::new(kind, target_url, database);
     reset_peak_rss();
     let started = Instant::now();
-    let restored = backup_controller::restore::run(http, &dest, &name, &target).await?;
+    let restored = backup_controller::restore::run(http, dest, keys.as_deref(), &name, &target).await?;
     let restore = started.elapsed();
     let restore_rss = peak_rss_kib();
     let expected = header.samples - restored.dropped;
@@ -186,7 +193,8 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
 
     let rate = |d: Duration| header.samples as f64 / d.as_secs_f64();
     Ok(format!(
-        "| {kind:?} | {} | {:.0} | {:.0} | {:.0}% | {cpu_db:.0} + {cpu_own:.0} | {} MiB ({} MiB) | {:.1} MiB | {:.0} | {} MiB |",
+        "| {kind:?} | {} | {} | {:.0} | {:.0} | {:.0}% | {cpu_db:.0} + {cpu_own:.0} | {} MiB ({} MiB) | {:.1} MiB | {:.0} | {} MiB |",
+        std::env::var("BENCH_DEST").unwrap_or_else(|_| "local".into()),
         header.samples,
         rate(raw),
         rate(backup),
@@ -197,6 +205,30 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         rate(restore),
         restore_rss / 1024,
     ))
+}
+
+/// Where the benchmark's backups go (`BENCH_DEST`): a local directory, or an `s3s-fs` bucket (kept running by the
+/// returned server), encrypted or not.
+async fn destination(
+    tmp: &tempfile::TempDir,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn Destination>,
+    Option<std::sync::Arc<backup_controller::format::crypt::Keys>>,
+    Option<S3Server>,
+)> {
+    let dest = std::env::var("BENCH_DEST").unwrap_or_default();
+    if !dest.starts_with("s3") {
+        return Ok((std::sync::Arc::new(LocalDir::new(tmp.path())), None, None));
+    }
+    let s3 = S3Server::start().await;
+    let key = tmp.path().join("bench.key");
+    std::fs::write(&key, [7u8; 32])?;
+    let spec = s3.location("bench", "bench", (dest == "s3-encrypted").then_some(key));
+    let connector = backup_controller::http::transport::Connector::new(Duration::from_secs(60))?;
+    let file = backup_controller::destination::locations::LocationsFile { locations: vec![spec] };
+    let locations = Locations::from_file(file, connector.default_transport(), Duration::from_secs(60))?;
+    let Location { store, keys, .. } = locations.get("bench").map_err(anyhow::Error::msg)?.clone();
+    Ok((store, keys, Some(s3)))
 }
 
 /// Reads what a backup reads, without decoding it.
