@@ -229,7 +229,15 @@ async fn still_usable(store: &Store, name: &str) -> Result<(), String> {
         force: false,
     };
     refused_or(
-        patch::write(store, (NAMESPACE, name, &Subresource::Main), "application/merge-patch+json", b"{}", &opts, &anyone()).await,
+        patch::write(
+            store,
+            (NAMESPACE, name, &Subresource::Main),
+            "application/merge-patch+json",
+            b"{}",
+            &opts,
+            &anyone(),
+        )
+        .await,
     )
     .map_err(|e| format!("a merge patch after it: {e}"))?;
     let list =
@@ -251,7 +259,8 @@ async fn still_usable(store: &Store, name: &str) -> Result<(), String> {
         precondition_resource_version: None,
         ignore_store_read_error: false,
     };
-    refused_or(store.delete(NAMESPACE, name, &delete, &anyone()).await).map_err(|e| format!("a delete after it: {e}"))?;
+    refused_or(store.delete(NAMESPACE, name, &delete, &anyone()).await)
+        .map_err(|e| format!("a delete after it: {e}"))?;
     Ok(())
 }
 

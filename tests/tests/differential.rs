@@ -6,7 +6,9 @@
 //! `differential/allowed.txt`, and every listed difference must still occur — so any new difference fails.
 //!
 //! The session format: `== <id>` starts a step; `$ kubectl <args>` is its command (shell-like quoting); `| `
-//! lines are its stdin; `=> NAME` keeps its trimmed stdout as `%NAME%`. In commands and stdin, `%B%`/`%R%` are
+//! lines are its stdin; `=> NAME` keeps its trimmed stdout as `%NAME%`; `~ sorted` compares its stdout's lines in
+//! sorted order (for output whose order the target does not fix, e.g. a category's resources on the CRD, whose
+//! discovery lists them in its informer's order). In commands and stdin, `%B%`/`%R%` are
 //! the backups/restores resource (`timeseriesdbbackups.<group>`), `%b%`/`%r%` their short names, `%G%` the group,
 //! `%AV%` the apiVersion and `%CAT%` the category of the target.
 //!
@@ -89,6 +91,8 @@ struct Step {
     args: Vec<String>,
     stdin: String,
     capture: Option<String>,
+    /// Whether stdout's lines are compared sorted.
+    sorted: bool,
 }
 
 /// What a step printed, normalised.
@@ -158,7 +162,13 @@ fn parse_session(text: &str) -> Vec<Step> {
         let at = || format!("session.txt line {}", n + 1);
         if let Some(id) = line.strip_prefix("== ") {
             assert!(!steps.iter().any(|s| s.id == id.trim()), "{}: step {id} twice", at());
-            steps.push(Step { id: id.trim().to_string(), args: Vec::new(), stdin: String::new(), capture: None });
+            steps.push(Step {
+                id: id.trim().to_string(),
+                args: Vec::new(),
+                stdin: String::new(),
+                capture: None,
+                sorted: false,
+            });
             continue;
         }
         if line.trim().is_empty() || line.starts_with('#') {
@@ -175,6 +185,8 @@ fn parse_session(text: &str) -> Vec<Step> {
             step.stdin.push('\n');
         } else if let Some(name) = line.strip_prefix("=> ") {
             step.capture = Some(name.trim().to_string());
+        } else if line.trim() == "~ sorted" {
+            step.sorted = true;
         } else {
             panic!("{}: not a step line: {line}", at());
         }
@@ -297,6 +309,11 @@ async fn run_session(target: Target, kubectl: Kubectl, steps: Vec<Step>) -> Vec<
                 vars.insert(name.clone(), out.stdout.trim().to_string());
                 // What was kept differs by nature (a resourceVersion, a target's own YAML); its use is compared.
                 format!("(kept as %{name}%)")
+            }
+            None if step.sorted => {
+                let mut lines: Vec<&str> = out.stdout.lines().collect();
+                lines.sort_unstable();
+                normaliser.text(&lines.join("\n"))
             }
             None => normaliser.text(&out.stdout),
         };

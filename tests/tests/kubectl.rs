@@ -267,7 +267,7 @@ async fn explain_describes_fields() {
         .filter(|l| l.starts_with("  ") && l.contains('\t'))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(fields, ["database", "selector", "type", "url"], "{out}");
+    assert_eq!(fields, ["auth", "database", "selector", "tls", "type", "url"], "{out}");
 }
 
 #[tokio::test]
