@@ -241,15 +241,32 @@ async fn readers_that_stop_reading_are_cut_off() {
         assert_eq!(ev["type"], "ADDED");
     }
     still_healthy(&mut server, before, 96).await;
-    // The server cut the stuck watches off: read now, each ends (after what was buffered) long before the watch's
-    // own timeout (30 to 60 minutes).
+    // A watch is cut off once its client has read nothing for the server's budget (1 s) while an event waits (or
+    // once it falls too far behind the watch cache): wait for the server to say so of all 100 (the creates may take
+    // less than the budget), or a stuck watch read now would simply catch up and stay open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let cut_off = || server.log_text().matches("closing a watch").count();
+    while cut_off() < stuck.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cut_off(), stuck.len(), "stuck watches cut off within 30 s");
+    // The server cut the stuck watches off: read now, each response ends (after what was buffered: the chunked
+    // body's last chunk) long before the watch's own timeout (30 to 60 minutes). The connection may stay open for
+    // a next request, as upstream's.
     for (i, s) in stuck.iter_mut().enumerate().take(10) {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut tail: Vec<u8> = Vec::new();
         let ended = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 match s.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+                    Ok(n) => {
+                        tail.extend_from_slice(&buf[..n]);
+                        tail.drain(..tail.len().saturating_sub(7));
+                        if tail == b"\r\n0\r\n\r\n" {
+                            return;
+                        }
+                    }
                 }
             }
         })
