@@ -27,6 +27,8 @@ pub struct BackupReader {
     input_done: bool,
     /// Whether the zstd stream ended exactly at a frame's end.
     frame_done: bool,
+    /// Where a running restore reads how far it is.
+    progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl BackupReader {
@@ -51,6 +53,11 @@ impl BackupReader {
         Ok(reader)
     }
 
+    /// Counts the samples and the file's bytes read from here on into `progress`.
+    pub fn count_into(&mut self, progress: std::sync::Arc<crate::progress::Progress>) {
+        self.progress = Some(progress);
+    }
+
     /// Opens `location` and checks its header, positioned at the first record; the payload's size and checksum are
     /// checked when [`BackupReader::next`] reaches its end (a caller that acts on records before then must not
     /// trust them: a restore reads the whole file once before it writes anything).
@@ -69,6 +76,7 @@ impl BackupReader {
             payload_read: 0,
             input_done: false,
             frame_done: false,
+            progress: None,
         })
     }
 
@@ -81,6 +89,13 @@ impl BackupReader {
         loop {
             if let Some((record, used)) = frame::decode(&self.out[self.out_pos..])? {
                 self.out_pos += used;
+                if let Some(p) = &self.progress {
+                    p.add_samples(match &record {
+                        Record::Samples { timestamps, .. } => timestamps.len() as u64,
+                        Record::Rows(rows) => rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum(),
+                        Record::Series(_) | Record::Columns(_) => 0,
+                    });
+                }
                 return Ok(Some(record));
             }
             if !self.fill().await? {
@@ -105,6 +120,9 @@ impl BackupReader {
                 self.in_pos = 0;
                 self.sha.update(&self.inbuf);
                 self.payload_read += n as u64;
+                if let Some(p) = &self.progress {
+                    p.add_bytes(n as u64);
+                }
                 // At the end, the decoder still runs once more to flush what it holds.
                 self.input_done = n == 0;
             }

@@ -118,12 +118,14 @@ impl Summary {
     }
 }
 
-/// Restores the backup at `location` into `target` (reached with `http`).
+/// Restores the backup at `location` into `target` (reached with `http`); `progress` counts the samples and bytes
+/// of the write pass (5).
 pub async fn run(
     http: &Http,
     destination: &dyn Destination,
     location: &str,
     target: &DatabaseEndpoint,
+    progress: std::sync::Arc<crate::progress::Progress>,
 ) -> Result<Restored, Failure> {
     let unusable = |e: anyhow::Error| Failure::Unusable(format!("{e:#}"));
     let mut reader = BackupReader::open(destination, location).await.map_err(unusable)?;
@@ -197,6 +199,7 @@ pub async fn run(
 
     // 5. Write what is missing.
     let mut reader = BackupReader::open(destination, location).await.map_err(unusable)?;
+    reader.count_into(progress);
     engine::write(http, &mut reader, target, &mut tallies).await.map_err(Failure::Failed)?;
 
     // 6. Verify.
