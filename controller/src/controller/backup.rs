@@ -9,6 +9,11 @@
 //! backup a crash interrupted: a failure, retried after the backoff. Each run first removes this object's own
 //! leftovers: files with its UID that are partial or not in `status.backups`. Files of other UIDs (an earlier object
 //! of the same name) are never touched.
+//!
+//! One backup per schedule tick: a scheduled backup's id is its tick's time (a single backup's, its object's
+//! creation time), the same for every replica and retry; a tick whose id is in `status.backups` is done, and the
+//! write that marks a run Running carries the resourceVersion read, so of two writers (a leader that lost its lease
+//! and the new one) only one runs it.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -25,9 +30,11 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 
+use super::events::{Severity, reference};
 use super::jobs::{Job, JobKey, JobKind, Run, Stop, StopReason};
+use super::metrics::RunOutcome;
 use super::status::{self, EMPTY, READY, RUNNING, set_condition};
-use super::{Context, Error, WATCH_IN_FLIGHT, after, schedule, until};
+use super::{Context, Error, PROGRESS_INTERVAL, WATCH_IN_FLIGHT, after, schedule, until};
 use crate::destination::{file_name, parse_file_name};
 use crate::engine;
 use crate::format::{BackupWriter, Header, Owner};
@@ -47,6 +54,7 @@ const STATUS_KEYS: &[&str] = &[
     "message",
     "consecutiveFailures",
     "nextRetryTime",
+    "progress",
 ];
 
 /// The message of a backup that waits for `spec.suspend` to be false.
@@ -88,6 +96,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    ctx.metrics.observe_backup(&obj);
     let mut status = obj.status.clone().unwrap_or_default();
     let before = status.clone();
     let now = Timestamp::now();
@@ -104,6 +113,8 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
         tracing::warn!(%key, "{message}");
         fail(&mut status, "Interrupted", &message, failures, delay);
         status::patch(&api, name, &status, STATUS_KEYS).await?;
+        let regarding = reference(JobKind::Backup.object_kind(), &obj.metadata);
+        ctx.events.publish(&regarding, Severity::Warning, "BackupInterrupted", "Backup", &message).await;
         return Ok(Action::requeue(delay));
     }
     if status.observed_generation != obj.metadata.generation {
@@ -169,6 +180,21 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
         return Ok(Action::requeue(until(retry)));
     }
 
+    // The run's id: its tick's (deterministic), or, asked to run now, the time it starts.
+    let tick = match (&run_now, &obj.spec.schedule) {
+        (Some(_), _) => None,
+        (None, Some(_)) => next,
+        (None, None) => obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    };
+    if let Some(t) = tick
+        && has_backup(&status, &tick_id(t))
+    {
+        // Another writer did this tick: on to the next one.
+        tracing::info!(%key, id = %tick_id(t), "this tick's backup exists already");
+        status.next_schedule_time = schedule::next_after(&obj.spec, now).ok().flatten().map(Time);
+        status::patch(&api, name, &status, STATUS_KEYS).await?;
+        return Ok(Action::requeue(WATCH_IN_FLIGHT));
+    }
     let uid = obj.metadata.uid.clone().unwrap_or_default();
     let run = Run { uid, fingerprint: fingerprint(&obj), request: run_now.clone() };
     let Ok(job) = ctx.jobs.start(key, run, &obj.spec.database.endpoint.url, None) else {
@@ -182,7 +208,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
     ));
     status::patch(&api, name, &status, STATUS_KEYS).await?;
     let ctx2 = ctx.clone();
-    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, run_now));
+    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, run_now, tick));
     Ok(Action::requeue(WATCH_IN_FLIGHT))
 }
 
@@ -215,20 +241,34 @@ async fn run_job(
     mut status: TimeseriesDBBackupStatus,
     job: Job,
     run_now: Option<String>,
+    tick: Option<Timestamp>,
 ) {
     let name = obj.metadata.name.clone().unwrap_or_default();
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let key = job.key.to_string();
     let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let regarding = reference(JobKind::Backup.object_kind(), &obj.metadata);
     let slots = match job.slots().await {
         Ok(slots) => slots,
         Err(reason) => return stopped(&api, &name, status, reason, "the queued backup").await,
     };
     // Deleted (or replaced) while it waited: nothing to do. From here on, a deletion stops it within a second.
-    if !super::jobs::exists(&api, &name, &uid).await {
+    let current = match api.get_opt(&name).await {
+        Ok(Some(o)) if o.metadata.uid.as_deref() == Some(&uid) && o.metadata.deletion_timestamp.is_none() => Some(o),
+        Ok(_) => return,
+        // The API server cannot say: the Running write below finds out.
+        Err(_) => None,
+    };
+    let id = match tick {
+        Some(t) => tick_id(t),
+        None => backup_id(Timestamp::now(), &status),
+    };
+    let current_status = current.as_ref().and_then(|o| o.status.as_ref());
+    if current_status.is_some_and(|s| has_backup(s, &id) || s.phase == Some(Phase::Running)) {
+        tracing::info!(%key, %id, "another writer has run or runs this backup");
         return;
     }
     let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
-    let id = backup_id(Timestamp::now(), &status);
     let dir = obj.destination_path();
     let location = format!("{dir}/{}", file_name(&name, &uid, &id));
     status.phase = Some(Phase::Running);
@@ -240,8 +280,9 @@ async fn run_job(
         "BackupStarted",
         &format!("backup {id} started"),
     );
-    if let Err(e) = status::patch(&api, &name, &status, STATUS_KEYS).await {
-        // The next reconcile starts it again.
+    let resource_version = current.as_ref().and_then(|o| o.metadata.resource_version.as_deref());
+    if let Err(e) = status::patch_at(&api, &name, &status, STATUS_KEYS, resource_version).await {
+        // The next reconcile starts it again (a 409: another writer changed it first, and the reconcile sees what).
         tracing::warn!(%key, error = %e, "could not mark the backup running");
         return;
     }
@@ -250,10 +291,19 @@ async fn run_job(
         _ => ctx.default_timeout,
     };
     tracing::info!(%key, %location, ?timeout, "backup started");
+    let note = format!(
+        "backup {id} of {:?} {} started, into {location}",
+        obj.spec.database.endpoint.r#type,
+        crate::http::redact(&obj.spec.database.endpoint.url)
+    );
+    ctx.events.publish(&regarding, Severity::Normal, "BackupStarted", "Backup", &note).await;
     let started = Instant::now();
+    let progress = Arc::new(crate::progress::Progress::default());
+    let reporting = status::report_progress(api.clone(), &name, progress.clone(), PROGRESS_INTERVAL);
+    let run = backup(&ctx, &obj, &dir, &location, &status, &job.stop, progress);
     let outcome = tokio::select! {
         reason = job.stop.stopped() => Outcome::Stopped(reason),
-        result = tokio::time::timeout(timeout, backup(&ctx, &obj, &dir, &location, &status, &job.stop)) => match result {
+        result = tokio::time::timeout(timeout, run) => match result {
             Err(_) => Outcome::Failed(anyhow::anyhow!(
                 "did not complete within {} ({})",
                 format_duration(timeout),
@@ -263,6 +313,8 @@ async fn run_job(
             Ok(Err(e)) => Outcome::Failed(e),
         },
     };
+    drop(reporting);
+    status.progress = None;
     let conditions = status.conditions.get_or_insert_default();
     match outcome {
         Outcome::Stopped(reason) => {
@@ -278,6 +330,15 @@ async fn run_job(
             ));
             tracing::warn!(%key, error = %message, "backup failed");
             fail(&mut status, "BackupFailed", &message, failures, delay);
+            ctx.events.publish(&regarding, Severity::Warning, "BackupFailed", "Backup", &message).await;
+            let outcome = RunOutcome {
+                succeeded: false,
+                duration: started.elapsed(),
+                samples: 0,
+                bytes: 0,
+                consecutive_failures: failures,
+            };
+            ctx.metrics.finished(JobKind::Backup, &ns, &name, &outcome);
         }
         Outcome::Done(header, size) => {
             let message =
@@ -294,6 +355,13 @@ async fn run_job(
             } else {
                 status::remove_condition(conditions, EMPTY);
             }
+            let outcome = RunOutcome {
+                succeeded: true,
+                duration: started.elapsed(),
+                samples: header.samples,
+                bytes: size,
+                consecutive_failures: 0,
+            };
             let record = BackupRecord {
                 id,
                 start_time: Some(Time(header.started_at)),
@@ -304,7 +372,22 @@ async fn run_job(
                 location: Some(location),
                 sha256: Some(header.payload_sha256),
             };
-            let problems = retain(&ctx, &obj, &mut status, record).await;
+            let (deleted, problems) = retain(&ctx, &obj, &mut status, record).await;
+            ctx.events.publish(&regarding, Severity::Normal, "BackupSucceeded", "Backup", &message).await;
+            ctx.metrics.finished(JobKind::Backup, &ns, &name, &outcome);
+            if !deleted.is_empty() {
+                let note = format!(
+                    "retention (keepLast {}) deleted {} backup{}: {}",
+                    obj.spec.retention.keep_last,
+                    deleted.len(),
+                    if deleted.len() == 1 { "" } else { "s" },
+                    deleted.join(", ")
+                );
+                ctx.events.publish(&regarding, Severity::Normal, "BackupsDeleted", "Retention", &note).await;
+            }
+            if !problems.is_empty() {
+                ctx.events.publish(&regarding, Severity::Warning, "RetentionFailed", "Retention", &problems).await;
+            }
             status.phase = Some(Phase::Succeeded);
             status.message = Some(sanitize::message(&match (header.samples, problems.is_empty()) {
                 (0, _) => format!("{message} (empty: see the Empty condition){problems}"),
@@ -390,6 +473,7 @@ async fn backup(
     location: &str,
     status: &TimeseriesDBBackupStatus,
     stop: &Stop,
+    progress: Arc<crate::progress::Progress>,
 ) -> anyhow::Result<(Header, u64)> {
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
@@ -400,6 +484,7 @@ async fn backup(
     let file = ctx.destination.create(location).await?;
     let owner = Owner { namespace: ns, name, uid };
     let mut writer = BackupWriter::new(file, engine::source_of(source, Some(owner)))?;
+    writer.count_into(progress);
     engine::backup(&http, source, &mut writer).await?;
     // A stop that came during the last read: no file is committed for a changed or deleted object.
     anyhow::ensure!(!stop.is_stopped(), "stopped");
@@ -407,29 +492,44 @@ async fn backup(
 }
 
 /// Puts `record` first in the history and deletes the backups beyond `spec.retention.keepLast`, file first. A
-/// backup whose file cannot be deleted stays listed; the problems are returned for the status message.
+/// backup whose file cannot be deleted stays listed. Returns the ids deleted, and the problems for the status
+/// message.
 async fn retain(
     ctx: &Context,
     obj: &TimeseriesDBBackup,
     status: &mut TimeseriesDBBackupStatus,
     record: BackupRecord,
-) -> String {
+) -> (Vec<String>, String) {
     let keep = usize::try_from(obj.spec.retention.keep_last).unwrap_or(1).max(1);
     let mut kept = vec![record.clone()];
     kept.extend(status.backups.take().unwrap_or_default());
     let expired = kept.split_off(keep.min(kept.len()));
-    let mut problems = Vec::new();
+    let (mut deleted, mut problems) = (Vec::new(), Vec::new());
     for old in expired {
-        if let Some(location) = &old.location
-            && let Err(e) = ctx.destination.delete(location).await
-        {
-            problems.push(format!("could not delete expired backup {}: {e:#}", old.id));
-            kept.push(old);
+        match &old.location {
+            Some(location) => match ctx.destination.delete(location).await {
+                Ok(()) => deleted.push(old.id),
+                Err(e) => {
+                    problems.push(format!("could not delete expired backup {}: {e:#}", old.id));
+                    kept.push(old);
+                }
+            },
+            None => deleted.push(old.id),
         }
     }
     status.last_backup = Some(record);
     status.backups = Some(kept);
-    problems.join("; ")
+    (deleted, problems.join("; "))
+}
+
+/// The id of the backup of the schedule tick (or single backup) at `t`: `20261128T223000000Z`.
+fn tick_id(t: Timestamp) -> String {
+    format!("{}{:03}Z", t.strftime("%Y%m%dT%H%M%S"), t.subsec_millisecond())
+}
+
+/// Whether status lists backup `id`.
+fn has_backup(status: &TimeseriesDBBackupStatus, id: &str) -> bool {
+    status.backups.iter().flatten().any(|b| b.id == id)
 }
 
 /// Deletes the files under `dir` of this object (its UID) that are partial or not in `status.backups`: what an
@@ -493,5 +593,11 @@ mod tests {
         assert_eq!(backup_id(t, &status), "20261128T223000123Z");
         status.backups = Some(vec![BackupRecord { id: "20261128T223000123Z".into(), ..Default::default() }]);
         assert_eq!(backup_id(t, &status), "20261128T223000124Z");
+        // A tick's id is its time, whoever runs it.
+        let tick: Timestamp = "2026-11-28T22:30:00Z".parse().unwrap();
+        assert_eq!(tick_id(tick), "20261128T223000000Z");
+        assert!(!has_backup(&status, &tick_id(tick)));
+        status.backups.as_mut().unwrap().push(BackupRecord { id: tick_id(tick), ..Default::default() });
+        assert!(has_backup(&status, "20261128T223000000Z"));
     }
 }
