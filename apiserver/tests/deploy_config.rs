@@ -693,6 +693,7 @@ fn rbac_subjects_are_the_service_accounts_the_pods_run_as() {
         let crbs: Vec<ClusterRoleBinding> = render.all("ClusterRoleBinding");
         let rbs: Vec<RoleBinding> = render.all("RoleBinding");
         let roles: Vec<ClusterRole> = render.all("ClusterRole");
+        let namespaced_roles: Vec<Role> = render.all("Role");
         let sas: Vec<ServiceAccount> = render.all("ServiceAccount");
 
         let service_account = |d: &Deployment| -> Subject {
@@ -753,6 +754,23 @@ fn rbac_subjects_are_the_service_accounts_the_pods_run_as() {
             }
         }
         assert!(!allows(&rules, GROUP, KINDS[0], &["delete"]), "the controller deletes nothing");
+        // Events about the objects, in their namespaces.
+        assert!(allows(&rules, "events.k8s.io", "events", &["create", "patch"]), "{}: controller Events", render.name);
+        // Its leader-election Lease, in its own namespace.
+        let lease_rules: Vec<PolicyRule> = rbs
+            .iter()
+            .filter(|b| b.subjects.iter().flatten().any(|s| is(s, &controller)) && b.role_ref.kind == "Role")
+            .flat_map(|b| {
+                assert_eq!(b.metadata.namespace, controller.namespace, "{}: the Lease's RoleBinding", render.name);
+                namespaced_roles.iter().filter(|r| r.metadata.name.as_ref() == Some(&b.role_ref.name))
+            })
+            .flat_map(|r| r.rules.clone().unwrap_or_default())
+            .collect();
+        assert!(
+            allows(&lease_rules, "coordination.k8s.io", "leases", &["create", "get", "update"]),
+            "{}: controller Lease: {lease_rules:?}",
+            render.name
+        );
 
         // No binding names a subject or a role that is not there (built-in roles aside).
         let builtin = ["system:auth-delegator", "extension-apiserver-authentication-reader"];
@@ -761,7 +779,10 @@ fn rbac_subjects_are_the_service_accounts_the_pods_run_as() {
         {
             assert!(
                 builtin.contains(&role.name.as_str())
-                    || roles.iter().any(|r| r.metadata.name.as_ref() == Some(&role.name)),
+                    || match role.kind.as_str() {
+                        "Role" => namespaced_roles.iter().any(|r| r.metadata.name.as_ref() == Some(&role.name)),
+                        _ => roles.iter().any(|r| r.metadata.name.as_ref() == Some(&role.name)),
+                    },
                 "{}: role {} is neither built in nor rendered",
                 render.name,
                 role.name
