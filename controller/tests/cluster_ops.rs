@@ -281,6 +281,22 @@ async fn leader_failover_events_metrics_and_probes() {
     })
     .await;
 
+    // The Lease taken by someone else (who never renews it): B stops leading within the renew deadline and drops
+    // the objects' series; once the intruder's lease has expired, B takes it back.
+    let mut lease = leases.get(LEASE_NAME).await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now()));
+    let stolen = Instant::now();
+    leases.replace(LEASE_NAME, &Default::default(), &lease).await.unwrap();
+    let standby = b.wait_metric("backup_controller_leader 0").await;
+    let stepped_down = stolen.elapsed();
+    assert!(!standby.contains(r#"name="ticks""#), "a standby reports no objects:\n{standby}");
+    b.wait_metric("backup_controller_leader 1").await;
+    eprintln!("lease taken away: B stopped leading after {stepped_down:?}, leads again after {:?}", stolen.elapsed());
+    assert!(stepped_down <= RENEW + RETRY * 3, "B kept leading {stepped_down:?} without the lease\n{}", b.log());
+    assert_eq!(holder(&leases).await.as_deref(), Some(b_identity.as_str()));
+
     // SIGTERM: B stops its jobs and releases the Lease.
     let pid = i32::try_from(b.process.pid()).unwrap();
     // SAFETY: kill(2) on our own child's pid.
