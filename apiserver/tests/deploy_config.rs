@@ -1392,3 +1392,30 @@ fn generated_files_are_gitignored() {
         assert!(f.config.join(&p).is_file(), "{p}");
     }
 }
+
+#[test]
+fn the_object_storage_component_adds_the_locations_and_keeps_the_controllers_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    copy_config(&source_config(), &config);
+    let overlay = config.join("overlays/with-object-storage");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base/controller\n\
+         components:\n  - ../../components/object-storage\n",
+    )
+    .unwrap();
+    let render = Render::new("with-object-storage", &overlay);
+    let dep = render.deployment_running("backup-controller");
+    let (spec, c) = (pod_spec(&dep), only_container(pod_spec(&dep)));
+    let args = c.args.clone().unwrap_or_default();
+    // The base's flags stay (a strategic merge of `args` would replace the list): leader election above all.
+    assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    assert_eq!(flag(&args, "--metrics-bind-address").as_deref(), Some("0.0.0.0:8080"), "{args:?}");
+    assert!(flag(&args, "--backup-dir").is_some(), "{args:?}");
+    let locations = flag(&args, "--locations").expect("--locations");
+    let (volume, _) = volume_of(spec, c, Path::new(&locations));
+    let secret = volume.secret.as_ref().and_then(|s| s.secret_name.as_deref());
+    assert_eq!(secret, Some("backup-controller-locations"));
+}
