@@ -101,11 +101,7 @@ impl BackupReader {
             if let Some((record, used)) = frame::decode(&self.out[self.out_pos..])? {
                 self.out_pos += used;
                 if let Some(p) = &self.progress {
-                    p.add_samples(match &record {
-                        Record::Samples { timestamps, .. } => timestamps.len() as u64,
-                        Record::Rows(rows) => rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum(),
-                        Record::Series(_) | Record::Columns(_) => 0,
-                    });
+                    p.add_samples(record.samples());
                 }
                 return Ok(Some(record));
             }
@@ -214,11 +210,7 @@ pub async fn verify(dest: &dyn Destination, keys: Option<&Keys>, location: &str)
     let (mut records, mut samples) = (0u64, 0u64);
     while let Some(record) = reader.next().await? {
         records += 1;
-        samples += match record {
-            Record::Samples { timestamps, .. } => timestamps.len() as u64,
-            Record::Rows(rows) => rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum(),
-            Record::Series(_) | Record::Columns(_) => 0,
-        };
+        samples += record.samples();
     }
     let header = reader.header;
     ensure!(

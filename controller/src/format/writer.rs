@@ -130,7 +130,7 @@ impl BackupWriter {
 
     /// Points of the current series (InfluxDB); every non-empty value counts as a sample.
     pub async fn rows(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
-        let samples = rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum::<u64>();
+        let samples = super::rows_samples(&rows);
         self.samples += samples;
         self.count(samples);
         self.times(rows.iter().map(|r| r.time));
