@@ -16,8 +16,8 @@ use crate::kind::{Kind, SelectableField};
 use crate::resource::{ResourceInfo, impl_namespaced_resource};
 use crate::schema::{SchemaExt, array_of, boolean, date_time, int64, kind_root, obj, string};
 use crate::status::{
-    Condition, Phase, conditions_schema, observed_generation_schema, phase_schema, retry_properties, timeout_schema,
-    validate_timeout,
+    Condition, Phase, Progress, conditions_schema, observed_generation_schema, phase_schema, progress_schema,
+    retry_properties, timeout_schema, validate_timeout,
 };
 
 /// `spec.destination.location` when not given.
@@ -159,6 +159,9 @@ pub struct TimeseriesDBBackupStatus {
     /// When a failed backup is tried again (kept here, so a controller restart does not retry at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_retry_time: Option<Time>,
+    /// How far the running backup is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// One backup: what it holds and where.
@@ -459,7 +462,8 @@ impl Kind for BackupKind {
                 ("message", string("A human-readable account of the last failure or progress.")),
             ]
             .into_iter()
-            .chain(retry_properties("backup")),
+            .chain(retry_properties("backup"))
+            .chain([("progress", progress_schema("backup"))]),
             &[],
         );
         kind_root(

@@ -16,8 +16,8 @@ use crate::objectmeta::is_dns1123_subdomain;
 use crate::resource::{ResourceInfo, impl_namespaced_resource};
 use crate::schema::{SchemaExt, date_time, int64, kind_root, obj, string};
 use crate::status::{
-    Condition, Phase, conditions_schema, observed_generation_schema, phase_schema, retry_properties, timeout_schema,
-    validate_timeout,
+    Condition, Phase, Progress, conditions_schema, observed_generation_schema, phase_schema, progress_schema,
+    retry_properties, timeout_schema, validate_timeout,
 };
 
 /// Names and shape of `timeseriesdbrestores`.
@@ -111,6 +111,9 @@ pub struct TimeseriesDBRestoreStatus {
     /// When a failed restore is tried again (kept here, so a controller restart does not retry at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_retry_time: Option<Time>,
+    /// How far the running restore is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 impl TimeseriesDBRestore {
@@ -242,7 +245,8 @@ impl Kind for RestoreKind {
                 ("message", string("A human-readable account of the last failure or progress.")),
             ]
             .into_iter()
-            .chain(retry_properties("restore")),
+            .chain(retry_properties("restore"))
+            .chain([("progress", progress_schema("restore"))]),
             &[],
         );
         kind_root("TimeseriesDBRestore writes one backup of a TimeseriesDBBackup into a database.", spec, status)

@@ -105,6 +105,46 @@ pub fn retry_properties(what: &str) -> [(&'static str, Value); 2] {
     ]
 }
 
+/// How far a running backup or restore is; written at most every few seconds while it runs, removed when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Samples read (a backup: from the database; a restore: from the backup) so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u64>,
+    /// Bytes so far (a backup: written to the backup file, compressed; a restore: read from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Samples a second, on average since the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_per_second: Option<u64>,
+    /// Bytes a second, on average since the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<u64>,
+    /// When these figures were taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<Time>,
+}
+
+/// `status.progress` of a kind whose runs are called `what`s.
+pub fn progress_schema(what: &str) -> Value {
+    let count = |d: &str| int64(d).with("minimum", 0.into());
+    obj(
+        &format!("How far the running {what} is; updated at most every 5 seconds while it runs, removed when it ends."),
+        [
+            ("samples", count("Samples so far.")),
+            (
+                "bytes",
+                count("Bytes so far (a backup: written to its file, compressed; a restore: read from the backup)."),
+            ),
+            ("samplesPerSecond", count("Samples a second, on average since the start.")),
+            ("bytesPerSecond", count("Bytes a second, on average since the start.")),
+            ("updateTime", date_time("When these figures were taken.")),
+        ],
+        &[],
+    )
+}
+
 /// `spec.timeout` of a kind whose runs are called `what`s.
 pub fn timeout_schema(what: &str) -> Value {
     string(&format!(

@@ -693,6 +693,7 @@ fn rbac_subjects_are_the_service_accounts_the_pods_run_as() {
         let crbs: Vec<ClusterRoleBinding> = render.all("ClusterRoleBinding");
         let rbs: Vec<RoleBinding> = render.all("RoleBinding");
         let roles: Vec<ClusterRole> = render.all("ClusterRole");
+        let namespaced_roles: Vec<Role> = render.all("Role");
         let sas: Vec<ServiceAccount> = render.all("ServiceAccount");
 
         let service_account = |d: &Deployment| -> Subject {
@@ -753,6 +754,23 @@ fn rbac_subjects_are_the_service_accounts_the_pods_run_as() {
             }
         }
         assert!(!allows(&rules, GROUP, KINDS[0], &["delete"]), "the controller deletes nothing");
+        // Events about the objects, in their namespaces.
+        assert!(allows(&rules, "events.k8s.io", "events", &["create", "patch"]), "{}: controller Events", render.name);
+        // Its leader-election Lease, in its own namespace.
+        let lease_rules: Vec<PolicyRule> = rbs
+            .iter()
+            .filter(|b| b.subjects.iter().flatten().any(|s| is(s, &controller)) && b.role_ref.kind == "Role")
+            .flat_map(|b| {
+                assert_eq!(b.metadata.namespace, controller.namespace, "{}: the Lease's RoleBinding", render.name);
+                namespaced_roles.iter().filter(|r| r.metadata.name.as_ref() == Some(&b.role_ref.name))
+            })
+            .flat_map(|r| r.rules.clone().unwrap_or_default())
+            .collect();
+        assert!(
+            allows(&lease_rules, "coordination.k8s.io", "leases", &["create", "get", "update"]),
+            "{}: controller Lease: {lease_rules:?}",
+            render.name
+        );
 
         // No binding names a subject or a role that is not there (built-in roles aside).
         let builtin = ["system:auth-delegator", "extension-apiserver-authentication-reader"];
@@ -761,7 +779,10 @@ fn rbac_subjects_are_the_service_accounts_the_pods_run_as() {
         {
             assert!(
                 builtin.contains(&role.name.as_str())
-                    || roles.iter().any(|r| r.metadata.name.as_ref() == Some(&role.name)),
+                    || match role.kind.as_str() {
+                        "Role" => namespaced_roles.iter().any(|r| r.metadata.name.as_ref() == Some(&role.name)),
+                        _ => roles.iter().any(|r| r.metadata.name.as_ref() == Some(&role.name)),
+                    },
                 "{}: role {} is neither built in nor rendered",
                 render.name,
                 role.name
@@ -1056,9 +1077,18 @@ fn network_policies_let_only_the_apiserver_reach_etcd() {
             only_container(pod_spec(&apiserver)).ports.iter().flatten().find(|p| p.name.as_deref() == Some("https"));
         assert_eq!(https.map(|p| p.container_port), apiserver_options(&apiserver).secure_port.map(i32::from));
 
-        // The controller serves nothing.
+        // The controller serves only its metrics port, to a namespace labelled for monitoring.
         let (n, rules) = ingress_for(&policies, NS, &controller_pods);
-        assert!(n >= 1 && rules.is_empty(), "{name}: the controller accepts no connections: {rules:?}");
+        assert!(n >= 1 && rules.len() == 1, "{name}: the controller accepts only scrapes: {rules:?}");
+        let ports: Vec<_> = rules[0].ports.iter().flatten().map(|p| p.port.clone()).collect();
+        assert_eq!(ports, [Some(IntOrString::String("metrics".into()))], "{name}");
+        let scrapers = peers_of(&rules, "metrics");
+        assert!(!scrapers.is_empty(), "{name}: the controller's metrics are open to all");
+        for peer in &scrapers {
+            let labels = peer.namespace_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+            assert_eq!(labels.get("backup.extend-k8s.io/monitoring").map(String::as_str), Some("true"), "{name}");
+            assert!(peer.pod_selector.is_none() && peer.ip_block.is_none(), "{name}: {peer:?}");
+        }
 
         if etcd == Etcd::None {
             continue;
@@ -1250,8 +1280,23 @@ fn the_controller_writes_backups_to_its_volume() {
         let (volume, _) = volume_of(spec, c, Path::new(&dir));
         let claim = &volume.persistent_volume_claim.as_ref().expect("backups on a PVC").claim_name;
         let _: PersistentVolumeClaim = render.get("PersistentVolumeClaim", claim);
-        assert_eq!(dep.spec.as_ref().unwrap().replicas, Some(1));
-        assert_eq!(dep.spec.as_ref().unwrap().strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"));
+        // Two replicas, one leading (a Lease): never two running backups, and a standby to take over.
+        assert_eq!(dep.spec.as_ref().unwrap().replicas, Some(2));
+        assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+        // Both mount the ReadWriteOnce volume: on one node.
+        let affinity = spec.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref()).expect("pod affinity");
+        let terms = affinity.required_during_scheduling_ignored_during_execution.clone().unwrap_or_default();
+        assert!(terms.iter().any(|t| t.topology_key == "kubernetes.io/hostname"), "{terms:?}");
+        // The probes and the metrics port.
+        let port =
+            |name: &str| c.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name)).map(|p| p.container_port);
+        assert_eq!(port("metrics"), Some(8080));
+        assert_eq!(flag(&args, "--metrics-bind-address").as_deref(), Some("0.0.0.0:8080"));
+        let probe_path = |p: Option<&k8s_openapi::api::core::v1::Probe>| {
+            p.and_then(|p| p.http_get.as_ref()).and_then(|g| g.path.clone())
+        };
+        assert_eq!(probe_path(c.liveness_probe.as_ref()).as_deref(), Some("/healthz"));
+        assert_eq!(probe_path(c.readiness_probe.as_ref()).as_deref(), Some("/readyz"));
         // The same image as the apiserver: the Dockerfile puts both binaries in it.
         assert_eq!(c.image, only_container(pod_spec(&render.apiserver())).image);
     }
@@ -1346,4 +1391,31 @@ fn generated_files_are_gitignored() {
     ] {
         assert!(f.config.join(&p).is_file(), "{p}");
     }
+}
+
+#[test]
+fn the_object_storage_component_adds_the_locations_and_keeps_the_controllers_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    copy_config(&source_config(), &config);
+    let overlay = config.join("overlays/with-object-storage");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base/controller\n\
+         components:\n  - ../../components/object-storage\n",
+    )
+    .unwrap();
+    let render = Render::new("with-object-storage", &overlay);
+    let dep = render.deployment_running("backup-controller");
+    let (spec, c) = (pod_spec(&dep), only_container(pod_spec(&dep)));
+    let args = c.args.clone().unwrap_or_default();
+    // The base's flags stay (a strategic merge of `args` would replace the list): leader election above all.
+    assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+    assert_eq!(flag(&args, "--metrics-bind-address").as_deref(), Some("0.0.0.0:8080"), "{args:?}");
+    assert!(flag(&args, "--backup-dir").is_some(), "{args:?}");
+    let locations = flag(&args, "--locations").expect("--locations");
+    let (volume, _) = volume_of(spec, c, Path::new(&locations));
+    let secret = volume.secret.as_ref().and_then(|s| s.secret_name.as_deref());
+    assert_eq!(secret, Some("backup-controller-locations"));
 }

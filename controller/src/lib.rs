@@ -15,6 +15,7 @@ pub mod engine;
 pub mod format;
 pub mod http;
 pub mod plugin;
+pub mod progress;
 pub mod restore;
 pub mod sanitize;
 pub mod secrets;

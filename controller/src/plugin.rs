@@ -197,7 +197,7 @@ pub fn table(backups: &[TimeseriesDBBackup], all_namespaces: bool, wide: bool, n
             name.unwrap_or_default(),
             format!("{:?}", b.spec.database.endpoint.r#type),
             b.spec.schedule.clone().unwrap_or_else(|| "-".into()),
-            status.phase.map_or("-".into(), |p| format!("{p:?}")),
+            phase(&status),
             last.and_then(|l| l.completion_time.as_ref()).map_or("-".into(), |t| format!("{} ago", age(now, t.0))),
             last.and_then(|l| l.samples).map_or("-".into(), |n| n.to_string()),
             last.and_then(|l| l.bytes).map_or("-".into(), bytes),
@@ -226,6 +226,22 @@ pub fn table(backups: &[TimeseriesDBBackup], all_namespaces: bool, wide: bool, n
         out.push('\n');
     }
     out
+}
+
+/// The phase; for a running backup, with its progress: `Running (120000 samples, 1.5 MiB; 40000 samples/s, 512.0
+/// KiB/s)`.
+fn phase(status: &backup_apis::backup::TimeseriesDBBackupStatus) -> String {
+    let Some(phase) = status.phase else { return "-".into() };
+    match (&status.progress, phase) {
+        (Some(p), backup_apis::status::Phase::Running) => format!(
+            "{phase:?} ({} samples, {}; {} samples/s, {}/s)",
+            p.samples.unwrap_or(0),
+            bytes(p.bytes.unwrap_or(0)),
+            p.samples_per_second.unwrap_or(0),
+            bytes(p.bytes_per_second.unwrap_or(0)),
+        ),
+        _ => format!("{phase:?}"),
+    }
 }
 
 /// `later - earlier` as kubectl shows ages: 45s, 12m, 3h, 2d.
@@ -287,9 +303,19 @@ mod tests {
              adhoc     Prometheus   -           -           -          -         -         -          0\n\
              nightly   Prometheus   0 2 * * *   Succeeded   9h ago     1000000   3.0 MiB   in 14h     3\n"
         );
-        let wide = table(&[b], false, true, now);
+        let wide = table(&[b.clone()], false, true, now);
         assert!(wide.lines().next().unwrap().ends_with("KEPT   URL             MESSAGE"), "{wide}");
         assert!(wide.lines().nth(1).unwrap().ends_with("3      http://p:9090   -"), "{wide}");
+        let mut running = b.status.clone().unwrap();
+        running.phase = Some(Phase::Running);
+        running.progress = Some(backup_apis::status::Progress {
+            samples: Some(120_000),
+            bytes: Some(3 << 19),
+            samples_per_second: Some(40_000),
+            bytes_per_second: Some(512 << 10),
+            update_time: None,
+        });
+        assert_eq!(phase(&running), "Running (120000 samples, 1.5 MiB; 40000 samples/s, 512.0 KiB/s)");
         assert_eq!(parse_type("vm").unwrap(), DatabaseType::VictoriaMetrics);
         assert_eq!(parse_output("yaml").unwrap(), Output::Yaml);
         assert!(parse_output("xml").unwrap_err().to_string().contains("allowed formats are: json, wide, yaml"));

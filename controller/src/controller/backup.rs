@@ -13,6 +13,11 @@
 //! Confinement: files go to `<namespace>/<path or name>/` in the named location ([`Prefix`]); retention deletes a
 //! status location only after [`Prefix::check`] (status is writable by namespace admins): a location that is not
 //! this object's is dropped from status, not deleted, and the backup reports it (`LocationOutsidePrefix`).
+//!
+//! One backup per schedule tick: a scheduled backup's id is its tick's time (a single backup's, its object's
+//! creation time), the same for every replica and retry; a tick whose id is in `status.backups` is done, and the
+//! write that marks a run Running carries the resourceVersion read, so of two writers (a leader that lost its lease
+//! and the new one) only one runs it.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -29,9 +34,11 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 
+use super::events::{Severity, reference};
 use super::jobs::{Job, JobKey, JobKind, Run, Stop, StopReason};
+use super::metrics::RunOutcome;
 use super::status::{self, EMPTY, READY, RUNNING, set_condition};
-use super::{Context, Error, WATCH_IN_FLIGHT, after, schedule, until};
+use super::{Context, Error, PROGRESS_INTERVAL, WATCH_IN_FLIGHT, after, schedule, until};
 use crate::destination::confine::Prefix;
 use crate::destination::locations::{self, Location};
 use crate::engine;
@@ -52,6 +59,7 @@ const STATUS_KEYS: &[&str] = &[
     "message",
     "consecutiveFailures",
     "nextRetryTime",
+    "progress",
 ];
 
 /// The condition `spec.verify` adds: whether the last backup read back whole from its location.
@@ -96,6 +104,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    ctx.metrics.observe_backup(&obj);
     let mut status = obj.status.clone().unwrap_or_default();
     let before = status.clone();
     let now = Timestamp::now();
@@ -112,6 +121,8 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
         tracing::warn!(%key, "{message}");
         fail(&mut status, "Interrupted", &message, failures, delay);
         status::patch(&api, name, &status, STATUS_KEYS).await?;
+        let regarding = reference(JobKind::Backup.object_kind(), &obj.metadata);
+        ctx.events.publish(&regarding, Severity::Warning, "BackupInterrupted", "Backup", &message).await;
         return Ok(Action::requeue(delay));
     }
     if status.observed_generation != obj.metadata.generation {
@@ -177,6 +188,21 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
         return Ok(Action::requeue(until(retry)));
     }
 
+    // The run's id: its tick's (deterministic), or, asked to run now, the time it starts.
+    let tick = match (&run_now, &obj.spec.schedule) {
+        (Some(_), _) => None,
+        (None, Some(_)) => next,
+        (None, None) => obj.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    };
+    if let Some(t) = tick
+        && has_backup(&status, &tick_id(t))
+    {
+        // Another writer did this tick: on to the next one.
+        tracing::info!(%key, id = %tick_id(t), "this tick's backup exists already");
+        status.next_schedule_time = schedule::next_after(&obj.spec, now).ok().flatten().map(Time);
+        status::patch(&api, name, &status, STATUS_KEYS).await?;
+        return Ok(Action::requeue(WATCH_IN_FLIGHT));
+    }
     let uid = obj.metadata.uid.clone().unwrap_or_default();
     let run = Run { uid, fingerprint: fingerprint(&obj), request: run_now.clone() };
     let Ok(job) = ctx.jobs.start(key, run, &obj.spec.database.endpoint.url, None) else {
@@ -190,7 +216,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBBackup>, ctx: Arc<Context>) -> Resul
     ));
     status::patch(&api, name, &status, STATUS_KEYS).await?;
     let ctx2 = ctx.clone();
-    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, run_now));
+    ctx.jobs.spawn(job, move |job| run_job(ctx2, api, obj, status, job, run_now, tick));
     Ok(Action::requeue(WATCH_IN_FLIGHT))
 }
 
@@ -223,28 +249,41 @@ async fn run_job(
     mut status: TimeseriesDBBackupStatus,
     job: Job,
     run_now: Option<String>,
+    tick: Option<Timestamp>,
 ) {
     let name = obj.metadata.name.clone().unwrap_or_default();
+    let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let key = job.key.to_string();
     let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let regarding = reference(JobKind::Backup.object_kind(), &obj.metadata);
     let slots = match job.slots().await {
         Ok(slots) => slots,
         Err(reason) => return stopped(&api, &name, status, reason, "the queued backup").await,
     };
     // Deleted (or replaced) while it waited: nothing to do. From here on, a deletion stops it within a second.
-    if !super::jobs::exists(&api, &name, &uid).await {
+    let current = match api.get_opt(&name).await {
+        Ok(Some(o)) if o.metadata.uid.as_deref() == Some(&uid) && o.metadata.deletion_timestamp.is_none() => Some(o),
+        Ok(_) => return,
+        // The API server cannot say: the Running write below finds out.
+        Err(_) => None,
+    };
+    let id = match tick {
+        Some(t) => tick_id(t),
+        None => backup_id(Timestamp::now(), &status),
+    };
+    let current_status = current.as_ref().and_then(|o| o.status.as_ref());
+    if current_status.is_some_and(|s| has_backup(s, &id) || s.phase == Some(Phase::Running)) {
+        tracing::info!(%key, %id, "another writer has run or runs this backup");
         return;
     }
     let _watch = job.stop_when_gone(api.clone(), &name, &uid, WATCH_IN_FLIGHT);
-    let id = backup_id(Timestamp::now(), &status);
-    let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let place = ctx
         .locations
         .get(obj.destination_location())
         .cloned()
-        .and_then(|store| Ok((store, Prefix::new(&ns, &name, &uid, &obj.destination_path())?)));
+        .and_then(|store| Ok(Place { store, prefix: Prefix::new(&ns, &name, &uid, &obj.destination_path())? }));
     let location = match &place {
-        Ok((_, prefix)) => prefix.location(&id),
+        Ok(place) => place.prefix.location(&id),
         Err(_) => String::new(),
     };
     status.phase = Some(Phase::Running);
@@ -256,8 +295,9 @@ async fn run_job(
         "BackupStarted",
         &format!("backup {id} started"),
     );
-    if let Err(e) = status::patch(&api, &name, &status, STATUS_KEYS).await {
-        // The next reconcile starts it again.
+    let resource_version = current.as_ref().and_then(|o| o.metadata.resource_version.as_deref());
+    if let Err(e) = status::patch_at(&api, &name, &status, STATUS_KEYS, resource_version).await {
+        // The next reconcile starts it again (a 409: another writer changed it first, and the reconcile sees what).
         tracing::warn!(%key, error = %e, "could not mark the backup running");
         return;
     }
@@ -266,12 +306,20 @@ async fn run_job(
         _ => ctx.default_timeout,
     };
     tracing::info!(%key, %location, ?timeout, "backup started");
+    let note = format!(
+        "backup {id} of {:?} {} started, into {location}",
+        obj.spec.database.endpoint.r#type,
+        crate::http::redact(&obj.spec.database.endpoint.url)
+    );
+    ctx.events.publish(&regarding, Severity::Normal, "BackupStarted", "Backup", &note).await;
     let started = Instant::now();
+    let progress = Arc::new(crate::progress::Progress::default());
+    let reporting = status::report_progress(api.clone(), &name, progress.clone(), PROGRESS_INTERVAL);
     let outcome = match &place {
         Err(message) => Outcome::Failed(anyhow::anyhow!("{message}")),
-        Ok((store, prefix)) => tokio::select! {
+        Ok(place) => tokio::select! {
         reason = job.stop.stopped() => Outcome::Stopped(reason),
-        result = tokio::time::timeout(timeout, backup(&ctx, &obj, store, prefix, &location, &status, &job.stop)) => match result {
+        result = tokio::time::timeout(timeout, backup(&ctx, &obj, place, &location, &status, &job.stop, progress)) => match result {
             Err(_) => Outcome::Failed(anyhow::anyhow!(
                 "did not complete within {} ({})",
                 format_duration(timeout),
@@ -282,6 +330,8 @@ async fn run_job(
         },
         },
     };
+    drop(reporting);
+    status.progress = None;
     let conditions = status.conditions.get_or_insert_default();
     // A backup written honours its run-now request, even when retention then refused a status location.
     let backed_up = matches!(outcome, Outcome::Done(..));
@@ -299,6 +349,15 @@ async fn run_job(
             ));
             tracing::warn!(%key, error = %message, "backup failed");
             fail(&mut status, "BackupFailed", &message, failures, delay);
+            ctx.events.publish(&regarding, Severity::Warning, "BackupFailed", "Backup", &message).await;
+            let outcome = RunOutcome {
+                succeeded: false,
+                duration: started.elapsed(),
+                samples: 0,
+                bytes: 0,
+                consecutive_failures: failures,
+            };
+            ctx.metrics.finished(JobKind::Backup, &ns, &name, &outcome);
         }
         Outcome::Done(header, size) => {
             let message =
@@ -316,11 +375,22 @@ async fn run_job(
                 status::remove_condition(conditions, EMPTY);
             }
             if obj.spec.verify
-                && let Ok((store, _)) = &place
+                && let Ok(place) = &place
             {
-                let (state, reason, text) = verify(store, &location, &header.payload_sha256).await;
-                set_condition(conditions, VERIFIED, state, reason, &format!("backup {id} {text}"));
+                let (state, reason, text) = verify(&place.store, &location, &header.payload_sha256).await;
+                let text = format!("backup {id} {text}");
+                if state != ConditionStatus::True {
+                    ctx.events.publish(&regarding, Severity::Warning, reason, "Verify", &text).await;
+                }
+                set_condition(conditions, VERIFIED, state, reason, &text);
             }
+            let outcome = RunOutcome {
+                succeeded: true,
+                duration: started.elapsed(),
+                samples: header.samples,
+                bytes: size,
+                consecutive_failures: 0,
+            };
             let record = BackupRecord {
                 id: id.clone(),
                 start_time: Some(Time(header.started_at)),
@@ -332,11 +402,25 @@ async fn run_job(
                 location: Some(location),
                 sha256: Some(header.payload_sha256),
             };
-            let prefix = place.as_ref().map(|(_, p)| p.clone()).map_err(Clone::clone);
-            let (problems, refused) = match prefix {
-                Ok(prefix) => retain(&ctx, &obj, &prefix, &mut status, record).await,
-                Err(e) => (e, Vec::new()),
+            let Retained { deleted, problems, refused } = match &place {
+                Ok(place) => retain(&ctx, &obj, &place.prefix, &mut status, record).await,
+                Err(e) => Retained { problems: e.clone(), ..Retained::default() },
             };
+            ctx.events.publish(&regarding, Severity::Normal, "BackupSucceeded", "Backup", &message).await;
+            ctx.metrics.finished(JobKind::Backup, &ns, &name, &outcome);
+            if !deleted.is_empty() {
+                let note = format!(
+                    "retention (keepLast {}) deleted {} backup{}: {}",
+                    obj.spec.retention.keep_last,
+                    deleted.len(),
+                    if deleted.len() == 1 { "" } else { "s" },
+                    deleted.join(", ")
+                );
+                ctx.events.publish(&regarding, Severity::Normal, "BackupsDeleted", "Retention", &note).await;
+            }
+            if !problems.is_empty() {
+                ctx.events.publish(&regarding, Severity::Warning, "RetentionFailed", "Retention", &problems).await;
+            }
             status.phase = Some(Phase::Succeeded);
             status.message = Some(sanitize::message(&match (header.samples, problems.is_empty()) {
                 (0, _) => format!("{message} (empty: see the Empty condition){problems}"),
@@ -357,6 +441,7 @@ async fn run_job(
                     refused.join("; ")
                 ));
                 tracing::warn!(%key, %message, "refused status locations");
+                ctx.events.publish(&regarding, Severity::Warning, "LocationOutsidePrefix", "Retention", &message).await;
                 let conditions = status.conditions.get_or_insert_default();
                 set_condition(conditions, READY, ConditionStatus::False, "LocationOutsidePrefix", &message);
                 status.phase = Some(Phase::Failed);
@@ -454,11 +539,11 @@ async fn verify(store: &Location, location: &str, sha256: &str) -> (ConditionSta
 async fn backup(
     ctx: &Context,
     obj: &TimeseriesDBBackup,
-    store: &Location,
-    prefix: &Prefix,
+    Place { store, prefix }: &Place,
     location: &str,
     status: &TimeseriesDBBackupStatus,
     stop: &Stop,
+    progress: Arc<crate::progress::Progress>,
 ) -> anyhow::Result<(Header, u64)> {
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let name = obj.metadata.name.clone().unwrap_or_default();
@@ -470,35 +555,54 @@ async fn backup(
     let owner = Owner { namespace: ns, name, uid };
     let key = store.keys.as_ref().map(|k| &k.current);
     let mut writer = BackupWriter::new(file, engine::source_of(source, Some(owner)))?.encrypt_with(key)?;
+    writer.count_into(progress);
     engine::backup(&http, source, &mut writer).await?;
     // A stop that came during the last read: no file is committed for a changed or deleted object.
     anyhow::ensure!(!stop.is_stopped(), "stopped");
     writer.finish().await
 }
 
+/// Where one backup's file goes: the named location, and the object's prefix in it.
+struct Place {
+    store: Location,
+    prefix: Prefix,
+}
+
+/// What retention did.
+#[derive(Debug, Default)]
+struct Retained {
+    /// The ids of the expired backups deleted (or dropped from status: they had no file).
+    deleted: Vec<String>,
+    /// The deletions that failed, for the status message.
+    problems: String,
+    /// Why expired records were dropped from status without a deletion: their locations are not this object's.
+    refused: Vec<String>,
+}
+
 /// Puts `record` first in the history and deletes the backups beyond `spec.retention.keepLast`, file first. A
-/// backup whose file cannot be deleted stays listed; the problems are returned for the status message. Expired
-/// records whose location is not this object's ([`Prefix::check`]) are dropped without a deletion, and returned
-/// second.
+/// backup whose file cannot be deleted stays listed. Expired records whose location is not this object's
+/// ([`Prefix::check`]) are dropped without a deletion.
 async fn retain(
     ctx: &Context,
     obj: &TimeseriesDBBackup,
     prefix: &Prefix,
     status: &mut TimeseriesDBBackupStatus,
     record: BackupRecord,
-) -> (String, Vec<String>) {
+) -> Retained {
     let keep = usize::try_from(obj.spec.retention.keep_last).unwrap_or(1).max(1);
     let mut kept = vec![record.clone()];
     kept.extend(status.backups.take().unwrap_or_default());
     let expired = kept.split_off(keep.min(kept.len()));
-    let mut problems = Vec::new();
-    let mut refused = Vec::new();
+    let (mut retained, mut problems) = (Retained::default(), Vec::new());
     for old in expired {
-        let Some(location) = &old.location else { continue };
+        let Some(location) = &old.location else {
+            retained.deleted.push(old.id);
+            continue;
+        };
         if let Err(why) = prefix.check(location, &old.id) {
             // Files of controllers before UIDs were recorded (`<name>.<id>.tsdb`) expire from status only.
             if !prefix.is_legacy(location, &old.id) {
-                refused.push(why);
+                retained.refused.push(why);
             }
             continue;
         }
@@ -506,14 +610,28 @@ async fn retain(
             Ok(store) => store.store.delete(location).await.map_err(|e| format!("{e:#}")),
             Err(e) => Err(e),
         };
-        if let Err(e) = deleted {
-            problems.push(format!("could not delete expired backup {}: {e}", old.id));
-            kept.push(old);
+        match deleted {
+            Ok(()) => retained.deleted.push(old.id),
+            Err(e) => {
+                problems.push(format!("could not delete expired backup {}: {e}", old.id));
+                kept.push(old);
+            }
         }
     }
     status.last_backup = Some(record);
     status.backups = Some(kept);
-    (problems.join("; "), refused)
+    retained.problems = problems.join("; ");
+    retained
+}
+
+/// The id of the backup of the schedule tick (or single backup) at `t`: `20261128T223000000Z`.
+fn tick_id(t: Timestamp) -> String {
+    format!("{}{:03}Z", t.strftime("%Y%m%dT%H%M%S"), t.subsec_millisecond())
+}
+
+/// Whether status lists backup `id`.
+fn has_backup(status: &TimeseriesDBBackupStatus, id: &str) -> bool {
+    status.backups.iter().flatten().any(|b| b.id == id)
 }
 
 /// Deletes the files in the object's directory with its name and UID that are partial or not in
@@ -570,5 +688,11 @@ mod tests {
         assert_eq!(backup_id(t, &status), "20261128T223000123Z");
         status.backups = Some(vec![BackupRecord { id: "20261128T223000123Z".into(), ..Default::default() }]);
         assert_eq!(backup_id(t, &status), "20261128T223000124Z");
+        // A tick's id is its time, whoever runs it.
+        let tick: Timestamp = "2026-11-28T22:30:00Z".parse().unwrap();
+        assert_eq!(tick_id(tick), "20261128T223000000Z");
+        assert!(!has_backup(&status, &tick_id(tick)));
+        status.backups.as_mut().unwrap().push(BackupRecord { id: tick_id(tick), ..Default::default() });
+        assert!(has_backup(&status, "20261128T223000000Z"));
     }
 }

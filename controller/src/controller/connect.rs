@@ -19,7 +19,8 @@ use crate::secrets::Holder;
 
 /// The client for `endpoint` (at `field`, e.g. `spec.database`, for messages) of an object in `namespace`.
 pub async fn connect(ctx: &Context, endpoint: &DatabaseEndpoint, namespace: &str, field: &str) -> anyhow::Result<Http> {
-    let mut http = ctx.http.clone();
+    let engine = format!("{:?}", endpoint.r#type);
+    let mut http = ctx.http.clone().with_error_counter(ctx.metrics.engine_errors(&engine));
     if let Some(tls) = &endpoint.tls {
         let ca_pem = match &tls.ca {
             None => None,

@@ -61,6 +61,16 @@ pub enum StopReason {
     Shutdown,
 }
 
+impl JobKind {
+    /// The kind of the objects of this job kind.
+    pub fn object_kind(self) -> &'static str {
+        match self {
+            JobKind::Backup => "TimeseriesDBBackup",
+            JobKind::Restore => "TimeseriesDBRestore",
+        }
+    }
+}
+
 impl StopReason {
     /// The condition reason.
     pub fn reason(self) -> &'static str {
@@ -320,6 +330,13 @@ where
 
 /// A task aborted when this is dropped.
 pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Runs `task` until this is dropped.
+    pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(tokio::spawn(task))
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

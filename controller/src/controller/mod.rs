@@ -10,12 +10,19 @@
 //! comes back every second to stop it if the object changed or is gone. Failures are shown in status and retried
 //! with exponential backoff kept in status (`consecutiveFailures`, `nextRetryTime`), so a restart does not retry at
 //! once; a run found `Running` without a job (the controller crashed) counts as a failure.
+//!
+//! Around them: [`leader`] (only the leader runs them), [`events`] (Kubernetes Events of what jobs do),
+//! [`metrics`] and [`serve`] (`/metrics`, `/healthz`, `/readyz`); a running job writes its progress to status.
 
 pub mod backup;
 pub mod connect;
+pub mod events;
 pub mod jobs;
+pub mod leader;
+pub mod metrics;
 pub mod restore;
 pub mod schedule;
+pub mod serve;
 pub mod status;
 
 use std::sync::Arc;
@@ -23,7 +30,7 @@ use std::time::Duration;
 
 use backup_apis::backup::TimeseriesDBBackup;
 use backup_apis::restore::TimeseriesDBRestore;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
@@ -49,8 +56,14 @@ pub struct Context {
     pub jobs: Arc<Jobs>,
     /// The deadline of a backup or restore without `spec.timeout`.
     pub default_timeout: Duration,
+    pub metrics: Arc<metrics::Metrics>,
+    pub events: events::Events,
 }
 
+/// How often a running job writes its progress to status, at most.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the metrics of deleted objects are dropped.
+const PRUNE_METRICS: Duration = Duration::from_secs(10);
 /// How often a reconcile looks at the object of a job in flight (to stop it when the object changed or is gone).
 pub const WATCH_IN_FLIGHT: Duration = Duration::from_secs(1);
 /// Reconciles at once, per kind: each is a few requests, so hundreds of objects changing at once (a restart with
@@ -84,16 +97,25 @@ pub async fn run(
         jobs.shutdown();
     }));
     let config = || kube::runtime::controller::Config::default().concurrency(RECONCILES);
-    let backups = Controller::new(backups, watcher::Config::default())
-        .with_config(config())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(backup::reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move { log("TimeseriesDBBackup", result.map(|(obj, _)| obj.name)) });
-    let restores = Controller::new(restores, watcher::Config::default())
-        .with_config(config())
-        .graceful_shutdown_on(shutdown)
-        .run(restore::reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move { log("TimeseriesDBRestore", result.map(|(obj, _)| obj.name)) });
+    let backups = Controller::new(backups, watcher::Config::default()).with_config(config());
+    let restores = Controller::new(restores, watcher::Config::default()).with_config(config());
+    let _prune = jobs::AbortOnDrop::spawn(prune_metrics(ctx.metrics.clone(), backups.store(), restores.store()));
+    let backups =
+        backups.graceful_shutdown_on(shutdown.clone()).run(backup::reconcile, error_policy, ctx.clone()).for_each({
+            let metrics = ctx.metrics.clone();
+            move |result| {
+                log(&metrics, jobs::JobKind::Backup, result.map(|(obj, _)| obj.name));
+                futures::future::ready(())
+            }
+        });
+    let restores =
+        restores.graceful_shutdown_on(shutdown).run(restore::reconcile, error_policy, ctx.clone()).for_each({
+            let metrics = ctx.metrics.clone();
+            move |result| {
+                log(&metrics, jobs::JobKind::Restore, result.map(|(obj, _)| obj.name));
+                futures::future::ready(())
+            }
+        });
     futures::future::join(backups, restores).await;
     if !ctx.jobs.idle(SHUTDOWN_GRACE).await {
         tracing::warn!(jobs = ctx.jobs.count(), "jobs still stopping after {SHUTDOWN_GRACE:?}; exiting");
@@ -108,10 +130,39 @@ impl Drop for AbortJobs {
     }
 }
 
-fn log<E: std::fmt::Display>(kind: &str, result: Result<String, E>) {
+fn log<E: std::fmt::Display>(metrics: &metrics::Metrics, kind: jobs::JobKind, result: Result<String, E>) {
+    let kind = kind.object_kind();
     match result {
         Ok(name) => tracing::debug!(kind, name, "reconciled"),
-        Err(e) => tracing::warn!(kind, error = %e, "reconcile failed"),
+        Err(e) => {
+            metrics.reconcile_error(kind);
+            tracing::warn!(kind, error = %e, "reconcile failed");
+        }
+    }
+}
+
+/// Drops the metrics of deleted objects, every [`PRUNE_METRICS`], once the watches have listed the objects.
+async fn prune_metrics(
+    metrics: Arc<metrics::Metrics>,
+    backups: kube::runtime::reflector::Store<TimeseriesDBBackup>,
+    restores: kube::runtime::reflector::Store<TimeseriesDBRestore>,
+) {
+    use kube::runtime::reflector::ObjectRef;
+    // kube-runtime's readiness wakes only its last waiter (the controller's own): look again every second.
+    for store_ready in [backups.wait_until_ready().boxed(), restores.wait_until_ready().boxed()] {
+        let mut store_ready = store_ready;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), &mut store_ready).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) => {}
+            }
+        }
+    }
+    loop {
+        tokio::time::sleep(PRUNE_METRICS).await;
+        metrics.retain(jobs::JobKind::Backup, |ns, name| backups.get(&ObjectRef::new(name).within(ns)).is_some());
+        metrics.retain(jobs::JobKind::Restore, |ns, name| restores.get(&ObjectRef::new(name).within(ns)).is_some());
     }
 }
 

@@ -22,9 +22,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::runtime::controller::Action;
 
+use super::events::{Severity, reference};
 use super::jobs::{Busy, Job, JobKey, JobKind, Run, StopReason, target_key};
+use super::metrics::RunOutcome;
 use super::status::{self, READY, RUNNING, set_condition};
-use super::{Context, Error, WATCH_IN_FLIGHT, after, until};
+use super::{Context, Error, PROGRESS_INTERVAL, WATCH_IN_FLIGHT, after, until};
 use crate::destination::confine::Prefix;
 use crate::destination::locations;
 use crate::restore::{Failure, Restored};
@@ -41,6 +43,7 @@ const STATUS_KEYS: &[&str] = &[
     "message",
     "consecutiveFailures",
     "nextRetryTime",
+    "progress",
 ];
 
 /// How often to look again for a backup that does not exist yet, or a target another restore writes into.
@@ -79,6 +82,8 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
     if obj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    ctx.metrics.observe_restore(&obj);
+    let regarding = reference(JobKind::Restore.object_kind(), &obj.metadata);
     let mut status = obj.status.clone().unwrap_or_default();
     let before = status.clone();
     let now = jiff::Timestamp::now();
@@ -104,6 +109,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
                 );
                 fail(&mut status, "Interrupted", &message, Some((failures, delay)));
                 status::patch(&api, name, &status, STATUS_KEYS).await?;
+                ctx.events.publish(&regarding, Severity::Warning, "RestoreInterrupted", "Restore", &message).await;
                 return Ok(Action::requeue(delay));
             }
             _ => {}
@@ -124,6 +130,7 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
                 tracing::info!(%key, %message, "the restore can never run");
                 fail(&mut status, reason, &message, None);
                 status::patch(&api, name, &status, STATUS_KEYS).await?;
+                ctx.events.publish(&regarding, Severity::Warning, reason, "Restore", &message).await;
                 return Ok(Action::await_change());
             }
             Found::NotYet(message) => {
@@ -187,6 +194,7 @@ async fn run_job(
     let ns = obj.metadata.namespace.clone().unwrap_or_default();
     let key = job.key.to_string();
     let uid = obj.metadata.uid.clone().unwrap_or_default();
+    let regarding = reference(JobKind::Restore.object_kind(), &obj.metadata);
     let slots = match job.slots().await {
         Ok(slots) => slots,
         Err(reason) => return stopped(&api, &name, status, reason).await,
@@ -221,7 +229,10 @@ async fn run_job(
         _ => ctx.default_timeout,
     };
     tracing::info!(%key, location = ?record.location, ?timeout, "restore started");
+    ctx.events.publish(&regarding, Severity::Normal, "RestoreStarted", "Restore", &started).await;
     let begun = Instant::now();
+    let progress = Arc::new(crate::progress::Progress::default());
+    let reporting = status::report_progress(api.clone(), &name, progress.clone(), PROGRESS_INTERVAL);
     let run = async {
         let location = record
             .location
@@ -237,7 +248,7 @@ async fn run_job(
             .get(record.destination.as_deref().unwrap_or(locations::DEFAULT))
             .map_err(Failure::Unusable)?;
         let http = super::connect::connect(&ctx, target, &ns, "spec.target").await.map_err(Failure::Failed)?;
-        crate::restore::run(&http, store.store.as_ref(), store.keys.as_deref(), location, target).await
+        crate::restore::run(&http, store.store.as_ref(), store.keys.as_deref(), location, target, progress).await
     };
     let outcome = tokio::select! {
         reason = job.stop.stopped() => Err(Ok(reason)),
@@ -250,6 +261,8 @@ async fn run_job(
             Ok(result) => result.map_err(Err),
         },
     };
+    drop(reporting);
+    status.progress = None;
     match outcome {
         Err(Ok(reason)) => return stopped(&api, &name, status, reason).await,
         Err(Err(failure)) => {
@@ -264,10 +277,28 @@ async fn run_job(
             };
             tracing::warn!(%key, error = %sanitize::message(&message), "restore failed");
             fail(&mut status, failure.reason(), &message, retry);
+            ctx.events.publish(&regarding, Severity::Warning, "RestoreFailed", "Restore", &message).await;
+            let outcome = RunOutcome {
+                succeeded: false,
+                duration: begun.elapsed(),
+                samples: 0,
+                bytes: 0,
+                consecutive_failures: retry.map_or(1, |(n, _)| n),
+            };
+            ctx.metrics.finished(JobKind::Restore, &ns, &name, &outcome);
         }
         Ok(restored) => {
             let message = succeeded(&record, &restored);
             tracing::info!(%key, %message, elapsed = ?begun.elapsed(), "restore succeeded");
+            ctx.events.publish(&regarding, Severity::Normal, "RestoreSucceeded", "Restore", &message).await;
+            let outcome = RunOutcome {
+                succeeded: true,
+                duration: begun.elapsed(),
+                samples: restored.samples,
+                bytes: record.bytes.unwrap_or(0),
+                consecutive_failures: 0,
+            };
+            ctx.metrics.finished(JobKind::Restore, &ns, &name, &outcome);
             let conditions = status.conditions.get_or_insert_default();
             set_condition(conditions, RUNNING, ConditionStatus::False, "RestoreSucceeded", &message);
             set_condition(conditions, READY, ConditionStatus::True, "RestoreSucceeded", &message);

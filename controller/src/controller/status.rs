@@ -59,14 +59,68 @@ where
     K: Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize,
 {
+    patch_at(api, name, status, keys, None).await
+}
+
+/// [`patch`], only if the object is still at `resource_version` (else a 409 Conflict: another writer came first).
+pub async fn patch_at<K, S>(
+    api: &Api<K>,
+    name: &str,
+    status: &S,
+    keys: &[&str],
+    resource_version: Option<&str>,
+) -> Result<(), kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
     let mut value = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
     if let Value::Object(map) = &mut value {
         for key in keys {
             map.entry(*key).or_insert(Value::Null);
         }
     }
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({ "status": value }))).await?;
+    let body = match resource_version {
+        Some(rv) => json!({ "metadata": { "resourceVersion": rv }, "status": value }),
+        None => json!({ "status": value }),
+    };
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body)).await?;
     Ok(())
+}
+
+/// Writes only `status.progress` (a running job's figures).
+pub async fn patch_progress<K>(
+    api: &Api<K>,
+    name: &str,
+    progress: &backup_apis::status::Progress,
+) -> Result<(), kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let body = json!({ "status": { "progress": progress } });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(body)).await?;
+    Ok(())
+}
+
+/// Writes a job's progress every `interval` until dropped (the job's end): the task the returned guard holds.
+pub fn report_progress<K>(
+    api: Api<K>,
+    name: &str,
+    progress: std::sync::Arc<crate::progress::Progress>,
+    interval: std::time::Duration,
+) -> super::jobs::AbortOnDrop
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let name = name.to_owned();
+    super::jobs::AbortOnDrop::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = patch_progress(&api, &name, &progress.status()).await {
+                tracing::debug!(name, error = %e, "could not write the progress");
+            }
+        }
+    })
 }
 
 /// A human-readable byte count.

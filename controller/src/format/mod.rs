@@ -230,6 +230,22 @@ pub enum Record {
     Rows(Vec<Row>),
 }
 
+impl Record {
+    /// The samples it holds: float samples, or the non-empty values of rows.
+    pub fn samples(&self) -> u64 {
+        match self {
+            Record::Samples { timestamps, .. } => timestamps.len() as u64,
+            Record::Rows(rows) => rows_samples(rows),
+            Record::Series(_) | Record::Columns(_) => 0,
+        }
+    }
+}
+
+/// The samples of InfluxDB rows: every non-empty value.
+pub fn rows_samples(rows: &[Row]) -> u64 {
+    rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum()
+}
+
 /// Counts distinct series (by a hash of their labels), in memory proportional to the series, not the samples.
 #[derive(Default)]
 pub struct DistinctSeries {

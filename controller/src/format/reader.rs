@@ -31,6 +31,8 @@ pub struct BackupReader {
     /// Encrypted payloads: the opener, and the stored bytes not read yet.
     opener: Option<Opener>,
     remaining: u64,
+    /// Where a running restore reads how far it is.
+    progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl BackupReader {
@@ -53,6 +55,11 @@ impl BackupReader {
         let reader = Self::open(dest, location, keys).await?;
         ensure!(reader.header == header, "backup {location} changed while being read");
         Ok(reader)
+    }
+
+    /// Counts the samples and the file's bytes read from here on into `progress`.
+    pub fn count_into(&mut self, progress: std::sync::Arc<crate::progress::Progress>) {
+        self.progress = Some(progress);
     }
 
     /// Opens `location` and checks its header, positioned at the first record; the payload's size and checksum are
@@ -80,6 +87,7 @@ impl BackupReader {
             payload_read: 0,
             input_done: false,
             frame_done: false,
+            progress: None,
         })
     }
 
@@ -92,6 +100,9 @@ impl BackupReader {
         loop {
             if let Some((record, used)) = frame::decode(&self.out[self.out_pos..])? {
                 self.out_pos += used;
+                if let Some(p) = &self.progress {
+                    p.add_samples(record.samples());
+                }
                 return Ok(Some(record));
             }
             if !self.fill().await? {
@@ -118,6 +129,7 @@ impl BackupReader {
                         self.inbuf.truncate(n);
                         self.sha.update(&self.inbuf);
                         self.payload_read += n as u64;
+                        self.count_bytes(n);
                         // At the end, the decoder still runs once more to flush what it holds.
                         self.input_done = n == 0;
                     }
@@ -148,6 +160,13 @@ impl BackupReader {
 }
 
 impl BackupReader {
+    /// Stored bytes read, for a running restore's progress.
+    fn count_bytes(&self, n: usize) {
+        if let Some(p) = &self.progress {
+            p.add_bytes(n as u64);
+        }
+    }
+
     /// The next sealed chunk, opened into `inbuf` (the last one as last: the header says where the payload ends).
     async fn read_sealed(&mut self) -> anyhow::Result<()> {
         let Some(opener) = self.opener.as_mut() else { return Ok(()) };
@@ -168,6 +187,9 @@ impl BackupReader {
             .context("corrupt backup: the payload is shorter than its header says")?;
         self.sha.update(&self.inbuf);
         self.payload_read += n as u64;
+        if let Some(p) = &self.progress {
+            p.add_bytes(n as u64);
+        }
         self.remaining -= n as u64;
         opener.open(&mut self.inbuf, self.remaining == 0)
     }
@@ -188,11 +210,7 @@ pub async fn verify(dest: &dyn Destination, keys: Option<&Keys>, location: &str)
     let (mut records, mut samples) = (0u64, 0u64);
     while let Some(record) = reader.next().await? {
         records += 1;
-        samples += match record {
-            Record::Samples { timestamps, .. } => timestamps.len() as u64,
-            Record::Rows(rows) => rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum(),
-            Record::Series(_) | Record::Columns(_) => 0,
-        };
+        samples += record.samples();
     }
     let header = reader.header;
     ensure!(

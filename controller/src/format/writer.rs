@@ -48,6 +48,8 @@ pub struct BackupWriter {
     samples: u64,
     min_time: Option<i64>,
     max_time: Option<i64>,
+    /// Where a running job reads how far it is.
+    progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl BackupWriter {
@@ -67,6 +69,7 @@ impl BackupWriter {
             samples: 0,
             min_time: None,
             max_time: None,
+            progress: None,
         })
     }
 
@@ -77,6 +80,17 @@ impl BackupWriter {
             None => None,
         };
         Ok(self)
+    }
+
+    /// Counts the samples and stored bytes written into `progress` as they pass.
+    pub fn count_into(&mut self, progress: std::sync::Arc<crate::progress::Progress>) {
+        self.progress = Some(progress);
+    }
+
+    fn count(&self, samples: u64) {
+        if let Some(p) = &self.progress {
+            p.add_samples(samples);
+        }
     }
 
     /// Starts (or continues, if `labels` are the current series') a series. Labels are sorted here.
@@ -101,6 +115,7 @@ impl BackupWriter {
         );
         for (ts, vs) in timestamps.chunks(MAX_SAMPLES_PER_FRAME).zip(values.chunks(MAX_SAMPLES_PER_FRAME)) {
             self.samples += ts.len() as u64;
+            self.count(ts.len() as u64);
             self.times(ts.iter().copied());
             frame::encode_samples(ts, vs, &mut self.raw);
             self.flush_if_full().await?;
@@ -115,7 +130,9 @@ impl BackupWriter {
 
     /// Points of the current series (InfluxDB); every non-empty value counts as a sample.
     pub async fn rows(&mut self, rows: Vec<Row>) -> anyhow::Result<()> {
-        self.samples += rows.iter().map(|r| r.values.iter().flatten().count() as u64).sum::<u64>();
+        let samples = super::rows_samples(&rows);
+        self.samples += samples;
+        self.count(samples);
         self.times(rows.iter().map(|r| r.time));
         if rows.len() <= MAX_ROWS_PER_FRAME {
             return self.push(&Record::Rows(rows)).await;
@@ -217,6 +234,9 @@ impl BackupWriter {
         }
         self.sha.update(bytes);
         self.payload_bytes += bytes.len() as u64;
+        if let Some(p) = &self.progress {
+            p.add_bytes(bytes.len() as u64);
+        }
         self.file.write(bytes).await
     }
 

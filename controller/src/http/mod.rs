@@ -39,11 +39,13 @@ pub struct Http {
     authorization: Option<HeaderValue>,
     /// The longest line or frame of an answer engines accept (a VictoriaMetrics export line is a whole series).
     pub piece_limit: usize,
+    /// Counts the requests that failed (no connection, no answer in time, a non-2xx answer).
+    errors: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Http {
     pub fn new(transport: Arc<dyn Transport>, timeout: Duration) -> Self {
-        Self { transport, timeout, authorization: None, piece_limit: DEFAULT_PIECE_LIMIT }
+        Self { transport, timeout, authorization: None, piece_limit: DEFAULT_PIECE_LIMIT, errors: None }
     }
 
     /// A client without TLS settings or credentials, with the given per-step timeout.
@@ -64,12 +66,34 @@ impl Http {
         self
     }
 
+    /// This client, counting its failed requests in `errors`.
+    pub fn with_error_counter(mut self, errors: prometheus_client::metrics::counter::Counter) -> Self {
+        self.errors = Some(errors);
+        self
+    }
+
     pub async fn get(&self, url: &str) -> anyhow::Result<Body> {
         self.send(Method::GET, url, &[], Bytes::new()).await
     }
 
     /// Sends a request; a non-2xx answer is a [`StatusError`] quoting the start of the database's reply.
     pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(header::HeaderName, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Body> {
+        let result = self.send_once(method, url, headers, body).await;
+        if result.is_err()
+            && let Some(errors) = &self.errors
+        {
+            errors.inc();
+        }
+        result
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         url: &str,

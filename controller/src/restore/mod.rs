@@ -128,13 +128,15 @@ impl Summary {
 }
 
 /// Restores the backup at `location` in `destination` (encrypted: with one of `keys`) into `target` (reached with
-/// `http`). The caller has checked `location` against its object's prefix.
+/// `http`); `progress` counts the samples and bytes of the write pass (5). The caller has checked `location` against
+/// its object's prefix.
 pub async fn run(
     http: &Http,
     destination: &dyn Destination,
     keys: Option<&Keys>,
     location: &str,
     target: &DatabaseEndpoint,
+    progress: std::sync::Arc<crate::progress::Progress>,
 ) -> Result<Restored, Failure> {
     let unusable = |e: anyhow::Error| Failure::Unusable(format!("{e:#}"));
     let mut reader = BackupReader::open(destination, location, keys).await.map_err(unusable)?;
@@ -208,6 +210,7 @@ pub async fn run(
 
     // 5. Write what is missing.
     let mut reader = BackupReader::open(destination, location, keys).await.map_err(unusable)?;
+    reader.count_into(progress);
     engine::write(http, &mut reader, target, &mut tallies).await.map_err(Failure::Failed)?;
 
     // 6. Verify. A database may make acknowledged samples visible to reads a moment later (VictoriaMetrics under

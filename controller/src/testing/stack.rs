@@ -59,6 +59,8 @@ pub struct Stack {
     pub secrets_dir: PathBuf,
     /// Used by the next [`Stack::start_controller`].
     pub settings: Settings,
+    /// The controllers' metrics (kept across restarts, as a process keeps them across leadership terms).
+    pub metrics: Arc<crate::controller::metrics::Metrics>,
     controller: Option<(tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
 
@@ -79,6 +81,7 @@ impl Stack {
             backup_dir,
             secrets_dir,
             settings: Settings::default(),
+            metrics: Arc::default(),
             controller: None,
         }
     }
@@ -106,6 +109,8 @@ impl Stack {
             backoff: settings.backoff,
             jobs: Jobs::new(settings.limits),
             default_timeout: settings.default_timeout,
+            metrics: self.metrics.clone(),
+            events: crate::controller::events::Events::disabled(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {

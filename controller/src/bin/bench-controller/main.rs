@@ -185,7 +185,8 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let target = DatabaseEndpoint::new(kind, target_url, database);
     reset_peak_rss();
     let started = Instant::now();
-    let restored = backup_controller::restore::run(http, dest, keys.as_deref(), &name, &target).await?;
+    let restored =
+        backup_controller::restore::run(http, dest, keys.as_deref(), &name, &target, Default::default()).await?;
     let restore = started.elapsed();
     let restore_rss = peak_rss_kib();
     let expected = header.samples - restored.dropped;
