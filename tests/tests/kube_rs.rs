@@ -149,7 +149,7 @@ async fn typed_api_create_list_patch_status() {
     let api: Api<TimeseriesDBBackup> = Api::namespaced(srv.client(), "default");
     let created = api.create(&PostParams::default(), &typed("t")).await.expect("create");
     assert_eq!(created.spec.database.endpoint.database.as_deref(), Some("telegraf"));
-    assert_eq!(created.destination_path(), "default/t");
+    assert_eq!(created.destination_path(), "t", "the name by default (the controller puts it under the namespace)");
     assert_eq!(created.status, None);
     let list = api.list(&ListParams::default().labels("missing=label")).await.expect("list");
     assert!(list.items.is_empty());
