@@ -499,6 +499,7 @@ async fn compactions_the_cache_did_not_make_are_410() {
         last = cacher.update(&a.key, value(&format!("a{i}")), last.mod_revision).await.expect("update");
     }
     cacher.list(PREFIX, ListOptions::default()).await.expect("the cache has every event");
+    let relists = cacher.metrics().snapshot().relists;
     etcd.compact(last.mod_revision).await.expect("compact behind the cache's back");
 
     match next_cached(&mut cacher.resume_watch(PREFIX, a.mod_revision + 1).await.expect("watch")).await {
@@ -513,7 +514,19 @@ async fn compactions_the_cache_did_not_make_are_410() {
     assert_eq!(cacher.list(PREFIX, at).await.expect("at the compacted revision").items, vec![last.clone()]);
     let mut fresh = cacher.resume_watch(PREFIX, last.mod_revision + 1).await.expect("watch");
     let next = cacher.update(&a.key, value("a5"), last.mod_revision).await.expect("update");
-    assert_eq!(next_cached(&mut fresh).await.expect("event").revision(), next.mod_revision);
+    let event = match next_cached(&mut fresh).await {
+        // On a loaded machine the reflector's backend watch may have been restarted from before the compaction
+        // and relisted, closing its watchers: a consumer resumes where it was told, and sees the event there.
+        Err(WatchEnd::Lagged { resume_from }) => {
+            assert_eq!(resume_from, last.mod_revision + 1, "resumed where it was");
+            let mut resumed = cacher.resume_watch(PREFIX, resume_from).await.expect("watch again");
+            next_cached(&mut resumed).await.expect("event after resuming")
+        }
+        other => other.expect("event"),
+    };
+    assert_eq!(event.revision(), next.mod_revision);
     // The exact list below the compaction needed no question: the first answer taught the cache of it.
-    assert_eq!(cacher.metrics().snapshot().revision_checks, 3);
+    if cacher.metrics().snapshot().relists == relists {
+        assert_eq!(cacher.metrics().snapshot().revision_checks, 3);
+    }
 }
