@@ -114,15 +114,7 @@ impl TestServer {
 
     /// A kube-rs client trusting the server's CA, with `token` (or no credentials at all).
     pub fn client_with_token(&self, token: Option<&str>) -> kube::Client {
-        let mut config = kube::Config::new(self.url().parse().expect("server URL"));
-        let certs = CertificateDer::pem_slice_iter(self.ca_pem.as_bytes())
-            .map(|c| c.expect("the server's CA PEM parses").to_vec())
-            .collect();
-        config.root_cert = Some(certs);
-        config.auth_info.token = token.map(|t| secrecy::SecretString::from(t.to_string()));
-        // Raw requests must see every answer as it is: no retries of 429/503/504.
-        config.default_retry = false;
-        kube::Client::try_from(config).expect("build a kube client")
+        client_for(&self.url(), &self.ca_pem, token)
     }
 
     /// Raw HTTPS with the admin token.
@@ -211,4 +203,17 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
             .or_else(|| rest.strip_prefix('{').and_then(|r| r.split_once("} ")).map(|(_, v)| v))?;
         value.trim().parse().ok()
     })
+}
+
+/// A kube-rs client for the server at `url` trusting `ca_pem`, with `token` (or no credentials at all). Raw
+/// requests must see every answer as it is: no retries of 429/503/504.
+pub fn client_for(url: &str, ca_pem: &str, token: Option<&str>) -> kube::Client {
+    let mut config = kube::Config::new(url.parse().expect("server URL"));
+    let certs = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .map(|c| c.expect("the server's CA PEM parses").to_vec())
+        .collect();
+    config.root_cert = Some(certs);
+    config.auth_info.token = token.map(|t| secrecy::SecretString::from(t.to_string()));
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("build a kube client")
 }

@@ -8,9 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-
 use crate::http::Http;
 use crate::process::ChildProcess;
 
@@ -96,14 +93,7 @@ impl ServerProcess {
 
     /// A kube client for this server with `token` (or none); no retries, so every answer is seen as it is.
     pub fn client_with_token(&self, token: Option<&str>) -> kube::Client {
-        let mut config = kube::Config::new(self.url.parse().expect("server URL"));
-        let certs = CertificateDer::pem_slice_iter(self.ca_pem.as_bytes())
-            .map(|c| c.expect("the server's CA PEM parses").to_vec())
-            .collect();
-        config.root_cert = Some(certs);
-        config.auth_info.token = token.map(|t| secrecy::SecretString::from(t.to_string()));
-        config.default_retry = false;
-        kube::Client::try_from(config).expect("build a kube client")
+        crate::client_for(&self.url, &self.ca_pem, token)
     }
 
     /// Raw HTTPS as the admin.

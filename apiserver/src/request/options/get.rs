@@ -1,6 +1,6 @@
 //! `GetOptions` of a get: `resourceVersion` ("" the latest, "0" any, "N" not older than N).
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::request::query::Query;
 
 /// The validated options of a get.
@@ -12,15 +12,7 @@ pub struct GetOptions {
 
 impl GetOptions {
     pub fn from_query(p: &Query) -> ApiResult<Self> {
-        let resource_version = match p.get("resourceVersion") {
-            None | Some("") => None,
-            Some(v) => Some(
-                v.parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {v:?}")))?,
-            ),
-        };
+        let resource_version = super::resource_version(p)?;
         Ok(Self { resource_version })
     }
 }

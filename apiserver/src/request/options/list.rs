@@ -66,15 +66,7 @@ pub struct ListOptions {
 
 impl ListOptions {
     pub fn from_query(p: &Query, watch: bool) -> ApiResult<Self> {
-        let resource_version = match p.get("resourceVersion") {
-            None | Some("") => None,
-            Some(v) => Some(
-                v.parse::<i64>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {v:?}")))?,
-            ),
-        };
+        let resource_version = super::resource_version(p)?;
         let rv_match = match p.get("resourceVersionMatch") {
             None | Some("") => ResourceVersionMatch::Unset,
             Some("NotOlderThan") => ResourceVersionMatch::NotOlderThan,
