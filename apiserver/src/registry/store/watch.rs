@@ -177,18 +177,30 @@ impl Source {
         self.delivered && self.pulled_at.is_some_and(|at| now.duration_since(at) >= budget)
     }
 
-    /// Whether an event waits for the client (polling the source without a waker: the client's side asks again
-    /// by itself, see `delivered`).
-    fn event_waits(&mut self) -> bool {
-        let Some(events) = self.events.as_mut() else { return false };
+    /// What waits for the client (polling the source without a waker: the client's side asks again by itself,
+    /// see `delivered`).
+    fn waiting(&mut self) -> Waiting {
+        let Some(events) = self.events.as_mut() else { return Waiting::Nothing };
         if self.peeked.is_none() {
             let mut cx = Context::from_waker(std::task::Waker::noop());
             if let Poll::Ready(item) = events.poll_next(&mut cx) {
                 self.peeked = Some(item);
             }
         }
-        matches!(self.peeked, Some(Some(Ok(_))))
+        match self.peeked {
+            None => Waiting::Nothing,
+            Some(Some(Ok(_))) => Waiting::Event,
+            Some(_) => Waiting::End,
+        }
     }
+}
+
+/// What a watch's source holds for its client.
+enum Waiting {
+    Nothing,
+    Event,
+    /// The source ended (e.g. the cache closed it for lagging): only its end waits.
+    End,
 }
 
 impl WatchEvents {
@@ -269,6 +281,12 @@ impl Stream for WatchEvents {
         let next = self.next_event(&mut source, cx);
         source.pulled_at = Some(Instant::now());
         source.delivered = matches!(next, Poll::Ready(Some(_)));
+        if self.done {
+            // Nothing more is read from the source: release it now, not when the response is dropped (which waits
+            // for the client to take what was written).
+            source.events = None;
+            source.peeked = None;
+        }
         next
     }
 }
@@ -331,10 +349,19 @@ impl Watchdog {
         // Outside the list's lock: polling a source takes the cache's.
         for watched in full {
             let mut source = lock(&watched.0);
-            if source.full_for(SLOW_WATCHER_BUDGET, now) && source.event_waits() {
-                tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
-                source.events = None;
-                source.peeked = None;
+            if !source.full_for(SLOW_WATCHER_BUDGET, now) {
+                continue;
+            }
+            match source.waiting() {
+                Waiting::Nothing => {}
+                Waiting::Event => {
+                    tracing::info!(budget = ?SLOW_WATCHER_BUDGET, "closing a watch whose client stopped reading");
+                    source.events = None;
+                    source.peeked = None;
+                }
+                // Release the source (a closed cache watcher still counts until dropped); its end stays in
+                // `peeked` for the client.
+                Waiting::End => source.events = None,
             }
         }
     }
