@@ -143,6 +143,7 @@ pub(super) async fn list(
     let whole = matches!(store.reads, Reads::Cache(_)) && !filter.is_empty();
     let mut items = Vec::new();
     let mut warnings = Vec::new();
+    // The last object examined: this when set, else the last of `items` (kept objects move there, uncloned).
     let mut last_examined: Option<Arc<CachedObject>> = None;
     let mut remaining;
     let truncated;
@@ -173,11 +174,16 @@ pub(super) async fn list(
         for object in page.items {
             examined += 1;
             match filter.matches_object(&store.strategy, &object) {
-                Ok(true) => items.push(object.clone()),
-                Ok(false) => {}
-                Err(e) => warnings.push(unreadable(&object.kv().key, &e)),
+                Ok(true) => {
+                    items.push(object);
+                    last_examined = None;
+                }
+                Ok(false) => last_examined = Some(object),
+                Err(e) => {
+                    warnings.push(unreadable(&object.kv().key, &e));
+                    last_examined = Some(object);
+                }
             }
-            last_examined = Some(object);
             if opts.limit.is_some_and(|l| items.len() >= l) {
                 break;
             }
@@ -187,10 +193,10 @@ pub(super) async fn list(
             truncated = opts.limit.is_some() && (examined < page_len || page.more);
             break;
         }
-        start_key = last_examined.as_ref().map(|o| format!("{}\u{0}", o.kv().key));
+        start_key = last_examined.as_ref().or(items.last()).map(|o| format!("{}\u{0}", o.kv().key));
     }
     let revision = revision.unwrap_or(0);
-    let continue_token = match (&last_examined, truncated) {
+    let continue_token = match (last_examined.as_ref().or(items.last()), truncated) {
         (Some(last), true) => {
             let key = &last.kv().key;
             let start = format!("{}\u{0}", key.strip_prefix(&prefix).unwrap_or(key));
