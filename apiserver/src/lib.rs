@@ -177,7 +177,7 @@ async fn serve(
     if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
         serving.watch_files(c.clone(), k.clone());
     }
-    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), serving);
+    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), serving)?;
 
     let mut kubeconfig = None;
     if let Some(token) = &admin_token {
