@@ -2,8 +2,8 @@
 //! kubectl), OpenAPI 3.0 at `/openapi/v3/apis/backup.extend-k8s.io/v1`, and the v3 index at `/openapi/v3`.
 //!
 //! Place in the flow: TLS → filters → **this module** (non-resource paths; never storage). The documents
-//! are built once at start from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from
-//! memory. kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
+//! are built once, when the first of them is asked for (not at start: a server nobody asks yet starts sooner and
+//! holds less), from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from memory. kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
 //! with `If-None-Match`, merges them into the cluster's documents, and proxies `?hash=` requests for our group
 //! version here; kubectl (`explain`, server-side dry-run and field-validation checks) and client generators read
 //! them through kube-apiserver.
@@ -27,7 +27,7 @@ mod v3;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -37,8 +37,14 @@ use jiff::{Timestamp, ToSpan, tz::TimeZone};
 use model::Model;
 use serve::Served;
 
-/// The served documents, built once at start.
+/// The served documents, built on first use.
 pub struct OpenApi {
+    kinds: Vec<Arc<dyn Kind>>,
+    documents: OnceLock<Documents>,
+}
+
+/// The documents, serialized.
+struct Documents {
     v2: Served,
     /// The v2 document in gnostic's protobuf, which kubectl asks for.
     v2_protobuf: Served,
@@ -50,9 +56,9 @@ pub struct OpenApi {
     built: Timestamp,
 }
 
-impl OpenApi {
+impl Documents {
     /// Builds and serializes the documents of [`backup_apis::GROUP`]/[`backup_apis::VERSION`] for `kinds`.
-    pub fn new(kinds: &[Arc<dyn Kind>]) -> Self {
+    fn new(kinds: &[Arc<dyn Kind>]) -> Self {
         let model = Model::new(backup_apis::GROUP, backup_apis::VERSION, kinds);
         let gv_path = model.gv_path();
         let v3_group_version = Served::new(&v3::document(&model));
@@ -63,21 +69,34 @@ impl OpenApi {
         let v2_protobuf = Served::from_bytes(protobuf::encode(&v2), protobuf::CONTENT_TYPE);
         Self { v2: Served::new(&v2), v2_protobuf, v3_index, v3_group_version, gv_path, built }
     }
+}
+
+impl OpenApi {
+    /// The documents of [`backup_apis::GROUP`]/[`backup_apis::VERSION`] for `kinds`, built when first asked for.
+    pub fn new(kinds: &[Arc<dyn Kind>]) -> Self {
+        Self { kinds: kinds.to_vec(), documents: OnceLock::new() }
+    }
+
+    fn documents(&self) -> &Documents {
+        self.documents.get_or_init(|| Documents::new(&self.kinds))
+    }
 
     /// `GET /openapi/v2`: JSON or protobuf, whichever the Accept header prefers (JSON when both are as good).
     pub fn serve_v2(&self, headers: &HeaderMap) -> Response {
         let offered = ["application/json", protobuf::REQUESTED_TYPE, protobuf::CONTENT_TYPE];
+        let docs = self.documents();
         let served = match serve::negotiate(headers, &offered) {
-            Some("application/json") => &self.v2,
-            Some(_) => &self.v2_protobuf,
+            Some("application/json") => &docs.v2,
+            Some(_) => &docs.v2_protobuf,
             None => return serve::not_acceptable(),
         };
-        serve::document(served, headers, self.built, HeaderMap::new())
+        serve::document(served, headers, docs.built, HeaderMap::new())
     }
 
     /// `GET /openapi/v3`: served whatever the Accept header, as upstream's discovery handler does.
     pub fn serve_v3_index(&self, headers: &HeaderMap) -> Response {
-        serve::document(&self.v3_index, headers, self.built, HeaderMap::new())
+        let docs = self.documents();
+        serve::document(&docs.v3_index, headers, docs.built, HeaderMap::new())
     }
 
     /// `GET /openapi/v3/<path>` (`path` e.g. `apis/backup.extend-k8s.io/v1`), `hash` the `?hash=` parameter.
@@ -85,17 +104,18 @@ impl OpenApi {
     pub fn serve_v3_group_version(&self, path: &str, hash: Option<&str>, headers: &HeaderMap) -> Response {
         let path = path.trim_start_matches('/');
         let path = path.strip_prefix("openapi/v3/").unwrap_or(path).trim_end_matches('/');
-        if path != self.gv_path {
+        let docs = self.documents();
+        if path != docs.gv_path {
             return serve::not_found();
         }
         if !serve::accepts_json(headers) {
             return serve::not_acceptable();
         }
-        let served = &self.v3_group_version;
+        let served = &docs.v3_group_version;
         let mut extra = HeaderMap::new();
         match hash.filter(|h| !h.is_empty()) {
             Some(h) if h != served.hash.as_str() => {
-                return serve::moved(served, &v3::server_relative_url(&self.gv_path, &served.hash));
+                return serve::moved(served, &v3::server_relative_url(&docs.gv_path, &served.hash));
             }
             Some(_) => {
                 extra.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
@@ -103,7 +123,7 @@ impl OpenApi {
             }
             None => {}
         }
-        serve::document(served, headers, self.built, extra)
+        serve::document(served, headers, docs.built, extra)
     }
 }
 
