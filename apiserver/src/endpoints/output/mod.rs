@@ -46,7 +46,7 @@ pub fn object(
                     let kind = store.strategy.kind.as_ref();
                     table::table(kind, std::iter::once(Ok(obj)), meta, (include, v, true), jiff::Timestamp::now())?
                 }
-                Representation::PartialObjectMetadata(v) => json_bytes(&table::partial_object_metadata(&obj, v)),
+                Representation::PartialObjectMetadata(v) => json_bytes(&table::partial_object_metadata(obj, v)),
                 _ => return Err(ApiError::not_acceptable(&["application/json"])),
             };
             in_media(rendered, output.media)?
@@ -75,7 +75,7 @@ pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response
         }
         Representation::PartialObjectMetadataList(v) => {
             let meta = page.list_meta();
-            let rendered = table::partial_object_metadata_list(page.into_objects(&mut warnings), meta, v)?;
+            let rendered = table::partial_object_metadata_list(page.into_metadata(&mut warnings), meta, v)?;
             in_media(rendered, output.media)?.into()
         }
         Representation::PartialObjectMetadata(_) => return Err(ApiError::not_acceptable(&["application/json"])),
@@ -215,7 +215,7 @@ impl ObjectLine {
                     Representation::PartialObjectMetadata(version)
                     | Representation::PartialObjectMetadataList(version) => {
                         let _ =
-                            serde_json::to_writer((&mut out).writer(), &table::partial_object_metadata(&obj, version));
+                            serde_json::to_writer((&mut out).writer(), &table::partial_object_metadata(obj, version));
                     }
                     Representation::Object => {
                         let _ = serde_json::to_writer((&mut out).writer(), &obj);

@@ -9,12 +9,13 @@ use serde_json::{Map, Value, json};
 use crate::error::ApiResult;
 use crate::request::negotiation::{IncludeObject, MetaVersion};
 
-/// `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{…}}` of an object.
-pub fn partial_object_metadata(obj: &Value, version: MetaVersion) -> Value {
+/// `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{…}}` of an object (its metadata
+/// moved, not copied).
+pub fn partial_object_metadata(mut obj: Value, version: MetaVersion) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": version.api_version(),
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "metadata": obj.get_mut("metadata").map(Value::take).unwrap_or_else(|| json!({})),
     })
 }
 
@@ -34,7 +35,7 @@ pub fn partial_object_metadata_list(
         if i > 0 {
             out.push(b',');
         }
-        write_json(&mut out, &partial_object_metadata(&obj?, version));
+        write_json(&mut out, &partial_object_metadata(obj?, version));
     }
     out.extend_from_slice(b"]}");
     Ok(Bytes::from(out))
@@ -45,7 +46,7 @@ fn row(kind: &dyn Kind, obj: Value, include: IncludeObject, version: MetaVersion
     let cells: Vec<Value> = kind.printer_columns().iter().map(|c| c.cell(&obj, now)).collect();
     let object = match include {
         IncludeObject::None => Value::Null,
-        IncludeObject::Metadata => partial_object_metadata(&obj, version),
+        IncludeObject::Metadata => partial_object_metadata(obj, version),
         IncludeObject::Object => obj,
     };
     json!({"cells": cells, "object": object})
