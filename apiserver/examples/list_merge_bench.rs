@@ -60,7 +60,7 @@ fn run(n: usize) -> Vec<(&'static str, Duration)> {
     ];
     for (name, patch) in smp {
         let mut d = doc.clone();
-        out.push((name, timed(|| strategic::apply(&schema, &mut d, &patch).unwrap())));
+        out.push((name, timed(|| strategic::apply(&schema, &mut d, patch).unwrap())));
     }
     let info = &backup_apis::backup::RESOURCE;
     let req = |manager| ApplyRequest { manager, force: false, sub: &Subresource::Main };
@@ -83,7 +83,7 @@ fn run(n: usize) -> Vec<(&'static str, Duration)> {
     let sub = Subresource::Main;
     out.push((
         "managedFields of an update",
-        timed(|| track(&schema, info, &sub, Manager::Update("editor"), third.as_object(), &mut edited, requested)),
+        timed(|| track(&schema, info, &sub, Manager::Update("editor"), Some(&third), &mut edited, requested)),
     ));
     out
 }

@@ -161,7 +161,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an HTTP/1.1 client has to send a request's headers, counted from when the connection is ready for the
 /// next request (so it is also the idle keep-alive timeout): upstream's `ReadHeaderTimeout`.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
-/// HTTP/2 streams per connection (Go's default, which kube-apiserver keeps).
+/// HTTP/2 streams per connection: Go's default, kube-apiserver's own until v1.29 (100 since); aggregated servers
+/// built on upstream's `RecommendedOptions` allow 1,000, as the aggregator multiplexes many requests over one
+/// connection.
 const MAX_CONCURRENT_STREAMS: u32 = 250;
 /// An HTTP/2 request's header list: Go's `DefaultMaxHeaderBytes`.
 const MAX_HEADER_BYTES: u32 = 1 << 20;

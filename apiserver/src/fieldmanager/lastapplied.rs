@@ -13,24 +13,24 @@ pub const ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The only manager the migration applies to.
 pub const KUBECTL: &str = "kubectl";
 
-fn annotation(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/annotations")?.get(ANNOTATION)?.as_str().filter(|s| !s.is_empty())
+fn annotation(metadata: Option<&Value>) -> Option<&str> {
+    metadata?.get("annotations")?.get(ANNOTATION)?.as_str().filter(|s| !s.is_empty())
 }
 
 /// The fields the last client-side apply set and the live object still holds as applied.
 pub fn allowed_conflicts(schema: Option<&Value>, api_version: &str, live: &Value) -> Option<Set> {
-    let last: Value = serde_json::from_str(annotation(live)?).ok()?;
+    let last: Value = serde_json::from_str(annotation(live.get("metadata"))?).ok()?;
     if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return None;
     }
     let set = typed::to_field_set(schema, &last).ok()?;
-    let c = typed::compare(schema, &last, live);
+    let c = typed::compare(schema, &last, live, &Set::new());
     Some(set.difference(&c.modified).difference(&c.added).difference(&c.removed))
 }
 
 /// Rewrite the annotation from the applied configuration when the object carries one.
 pub fn update_annotation(obj: &mut Map<String, Value>, config: &Value) {
-    if annotation(&Value::Object(obj.clone())).is_none() {
+    if annotation(obj.get("metadata")).is_none() {
         return;
     }
     let mut config = config.clone();

@@ -55,6 +55,9 @@ fn reset_fields(sub: &Subresource) -> Set {
     for n in names {
         s.insert(&[PathElement::Field((*n).into())]);
     }
+    // Never owned (`managers::strip_set`), and left out of comparisons so that the live object's list is not
+    // walked nor copied.
+    s.insert(&[PathElement::Field("metadata".into()), PathElement::Field("managedFields".into())]);
     s
 }
 
@@ -86,7 +89,7 @@ fn set_managed_fields(obj: &mut Map<String, Value>, encoded: Option<Value>) {
     };
 }
 
-fn live_managers(live: Option<&Map<String, Value>>) -> Managers {
+fn live_managers(live: Option<&Value>) -> Managers {
     live.and_then(|l| l.get("metadata")?.get("managedFields"))
         .and_then(|v| managers::decode(v).ok())
         .unwrap_or_default()
@@ -100,7 +103,7 @@ pub fn track(
     info: &ResourceInfo,
     sub: &Subresource,
     manager: Manager<'_>,
-    live: Option<&Map<String, Value>>,
+    live: Option<&Value>,
     new: &mut Map<String, Value>,
     requested: Option<Value>,
 ) {
@@ -117,14 +120,19 @@ pub fn track(
             };
             let api_version = info.api_version();
             let u = updater(schema, sub, &api_version);
-            let live_value = live.map_or_else(|| json!({}), without_managed_fields);
+            let empty = json!({});
             let id = ManagerId::update(name, &api_version, subresource_name(sub));
-            let managers = u.update(&live_value, &without_managed_fields(new), managers, &id);
+            // Compared in place: the updater skips managedFields (see `reset_fields`), which are replaced below.
+            let new_value = Value::Object(std::mem::take(new));
+            let managers = u.update(live.unwrap_or(&empty), &new_value, managers, &id);
+            if let Value::Object(m) = new_value {
+                *new = m;
+            }
             managers::encode(&managers)
         }
     };
     set_managed_fields(new, encoded);
-    if let Some(live) = live {
+    if let Some(Value::Object(live)) = live {
         keep_times_if_unchanged(live, new);
     }
 }
@@ -132,15 +140,24 @@ pub fn track(
 /// Upstream's `IgnoreManagedFieldsTimestampsTransformer`: when only managedFields timestamps changed, keep the old
 /// ones so that the write is a no-op.
 fn keep_times_if_unchanged(live: &Map<String, Value>, new: &mut Map<String, Value>) {
-    let get = |o: &Map<String, Value>| o.get("metadata").and_then(|m| m.get("managedFields")).cloned();
+    fn get(o: &Map<String, Value>) -> Option<&Value> {
+        o.get("metadata")?.get("managedFields")
+    }
     let (Some(old_mf), Some(new_mf)) = (get(live), get(new)) else { return };
-    if old_mf == new_mf
-        || !managers::equal_but_times(&old_mf, &new_mf)
-        || without_managed_fields(live) != without_managed_fields(new)
-    {
+    if old_mf == new_mf || !managers::equal_but_times(old_mf, new_mf) || !equal_but_managed_fields(live, new) {
         return;
     }
+    let old_mf = old_mf.clone();
     set_managed_fields(new, Some(old_mf));
+}
+
+/// Whether two objects are equal but for their managedFields, compared without copying either.
+fn equal_but_managed_fields(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let same_meta = match (a.get("metadata"), b.get("metadata")) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => managers::equal_except(x, y, "managedFields"),
+        (x, y) => x == y,
+    };
+    same_meta && managers::equal_except(a, b, "metadata")
 }
 
 /// A server-side apply request.

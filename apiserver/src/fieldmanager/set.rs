@@ -51,17 +51,18 @@ impl Set {
         self.children.get(pe)
     }
 
-    pub fn union(&self, other: &Set) -> Set {
-        let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
+    /// `self` with `other`'s paths added; `self` is reused, so only what `other` adds is allocated.
+    pub fn union(mut self, other: &Set) -> Set {
+        self.members.extend(other.members.iter().cloned());
         for (pe, c) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(c),
-                None => c.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
+            match self.children.get_mut(pe) {
+                Some(mine) => *mine = std::mem::take(mine).union(c),
+                None => {
+                    self.children.insert(pe.clone(), c.clone());
+                }
+            }
         }
-        out
+        self
     }
 
     pub fn intersection(&self, other: &Set) -> Set {
@@ -75,31 +76,32 @@ impl Set {
         Set { members, children }
     }
 
-    /// Paths of `self` not in `other` (a member of `other` does not remove `self`'s paths below it).
-    pub fn difference(&self, other: &Set) -> Set {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .map(|(pe, c)| (pe.clone(), other.children.get(pe).map_or_else(|| c.clone(), |o| c.difference(o))))
-            .filter(|(_, c)| !c.is_empty())
-            .collect();
-        Set { members, children }
+    /// Paths of `self` not in `other` (a member of `other` does not remove `self`'s paths below it), computed in
+    /// place.
+    pub fn difference(mut self, other: &Set) -> Set {
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|pe, c| {
+            if let Some(o) = other.children.get(pe) {
+                *c = std::mem::take(c).difference(o);
+            }
+            !c.is_empty()
+        });
+        self
     }
 
     /// Like [`Set::difference`], but a member of `other` also removes everything below it.
-    pub fn recursive_difference(&self, other: &Set) -> Set {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter(|(pe, _)| !other.members.contains(pe))
-            .map(|(pe, c)| {
-                (pe.clone(), other.children.get(pe).map_or_else(|| c.clone(), |o| c.recursive_difference(o)))
-            })
-            .filter(|(_, c)| !c.is_empty())
-            .collect();
-        Set { members, children }
+    pub fn recursive_difference(mut self, other: &Set) -> Set {
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|pe, c| {
+            if other.members.contains(pe) {
+                return false;
+            }
+            if let Some(o) = other.children.get(pe) {
+                *c = std::mem::take(c).recursive_difference(o);
+            }
+            !c.is_empty()
+        });
+        self
     }
 
     /// Every path, members of a node before its children's paths, in order (upstream's `Iterate`).

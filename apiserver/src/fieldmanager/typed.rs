@@ -128,12 +128,20 @@ trait Rules {
     fn leaf(&mut self, path: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value>;
     /// After the items of a container were merged.
     fn post(&mut self, _path: &Path, _lhs: Option<&Value>, _rhs: Option<&Value>) {}
+    /// Whether the walk leaves this path (and everything below it) out.
+    fn skip(&self, _path: &Path) -> bool {
+        false
+    }
 }
 
-/// Compare `lhs` (old) with `rhs` (new). A container that appears or disappears is itself added or removed.
-pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value) -> Comparison {
-    struct Compare(Comparison);
-    impl Rules for Compare {
+/// Compare `lhs` (old) with `rhs` (new), leaving out the members of `skip` and what is below them. A container that
+/// appears or disappears is itself added or removed.
+pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value, skip: &Set) -> Comparison {
+    struct Compare<'s>(Comparison, &'s Set);
+    impl Rules for Compare<'_> {
+        fn skip(&self, path: &Path) -> bool {
+            self.1.has(path)
+        }
         fn leaf(&mut self, path: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
             match (lhs, rhs) {
                 (None, _) => self.0.added.insert(path),
@@ -151,7 +159,7 @@ pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value) -> Comparison {
             }
         }
     }
-    let mut rules = Compare(Comparison::default());
+    let mut rules = Compare(Comparison::default(), skip);
     merge_walk(&mut rules, &mut Vec::new(), schema, Some(lhs), Some(rhs));
     rules.0
 }
@@ -184,6 +192,9 @@ fn merge_walk(
     lhs: Option<&Value>,
     rhs: Option<&Value>,
 ) -> Option<Value> {
+    if rules.skip(path) {
+        return None;
+    }
     let ln = lhs.map(|v| schema::node(schema, v));
     let rn = rhs.map(|v| schema::node(schema, v));
     let same_kind = match (&ln, &rn) {

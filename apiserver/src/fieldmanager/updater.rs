@@ -33,6 +33,7 @@ impl Updater<'_> {
     }
 
     /// Take the changed fields from every manager but `workflow`; with conflicts and without `force`, fail.
+    /// Returns the fields the write changed (added or modified) and those it removed.
     fn take_changed(
         &self,
         old: &Value,
@@ -40,9 +41,11 @@ impl Updater<'_> {
         managers: &mut Managers,
         workflow: Option<&ManagerId>,
         force: bool,
-    ) -> Result<Comparison, Conflicts> {
-        let compare = typed::compare(self.schema, old, new).exclude(&self.ignored);
-        let changed = compare.modified.union(&compare.added);
+    ) -> Result<(Set, Set), Conflicts> {
+        let Comparison { added, modified, removed } =
+            typed::compare(self.schema, old, new, &self.ignored).exclude(&self.ignored);
+        let changed = modified.union(&added);
+        drop(added);
         let mut conflicts = Conflicts::new();
         for (id, e) in managers.iter().filter(|(id, _)| Some(*id) != workflow) {
             let owned = e.set.intersection(&changed);
@@ -52,23 +55,19 @@ impl Updater<'_> {
             return Err(conflicts);
         }
         for (_, e) in managers.iter_mut().filter(|(id, _)| Some(*id) != workflow) {
-            e.set = e.set.difference(&changed).difference(&compare.removed);
+            e.set = std::mem::take(&mut e.set).difference(&changed).difference(&removed);
         }
         managers.retain(|_, e| !e.set.is_empty());
-        Ok(compare)
+        Ok((changed, removed))
     }
 
     /// An update (create, update, non-apply patch) by `manager` at `now`.
     pub fn update(&self, live: &Value, new: &Value, mut managers: Managers, manager: &ManagerId) -> Managers {
         self.current_version(&mut managers);
         // The result is Ok: forced updates never conflict.
-        let Ok(compare) = self.take_changed(live, new, &mut managers, None, true) else { return managers };
-        let set = compare
-            .modified
-            .union(&compare.added)
-            .difference(&compare.removed)
-            .recursive_difference(&self.ignored)
-            .difference(&strip_set());
+        let Ok((changed, removed)) = self.take_changed(live, new, &mut managers, None, true) else { return managers };
+        let set = changed.difference(&removed).recursive_difference(&self.ignored).difference(&strip_set());
+        drop(removed);
         if !set.is_empty() {
             let set = match managers.get(manager) {
                 Some(previous) => set.union(&previous.set),
@@ -99,14 +98,14 @@ impl Updater<'_> {
         let former = sets(&managers);
         let merged = typed::merge(self.schema, live, config);
         let last = managers.get(manager).cloned();
-        let set = config_set.recursive_difference(&self.ignored);
+        let set = config_set.clone().recursive_difference(&self.ignored);
         let time = last.as_ref().and_then(|e| e.time.clone());
         managers.insert(manager.clone(), Entry { set, api_version: self.api_version.to_string(), time });
         let new = self.prune(merged, &managers, last.map(|e| e.set));
         self.take_changed(live, &new, &mut managers, Some(manager), force)?;
         let changed = new != *live;
         if let Some(e) = managers.get_mut(manager) {
-            e.set = e.set.difference(&strip_set());
+            e.set = std::mem::take(&mut e.set).difference(&strip_set());
         }
         managers.retain(|_, e| !e.set.is_empty());
         // As upstream's managedFieldsUpdater: the applier's time is now when the object or the ownership changed
@@ -131,7 +130,7 @@ impl Updater<'_> {
         let pruned = typed::remove_items(s, &merged, &last).unwrap_or_else(empty_object);
         let managed = managers.values().fold(Set::new(), |acc, e| acc.union(&e.set));
         let merged_set = fields(&merged);
-        let pruned = remove(&merged_set.difference(&fields(&pruned).union(&named(&managed))));
+        let pruned = remove(&merged_set.clone().difference(&fields(&pruned).union(&named(&managed))));
         remove(&merged_set.difference(&fields(&pruned)).intersection(&last))
     }
 }

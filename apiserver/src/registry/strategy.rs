@@ -118,7 +118,7 @@ impl Strategy {
         let empty = Map::new();
         let old_map = old.as_object().unwrap_or(&empty);
         self.check_type_meta(&new)?;
-        let old_meta = old_map.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let old_meta = old_map.get("metadata").and_then(Value::as_object).unwrap_or(&empty);
         let meta = metadata_mut(&mut new)?;
         match meta::str_field(meta, "name") {
             "" => {
@@ -134,11 +134,22 @@ impl Strategy {
         if info.namespaced {
             check_namespace(meta, namespace)?;
         }
-        meta::prepare_update(meta, &old_meta);
+        meta::prepare_update(meta, old_meta);
         let mut new = match (sub, info.status_subresource) {
             (Subresource::Status, _) => {
-                // Only status changes through the status subresource (and managedFields, which apply computed).
-                let mut merged = old_map.clone();
+                // Only status changes through the status subresource (and managedFields, which apply computed):
+                // the stored object without the two, copied, then the request's.
+                let mut merged: Map<String, Value> = old_map
+                    .iter()
+                    .filter(|(k, _)| *k != "status")
+                    .map(|(k, v)| match v {
+                        Value::Object(m) if k == "metadata" => {
+                            let meta = m.iter().filter(|(k, _)| *k != "managedFields");
+                            (k.clone(), Value::Object(meta.map(|(k, v)| (k.clone(), v.clone())).collect()))
+                        }
+                        v => (k.clone(), v.clone()),
+                    })
+                    .collect();
                 match new.remove("status") {
                     Some(s) => merged.insert("status".into(), s),
                     None => merged.remove("status"),

@@ -14,6 +14,8 @@ pub mod json;
 mod merge;
 pub mod strategic;
 
+use std::sync::Mutex;
+
 use axum::response::Response;
 use serde_json::Value;
 
@@ -99,9 +101,12 @@ pub async fn write(
             store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, opts, request).await
         }
         PatchType::Strategic => {
-            let patch = merge::parse(raw)?;
+            // The merge moves the patch's values into the object: the first attempt takes the parsed patch, a
+            // retry after a conflict parses the body again (rather than every attempt copying it).
+            let first = Mutex::new(Some(merge::parse(raw)?));
+            let patch = || first.lock().ok().and_then(|mut p| p.take()).map_or_else(|| merge::parse(raw), Ok);
             let schema = store.strategy.schema();
-            store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, &patch), sub, opts, request).await
+            store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, patch()?), sub, opts, request).await
         }
         PatchType::Apply => {
             let configuration = apply::parse(raw)?;

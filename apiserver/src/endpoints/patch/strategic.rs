@@ -52,8 +52,8 @@ fn bad_patch_type(t: &Value, m: &Map<String, Value>) -> ApiError {
     other(format!("unknown patch type: {} in map: {}", t.as_str().unwrap_or(&t.to_string()), Value::Object(m.clone())))
 }
 
-/// Apply `patch` to `doc` with the kind's `schema`.
-pub fn apply(schema: &Value, doc: &mut Value, patch: &Value) -> ApiResult<()> {
+/// Apply `patch` to `doc` with the kind's `schema`; the patch's values are moved into the result.
+pub fn apply(schema: &Value, doc: &mut Value, patch: Value) -> ApiResult<()> {
     let Value::Object(p) = patch else {
         return Err(bad_request("json: cannot unmarshal non-object into Go value of type map[string]interface {}"));
     };
@@ -61,7 +61,7 @@ pub fn apply(schema: &Value, doc: &mut Value, patch: &Value) -> ApiResult<()> {
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    *doc = Value::Object(merge_map(Some(schema), original, p.clone())?);
+    *doc = Value::Object(merge_map(Some(schema), original, p)?);
     super::within_depth(doc)
 }
 
@@ -208,8 +208,10 @@ fn merge_slice(
             return Err(other("cannot merge lists without merge key for type map"));
         }
         let (original, patch) = special_elements(original, patch, keys)?;
-        let merged = merge_items(items, original.clone(), &patch, keys)?;
-        (original, patch, merged)
+        // Only the items' keys order the result: the values move into the merge instead of being copied.
+        let (original_keys, patch_keys) = (key_fields(&original, keys), key_fields(&patch, keys));
+        let merged = merge_items(items, original, patch, keys)?;
+        (original_keys, patch_keys, merged)
     };
     let (in_patch, server_only) = partition(merged, &patch, keys, maps)?;
     normalize_element_order(in_patch, server_only, &patch, &original, keys, maps)
@@ -254,11 +256,25 @@ fn same_keys(a: &Value, b: &Value, keys: &[&str]) -> bool {
     keys.iter().all(|k| a.get(*k).is_some() && a.get(*k) == b.get(*k))
 }
 
+/// Each item as an object of its merge keys alone (an item that is not an object as it is): what ordering the
+/// merged list needs of the original and patch items.
+fn key_fields(list: &[Value], keys: &[&str]) -> Vec<Value> {
+    let only_keys = |m: &Map<String, Value>| {
+        Value::Object(keys.iter().filter_map(|k| m.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect())
+    };
+    list.iter()
+        .map(|v| match v {
+            Value::Object(m) => only_keys(m),
+            other => other.clone(),
+        })
+        .collect()
+}
+
 /// Merge each patch item into the first original item with the same keys, or append it.
 fn merge_items(
     items: Option<&Value>,
     mut original: Vec<Value>,
-    patch: &[Value],
+    patch: Vec<Value>,
     keys: &[&str],
 ) -> ApiResult<Vec<Value>> {
     // Where the items with all their keys are, by keys; a merge may change an item's keys.
@@ -268,8 +284,8 @@ fn merge_items(
     }
     let mut checked = false;
     for v in patch {
-        if !has_keys(v, keys) {
-            return Err(no_merge_key(v, keys));
+        if !has_keys(&v, keys) {
+            return Err(no_merge_key(&v, keys));
         }
         if !checked {
             if let Some(i) = original.iter().position(|o| !o.is_object()) {
@@ -277,8 +293,8 @@ fn merge_items(
             }
             checked = true;
         }
-        let Value::Object(p) = v.clone() else { continue };
-        let id = Identity::of_keys(v, keys);
+        let id = Identity::of_keys(&v, keys);
+        let Value::Object(p) = v else { continue };
         match positions.get(&id).and_then(|at| at.first().copied()) {
             Some(i) => {
                 let o = match std::mem::take(&mut original[i]) {

@@ -27,7 +27,7 @@ fn schema() -> Value {
 
 fn patched(doc: Value, patch: Value) -> Value {
     let mut doc = doc;
-    apply(&schema(), &mut doc, &patch).unwrap();
+    apply(&schema(), &mut doc, patch).unwrap();
     doc
 }
 
@@ -83,7 +83,7 @@ fn nulls_and_directives() {
 fn errors_are_4xx() {
     let err = |patch: Value| {
         let mut d = doc();
-        apply(&schema(), &mut d, &patch).unwrap_err()
+        apply(&schema(), &mut d, patch).unwrap_err()
     };
     assert_eq!(err(json!({"spec": {"$retainKeys": ["a"], "b": "x"}})).code, 400);
     assert_eq!(err(json!({"spec": {"$retainKeys": "a"}})).code, 400);
@@ -117,6 +117,6 @@ fn results_nesting_too_deep_are_a_422() {
         deep = json!({"x": deep});
     }
     let mut d = doc();
-    let err = apply(&schema(), &mut d, &json!({"spec": {"nested": deep}})).unwrap_err();
+    let err = apply(&schema(), &mut d, json!({"spec": {"nested": deep}})).unwrap_err();
     assert_eq!(err.code, 422);
 }

@@ -51,7 +51,7 @@ fn conflicts_with_an_updater_and_force() {
     let Value::Object(mut edited) = first.clone() else { panic!() };
     edited["spec"]["schedule"] = json!("@hourly");
     let requested = take_managed_fields(&mut edited);
-    track(&schema, info, &Subresource::Main, Manager::Update("editor"), first.as_object(), &mut edited, requested);
+    track(&schema, info, &Subresource::Main, Manager::Update("editor"), Some(&first), &mut edited, requested);
     let edited = Value::Object(edited);
     let e = applied(&edited, object(json!({"database": db(), "schedule": "@weekly"})), "kubectl", false).unwrap_err();
     assert_eq!(e.code, 409);

@@ -52,8 +52,8 @@ fn set_algebra() {
     let mut b = Set::new();
     b.insert(&[f("spec")]);
     // A plain difference keeps the paths below a removed member; a recursive one does not.
-    assert_eq!(a.difference(&b).paths().len(), 2);
-    assert!(a.recursive_difference(&b).is_empty());
+    assert_eq!(a.clone().difference(&b).paths().len(), 2);
+    assert!(a.clone().recursive_difference(&b).is_empty());
     assert_eq!(a.intersection(&b).paths(), vec![vec![f("spec")]]);
     assert_eq!(b.union(&a), a);
     let (schema, _) = backup();
@@ -112,12 +112,29 @@ fn comparisons_mark_new_containers() {
     let (schema, _) = backup();
     let old = json!({"spec": {"schedule": "a"}});
     let new = json!({"spec": {"schedule": "b", "retention": {"keepLast": 3}}});
-    let c = typed::compare(Some(&schema), &old, &new);
+    let c = typed::compare(Some(&schema), &old, &new, &Set::new());
     assert!(c.modified.has(&[f("spec"), f("schedule")]));
     assert!(c.added.has(&[f("spec"), f("retention")]));
     assert!(c.added.has(&[f("spec"), f("retention"), f("keepLast")]));
-    let back = typed::compare(Some(&schema), &new, &old);
+    let back = typed::compare(Some(&schema), &new, &old, &Set::new());
     assert!(back.removed.has(&[f("spec"), f("retention")]));
+}
+
+#[test]
+fn comparisons_leave_skipped_paths_out() {
+    let (schema, _) = backup();
+    let old = json!({"metadata": {"name": "a", "managedFields": [{"manager": "m"}]}, "spec": {"schedule": "a"}});
+    let new = json!({"metadata": {"name": "a"}, "spec": {"schedule": "b"}, "status": {"phase": "Running"}});
+    let mut skip = Set::new();
+    skip.insert(&[f("metadata"), f("managedFields")]);
+    skip.insert(&[f("status")]);
+    let c = typed::compare(Some(&schema), &old, &new, &skip);
+    assert!(c.removed.is_empty(), "{:?}", c.removed.paths());
+    assert!(c.added.is_empty(), "{:?}", c.added.paths());
+    assert_eq!(c.modified.paths(), vec![vec![f("spec"), f("schedule")]]);
+    let unskipped = typed::compare(Some(&schema), &old, &new, &Set::new());
+    assert!(unskipped.removed.has(&[f("metadata"), f("managedFields")]));
+    assert!(unskipped.added.has(&[f("status")]));
 }
 
 #[test]

@@ -11,7 +11,7 @@ fn write(live: Option<&Value>, new: Value, manager: &str, sub: Subresource) -> V
     let (schema, info) = backup();
     let Value::Object(mut new) = new else { panic!("not an object") };
     let requested = take_managed_fields(&mut new);
-    track(&schema, info, &sub, Manager::Update(manager), live.and_then(Value::as_object), &mut new, requested);
+    track(&schema, info, &sub, Manager::Update(manager), live, &mut new, requested);
     Value::Object(new)
 }
 

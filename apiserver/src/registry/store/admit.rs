@@ -102,7 +102,7 @@ impl Store {
         own: Object,
         obj: &mut Object,
         opts: &WriteOptions<'_>,
-        (sub, live): (&Subresource, Option<&Object>),
+        (sub, live): (&Subresource, Option<&Value>),
         prepare: impl FnOnce(Object, Validation<'_>) -> ApiResult<Prepared>,
     ) {
         if !matches!(opts.manager, Manager::Update(_)) {

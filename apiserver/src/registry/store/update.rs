@@ -147,10 +147,11 @@ impl Store {
         let Prepared { obj: mut new, requested_managed_fields, deleting, .. } =
             self.strategy.prepare_for_update(new, &old, (namespace, name, sub), validation)?;
         let live = old.as_object();
-        fieldmanager::track(self.strategy.schema(), info, sub, opts.manager, live, &mut new, requested_managed_fields);
+        let schema = self.strategy.schema();
+        fieldmanager::track(schema, info, sub, opts.manager, Some(&old), &mut new, requested_managed_fields);
         if let Some(own) = own {
             let prepare = |o, v: Validation<'_>| self.strategy.prepare_for_update(o, &old, (namespace, name, sub), v);
-            self.keep_managed_fields_of_request(own, &mut new, &opts, (sub, live), prepare);
+            self.keep_managed_fields_of_request(own, &mut new, &opts, (sub, Some(&old)), prepare);
         }
         self.validate(&self.write_attributes(target(), live, &opts), &new).await?;
         let bytes = self.encode(name, &new)?;
