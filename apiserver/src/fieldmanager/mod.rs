@@ -72,10 +72,24 @@ pub fn take_managed_fields(obj: &mut Map<String, Value>) -> Option<Value> {
     obj.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"))
 }
 
+/// A copy of `obj` without `metadata.managedFields`, which is skipped rather than copied and dropped.
 fn without_managed_fields(obj: &Map<String, Value>) -> Value {
-    let mut obj = obj.clone();
-    take_managed_fields(&mut obj);
-    Value::Object(obj)
+    let copy = obj
+        .iter()
+        .map(|(k, v)| {
+            let v = match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => Value::Object(
+                    meta.iter()
+                        .filter(|(k, _)| k.as_str() != "managedFields")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    Value::Object(copy)
 }
 
 fn set_managed_fields(obj: &mut Map<String, Value>, encoded: Option<Value>) {
@@ -119,7 +133,13 @@ pub fn track(
             let u = updater(schema, sub, &api_version);
             let live_value = live.map_or_else(|| json!({}), without_managed_fields);
             let id = ManagerId::update(name, &api_version, subresource_name(sub));
-            let managers = u.update(&live_value, &without_managed_fields(new), managers, &id);
+            // `new` is compared without its managedFields (replaced below), moved rather than copied.
+            take_managed_fields(new);
+            let new_value = Value::Object(std::mem::take(new));
+            let managers = u.update(&live_value, &new_value, managers, &id);
+            if let Value::Object(m) = new_value {
+                *new = m;
+            }
             managers::encode(&managers)
         }
     };
@@ -132,14 +152,17 @@ pub fn track(
 /// Upstream's `IgnoreManagedFieldsTimestampsTransformer`: when only managedFields timestamps changed, keep the old
 /// ones so that the write is a no-op.
 fn keep_times_if_unchanged(live: &Map<String, Value>, new: &mut Map<String, Value>) {
-    let get = |o: &Map<String, Value>| o.get("metadata").and_then(|m| m.get("managedFields")).cloned();
+    fn get(o: &Map<String, Value>) -> Option<&Value> {
+        o.get("metadata").and_then(|m| m.get("managedFields"))
+    }
     let (Some(old_mf), Some(new_mf)) = (get(live), get(new)) else { return };
     if old_mf == new_mf
-        || !managers::equal_but_times(&old_mf, &new_mf)
+        || !managers::equal_but_times(old_mf, new_mf)
         || without_managed_fields(live) != without_managed_fields(new)
     {
         return;
     }
+    let old_mf = old_mf.clone();
     set_managed_fields(new, Some(old_mf));
 }
 

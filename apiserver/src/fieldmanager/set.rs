@@ -64,6 +64,54 @@ impl Set {
         out
     }
 
+    /// [`Set::union`] of two owned sets: `other`'s nodes are moved in, not copied.
+    pub fn into_union(mut self, other: Set) -> Set {
+        self.members.extend(other.members);
+        for (pe, c) in other.children {
+            let merged = match self.children.remove(&pe) {
+                Some(mine) => mine.into_union(c),
+                None => c,
+            };
+            self.children.insert(pe, merged);
+        }
+        self
+    }
+
+    /// [`Set::difference`] of an owned set: what remains is moved, not copied.
+    pub fn into_difference(mut self, other: &Set) -> Set {
+        self.members.retain(|m| !other.members.contains(m));
+        self.children = std::mem::take(&mut self.children)
+            .into_iter()
+            .map(|(pe, c)| {
+                let c = match other.children.get(&pe) {
+                    Some(o) => c.into_difference(o),
+                    None => c,
+                };
+                (pe, c)
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        self
+    }
+
+    /// [`Set::recursive_difference`] of an owned set: what remains is moved, not copied.
+    pub fn into_recursive_difference(mut self, other: &Set) -> Set {
+        self.members.retain(|m| !other.members.contains(m));
+        self.children = std::mem::take(&mut self.children)
+            .into_iter()
+            .filter(|(pe, _)| !other.members.contains(pe))
+            .map(|(pe, c)| {
+                let c = match other.children.get(&pe) {
+                    Some(o) => c.into_recursive_difference(o),
+                    None => c,
+                };
+                (pe, c)
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        self
+    }
+
     pub fn intersection(&self, other: &Set) -> Set {
         let members = self.members.intersection(&other.members).cloned().collect();
         let children = self

@@ -115,9 +115,9 @@ impl Comparison {
     /// Drops ignored fields (and everything below them) from all three sets.
     pub fn exclude(self, ignored: &Set) -> Self {
         Self {
-            added: self.added.recursive_difference(ignored),
-            modified: self.modified.recursive_difference(ignored),
-            removed: self.removed.recursive_difference(ignored),
+            added: self.added.into_recursive_difference(ignored),
+            modified: self.modified.into_recursive_difference(ignored),
+            removed: self.removed.into_recursive_difference(ignored),
         }
     }
 }

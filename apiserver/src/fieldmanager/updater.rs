@@ -32,7 +32,8 @@ impl Updater<'_> {
         managers.retain(|_, e| e.api_version == self.api_version);
     }
 
-    /// Take the changed fields from every manager but `workflow`; with conflicts and without `force`, fail.
+    /// Take the changed fields from every manager but `workflow`; with conflicts and without `force`, fail. The
+    /// fields changed (modified or added) and removed.
     fn take_changed(
         &self,
         old: &Value,
@@ -40,9 +41,9 @@ impl Updater<'_> {
         managers: &mut Managers,
         workflow: Option<&ManagerId>,
         force: bool,
-    ) -> Result<Comparison, Conflicts> {
-        let compare = typed::compare(self.schema, old, new).exclude(&self.ignored);
-        let changed = compare.modified.union(&compare.added);
+    ) -> Result<(Set, Set), Conflicts> {
+        let Comparison { added, modified, removed } = typed::compare(self.schema, old, new).exclude(&self.ignored);
+        let changed = modified.into_union(added);
         let mut conflicts = Conflicts::new();
         for (id, e) in managers.iter().filter(|(id, _)| Some(*id) != workflow) {
             let owned = e.set.intersection(&changed);
@@ -52,23 +53,19 @@ impl Updater<'_> {
             return Err(conflicts);
         }
         for (_, e) in managers.iter_mut().filter(|(id, _)| Some(*id) != workflow) {
-            e.set = e.set.difference(&changed).difference(&compare.removed);
+            e.set = std::mem::take(&mut e.set).into_difference(&changed).into_difference(&removed);
         }
         managers.retain(|_, e| !e.set.is_empty());
-        Ok(compare)
+        Ok((changed, removed))
     }
 
     /// An update (create, update, non-apply patch) by `manager` at `now`.
     pub fn update(&self, live: &Value, new: &Value, mut managers: Managers, manager: &ManagerId) -> Managers {
         self.current_version(&mut managers);
         // The result is Ok: forced updates never conflict.
-        let Ok(compare) = self.take_changed(live, new, &mut managers, None, true) else { return managers };
-        let set = compare
-            .modified
-            .union(&compare.added)
-            .difference(&compare.removed)
-            .recursive_difference(&self.ignored)
-            .difference(&strip_set());
+        let Ok((changed, removed)) = self.take_changed(live, new, &mut managers, None, true) else { return managers };
+        let set =
+            changed.into_difference(&removed).into_recursive_difference(&self.ignored).into_difference(strip_set());
         if !set.is_empty() {
             let set = match managers.get(manager) {
                 Some(previous) => set.union(&previous.set),
@@ -106,7 +103,7 @@ impl Updater<'_> {
         self.take_changed(live, &new, &mut managers, Some(manager), force)?;
         let changed = new != *live;
         if let Some(e) = managers.get_mut(manager) {
-            e.set = e.set.difference(&strip_set());
+            e.set = std::mem::take(&mut e.set).into_difference(strip_set());
         }
         managers.retain(|_, e| !e.set.is_empty());
         // As upstream's managedFieldsUpdater: the applier's time is now when the object or the ownership changed

@@ -7,6 +7,7 @@
 //! another tool) take the slow path through serde.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Serialize an object for storage: canonical key order, without `metadata.resourceVersion`.
@@ -14,33 +15,41 @@ pub fn encode_for_storage(obj: &Map<String, Value>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.push(b'{');
     let mut first = true;
-    let mut put = |out: &mut Vec<u8>, k: &str, v: &Value| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        // Writing a String key and a Value to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, k);
-        out.push(b':');
-        let _ = serde_json::to_writer(&mut *out, v);
-    };
     for k in ["apiVersion", "kind"] {
         if let Some(v) = obj.get(k) {
-            put(&mut out, k, v);
+            put(&mut out, &mut first, k, v);
         }
     }
     if let Some(Value::Object(meta)) = obj.get("metadata") {
-        let mut meta = meta.clone();
-        meta.remove("resourceVersion");
-        put(&mut out, "metadata", &Value::Object(meta));
+        put(&mut out, &mut first, "metadata", &WithoutResourceVersion(meta));
     }
     for (k, v) in obj {
         if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-            put(&mut out, k, v);
+            put(&mut out, &mut first, k, v);
         }
     }
     out.push(b'}');
     out
+}
+
+/// One `"key":value` member of the object being written.
+fn put(out: &mut Vec<u8>, first: &mut bool, k: &str, v: &impl Serialize) {
+    if !std::mem::replace(first, false) {
+        out.push(b',');
+    }
+    // Writing a string key and a JSON value to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, k);
+    out.push(b':');
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// `metadata` serialized as the map it is, but for `resourceVersion`: skipped rather than copied and removed.
+struct WithoutResourceVersion<'a>(&'a Map<String, Value>);
+
+impl Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != "resourceVersion"))
+    }
 }
 
 /// Where the body of `metadata` starts in canonically written bytes, if they are canonical.

@@ -118,7 +118,7 @@ impl Strategy {
         let empty = Map::new();
         let old_map = old.as_object().unwrap_or(&empty);
         self.check_type_meta(&new)?;
-        let old_meta = old_map.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let old_meta = old_map.get("metadata").and_then(Value::as_object).unwrap_or(&empty);
         let meta = metadata_mut(&mut new)?;
         match meta::str_field(meta, "name") {
             "" => {
@@ -134,7 +134,7 @@ impl Strategy {
         if info.namespaced {
             check_namespace(meta, namespace)?;
         }
-        meta::prepare_update(meta, &old_meta);
+        meta::prepare_update(meta, old_meta);
         let mut new = match (sub, info.status_subresource) {
             (Subresource::Status, _) => {
                 // Only status changes through the status subresource (and managedFields, which apply computed).
