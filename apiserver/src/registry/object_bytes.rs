@@ -176,6 +176,26 @@ mod tests {
     }
 
     #[test]
+    fn metadata_is_written_as_serde_json_writes_it_without_the_resource_version() {
+        let obj = json!({"apiVersion": "g/v1", "kind": "K", "metadata": {
+            "name": "x", "resourceVersion": "9", "labels": {"a\"b": "c\u{1}"}, "managedFields": [{"f": {"g": {}}}],
+            "zz": [], "aa": {}}, "spec": {"q": [1, 2.5, null]}});
+        let mut meta = obj["metadata"].as_object().unwrap().clone();
+        meta.remove("resourceVersion");
+        let expected = format!(
+            r#"{{"apiVersion":"g/v1","kind":"K","metadata":{},"spec":{}}}"#,
+            serde_json::to_string(&meta).unwrap(),
+            serde_json::to_string(&obj["spec"]).unwrap()
+        );
+        assert_eq!(String::from_utf8(encode_for_storage(obj.as_object().unwrap())).unwrap(), expected);
+        let only_rv = json!({"apiVersion": "g/v1", "kind": "K", "metadata": {"resourceVersion": "1"}});
+        assert_eq!(
+            encode_for_storage(only_rv.as_object().unwrap()),
+            br#"{"apiVersion":"g/v1","kind":"K","metadata":{}}"#
+        );
+    }
+
+    #[test]
     fn empty_metadata_and_foreign_shapes() {
         let stored = br#"{"apiVersion":"g/v1","kind":"K","metadata":{}}"#;
         let served: Value = serde_json::from_slice(&with_resource_version(stored, 3)).unwrap();
