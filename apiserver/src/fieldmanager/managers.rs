@@ -164,8 +164,13 @@ pub fn is_reset(entries: &Value) -> bool {
     }
 }
 
-/// The fields no manager ever owns (upstream's `stripMetaManager`).
-pub fn strip_set() -> Set {
+/// The fields no manager ever owns (upstream's `stripMetaManager`), built once.
+pub fn strip_set() -> &'static Set {
+    static STRIP: std::sync::LazyLock<Set> = std::sync::LazyLock::new(build_strip_set);
+    &STRIP
+}
+
+fn build_strip_set() -> Set {
     let mut s = Set::new();
     let f = |n: &str| PathElement::Field(n.into());
     for top in ["apiVersion", "kind", "metadata"] {

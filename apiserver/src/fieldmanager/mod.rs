@@ -75,10 +75,24 @@ pub fn take_managed_fields(obj: &mut Map<String, Value>) -> Option<Value> {
     obj.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"))
 }
 
+/// A copy of `obj` without `metadata.managedFields`, which is skipped rather than copied and dropped.
 fn without_managed_fields(obj: &Map<String, Value>) -> Value {
-    let mut obj = obj.clone();
-    take_managed_fields(&mut obj);
-    Value::Object(obj)
+    let copy = obj
+        .iter()
+        .map(|(k, v)| {
+            let v = match (k.as_str(), v) {
+                ("metadata", Value::Object(meta)) => Value::Object(
+                    meta.iter()
+                        .filter(|(k, _)| k.as_str() != "managedFields")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    Value::Object(copy)
 }
 
 fn set_managed_fields(obj: &mut Map<String, Value>, encoded: Option<Value>) {

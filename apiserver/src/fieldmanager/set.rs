@@ -65,6 +65,19 @@ impl Set {
         self
     }
 
+    /// [`Set::union`] of two owned sets: `other`'s nodes are moved in, not copied.
+    pub fn into_union(mut self, other: Set) -> Set {
+        self.members.extend(other.members);
+        for (pe, c) in other.children {
+            let merged = match self.children.remove(&pe) {
+                Some(mine) => mine.into_union(c),
+                None => c,
+            };
+            self.children.insert(pe, merged);
+        }
+        self
+    }
+
     pub fn intersection(&self, other: &Set) -> Set {
         let members = self.members.intersection(&other.members).cloned().collect();
         let children = self

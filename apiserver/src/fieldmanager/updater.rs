@@ -44,8 +44,7 @@ impl Updater<'_> {
     ) -> Result<(Set, Set), Conflicts> {
         let Comparison { added, modified, removed } =
             typed::compare(self.schema, old, new, &self.ignored).exclude(&self.ignored);
-        let changed = modified.union(&added);
-        drop(added);
+        let changed = modified.into_union(added);
         let mut conflicts = Conflicts::new();
         for (id, e) in managers.iter().filter(|(id, _)| Some(*id) != workflow) {
             let owned = e.set.intersection(&changed);
@@ -66,7 +65,7 @@ impl Updater<'_> {
         self.current_version(&mut managers);
         // The result is Ok: forced updates never conflict.
         let Ok((changed, removed)) = self.take_changed(live, new, &mut managers, None, true) else { return managers };
-        let set = changed.difference(&removed).recursive_difference(&self.ignored).difference(&strip_set());
+        let set = changed.difference(&removed).recursive_difference(&self.ignored).difference(strip_set());
         drop(removed);
         if !set.is_empty() {
             let set = match managers.get(manager) {
@@ -105,7 +104,7 @@ impl Updater<'_> {
         self.take_changed(live, &new, &mut managers, Some(manager), force)?;
         let changed = new != *live;
         if let Some(e) = managers.get_mut(manager) {
-            e.set = std::mem::take(&mut e.set).difference(&strip_set());
+            e.set = std::mem::take(&mut e.set).difference(strip_set());
         }
         managers.retain(|_, e| !e.set.is_empty());
         // As upstream's managedFieldsUpdater: the applier's time is now when the object or the ownership changed

@@ -7,6 +7,7 @@
 //! another tool) take the slow path through serde.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Serialize an object for storage: canonical key order, without `metadata.resourceVersion`.
@@ -14,33 +15,41 @@ pub fn encode_for_storage(obj: &Map<String, Value>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.push(b'{');
     let mut first = true;
-    let mut put = |out: &mut Vec<u8>, k: &str, v: &Value| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        // Writing a String key and a Value to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, k);
-        out.push(b':');
-        let _ = serde_json::to_writer(&mut *out, v);
-    };
     for k in ["apiVersion", "kind"] {
         if let Some(v) = obj.get(k) {
-            put(&mut out, k, v);
+            put(&mut out, &mut first, k, v);
         }
     }
     if let Some(Value::Object(meta)) = obj.get("metadata") {
-        let mut meta = meta.clone();
-        meta.remove("resourceVersion");
-        put(&mut out, "metadata", &Value::Object(meta));
+        put(&mut out, &mut first, "metadata", &WithoutResourceVersion(meta));
     }
     for (k, v) in obj {
         if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-            put(&mut out, k, v);
+            put(&mut out, &mut first, k, v);
         }
     }
     out.push(b'}');
     out
+}
+
+/// One `"key":value` member of the object being written.
+fn put(out: &mut Vec<u8>, first: &mut bool, k: &str, v: &impl Serialize) {
+    if !std::mem::replace(first, false) {
+        out.push(b',');
+    }
+    // Writing a string key and a JSON value to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, k);
+    out.push(b':');
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// `metadata` serialized as the map it is, but for `resourceVersion`: skipped rather than copied and removed.
+struct WithoutResourceVersion<'a>(&'a Map<String, Value>);
+
+impl Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().filter(|(k, _)| k.as_str() != "resourceVersion"))
+    }
 }
 
 /// Where the body of `metadata` starts in canonically written bytes, if they are canonical.
@@ -164,6 +173,26 @@ mod tests {
         assert_eq!(served["metadata"]["resourceVersion"], "42");
         assert_eq!(served["metadata"]["name"], "x");
         assert_eq!(served["spec"]["a"], 1);
+    }
+
+    #[test]
+    fn metadata_is_written_as_serde_json_writes_it_without_the_resource_version() {
+        let obj = json!({"apiVersion": "g/v1", "kind": "K", "metadata": {
+            "name": "x", "resourceVersion": "9", "labels": {"a\"b": "c\u{1}"}, "managedFields": [{"f": {"g": {}}}],
+            "zz": [], "aa": {}}, "spec": {"q": [1, 2.5, null]}});
+        let mut meta = obj["metadata"].as_object().unwrap().clone();
+        meta.remove("resourceVersion");
+        let expected = format!(
+            r#"{{"apiVersion":"g/v1","kind":"K","metadata":{},"spec":{}}}"#,
+            serde_json::to_string(&meta).unwrap(),
+            serde_json::to_string(&obj["spec"]).unwrap()
+        );
+        assert_eq!(String::from_utf8(encode_for_storage(obj.as_object().unwrap())).unwrap(), expected);
+        let only_rv = json!({"apiVersion": "g/v1", "kind": "K", "metadata": {"resourceVersion": "1"}});
+        assert_eq!(
+            encode_for_storage(only_rv.as_object().unwrap()),
+            br#"{"apiVersion":"g/v1","kind":"K","metadata":{}}"#
+        );
     }
 
     #[test]
