@@ -1,6 +1,7 @@
 //! Backups in object storage (issue 14), on a real S3-compatible server (`s3s-fs`, SigV4 checked): all three
 //! engines backed up to and restored from S3, encrypted and in clear, sample for sample; a key rotated; a wrong key
-//! and a flipped byte refused; a backup killed mid-upload leaving no object.
+//! and a flipped byte refused; a backup killed mid-upload leaving no object, and (on moto, which lists multipart
+//! uploads) a crashed run's incomplete uploads aborted by the next run of the same object, and only those.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
@@ -11,6 +12,7 @@ use backup_apis::database::DatabaseType::{InfluxDB, Prometheus as PrometheusType
 use backup_apis::status::Phase;
 use backup_controller::destination::Destination as _;
 use backup_controller::destination::locations::{LocationsFile, s3_store};
+use backup_controller::destination::object::ObjectDir;
 use backup_controller::testing::dataset::{float_series, influx_lines};
 use backup_controller::testing::influx::Influx;
 use backup_controller::testing::prometheus::Prometheus;
@@ -173,6 +175,66 @@ async fn killed_mid_upload_leaves_no_object() {
     let done = stack.wait_backup("big", Phase::Succeeded, TIMEOUT).await;
     let location = done.status.unwrap().last_backup.unwrap().location.unwrap();
     assert_eq!(s3.objects(), [format!("cluster-a/{location}")]);
+}
+
+/// On a server that lists multipart uploads (moto; s3s-fs answers 501), a run aborts the incomplete uploads that
+/// crashed runs of the same object left in its directory, and only those: another UID's beside them and the same
+/// name's in another namespace stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_run_aborts_its_own_crashed_uploads() {
+    use backup_controller::destination::file_name;
+    use backup_controller::testing::moto::Moto;
+
+    let moto = Moto::start().await;
+    let mut stack = Stack::start().await;
+    stack.settings.locations = Some(LocationsFile { locations: vec![moto.location("moto", "cluster-a")] });
+    stack.start_controller();
+    let vm = Victoria::start().await;
+    vm.load(&float_series(9, 10, 100, false)).await;
+    let created = stack.create_backup("vm", to("moto", backup_spec(VictoriaMetrics, &vm.url, None))).await;
+    let uid = created.metadata.uid.unwrap();
+    let first = stack.wait_backup("vm", Phase::Succeeded, TIMEOUT).await;
+    let first = first.status.unwrap().last_backup.unwrap().location.unwrap();
+
+    // Uploads as crashed runs leave them (parts sent, never completed nor aborted).
+    let connector = backup_controller::http::transport::Connector::new(Duration::from_secs(10)).unwrap();
+    let spec = moto.location("moto", "cluster-a").s3.unwrap();
+    let store =
+        s3_store(&spec, connector.default_transport(), Duration::from_secs(10)).unwrap().with_part_sizes(10, 10);
+    let id = "20261205T000000000Z";
+    let own = format!("default/vm/{}", file_name("vm", &uid, id));
+    let other_uid = format!("default/vm/{}", file_name("vm", "0a1b2c3d-7d0e-4d8f-9a51-1f2e3d4c5b6a", id));
+    let elsewhere = format!("team-b/vm/{}", file_name("vm", &uid, id));
+    for location in [&own, &other_uid, &elsewhere] {
+        let mut file = store.create(location).await.unwrap();
+        file.write(&[7; 30]).await.unwrap();
+        std::mem::forget(file); // as a crash: no abort
+    }
+    let mut both = [own.clone(), other_uid.clone()];
+    both.sort();
+    assert_eq!(listed(&store, "default/vm", false).await, both);
+    assert!(store.open(&own).await.is_err(), "an incomplete upload is no object");
+
+    backup_controller::plugin::backup_now(&stack.backups(), "vm").await.unwrap();
+    wait_for("the second backup", TIMEOUT, || async {
+        let obj = stack.backups().get("vm").await.map_err(|e| e.to_string())?;
+        match obj.status.and_then(|s| s.backups).map(|b| b.len()) {
+            Some(2) => Ok(()),
+            n => Err(format!("{n:?} backups")),
+        }
+    })
+    .await;
+    assert_eq!(listed(&store, "default/vm", false).await, [other_uid], "its own upload aborted, another UID's kept");
+    assert_eq!(listed(&store, "team-b/vm", false).await, [elsewhere], "another namespace's kept");
+    let committed = listed(&store, "default/vm", true).await;
+    assert_eq!(committed.len(), 2, "{committed:?}");
+    assert!(committed.contains(&first));
+}
+
+/// The files `store` lists under `dir`, committed or not.
+async fn listed(store: &ObjectDir, dir: &str, committed: bool) -> Vec<String> {
+    let entries = store.list(dir).await.unwrap();
+    entries.into_iter().filter(|e| e.committed == committed).map(|e| e.location).collect()
 }
 
 /// Files of unfinished multipart uploads in the server's directory (outside the bucket's keys).
