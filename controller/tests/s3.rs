@@ -178,8 +178,8 @@ async fn killed_mid_upload_leaves_no_object() {
 }
 
 /// On a server that lists multipart uploads (moto; s3s-fs answers 501), a run aborts the incomplete uploads that
-/// crashed runs of the same object left in its directory, and only those: another UID's beside them and the same
-/// name's in another namespace stay.
+/// crashed runs of the same object left in its directory, and only those: another UID's beside them, the same
+/// name's in another namespace and in a directory below stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_run_aborts_its_own_crashed_uploads() {
     use backup_controller::destination::file_name;
@@ -205,7 +205,9 @@ async fn next_run_aborts_its_own_crashed_uploads() {
     let own = format!("default/vm/{}", file_name("vm", &uid, id));
     let other_uid = format!("default/vm/{}", file_name("vm", "0a1b2c3d-7d0e-4d8f-9a51-1f2e3d4c5b6a", id));
     let elsewhere = format!("team-b/vm/{}", file_name("vm", &uid, id));
-    for location in [&own, &other_uid, &elsewhere] {
+    // Another object's directory below this one's (`spec.destination.path: vm/deeper`).
+    let deeper = format!("default/vm/deeper/{}", file_name("vm", &uid, id));
+    for location in [&own, &other_uid, &elsewhere, &deeper] {
         let mut file = store.create(location).await.unwrap();
         file.write(&[7; 30]).await.unwrap();
         std::mem::forget(file); // as a crash: no abort
@@ -226,6 +228,7 @@ async fn next_run_aborts_its_own_crashed_uploads() {
     .await;
     assert_eq!(listed(&store, "default/vm", false).await, [other_uid], "its own upload aborted, another UID's kept");
     assert_eq!(listed(&store, "team-b/vm", false).await, [elsewhere], "another namespace's kept");
+    assert_eq!(listed(&store, "default/vm/deeper", false).await, [deeper], "a deeper directory's kept");
     let committed = listed(&store, "default/vm", true).await;
     assert_eq!(committed.len(), 2, "{committed:?}");
     assert!(committed.contains(&first));
