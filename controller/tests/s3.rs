@@ -1,6 +1,7 @@
 //! Backups in object storage (issue 14), on a real S3-compatible server (`s3s-fs`, SigV4 checked): all three
 //! engines backed up to and restored from S3, encrypted and in clear, sample for sample; a key rotated; a wrong key
-//! and a flipped byte refused; a backup killed mid-upload leaving no object.
+//! and a flipped byte refused; a backup killed mid-upload leaving no object, and (on moto, which lists multipart
+//! uploads) a crashed run's incomplete uploads aborted by the next run of the same object, and only those.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
@@ -11,6 +12,7 @@ use backup_apis::database::DatabaseType::{InfluxDB, Prometheus as PrometheusType
 use backup_apis::status::Phase;
 use backup_controller::destination::Destination as _;
 use backup_controller::destination::locations::{LocationsFile, s3_store};
+use backup_controller::destination::object::ObjectDir;
 use backup_controller::testing::dataset::{float_series, influx_lines};
 use backup_controller::testing::influx::Influx;
 use backup_controller::testing::prometheus::Prometheus;
@@ -45,41 +47,60 @@ async fn stack_with_s3(s3: &S3Server) -> (Stack, std::path::PathBuf) {
 async fn victoria_and_prometheus_round_trips() {
     let s3 = S3Server::start().await;
     let (stack, _) = stack_with_s3(&s3).await;
-    let vm = Victoria::start().await;
-    vm.load(&float_series(1, 100, 500, false)).await;
+    let (vm, prom) = tokio::join!(Victoria::start(), Prometheus::start());
+    let (vm_data, prom_data) = (float_series(1, 100, 500, false), float_series(3, 100, 500, true));
+    tokio::join!(vm.load(&vm_data), prom.load(&prom_data));
     let want_vm = vm.export().await;
-    let prom = Prometheus::start().await;
-    prom.load(&float_series(3, 100, 500, true)).await;
     let want_prom = prom.export(NAMES).await;
 
-    stack.create_backup("vm", to("plain", backup_spec(VictoriaMetrics, &vm.url, None))).await;
-    stack.create_backup("prom", to("sealed", backup_spec(PrometheusType, &prom.url, None))).await;
-    let vm_backup = stack.wait_backup("vm", Phase::Succeeded, TIMEOUT).await;
-    let prom_backup = stack.wait_backup("prom", Phase::Succeeded, TIMEOUT).await;
-    let vm_record = vm_backup.status.unwrap().last_backup.unwrap();
-    let prom_record = prom_backup.status.unwrap().last_backup.unwrap();
-    assert_eq!(vm_record.destination.as_deref(), Some("plain"));
-    assert_eq!(vm_record.samples, Some(want_vm.len() as u64));
-    assert_eq!(prom_record.samples, Some(want_prom.len() as u64));
-    let vm_key = format!("cluster-a/{}", vm_record.location.clone().unwrap());
-    let prom_key = format!("cluster-a/sealed/{}", prom_record.location.clone().unwrap());
-    assert!(vm_key.starts_with("cluster-a/default/vm/vm."), "{vm_key}");
-    assert_eq!(s3.objects(), [vm_key.clone(), prom_key.clone()], "one object per backup, nothing else");
+    // Each engine to each location, in clear and encrypted: four backups at once (the controller runs 4).
+    let cases = [
+        ("vm", VictoriaMetrics, &vm.url, "plain", want_vm.len()),
+        ("vm-sealed", VictoriaMetrics, &vm.url, "sealed", want_vm.len()),
+        ("prom", PrometheusType, &prom.url, "plain", want_prom.len()),
+        ("prom-sealed", PrometheusType, &prom.url, "sealed", want_prom.len()),
+    ];
+    for (name, engine, url, location, _) in cases {
+        stack.create_backup(name, to(location, backup_spec(engine, url, None))).await;
+    }
+    let mut keys = Vec::new();
+    for (name, _, _, location, samples) in cases {
+        let backup = stack.wait_backup(name, Phase::Succeeded, TIMEOUT).await;
+        let record = backup.status.unwrap().last_backup.unwrap();
+        assert_eq!(record.destination.as_deref(), Some(location), "{name}");
+        assert_eq!(record.samples, Some(samples as u64), "{name}");
+        let prefix = if location == "sealed" { "cluster-a/sealed" } else { "cluster-a" };
+        let key = format!("{prefix}/{}", record.location.unwrap());
+        assert!(key.starts_with(&format!("{prefix}/default/{name}/{name}.")), "{key}");
+        // The encrypted objects are not the clear ones: no zstd magic after the header.
+        let bytes = std::fs::read(s3.root.join(BUCKET).join(&key)).unwrap();
+        let zstd = bytes[4096..4100] == [0x28, 0xb5, 0x2f, 0xfd];
+        assert_eq!(zstd, location == "plain", "{name}: a zstd payload only in clear");
+        keys.push(key);
+    }
+    keys.sort();
+    assert_eq!(s3.objects(), keys, "one object per backup, nothing else");
     assert!(stack.files().is_empty(), "nothing on the local volume");
-    // The encrypted object is not the clear one: no zstd magic after the header.
-    let sealed = std::fs::read(s3.root.join(BUCKET).join(&prom_key)).unwrap();
-    assert_ne!(&sealed[4096..4100], &[0x28, 0xb5, 0x2f, 0xfd], "encrypted payload");
-    let clear = std::fs::read(s3.root.join(BUCKET).join(&vm_key)).unwrap();
-    assert_eq!(&clear[4096..4100], &[0x28, 0xb5, 0x2f, 0xfd], "zstd payload");
 
-    let vm_target = Victoria::start().await;
-    stack.create_restore("vm-back", restore_spec("vm", VictoriaMetrics, &vm_target.url, None)).await;
-    let prom_target = Prometheus::start().await;
-    stack.create_restore("prom-back", restore_spec("prom", PrometheusType, &prom_target.url, None)).await;
-    stack.wait_restore("vm-back", Phase::Succeeded, TIMEOUT).await;
-    stack.wait_restore("prom-back", Phase::Succeeded, TIMEOUT).await;
-    assert_same(&vm_target.export().await, &want_vm);
-    assert!(prom_target.export(NAMES).await == want_prom, "Prometheus samples differ after an encrypted round trip");
+    // Each restored into a fresh instance, compared sample for sample with its source.
+    let (vm_plain, vm_sealed, prom_plain, prom_sealed) =
+        tokio::join!(Victoria::start(), Victoria::start(), Prometheus::start(), Prometheus::start());
+    let vm_targets = [("vm", &vm_plain), ("vm-sealed", &vm_sealed)];
+    let prom_targets = [("prom", &prom_plain), ("prom-sealed", &prom_sealed)];
+    for (name, target) in vm_targets {
+        stack.create_restore(&format!("{name}-back"), restore_spec(name, VictoriaMetrics, &target.url, None)).await;
+    }
+    for (name, target) in prom_targets {
+        stack.create_restore(&format!("{name}-back"), restore_spec(name, PrometheusType, &target.url, None)).await;
+    }
+    for (name, target) in vm_targets {
+        stack.wait_restore(&format!("{name}-back"), Phase::Succeeded, TIMEOUT).await;
+        assert_same(&target.export().await, &want_vm);
+    }
+    for (name, target) in prom_targets {
+        stack.wait_restore(&format!("{name}-back"), Phase::Succeeded, TIMEOUT).await;
+        assert!(target.export(NAMES).await == want_prom, "{name}: Prometheus samples differ after the round trip");
+    }
     // SigV4 is checked: the same requests signed with a wrong secret are refused.
     let wrong = stack.tmp.path().join("wrong-secret");
     std::fs::write(&wrong, "not-the-secret").unwrap();
@@ -87,7 +108,8 @@ async fn victoria_and_prometheus_round_trips() {
     spec.secret_access_key_file = Some(wrong);
     let connector = backup_controller::http::transport::Connector::new(Duration::from_secs(10)).unwrap();
     let forged = s3_store(&spec, connector.default_transport(), Duration::from_secs(10)).unwrap();
-    let err = forged.open(vm_record.location.as_deref().unwrap()).await.err().expect("refused");
+    let vm_location = keys.iter().find(|k| k.starts_with("cluster-a/default/vm/")).unwrap();
+    let err = forged.open(vm_location.strip_prefix("cluster-a/").unwrap()).await.err().expect("refused");
     assert!(format!("{err:#}").contains("403") || format!("{err:#}").contains("Signature"), "{err:#}");
 }
 
@@ -153,6 +175,69 @@ async fn killed_mid_upload_leaves_no_object() {
     let done = stack.wait_backup("big", Phase::Succeeded, TIMEOUT).await;
     let location = done.status.unwrap().last_backup.unwrap().location.unwrap();
     assert_eq!(s3.objects(), [format!("cluster-a/{location}")]);
+}
+
+/// On a server that lists multipart uploads (moto; s3s-fs answers 501), a run aborts the incomplete uploads that
+/// crashed runs of the same object left in its directory, and only those: another UID's beside them, the same
+/// name's in another namespace and in a directory below stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_run_aborts_its_own_crashed_uploads() {
+    use backup_controller::destination::file_name;
+    use backup_controller::testing::moto::Moto;
+
+    let moto = Moto::start().await;
+    let mut stack = Stack::start().await;
+    stack.settings.locations = Some(LocationsFile { locations: vec![moto.location("moto", "cluster-a")] });
+    stack.start_controller();
+    let vm = Victoria::start().await;
+    vm.load(&float_series(9, 10, 100, false)).await;
+    let created = stack.create_backup("vm", to("moto", backup_spec(VictoriaMetrics, &vm.url, None))).await;
+    let uid = created.metadata.uid.unwrap();
+    let first = stack.wait_backup("vm", Phase::Succeeded, TIMEOUT).await;
+    let first = first.status.unwrap().last_backup.unwrap().location.unwrap();
+
+    // Uploads as crashed runs leave them (parts sent, never completed nor aborted).
+    let connector = backup_controller::http::transport::Connector::new(Duration::from_secs(10)).unwrap();
+    let spec = moto.location("moto", "cluster-a").s3.unwrap();
+    let store =
+        s3_store(&spec, connector.default_transport(), Duration::from_secs(10)).unwrap().with_part_sizes(10, 10);
+    let id = "20261205T000000000Z";
+    let own = format!("default/vm/{}", file_name("vm", &uid, id));
+    let other_uid = format!("default/vm/{}", file_name("vm", "0a1b2c3d-7d0e-4d8f-9a51-1f2e3d4c5b6a", id));
+    let elsewhere = format!("team-b/vm/{}", file_name("vm", &uid, id));
+    // Another object's directory below this one's (`spec.destination.path: vm/deeper`).
+    let deeper = format!("default/vm/deeper/{}", file_name("vm", &uid, id));
+    for location in [&own, &other_uid, &elsewhere, &deeper] {
+        let mut file = store.create(location).await.unwrap();
+        file.write(&[7; 30]).await.unwrap();
+        std::mem::forget(file); // as a crash: no abort
+    }
+    let mut both = [own.clone(), other_uid.clone()];
+    both.sort();
+    assert_eq!(listed(&store, "default/vm", false).await, both);
+    assert!(store.open(&own).await.is_err(), "an incomplete upload is no object");
+
+    backup_controller::plugin::backup_now(&stack.backups(), "vm").await.unwrap();
+    wait_for("the second backup", TIMEOUT, || async {
+        let obj = stack.backups().get("vm").await.map_err(|e| e.to_string())?;
+        match obj.status.and_then(|s| s.backups).map(|b| b.len()) {
+            Some(2) => Ok(()),
+            n => Err(format!("{n:?} backups")),
+        }
+    })
+    .await;
+    assert_eq!(listed(&store, "default/vm", false).await, [other_uid], "its own upload aborted, another UID's kept");
+    assert_eq!(listed(&store, "team-b/vm", false).await, [elsewhere], "another namespace's kept");
+    assert_eq!(listed(&store, "default/vm/deeper", false).await, [deeper], "a deeper directory's kept");
+    let committed = listed(&store, "default/vm", true).await;
+    assert_eq!(committed.len(), 2, "{committed:?}");
+    assert!(committed.contains(&first));
+}
+
+/// The files `store` lists under `dir`, committed or not.
+async fn listed(store: &ObjectDir, dir: &str, committed: bool) -> Vec<String> {
+    let entries = store.list(dir).await.unwrap();
+    entries.into_iter().filter(|e| e.committed == committed).map(|e| e.location).collect()
 }
 
 /// Files of unfinished multipart uploads in the server's directory (outside the bucket's keys).

@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::{HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse};
 use object_store::client::{HttpResponseBody, HttpService};
 use object_store::{ClientOptions, RetryConfig};
@@ -34,6 +34,7 @@ use serde::Deserialize;
 use super::Destination;
 use super::local::LocalDir;
 use super::object::ObjectDir;
+use super::uploads::Uploads;
 use crate::format::crypt::Keys;
 use crate::http::transport::Transport;
 
@@ -201,7 +202,7 @@ pub fn s3_store(spec: &S3Spec, transport: Arc<dyn Transport>, timeout: Duration)
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(&spec.bucket)
         .with_virtual_hosted_style_request(spec.virtual_hosted_style)
-        .with_http_connector(HyperConnector { transport, timeout })
+        .with_http_connector(HyperConnector { transport: transport.clone(), timeout })
         .with_retry(RetryConfig { max_retries: 5, ..RetryConfig::default() })
         .with_client_options(ClientOptions::new().with_timeout(timeout));
     if let Some(endpoint) = &spec.endpoint {
@@ -222,8 +223,18 @@ pub fn s3_store(spec: &S3Spec, transport: Arc<dyn Transport>, timeout: Duration)
     if let Some(token) = read(&spec.session_token_file)? {
         builder = builder.with_token(token);
     }
+    // The bucket's URL as the store computes it (without an endpoint: AWS's regional one).
+    let config = |key| builder.get_config_value(&key).filter(|v| !v.is_empty());
+    let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+    let bucket_url = match (config(AmazonS3ConfigKey::Endpoint), spec.virtual_hosted_style) {
+        (Some(endpoint), true) => endpoint,
+        (Some(endpoint), false) => format!("{}/{}", endpoint.trim_end_matches('/'), spec.bucket),
+        (None, true) => format!("https://{}.s3.{region}.amazonaws.com", spec.bucket),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{}", spec.bucket),
+    };
     let store = builder.build().context("configuring S3")?;
-    Ok(ObjectDir::new(Arc::new(store), &spec.prefix))
+    let uploads = Uploads::new(transport, timeout, store.credentials().clone(), bucket_url, region);
+    Ok(ObjectDir::new(Arc::new(store), &spec.prefix).with_uploads(uploads))
 }
 
 /// `object_store`'s HTTP requests over our [`Transport`] (one hyper, one rustls in the binary).

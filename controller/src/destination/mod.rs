@@ -1,6 +1,6 @@
 //! Where backup files live: the [`Destination`] trait; [`local::LocalDir`], a directory (a PVC in a deployment);
-//! [`object::ObjectDir`], an object store (S3 and S3-compatible servers); [`locations`], the operator's named
-//! locations; [`confine`], the place of an object's files in one.
+//! [`object::ObjectDir`], an object store (S3 and S3-compatible servers), with [`uploads`] its incomplete uploads;
+//! [`locations`], the operator's named locations; [`confine`], the place of an object's files in one.
 //!
 //! API → controller → backup file → **destination (this module)**.
 //!
@@ -14,6 +14,7 @@ pub mod confine;
 pub mod local;
 pub mod locations;
 pub mod object;
+pub mod uploads;
 
 use async_trait::async_trait;
 use tokio::io::AsyncRead;

@@ -5,13 +5,16 @@
 //! API → controller → backup file → destination → **object store (this file)**.
 //!
 //! No seek is needed for the header, which the writer knows only at the end: the first part (the header block and
-//! the first [`PART_SIZE`] payload bytes) is held in memory and uploaded last, as part 1, before the upload is
-//! completed; the others go up as they fill, one upload in flight beside the next part being filled. So a backup
-//! holds about three parts (~24 MiB) whatever its size. A file smaller than a part is one plain `PUT` at commit. A
+//! the first [`FIRST_PART_SIZE`] payload bytes, S3's smallest part) is held in memory and uploaded last, as part 1;
+//! the others go up as they fill, one upload in flight beside the next part being filled. At commit the last part
+//! and the first go up together, beside any still in flight, then the upload is completed. So a backup holds the
+//! first part and two others (~21 MiB) whatever its size. A file no larger than the first part is one `PUT`. A
 //! file abandoned before commit (an error, a stop) has its upload aborted; one cut short by a crash leaves an
-//! incomplete upload, invisible to readers and listings (a bucket lifecycle rule
-//! `AbortIncompleteMultipartUpload` removes those).
+//! incomplete upload, invisible to readers. Where the server lists uploads ([`Uploads`]), a listing shows them as
+//! uncommitted files and deleting a file aborts them, so the next run of the same object cleans them like any
+//! leftover; elsewhere a bucket lifecycle rule `AbortIncompleteMultipartUpload` removes them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -23,10 +26,14 @@ use object_store::{MultipartId, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncRead;
 use tokio::task::JoinHandle;
 
+use super::uploads::{Upload, Uploads};
 use super::{Destination, Entry, PendingFile};
 
 /// Size of a multipart upload's parts (S3 takes 5 MiB to 5 GiB, except the last).
 pub const PART_SIZE: usize = 8 << 20;
+/// Payload bytes of the first part, held until the header is known: S3's smallest part, so that the upload at
+/// commit is short.
+pub const FIRST_PART_SIZE: usize = 5 << 20;
 
 /// What an object store must do for us: objects, and multipart uploads with parts numbered by the caller.
 pub trait Store: ObjectStore + MultipartStore {}
@@ -36,18 +43,34 @@ impl<T: ObjectStore + MultipartStore> Store for T {}
 pub struct ObjectDir {
     store: Arc<dyn Store>,
     prefix: String,
+    first_size: usize,
     part_size: usize,
+    /// The listing of incomplete uploads, where the store has one.
+    uploads: Option<Uploads>,
 }
 
 impl ObjectDir {
     /// Files under `prefix` (no leading or trailing `/`; empty for the bucket's root).
     pub fn new(store: Arc<dyn Store>, prefix: &str) -> Self {
-        Self { store, prefix: prefix.trim_matches('/').to_string(), part_size: PART_SIZE }
+        Self {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            first_size: FIRST_PART_SIZE,
+            part_size: PART_SIZE,
+            uploads: None,
+        }
     }
 
-    /// Parts of `size` bytes instead of [`PART_SIZE`] (tests; S3 refuses parts under 5 MiB but the last).
-    pub fn with_part_size(mut self, size: usize) -> Self {
-        self.part_size = size.max(1);
+    /// Lists incomplete uploads as uncommitted files, and aborts them when their file is deleted.
+    pub fn with_uploads(mut self, uploads: Uploads) -> Self {
+        self.uploads = Some(uploads);
+        self
+    }
+
+    /// A first part of `first` payload bytes and others of `size` instead of [`FIRST_PART_SIZE`] and [`PART_SIZE`]
+    /// (tests; S3 refuses parts under 5 MiB but the last).
+    pub fn with_part_sizes(mut self, first: usize, size: usize) -> Self {
+        (self.first_size, self.part_size) = (first.max(1), size.max(1));
         self
     }
 
@@ -63,6 +86,16 @@ impl ObjectDir {
         };
         Path::parse(&full).with_context(|| format!("backup location {location:?}"))
     }
+
+    /// The incomplete uploads of keys under `prefix` ([`Uploads::list`]); none when they cannot be listed (a
+    /// cleanup of invisible leftovers never stops a backup).
+    async fn incomplete(&self, prefix: &str) -> Vec<Upload> {
+        let Some(uploads) = &self.uploads else { return Vec::new() };
+        uploads.list(prefix).await.unwrap_or_else(|e| {
+            tracing::warn!(prefix, error = %format!("{e:#}"), "could not list incomplete uploads");
+            Vec::new()
+        })
+    }
 }
 
 #[async_trait]
@@ -72,12 +105,13 @@ impl Destination for ObjectDir {
         Ok(Box::new(ObjectPending {
             store: self.store.clone(),
             path,
+            first_size: self.first_size,
             part_size: self.part_size,
             upload: None,
             first: Vec::new(),
             current: Vec::new(),
             parts: Vec::new(),
-            in_flight: None,
+            in_flight: VecDeque::new(),
             size: 0,
             done: false,
         }))
@@ -93,9 +127,17 @@ impl Destination for ObjectDir {
     async fn delete(&self, location: &str) -> anyhow::Result<()> {
         let path = self.path(location)?;
         match self.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("deleting {path}")),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("deleting {path}")),
         }
+        for upload in self.incomplete(path.as_ref()).await.into_iter().filter(|u| u.key == path.as_ref()) {
+            tracing::info!(%path, upload = upload.id, "aborting an incomplete upload");
+            match self.store.abort_multipart(&path, &upload.id).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(%path, error = %e, "could not abort an incomplete upload"),
+            }
+        }
+        Ok(())
     }
 
     async fn list(&self, dir: &str) -> anyhow::Result<Vec<Entry>> {
@@ -108,7 +150,14 @@ impl Destination for ObjectDir {
             .filter_map(|o| o.location.filename())
             .map(|name| Entry { location: format!("{dir}/{name}"), committed: true })
             .collect();
-        out.sort_by(|a, b| a.location.cmp(&b.location));
+        let under = format!("{path}/");
+        for upload in self.incomplete(&under).await {
+            if let Some(name) = upload.key.strip_prefix(&under) {
+                out.push(Entry { location: format!("{dir}/{name}"), committed: false });
+            }
+        }
+        out.sort_by(|a, b| a.location.cmp(&b.location).then(a.committed.cmp(&b.committed)));
+        out.dedup();
         Ok(out)
     }
 }
@@ -116,6 +165,7 @@ impl Destination for ObjectDir {
 struct ObjectPending {
     store: Arc<dyn Store>,
     path: Path,
+    first_size: usize,
     part_size: usize,
     /// Started with the second part.
     upload: Option<MultipartId>,
@@ -125,16 +175,27 @@ struct ObjectPending {
     current: Vec<u8>,
     /// Parts uploaded, by index (1, 2, …; index 0 is the first part).
     parts: Vec<PartId>,
-    in_flight: Option<JoinHandle<object_store::Result<PartId>>>,
+    /// Part uploads under way, oldest first: one while the next part fills; more at commit.
+    in_flight: VecDeque<JoinHandle<object_store::Result<PartId>>>,
     /// Payload bytes written.
     size: u64,
     done: bool,
 }
 
 impl ObjectPending {
-    /// Starts the upload of the filled part (after the one in flight has landed).
+    /// Starts the upload of the filled part, after the one in flight has landed (the memory bound).
     async fn send_current(&mut self) -> anyhow::Result<()> {
-        self.land_in_flight().await?;
+        while let Some(task) = self.in_flight.pop_front() {
+            self.land(task).await?;
+        }
+        let data = std::mem::replace(&mut self.current, Vec::with_capacity(self.part_size));
+        let index = self.parts.len() + 1;
+        self.spawn_part(index, data).await?;
+        Ok(())
+    }
+
+    /// Starts uploading part `index` (starting the multipart upload first if needed).
+    async fn spawn_part(&mut self, index: usize, data: Vec<u8>) -> anyhow::Result<()> {
         let id = match &self.upload {
             Some(id) => id.clone(),
             None => {
@@ -146,18 +207,15 @@ impl ObjectPending {
                 self.upload.insert(id).clone()
             }
         };
-        let data = PutPayload::from(std::mem::replace(&mut self.current, Vec::with_capacity(self.part_size)));
-        let (store, path, index) = (self.store.clone(), self.path.clone(), self.parts.len() + 1);
-        self.in_flight = Some(tokio::spawn(async move { store.put_part(&path, &id, index, data).await }));
+        let (store, path, data) = (self.store.clone(), self.path.clone(), PutPayload::from(data));
+        self.in_flight.push_back(tokio::spawn(async move { store.put_part(&path, &id, index, data).await }));
         Ok(())
     }
 
-    async fn land_in_flight(&mut self) -> anyhow::Result<()> {
-        if let Some(task) = self.in_flight.take() {
-            let part =
-                task.await.context("the part upload panicked")?.with_context(|| format!("uploading {}", self.path))?;
-            self.parts.push(part);
-        }
+    async fn land(&mut self, task: JoinHandle<object_store::Result<PartId>>) -> anyhow::Result<()> {
+        let part =
+            task.await.context("the part upload panicked")?.with_context(|| format!("uploading {}", self.path))?;
+        self.parts.push(part);
         Ok(())
     }
 }
@@ -167,8 +225,8 @@ impl PendingFile for ObjectPending {
     async fn write(&mut self, mut bytes: &[u8]) -> anyhow::Result<()> {
         anyhow::ensure!(!self.done, "backup file already committed");
         self.size += bytes.len() as u64;
-        if self.first.len() < self.part_size {
-            let n = bytes.len().min(self.part_size - self.first.len());
+        if self.first.len() < self.first_size {
+            let n = bytes.len().min(self.first_size - self.first.len());
             self.first.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
         }
@@ -197,15 +255,24 @@ impl PendingFile for ObjectPending {
             self.done = true;
             return Ok(size);
         }
+        // The last part and the first go up together, beside the part still in flight.
         if !self.current.is_empty() {
-            self.send_current().await?;
+            let (last, index) = (std::mem::take(&mut self.current), self.parts.len() + self.in_flight.len() + 1);
+            self.spawn_part(index, last).await?;
         }
-        self.land_in_flight().await?;
         let id = self.upload.clone().context("no upload started")?;
-        let head = self.store.put_part(&self.path, &id, 0, PutPayload::from(first)).await;
-        let head = head.with_context(|| format!("uploading {}", self.path))?;
-        let mut parts = vec![head];
+        let (store, path) = (self.store.clone(), self.path.clone());
+        let head = tokio::spawn(async move { store.put_part(&path, &id, 0, PutPayload::from(first)).await });
+        while let Some(task) = self.in_flight.pop_front() {
+            if let Err(e) = self.land(task).await {
+                head.abort();
+                return Err(e);
+            }
+        }
+        let head = head.await.context("the part upload panicked")?;
+        let mut parts = vec![head.with_context(|| format!("uploading {}", self.path))?];
         parts.append(&mut self.parts);
+        let id = self.upload.clone().context("no upload started")?;
         self.store
             .complete_multipart(&self.path, &id, parts)
             .await
@@ -219,7 +286,7 @@ impl Drop for ObjectPending {
     /// An upload abandoned before commit is aborted (in the background: a drop cannot wait); one left by a crash
     /// stays incomplete and invisible.
     fn drop(&mut self) {
-        if let Some(task) = self.in_flight.take() {
+        for task in self.in_flight.drain(..) {
             task.abort();
         }
         if self.done {
@@ -247,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn parts_header_last_and_aborts() {
         let mem = Arc::new(InMemory::new());
-        let dest = ObjectDir::new(mem.clone(), "/cluster-a/").with_part_size(1000);
+        let dest = ObjectDir::new(mem.clone(), "/cluster-a/").with_part_sizes(700, 1000);
         assert!(dest.create("../x").await.is_err());
         assert!(dest.create("a//b").await.is_err());
         // Several parts, written in odd pieces.

@@ -9,6 +9,7 @@
 pub mod dataset;
 pub mod fake;
 pub mod influx;
+pub mod moto;
 pub mod prometheus;
 pub mod proxy;
 pub mod s3;

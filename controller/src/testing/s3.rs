@@ -22,7 +22,7 @@ pub struct S3Server {
     pub access_key_file: PathBuf,
     pub secret_key_file: PathBuf,
     _tmp: tempfile::TempDir,
-    _process: Process,
+    process: Process,
 }
 
 /// Where `hack/test.sh` installs `s3s-fs`, or `S3S_FS` when set.
@@ -73,33 +73,18 @@ impl S3Server {
             assert!(Instant::now() < deadline, "s3s-fs not listening within 30 s:\n{}", process.log_tail());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        S3Server {
-            url: format!("http://127.0.0.1:{port}"),
-            root,
-            access_key_file,
-            secret_key_file,
-            _tmp: tmp,
-            _process: process,
-        }
+        S3Server { url: format!("http://127.0.0.1:{port}"), root, access_key_file, secret_key_file, _tmp: tmp, process }
+    }
+
+    /// The server's process id (its CPU time, in the benchmark).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.child.id()
     }
 
     /// A location `name` in this server's bucket under `prefix`, credentials from files; encrypted with
     /// `key_file` when given.
     pub fn location(&self, name: &str, prefix: &str, key_file: Option<PathBuf>) -> LocationSpec {
-        LocationSpec {
-            name: name.into(),
-            local: None,
-            s3: Some(S3Spec {
-                bucket: BUCKET.into(),
-                prefix: prefix.into(),
-                endpoint: Some(self.url.clone()),
-                region: Some("us-east-1".into()),
-                access_key_id_file: Some(self.access_key_file.clone()),
-                secret_access_key_file: Some(self.secret_key_file.clone()),
-                ..S3Spec::default()
-            }),
-            encryption: key_file.map(|key_file| EncryptionSpec { key_file, previous_key_files: Vec::new() }),
-        }
+        location(&self.url, &self.access_key_file, &self.secret_key_file, name, prefix, key_file)
     }
 
     /// The objects in the bucket (keys), as the server stores them; its own bookkeeping files left out.
@@ -108,6 +93,31 @@ impl S3Server {
         collect(&self.root.join(BUCKET), &self.root.join(BUCKET), &mut out);
         out.sort();
         out
+    }
+}
+
+/// A location `name` under `prefix` in [`BUCKET`] of the server at `url`, credentials from files.
+pub(super) fn location(
+    url: &str,
+    access_key_file: &std::path::Path,
+    secret_key_file: &std::path::Path,
+    name: &str,
+    prefix: &str,
+    key_file: Option<PathBuf>,
+) -> LocationSpec {
+    LocationSpec {
+        name: name.into(),
+        local: None,
+        s3: Some(S3Spec {
+            bucket: BUCKET.into(),
+            prefix: prefix.into(),
+            endpoint: Some(url.into()),
+            region: Some("us-east-1".into()),
+            access_key_id_file: Some(access_key_file.into()),
+            secret_access_key_file: Some(secret_key_file.into()),
+            ..S3Spec::default()
+        }),
+        encryption: key_file.map(|key_file| EncryptionSpec { key_file, previous_key_files: Vec::new() }),
     }
 }
 

@@ -147,11 +147,12 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     // Rounds alternate the limit (the same export endpoints, read raw and thrown away) and a backup; each figure is
     // the median of its rounds, so one disturbed round on a shared machine does not decide the ratio.
     let tmp = tempfile::tempdir()?;
-    let (dest, keys, _s3) = destination(&tmp).await?;
+    let (dest, keys, s3) = destination(&tmp).await?;
     let key = keys.as_ref().map(|k| &k.current);
     let dest: &dyn Destination = dest.as_ref();
     let baseline = rss_kib("VmRSS:");
-    let (mut raws, mut backups, mut cpus, mut raw_cpu) = (Vec::new(), Vec::new(), Vec::new(), 0.0);
+    let (mut raws, mut backups, mut cpus, mut raw_cpu, mut s3_cpu) = (Vec::new(), Vec::new(), Vec::new(), 0.0, 0.0);
+    let s3_pid = s3.as_ref().and_then(S3Server::pid);
     let mut last = None;
     reset_peak_rss();
     for round in 0..rounds() {
@@ -162,7 +163,8 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         raw_cpu += cpu_seconds(db_pid) - db_cpu;
 
         let name = format!("bench/b.{round}.tsdb");
-        let (db_cpu, own_cpu) = (cpu_seconds(db_pid), cpu_seconds(None));
+        let (db_cpu, own_cpu, s3_before) =
+            (cpu_seconds(db_pid), cpu_seconds(None), s3_pid.map(|p| cpu_seconds(Some(p))));
         let started = Instant::now();
         let mut writer =
             BackupWriter::new(dest.create(&name).await?, engine::source_of(&source, None))?.encrypt_with(key)?;
@@ -170,6 +172,7 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         let (header, size) = writer.finish().await?;
         backups.push(started.elapsed());
         cpus.push((cpu_seconds(db_pid) - db_cpu, cpu_seconds(None) - own_cpu));
+        s3_cpu += s3_pid.zip(s3_before).map_or(0.0, |(p, before)| cpu_seconds(Some(p)) - before);
         if let Some((previous, _, _)) = last.replace((name, header, size)) {
             dest.delete(&previous).await?;
         }
@@ -181,6 +184,9 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let cpu_db = per_sample(cpus.iter().map(|c| c.0).sum());
     let cpu_own = per_sample(cpus.iter().map(|c| c.1).sum());
     eprintln!("{kind:?} {n}: database CPU while read raw: {:.0} ns/sample", per_sample(raw_cpu));
+    if s3_pid.is_some() {
+        eprintln!("{kind:?} {n}: S3 server CPU during the backups: {:.0} ns/sample", per_sample(s3_cpu));
+    }
 
     let target = DatabaseEndpoint::new(kind, target_url, database);
     reset_peak_rss();
