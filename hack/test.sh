@@ -29,6 +29,12 @@ command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end
 # checked), installed once into target/s3s/ (a no-op when it is there).
 [ -x target/s3s/bin/s3s-fs ] || cargo install s3s-fs --version 0.13.0 --locked --features binary --root target/s3s
 export S3S_FS="$PWD/target/s3s/bin/s3s-fs"
+# A second S3 server, Python's moto, for the listing of incomplete uploads (s3s-fs answers it 501): the one on PATH,
+# else installed once into a virtualenv under target/moto/.
+if ! command -v moto_server >/dev/null 2>&1; then
+  [ -x target/moto/bin/moto_server ] || { python3 -m venv target/moto && target/moto/bin/pip install -q 'moto[server]==5.2.1'; }
+  export PATH="$PWD/target/moto/bin:$PATH"
+fi
 
 # The real-cluster tests (tests/src/cluster.rs) run kube-apiserver and kube-controller-manager v1.20.2, built from
 # Debian's source package into target/k8s/ when missing (~5–10 min once; a no-op when they are there).
