@@ -1,17 +1,14 @@
 //! Rendering a result in the negotiated [`Output`]: an object, a list, a deleted collection, or a watch event, in
 //! JSON or YAML, as the object itself, a Table or PartialObjectMetadata; with `Warning` headers. Lists are written
-//! item by item (row by row for Tables), never holding more than one decoded object; a JSON list is streamed
-//! ([`list_json`]). A watch event's line is rendered once per rendering and shared by every watcher that renders
-//! it alike ([`WatchRenderer`]).
+//! item by item (row by row for Tables), never holding more than one decoded object. A watch event's line is
+//! rendered once per rendering and shared by every watcher that renders it alike ([`WatchRenderer`]).
 //!
 //! endpoints (each verb) → **output** → the response.
 
-mod list_json;
 mod table;
 pub mod warning;
 mod yaml;
 
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_storage::Revision;
@@ -62,21 +59,21 @@ pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response
         Representation::Object => match output.media {
             Media::Json => {
                 warnings.extend(page.warnings.iter().cloned());
-                list_json::body(store.info(), page)
+                list_json(store, &page)
             }
-            Media::Yaml => yaml::list(store, page, &mut warnings)?.into(),
+            Media::Yaml => yaml::list(store, page, &mut warnings)?,
         },
         Representation::Table(v, include) => {
             let meta = page.list_meta();
             let kind = store.strategy.kind.as_ref();
             let objects = page.into_objects(&mut warnings);
             let rendered = table::table(kind, objects, meta, (include, v, true), jiff::Timestamp::now())?;
-            in_media(rendered, output.media)?.into()
+            in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadataList(v) => {
             let meta = page.list_meta();
             let rendered = table::partial_object_metadata_list(page.into_metadata(&mut warnings), meta, v)?;
-            in_media(rendered, output.media)?.into()
+            in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadata(_) => return Err(ApiError::not_acceptable(&["application/json"])),
     };
@@ -97,6 +94,27 @@ pub fn deleted_collection(store: &Store, deleted: DeletedCollection, output: Out
         })),
     };
     Ok(response(StatusCode::OK, in_media(body, output.media)?, output.media, &deleted.warnings))
+}
+
+/// `{"apiVersion":…,"items":[…],"kind":"<Kind>List","metadata":{…}}` with the items' stored bytes.
+fn list_json(store: &Store, page: &ListPage) -> Bytes {
+    let info = store.info();
+    let mut out = BytesMut::with_capacity(64 + page.items.iter().map(|o| o.value().len() + 40).sum::<usize>());
+    out.put_slice(b"{\"apiVersion\":");
+    out.put_slice(Value::String(info.api_version()).to_string().as_bytes());
+    out.put_slice(b",\"items\":[");
+    for (i, object) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        write_with_resource_version(&mut out, object.value(), object.kv().mod_revision);
+    }
+    out.put_slice(b"],\"kind\":");
+    out.put_slice(Value::String(info.list_kind.to_string()).to_string().as_bytes());
+    out.put_slice(b",\"metadata\":");
+    out.put_slice(Value::Object(page.list_meta()).to_string().as_bytes());
+    out.put_u8(b'}');
+    out.freeze()
 }
 
 /// The rendering state of one watch: which representation, and whether a Table's column definitions went out.
@@ -241,8 +259,8 @@ fn json_bytes(v: &Value) -> Bytes {
 }
 
 /// The response: `code`, the body with its content type, and `Warning` headers (deduplicated, capped).
-fn response(code: StatusCode, body: impl Into<Body>, media: Media, warnings: &[String]) -> Response {
-    let mut resp = (code, body.into()).into_response();
+fn response(code: StatusCode, body: Bytes, media: Media, warnings: &[String]) -> Response {
+    let mut resp = (code, body).into_response();
     let h = resp.headers_mut();
     let content_type = match media {
         Media::Json => "application/json",
