@@ -62,15 +62,10 @@ fn invalid_options(kind: &str, summary: &str, causes: Vec<Value>) -> ApiError {
 
 /// `resourceVersion`: `None` when unset or empty, else a non-negative revision (400 otherwise).
 fn resource_version(p: &Query) -> ApiResult<Option<i64>> {
-    match p.get("resourceVersion") {
-        None | Some("") => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {v:?}"))),
-    }
+    p.int("resourceVersion").map_err(|_| {
+        let v = p.get("resourceVersion").unwrap_or_default();
+        ApiError::bad_request(format!("invalid resource version: {v:?}"))
+    })
 }
 
 #[cfg(test)]
