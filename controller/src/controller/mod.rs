@@ -71,6 +71,8 @@ pub const WATCH_IN_FLIGHT: Duration = Duration::from_secs(1);
 const RECONCILES: u16 = 16;
 /// How long shutdown waits for stopped jobs to report.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the reconciles in flight (a few requests each) before dropping them.
+const RECONCILE_GRACE: Duration = Duration::from_secs(5);
 
 /// A reconcile failure that kube-runtime should retry: the API server could not be reached or refused a write.
 /// (A failed backup or restore is not one: it is reported in status and retried by [`Backoff`].)
@@ -109,14 +111,24 @@ pub async fn run(
             }
         });
     let restores =
-        restores.graceful_shutdown_on(shutdown).run(restore::reconcile, error_policy, ctx.clone()).for_each({
+        restores.graceful_shutdown_on(shutdown.clone()).run(restore::reconcile, error_policy, ctx.clone()).for_each({
             let metrics = ctx.metrics.clone();
             move |result| {
                 log(&metrics, jobs::JobKind::Restore, result.map(|(obj, _)| obj.name));
                 futures::future::ready(())
             }
         });
-    futures::future::join(backups, restores).await;
+    // kube-runtime's graceful shutdown lets the reconciles in flight finish, but one that starts before the first
+    // list of the objects never ends (its runner waits for a store that the stopped watch will never fill): a
+    // shutdown right after taking the lease. So the wait is bounded; dropping the streams aborts the reconciles.
+    let drained = async {
+        shutdown.await;
+        tokio::time::sleep(RECONCILE_GRACE).await;
+    };
+    tokio::select! {
+        _ = futures::future::join(backups, restores) => {}
+        () = drained => tracing::warn!("reconciles still running {RECONCILE_GRACE:?} after the shutdown; stopping them"),
+    }
     if !ctx.jobs.idle(SHUTDOWN_GRACE).await {
         tracing::warn!(jobs = ctx.jobs.count(), "jobs still stopping after {SHUTDOWN_GRACE:?}; exiting");
     }
