@@ -75,26 +75,6 @@ pub fn take_managed_fields(obj: &mut Map<String, Value>) -> Option<Value> {
     obj.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"))
 }
 
-/// A copy of `obj` without `metadata.managedFields`, which is skipped rather than copied and dropped.
-fn without_managed_fields(obj: &Map<String, Value>) -> Value {
-    let copy = obj
-        .iter()
-        .map(|(k, v)| {
-            let v = match (k.as_str(), v) {
-                ("metadata", Value::Object(meta)) => Value::Object(
-                    meta.iter()
-                        .filter(|(k, _)| k.as_str() != "managedFields")
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-                _ => v.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    Value::Object(copy)
-}
-
 fn set_managed_fields(obj: &mut Map<String, Value>, encoded: Option<Value>) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else { return };
     match encoded {
@@ -190,23 +170,24 @@ fn gvk_of(obj: &Value) -> String {
 }
 
 /// Apply `config` to `live` (the stored object, or an empty object when apply creates): the merged object with
-/// its managedFields, or 409 on conflicts with other managers.
+/// its managedFields, or 409 on conflicts with other managers. Both are taken: the live object becomes the result
+/// when nothing changes, and the configuration is dropped once merged.
 pub fn apply(
     schema: &Value,
     info: &ResourceInfo,
-    live: &Value,
-    config: &Value,
+    live: Value,
+    config: Value,
     req: ApplyRequest<'_>,
 ) -> ApiResult<Value> {
     let api_version = info.api_version();
     let expected = format!("{}/{}, Kind={}", info.group, info.version, info.kind);
-    if !config.is_object() || gvk_of(config) != expected {
-        return Err(ApiError::bad_request(format!("invalid object type: {}", gvk_of(config))));
+    if !config.is_object() || gvk_of(&config) != expected {
+        return Err(ApiError::bad_request(format!("invalid object type: {}", gvk_of(&config))));
     }
     if config.pointer("/metadata/managedFields").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
-    let config_set = typed::to_field_set(Some(schema), config).map_err(|errors| {
+    let config_set = typed::to_field_set(Some(schema), &config).map_err(|errors| {
         let text =
             |k: &str| config.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
         let detail = if errors.len() == 1 { errors[0].clone() } else { format!("errors:\n  {}", errors.join("\n  ")) };
@@ -214,40 +195,46 @@ pub fn apply(
             "failed to create typed patch object ({}/{}; {}): {detail}",
             text("namespace"),
             text("name"),
-            gvk_of(config)
+            gvk_of(&config)
         ))
     })?;
-    let Value::Object(live_map) = live else { return Err(ApiError::internal("the live object is not an object")) };
-    let managers = match live_map.get("metadata").and_then(|m| m.get("managedFields")) {
+    let Value::Object(mut live_map) = live else {
+        return Err(ApiError::internal("the live object is not an object"));
+    };
+    // Taken out of the live object, which the merge and the comparisons then see without them.
+    let managers = match take_managed_fields(&mut live_map) {
         Some(v) => {
-            managers::decode(v).map_err(|e| ApiError::internal(format!("failed to decode managed fields: {e}")))?
+            managers::decode(&v).map_err(|e| ApiError::internal(format!("failed to decode managed fields: {e}")))?
         }
         None => Managers::new(),
     };
-    let live_value = without_managed_fields(live_map);
+    let live = Value::Object(live_map);
     let u = updater(schema, req.sub, &api_version);
     let id = ManagerId::apply(req.manager, subresource_name(req.sub));
-    let run = |force: bool| u.apply(&live_value, config, &config_set, managers.clone(), &id, force);
-    let (new, managers) = match run(req.force) {
-        Ok(r) => r,
-        Err(conflicts) if req.manager == lastapplied::KUBECTL => {
-            match lastapplied::allowed_conflicts(Some(schema), &api_version, &live_value) {
+    // kubectl may apply twice (forced, once its conflicts are found to be its own client-side apply's) and then
+    // rewrites its annotation from the configuration: it keeps copies, which no other manager pays for.
+    let kubectl = (req.manager == lastapplied::KUBECTL).then(|| (config.clone(), config_set.clone(), managers.clone()));
+    let (new, managers) = match (u.apply(&live, config, config_set, managers, &id, req.force), &kubectl) {
+        (Ok(r), _) => r,
+        (Err(conflicts), Some((config, config_set, managers))) => {
+            match lastapplied::allowed_conflicts(Some(schema), &api_version, &live) {
                 Some(allowed) => {
                     let left: Conflicts = conflicts.into_iter().filter(|(_, p)| !allowed.has(p)).collect();
                     if !left.is_empty() {
                         return Err(conflict_error(&left));
                     }
-                    run(true).map_err(|c| conflict_error(&c))?
+                    u.apply(&live, config.clone(), config_set.clone(), managers.clone(), &id, true)
+                        .map_err(|c| conflict_error(&c))?
                 }
                 None => return Err(conflict_error(&conflicts)),
             }
         }
-        Err(conflicts) => return Err(conflict_error(&conflicts)),
+        (Err(conflicts), None) => return Err(conflict_error(&conflicts)),
     };
-    let Value::Object(mut out) = new.unwrap_or(live_value) else {
+    let Value::Object(mut out) = new.unwrap_or(live) else {
         return Err(ApiError::internal("the applied object is not an object"));
     };
-    if req.manager == lastapplied::KUBECTL {
+    if let Some((config, ..)) = &kubectl {
         lastapplied::update_annotation(&mut out, config);
     }
     set_managed_fields(&mut out, managers::encode(&managers));

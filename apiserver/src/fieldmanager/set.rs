@@ -27,6 +27,11 @@ impl Set {
         self.members.is_empty() && self.children.is_empty()
     }
 
+    /// The number of paths (what [`Set::paths`] would list), counted without building them.
+    pub fn len(&self) -> usize {
+        self.members.len() + self.children.values().map(Set::len).sum::<usize>()
+    }
+
     /// Adds a path; the empty path is ignored.
     pub fn insert(&mut self, path: &[PathElement]) {
         match path {

@@ -81,26 +81,31 @@ impl Updater<'_> {
         managers
     }
 
-    /// Apply `config` (already checked by [`typed::to_field_set`]) over `live` for `manager`. Returns the new
-    /// object (`None` when nothing changed) and the managers.
+    /// Apply `config` (checked by [`typed::to_field_set`], which gave `config_set`) over `live` for `manager`.
+    /// Returns the new object (`None` when nothing changed) and the managers. The configuration is dropped once
+    /// merged, and its set becomes the applier's: neither is copied.
     pub fn apply(
         &self,
         live: &Value,
-        config: &Value,
-        config_set: &Set,
+        config: Value,
+        config_set: Set,
         mut managers: Managers,
         manager: &ManagerId,
         force: bool,
     ) -> Result<(Option<Value>, Managers), Conflicts> {
         self.current_version(&mut managers);
-        let sets = |m: &Managers| m.iter().map(|(id, e)| (id.clone(), e.set.clone())).collect::<Vec<_>>();
-        let former = sets(&managers);
-        let merged = typed::merge(self.schema, live, config);
-        let last = managers.get(manager).cloned();
-        let set = config_set.clone().recursive_difference(&self.ignored);
-        let time = last.as_ref().and_then(|e| e.time.clone());
-        managers.insert(manager.clone(), Entry { set, api_version: self.api_version.to_string(), time });
-        let new = self.prune(merged, &managers, last.map(|e| e.set));
+        // The other managers' path counts: this write only takes paths from them, so equal counts are equal sets.
+        let others = |m: &Managers| -> Vec<(ManagerId, usize)> {
+            m.iter().filter(|(id, _)| *id != manager).map(|(id, e)| (id.clone(), e.set.len())).collect()
+        };
+        let former_others = others(&managers);
+        let merged = typed::merge(self.schema, live, &config);
+        drop(config);
+        let time = managers.get(manager).and_then(|e| e.time.clone());
+        let set = config_set.recursive_difference(&self.ignored);
+        let last = managers.insert(manager.clone(), Entry { set, api_version: self.api_version.to_string(), time });
+        let last = last.map(|e| e.set);
+        let new = self.prune(merged, &managers, last.as_ref());
         self.take_changed(live, &new, &mut managers, Some(manager), force)?;
         let changed = new != *live;
         if let Some(e) = managers.get_mut(manager) {
@@ -109,7 +114,9 @@ impl Updater<'_> {
         managers.retain(|_, e| !e.set.is_empty());
         // As upstream's managedFieldsUpdater: the applier's time is now when the object or the ownership changed
         // (a first apply that changes nothing still takes ownership, and gets a time).
-        if (changed || sets(&managers) != former)
+        let ownership_changed =
+            managers.get(manager).map(|e| &e.set) != last.as_ref() || others(&managers) != former_others;
+        if (changed || ownership_changed)
             && let Some(e) = managers.get_mut(manager)
         {
             e.time = Some(self.now.clone());
@@ -119,13 +126,13 @@ impl Updater<'_> {
 
     /// Remove what the applier owned last time and no longer applies, unless another manager owns it
     /// (upstream's `prune`, `addBackOwnedItems`, `addBackDanglingItems`).
-    fn prune(&self, merged: Value, managers: &Managers, last: Option<Set>) -> Value {
+    fn prune(&self, merged: Value, managers: &Managers, last: Option<&Set>) -> Value {
         let Some(last) = last.filter(|s| !s.is_empty()) else { return merged };
         let s = self.schema;
         let named = |set: &Set| set.ensure_named_fields_are_members(s);
         let fields = |v: &Value| named(&typed::field_set(s, v));
         let remove = |set: &Set| typed::remove_items(s, &merged, set).unwrap_or_else(empty_object);
-        let last = named(&last);
+        let last = named(last);
         let pruned = typed::remove_items(s, &merged, &last).unwrap_or_else(empty_object);
         let managed = managers.values().fold(Set::new(), |acc, e| acc.union(&e.set));
         let merged_set = fields(&merged);

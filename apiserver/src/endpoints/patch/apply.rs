@@ -9,8 +9,14 @@ use serde_json::{Value, json};
 use serde_saphyr::options::DuplicateKeyPolicy;
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::store::ApplyConfiguration;
 use crate::request::body::decode_yaml;
+
+/// An apply configuration: the object and, when it repeated keys, the strict decoder's complaint (the later value
+/// was kept), which fieldValidation decides on.
+pub struct ApplyConfiguration {
+    pub config: Value,
+    pub duplicates: Option<String>,
+}
 
 /// Parse an apply body.
 pub fn parse(body: &[u8]) -> ApiResult<ApplyConfiguration> {

@@ -97,22 +97,28 @@ pub async fn write(
             store.patch(ns, name, &|doc: &mut Value| json::apply(doc, &patch), sub, opts, request).await
         }
         PatchType::Merge => {
-            let patch = merge::parse(raw)?;
-            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, &patch), sub, opts, request).await
+            let patch = first_then(merge::parse(raw)?, || merge::parse(raw));
+            store.patch(ns, name, &|doc: &mut Value| merge::apply(doc, patch()?), sub, opts, request).await
         }
         PatchType::Strategic => {
-            // The merge moves the patch's values into the object: the first attempt takes the parsed patch, a
-            // retry after a conflict parses the body again (rather than every attempt copying it).
-            let first = Mutex::new(Some(merge::parse(raw)?));
-            let patch = || first.lock().ok().and_then(|mut p| p.take()).map_or_else(|| merge::parse(raw), Ok);
+            let patch = first_then(merge::parse(raw)?, || merge::parse(raw));
             let schema = store.strategy.schema();
             store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, patch()?), sub, opts, request).await
         }
         PatchType::Apply => {
-            let configuration = apply::parse(raw)?;
-            store.apply(ns, name, &configuration, sub, opts, request).await
+            let apply::ApplyConfiguration { config, duplicates } = apply::parse(raw)?;
+            let config = first_then(config, || apply::parse(raw).map(|c| c.config));
+            store.apply(ns, name, &config, duplicates.as_deref(), sub, opts, request).await
         }
     }
+}
+
+/// A parsed patch for each attempt of the update loop: merge, strategic merge and apply move the patch's values
+/// into the object, so the first attempt takes `first` and a retry after a conflict parses the body again (rather
+/// than every attempt copying it).
+fn first_then<T>(first: T, again: impl Fn() -> ApiResult<T>) -> impl Fn() -> ApiResult<T> {
+    let first = Mutex::new(Some(first));
+    move || first.lock().ok().and_then(|mut p| p.take()).map_or_else(&again, Ok)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::request::info::Subresource;
 
 fn applied(live: &Value, config: Value, manager: &str, force: bool) -> Result<Value, crate::error::ApiError> {
     let (schema, info) = backup();
-    apply(&schema, info, live, &config, ApplyRequest { manager, force, sub: &Subresource::Main })
+    apply(&schema, info, live.clone(), config, ApplyRequest { manager, force, sub: &Subresource::Main })
 }
 
 fn empty() -> Value {
@@ -99,14 +99,15 @@ fn map_lists_merge_by_key_on_status() {
                "status": {"conditions": conds}})
     };
     let req = |m| ApplyRequest { manager: m, force: false, sub: &Subresource::Status };
-    let a = apply(&schema, info, &live, &status(json!([{"type": "Ready", "status": "True"}])), req("ctl")).unwrap();
-    let b = apply(&schema, info, &a, &status(json!([{"type": "Synced", "status": "True"}])), req("other")).unwrap();
+    let a = apply(&schema, info, live, status(json!([{"type": "Ready", "status": "True"}])), req("ctl")).unwrap();
+    let b = apply(&schema, info, a, status(json!([{"type": "Synced", "status": "True"}])), req("other")).unwrap();
     assert_eq!(b["status"]["conditions"].as_array().unwrap().len(), 2);
     let entry =
         b["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctl").unwrap().clone();
     assert_eq!(entry["subresource"], "status");
     // The other applier cannot change Ready without force.
-    let e = apply(&schema, info, &b, &status(json!([{"type": "Ready", "status": "False"}])), req("other")).unwrap_err();
+    let e = apply(&schema, info, b.clone(), status(json!([{"type": "Ready", "status": "False"}])), req("other"))
+        .unwrap_err();
     assert_eq!(
         e.message,
         "Apply failed with 1 conflict: conflict with \"ctl\": .status.conditions[type=\"Ready\"].status"

@@ -12,25 +12,26 @@ use crate::fieldmanager::{self, ApplyRequest, Manager};
 use crate::request::info::Subresource;
 use crate::request::options::{FieldValidation, PatchOptions};
 
-/// An apply configuration: the object (YAML or JSON) and, when it repeated keys, the strict decoder's complaint
-/// (the later value was kept), which fieldValidation decides on.
-pub struct ApplyConfiguration {
-    pub config: Value,
-    pub duplicates: Option<String>,
-}
+/// An apply configuration (the object, from YAML or JSON), or the 400 of one that does not parse: the first call
+/// gives the parsed one, later calls (retries after a conflict) parse the body again, so that no attempt keeps a
+/// copy.
+pub type ConfigurationFn<'a> = dyn Fn() -> ApiResult<Value> + Send + Sync + 'a;
 
 impl Store {
-    /// Apply `configuration` to `name` for `opts.field_manager`.
+    /// Apply the configuration to `name` for `opts.field_manager`; `duplicates` is the strict decoder's complaint
+    /// about repeated keys in it (the later value was kept), which fieldValidation decides on.
+    #[allow(clippy::too_many_arguments)] // the configuration, then what every write takes
     pub async fn apply(
         &self,
         namespace: &str,
         name: &str,
-        configuration: &ApplyConfiguration,
+        config: &ConfigurationFn<'_>,
+        duplicates: Option<&str>,
         sub: &Subresource,
         opts: &PatchOptions,
         request: &RequestContext,
     ) -> ApiResult<Written> {
-        let warnings = duplicate_warnings(configuration.duplicates.as_deref(), opts.field_validation)?;
+        let warnings = duplicate_warnings(duplicates, opts.field_validation)?;
         let req = ApplyRequest { manager: &opts.field_manager, force: opts.force, sub };
         let write = WriteOptions {
             dry_run: opts.dry_run,
@@ -40,7 +41,7 @@ impl Store {
             field_manager: &opts.field_manager,
             request,
         };
-        let mut written = self.apply_or_create(namespace, name, &configuration.config, req, write).await?;
+        let mut written = self.apply_or_create(namespace, name, config, req, write).await?;
         written.warnings.splice(0..0, warnings);
         Ok(written)
     }
@@ -49,14 +50,14 @@ impl Store {
         &self,
         namespace: &str,
         name: &str,
-        config: &Value,
+        config: &ConfigurationFn<'_>,
         req: ApplyRequest<'_>,
         write: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let info = self.info();
         let schema = self.strategy.schema();
         let merge = |doc: &mut Value| -> ApiResult<()> {
-            *doc = fieldmanager::apply(schema, info, doc, config, req)?;
+            *doc = fieldmanager::apply(schema, info, std::mem::take(doc), config()?, req)?;
             Ok(())
         };
         // A create that loses a race with another create applies to the object that won.
@@ -66,7 +67,7 @@ impl Store {
                 other => return other,
             }
             let empty = json!({"apiVersion": info.api_version(), "kind": info.kind});
-            let obj = fieldmanager::apply(schema, info, &empty, config, req)?;
+            let obj = fieldmanager::apply(schema, info, empty, config()?, req)?;
             let field = |k: &str| obj.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("");
             let uid = field("uid");
             if !uid.is_empty() {

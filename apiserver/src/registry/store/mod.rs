@@ -16,7 +16,7 @@ mod reads;
 mod update;
 mod watch;
 
-pub use apply::ApplyConfiguration;
+pub use apply::ConfigurationFn;
 pub use delete::{DeleteOutcome, DeletedCollection};
 pub use list::ListPage;
 pub use reads::{Events, Reads};
