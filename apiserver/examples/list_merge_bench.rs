@@ -67,16 +67,13 @@ fn run(n: usize) -> Vec<(&'static str, Duration)> {
     let empty = json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup"});
     let mut first = Value::Null;
     let config = object(items(0, n, "v"), tags(0, n));
-    out.push(("SSA apply, creating", timed(|| first = apply(&schema, info, &empty, &config, req("a")).unwrap())));
+    out.push(("SSA apply, creating", timed(|| first = apply(&schema, info, empty, config, req("a")).unwrap())));
     let mut second = Value::Null;
     let config = object(items(n / 2, n, "w"), tags(n / 2, n));
-    out.push((
-        "SSA apply, second manager",
-        timed(|| second = apply(&schema, info, &first, &config, req("b")).unwrap()),
-    ));
+    out.push(("SSA apply, second manager", timed(|| second = apply(&schema, info, first, config, req("b")).unwrap())));
     let mut third = Value::Null;
     let config = object(items(n / 4, n, "v"), tags(n / 4, n));
-    out.push(("SSA re-apply, pruning", timed(|| third = apply(&schema, info, &second, &config, req("a")).unwrap())));
+    out.push(("SSA re-apply, pruning", timed(|| third = apply(&schema, info, second, config, req("a")).unwrap())));
     let Value::Object(mut edited) = third.clone() else { panic!("an object") };
     edited["spec"]["items"] = Value::Array(items(0, n, "w"));
     let requested = take_managed_fields(&mut edited);
