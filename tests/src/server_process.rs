@@ -4,6 +4,7 @@
 //! The binary is `$BACKUP_APISERVER_BIN` (hack/test.sh points it at the release build), else the workspace's
 //! `target/release` or `target/debug` build, whichever is newer; a missing binary fails the test with a message.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -182,6 +183,44 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "no exit within {within:?}:\n{}", self.child.log_tail(30));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `TCP_NODELAY` of each of the server's TCP sockets whose peer is one of `peers`, read from the server's own
+    /// sockets: each is duplicated into this process with `pidfd_getfd(2)` (Linux 5.6; allowed to the parent of the
+    /// process) and asked with `getsockopt(2)`. Panics, saying why, when the kernel refuses.
+    pub fn nodelay_of_connections_from(&self, peers: &[SocketAddr]) -> Vec<(SocketAddr, bool)> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid");
+        // SAFETY: pidfd_open(2) of the child this harness started; the result is checked.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        assert!(pidfd >= 0, "pidfd_open: {} (Linux 5.3 or later needed)", std::io::Error::last_os_error());
+        // SAFETY: a new descriptor that nothing else owns.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let mut found = Vec::new();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc/<pid>/fd");
+        for entry in fds.flatten() {
+            let is_socket = std::fs::read_link(entry.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+            let Some(target) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            if !is_socket {
+                continue;
+            }
+            // SAFETY: pidfd_getfd(2) with a pidfd this function owns; the result is checked.
+            let fd =
+                unsafe { libc::syscall(libc::SYS_pidfd_getfd, std::os::fd::AsRawFd::as_raw_fd(&pidfd), target, 0) };
+            assert!(
+                fd >= 0,
+                "pidfd_getfd: {} (Linux 5.6 or later, and ptrace rights over the server, are needed)",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: a new descriptor (a duplicate of the server's socket) that nothing else owns.
+            let socket = std::net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            // Not a connected TCP socket (the listener, a Unix socket): no peer.
+            let Ok(peer) = socket.peer_addr() else { continue };
+            if peers.contains(&peer) {
+                found.push((peer, socket.nodelay().expect("getsockopt(TCP_NODELAY)")));
+            }
+        }
+        found
     }
 
     /// The temporary directory of this server (kubeconfig, log).

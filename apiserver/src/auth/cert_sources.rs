@@ -145,15 +145,19 @@ impl CertAuthSources {
         self.apply();
     }
 
-    /// Re-read the CA files every [`RELOAD_INTERVAL`], for as long as the sources are in use.
+    /// Re-read the CA files every [`RELOAD_INTERVAL`], for as long as the authenticators use the settings. (The
+    /// task holds the sources: in standalone mode nothing else does.)
     pub fn watch_files(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
+        let sources = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RELOAD_INTERVAL);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let Some(sources) = weak.upgrade() else { return };
+                // Only these sources still hold the settings: the server that used them is gone.
+                if Arc::strong_count(&sources.shared) == 1 {
+                    return;
+                }
                 let changed = sources.inputs.lock().map(|mut i| i.overrides.reload()).unwrap_or(false);
                 if changed {
                     sources.apply();

@@ -1,11 +1,12 @@
-//! The audit filter (k8s.io/apiserver `WithAudit` and `WithAuditID`): every response carries an `Audit-ID` — the
-//! one kube-apiserver's aggregator sent, else a new one. When auditing is on, the request's body is kept as the
-//! endpoint reads it (up to the body limit), and once the response is known the policy decides, for the user the
-//! authentication filter found, what is written: RequestReceived, then ResponseComplete (for a watch ResponseStarted,
-//! and ResponseComplete when its stream ends), or Panic when a handler panics. The filter sits outside the timeout
-//! filter, so a request cut off at its deadline is audited with its 504.
+//! The audit filters (k8s.io/apiserver `WithAuditInit` and `WithAudit`). [`init`], outermost of all, gives every
+//! request its `Audit-ID` — the one kube-apiserver's aggregator sent, else a new one — and puts it on every
+//! response, a panic's 500 included. [`audit`]: when auditing is on, the request's body is kept as the endpoint
+//! reads it (up to the body limit), and once the response is known the policy decides, for the user the
+//! authentication filter found, what is written: RequestReceived, then ResponseComplete (for a watch
+//! ResponseStarted, and ResponseComplete when its stream ends), or Panic when a handler panics. It sits outside the
+//! timeout filter, so a request cut off at its deadline is audited with its 504.
 //!
-//! request info → **audit** → metrics → timeout → authentication → max in flight → authorization → endpoints.
+//! **audit init** → panic recovery → request info → **audit** → metrics → timeout → authentication → ….
 
 use std::sync::{Arc, Mutex};
 
@@ -28,13 +29,26 @@ use crate::tls::PeerAddr;
 /// Audit-ID values longer than this are replaced by a new one.
 const MAX_AUDIT_ID: usize = 128;
 
+/// The request's audit ID, in its extensions from [`init`] on.
+#[derive(Debug, Clone)]
+pub struct AuditId(pub Arc<str>);
+
+/// Give the request its audit ID and its response the `Audit-ID` header.
+pub async fn init(mut req: Request, next: Next) -> Response {
+    let id = AuditId(audit_id(req.headers()).into());
+    req.extensions_mut().insert(id.clone());
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        resp.headers_mut().insert(AUDIT_ID_HEADER, v);
+    }
+    resp
+}
+
 pub async fn audit(State(auditor): State<Option<Arc<Auditor>>>, mut req: Request, next: Next) -> Response {
-    let audit_id = audit_id(req.headers());
     let Some(auditor) = auditor else {
-        let mut resp = next.run(req).await;
-        set_audit_id(&mut resp, &audit_id);
-        return resp;
+        return next.run(req).await;
     };
+    let audit_id = req.extensions().get::<AuditId>().map_or_else(|| audit_id(req.headers()), |id| id.0.to_string());
     let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else {
         return next.run(req).await;
     };
@@ -68,14 +82,11 @@ pub async fn audit(State(auditor): State<Option<Arc<Auditor>>>, mut req: Request
     panic_guard.request = None;
     let user = context.user();
     let decision = auditor.policy.decide(&request.info, user.as_ref());
-    let mut resp = if decision.level == Level::None {
-        resp
-    } else {
-        let request_body = body_copy.lock().map(|b| b.clone().freeze()).unwrap_or_default();
-        record(&auditor, &request, &context, &decision, request_body, resp).await
-    };
-    set_audit_id(&mut resp, &audit_id);
-    resp
+    if decision.level == Level::None {
+        return resp;
+    }
+    let request_body = body_copy.lock().map(|b| b.clone().freeze()).unwrap_or_default();
+    record(&auditor, &request, &context, &decision, request_body, resp).await
 }
 
 /// What is known of a request when it arrives.
@@ -240,12 +251,6 @@ fn audit_id(headers: &HeaderMap) -> String {
         .map(str::trim)
         .filter(|id| !id.is_empty() && id.len() <= MAX_AUDIT_ID)
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
-}
-
-fn set_audit_id(resp: &mut Response, id: &str) {
-    if let Ok(v) = HeaderValue::from_str(id) {
-        resp.headers_mut().insert(AUDIT_ID_HEADER, v);
-    }
 }
 
 /// `X-Forwarded-For`, then `X-Real-Ip`, then the peer's address, as upstream's `SourceIPs`.

@@ -1,7 +1,7 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
-//! `server/filters`, one per file): [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] →
-//! [`metrics`] (count and time it) → [`timeout`] → [`authentication`] (who) → [`max_in_flight`] (overload) →
-//! [`authorization`] (may they). Each takes only what it needs; together they wrap the routes in [`apply`].
+//! `server/filters`, one per file): [`audit::init`] (the Audit-ID) → [`panic_recovery`] → [`request_info`] (parse
+//! the request once) → [`audit`] → [`metrics`] (count and time it) → [`timeout`] → [`authentication`] (who) →
+//! [`max_in_flight`] (overload) → [`authorization`] (may they). Each takes only what it needs; together they wrap the routes in [`apply`].
 //!
 //! TLS → **filters** → endpoints (resource requests) or discovery, OpenAPI, health, metrics, version.
 
@@ -47,5 +47,6 @@ pub fn apply(routes: Router, deps: FilterDeps) -> Router {
         .layer(middleware::from_fn_with_state(deps.metrics, metrics::record))
         .layer(middleware::from_fn_with_state(deps.auditor, audit::audit))
         .layer(middleware::from_fn(request_info::parse))
-        .layer(panic_recovery::layer())
+        .layer(middleware::from_fn(panic_recovery::recover))
+        .layer(middleware::from_fn(audit::init))
 }

@@ -1,31 +1,37 @@
 //! The panic-recovery filter (k8s.io/apiserver `WithPanicRecovery`), outermost: a handler that panics answers
-//! 500 with a Status and the server goes on serving; the panic is logged with the request's method and path.
+//! 500 with a Status and the server goes on serving; the panic is logged with the request's method and path, as
+//! upstream's "apiserver panic'd" line.
 //!
-//! TLS → **panic recovery** → request info → … → endpoints.
+//! TLS → audit init → **panic recovery** → request info → … → endpoints.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 
-use axum::body::Body;
-use axum::http::Response;
-use axum::response::IntoResponse;
-use tower_http::catch_panic::CatchPanicLayer;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 
 use crate::error::ApiError;
 
-/// What a panic carries, and the answer made of it.
-type PanicHandler = fn(Box<dyn Any + Send + 'static>) -> Response<Body>;
-
-/// The layer that turns a panic into a 500 Status.
-pub fn layer() -> CatchPanicLayer<PanicHandler> {
-    CatchPanicLayer::custom(respond as PanicHandler)
+/// Run the rest of the chain; a panic anywhere in it (when the inner services are called or polled) becomes a 500.
+pub async fn recover(req: Request, next: Next) -> Response {
+    // Both are cheap to keep: the method is an enum for the standard ones, the URI shares the request's bytes.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            tracing::error!(%method, path = %uri.path(), panic = message(panic.as_ref()), "apiserver panic'd");
+            ApiError::internal("This request caused apiserver to panic. Look in the logs for details.").into_response()
+        }
+    }
 }
 
-fn respond(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    let what = panic
+/// What a panic says: `panic!` with a literal carries a `&str`, with a format a `String`.
+fn message(panic: &(dyn Any + Send)) -> &str {
+    panic
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
-    tracing::error!(panic = what, "a request handler panicked");
-    ApiError::internal("This request caused apiserver to panic. Look in the logs for details.").into_response()
+        .unwrap_or("(no message)")
 }
