@@ -12,15 +12,12 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENA_MAX: libc::c_int = 1;
 
-/// Applies the setting unless `MALLOC_ARENA_MAX` is in the environment (glibc's own knob: an operator on a node
-/// with many cores may want more arenas); call before any other thread starts (glibc's `mallopt` is not
-/// thread-safe). A no-op off glibc.
+/// Applies the setting; call before any other thread starts (glibc's `mallopt` is not thread-safe). A no-op off
+/// glibc.
 pub fn one_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter to a valid value; the caller runs it before other threads.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
-        }
+    // SAFETY: mallopt only sets an allocator parameter to a valid value; the caller runs it before other threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
     }
 }
