@@ -16,7 +16,6 @@
 //! [`error`] is the `Status` every layer answers with.
 
 pub mod admission;
-pub mod allocator;
 pub mod audit;
 pub mod auth;
 pub mod backend;

@@ -6,13 +6,8 @@ use clap::Parser;
 
 use backup_apiserver::options::{LogFormat, Options};
 
-fn main() -> anyhow::Result<()> {
-    // Before the runtime starts its threads.
-    backup_apiserver::allocator::one_arena();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve())
-}
-
-async fn serve() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let opts = Options::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
