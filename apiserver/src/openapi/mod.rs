@@ -3,7 +3,8 @@
 //!
 //! Place in the flow: TLS → filters → **this module** (non-resource paths; never storage). The documents
 //! are built once, when the first of them is asked for (not at start: a server nobody asks yet starts sooner and
-//! holds less), from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from memory. kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
+//! holds less), from the kinds' [`Kind::schema`] and resource names, serialized, hashed and served from memory.
+//! kube-apiserver's aggregator fetches `/openapi/v2` and `/openapi/v3` as `system:aggregator` every minute
 //! with `If-None-Match`, merges them into the cluster's documents, and proxies `?hash=` requests for our group
 //! version here; kubectl (`explain`, server-side dry-run and field-validation checks) and client generators read
 //! them through kube-apiserver.

@@ -261,8 +261,8 @@ impl PendingFile for ObjectPending {
             self.spawn_part(index, last).await?;
         }
         let id = self.upload.clone().context("no upload started")?;
-        let (store, path) = (self.store.clone(), self.path.clone());
-        let head = tokio::spawn(async move { store.put_part(&path, &id, 0, PutPayload::from(first)).await });
+        let (store, path, upload) = (self.store.clone(), self.path.clone(), id.clone());
+        let head = tokio::spawn(async move { store.put_part(&path, &upload, 0, PutPayload::from(first)).await });
         while let Some(task) = self.in_flight.pop_front() {
             if let Err(e) = self.land(task).await {
                 head.abort();
@@ -272,7 +272,6 @@ impl PendingFile for ObjectPending {
         let head = head.await.context("the part upload panicked")?;
         let mut parts = vec![head.with_context(|| format!("uploading {}", self.path))?];
         parts.append(&mut self.parts);
-        let id = self.upload.clone().context("no upload started")?;
         self.store
             .complete_multipart(&self.path, &id, parts)
             .await

@@ -25,14 +25,18 @@ use crate::http::Http;
 
 /// Panics with the Debian package to install when `binary` is not on PATH.
 pub fn require(binary: &str, package: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
+    on_path(binary).unwrap_or_else(|| {
+        panic!("`{binary}` not found on PATH: install the Debian package `{package}` (apt-get install {package})")
+    })
+}
+
+/// Where `binary` is on PATH, if it is.
+pub fn on_path(binary: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|dir| dir.join(binary))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("`{binary}` not found on PATH: install the Debian package `{package}` (apt-get install {package})")
-    })
+        .find(|p| p.is_file())
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -24,11 +24,7 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` with [`BUCKET`] created.
     pub async fn start() -> Moto {
-        let binary = std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .map(|dir| dir.join("moto_server"))
-            .find(|p| p.is_file())
+        let binary = super::on_path("moto_server")
             .unwrap_or_else(|| panic!("`moto_server` not found on PATH: pip install 'moto[server]'"));
         let tmp = tempfile::tempdir().expect("temp dir");
         let (access_key_file, secret_key_file) = (tmp.path().join("access-key"), tmp.path().join("secret-key"));
