@@ -72,9 +72,10 @@ async fn victoria_and_prometheus_round_trips() {
         let prefix = if location == "sealed" { "cluster-a/sealed" } else { "cluster-a" };
         let key = format!("{prefix}/{}", record.location.unwrap());
         assert!(key.starts_with(&format!("{prefix}/default/{name}/{name}.")), "{key}");
-        // The encrypted objects are not the clear ones: no zstd magic after the header.
+        // Payload first, header block last; the encrypted objects are not the clear ones: no zstd magic.
         let bytes = std::fs::read(s3.root.join(BUCKET).join(&key)).unwrap();
-        let zstd = bytes[4096..4100] == [0x28, 0xb5, 0x2f, 0xfd];
+        assert_eq!(&bytes[bytes.len() - 4096..][..8], b"TSDBBKP1", "{name}: the header block ends the object");
+        let zstd = bytes[..4] == [0x28, 0xb5, 0x2f, 0xfd];
         assert_eq!(zstd, location == "plain", "{name}: a zstd payload only in clear");
         keys.push(key);
     }
@@ -199,8 +200,7 @@ async fn next_run_aborts_its_own_crashed_uploads() {
     // Uploads as crashed runs leave them (parts sent, never completed nor aborted).
     let connector = backup_controller::http::transport::Connector::new(Duration::from_secs(10)).unwrap();
     let spec = moto.location("moto", "cluster-a").s3.unwrap();
-    let store =
-        s3_store(&spec, connector.default_transport(), Duration::from_secs(10)).unwrap().with_part_sizes(10, 10);
+    let store = s3_store(&spec, connector.default_transport(), Duration::from_secs(10)).unwrap().with_part_size(10);
     let id = "20261205T000000000Z";
     let own = format!("default/vm/{}", file_name("vm", &uid, id));
     let other_uid = format!("default/vm/{}", file_name("vm", "0a1b2c3d-7d0e-4d8f-9a51-1f2e3d4c5b6a", id));
@@ -298,8 +298,9 @@ async fn verified_condition_kubectl_tsdb_verify_and_key_rotation() {
     // A flipped byte anywhere (header JSON, header tag, payload) is found.
     let object = s3.root.join(BUCKET).join(s3.objects().into_iter().next().unwrap());
     let pristine = std::fs::read(&object).unwrap();
-    let json_len = u32::from_le_bytes(pristine[8..12].try_into().unwrap()) as usize;
-    for at in [20, 12 + json_len + 3, 12 + json_len + 40, 4096 + 5, pristine.len() - 1] {
+    let h = pristine.len() - 4096; // the header block, last
+    let json_len = u32::from_le_bytes(pristine[h + 8..h + 12].try_into().unwrap()) as usize;
+    for at in [h + 20, h + 12 + json_len + 3, h + 12 + json_len + 40, 5, h - 1, 0] {
         let mut bytes = pristine.clone();
         bytes[at] ^= 0x04;
         std::fs::write(&object, &bytes).unwrap();

@@ -4,12 +4,17 @@
 //!
 //! API → controller → backup file → destination → **object store (this file)**.
 //!
-//! No seek is needed for the header, which the writer knows only at the end: the first part (the header block and
-//! the first [`FIRST_PART_SIZE`] payload bytes, S3's smallest part) is held in memory and uploaded last, as part 1;
-//! the others go up as they fill, one upload in flight beside the next part being filled. At commit the last part
-//! and the first go up together, beside any still in flight, then the upload is completed. So a backup holds the
-//! first part and two others (~21 MiB) whatever its size. A file no larger than the first part is one `PUT`. A
-//! file abandoned before commit (an error, a stop) has its upload aborted; one cut short by a crash leaves an
+//! No seek is needed for the header, which the writer knows only at the end: **an object holds the backup file with its
+//! 4 KiB header block moved to the end** (`payload ‖ header block`). Parts go up as they fill, one upload in flight
+//! beside the next part being filled; at commit the header block ends the last part and the upload is completed. So a
+//! backup holds two parts (~16 MiB) whatever its size; a file smaller than a part is one `PUT`. [`Destination::open`]
+//! reads the header block first (a suffix range, which S3 and GCS serve; `object_store`'s Azure client refuses it, so
+//! an Azure location would need a `HEAD` for the size first), then the payload, and hands the reader the file as it is
+//! on a local volume. Objects written header first (by earlier controllers) are read as they are: their last 4 KiB do
+//! not start with the magic. The payload's SHA-256 is that of the object without its last 4 KiB
+//! (`head -c -4096 OBJECT | sha256sum`).
+//!
+//! A file abandoned before commit (an error, a stop) has its upload aborted; one cut short by a crash leaves an
 //! incomplete upload, invisible to readers. Where the server lists uploads ([`Uploads`]), a listing shows them as
 //! uncommitted files and deleting a file aborts them, so the next run of the same object cleans them like any
 //! leftover; elsewhere a bucket lifecycle rule `AbortIncompleteMultipartUpload` removes them.
@@ -22,18 +27,16 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{MultipartId, ObjectStore, ObjectStoreExt, PutPayload};
-use tokio::io::AsyncRead;
+use object_store::{GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
 use super::uploads::{Upload, Uploads};
 use super::{Destination, Entry, PendingFile};
+use crate::format::{HEADER_SIZE, MAGIC};
 
 /// Size of a multipart upload's parts (S3 takes 5 MiB to 5 GiB, except the last).
 pub const PART_SIZE: usize = 8 << 20;
-/// Payload bytes of the first part, held until the header is known: S3's smallest part, so that the upload at
-/// commit is short.
-pub const FIRST_PART_SIZE: usize = 5 << 20;
 
 /// What an object store must do for us: objects, and multipart uploads with parts numbered by the caller.
 pub trait Store: ObjectStore + MultipartStore {}
@@ -43,7 +46,6 @@ impl<T: ObjectStore + MultipartStore> Store for T {}
 pub struct ObjectDir {
     store: Arc<dyn Store>,
     prefix: String,
-    first_size: usize,
     part_size: usize,
     /// The listing of incomplete uploads, where the store has one.
     uploads: Option<Uploads>,
@@ -52,13 +54,7 @@ pub struct ObjectDir {
 impl ObjectDir {
     /// Files under `prefix` (no leading or trailing `/`; empty for the bucket's root).
     pub fn new(store: Arc<dyn Store>, prefix: &str) -> Self {
-        Self {
-            store,
-            prefix: prefix.trim_matches('/').to_string(),
-            first_size: FIRST_PART_SIZE,
-            part_size: PART_SIZE,
-            uploads: None,
-        }
+        Self { store, prefix: prefix.trim_matches('/').to_string(), part_size: PART_SIZE, uploads: None }
     }
 
     /// Lists incomplete uploads as uncommitted files, and aborts them when their file is deleted.
@@ -67,10 +63,9 @@ impl ObjectDir {
         self
     }
 
-    /// A first part of `first` payload bytes and others of `size` instead of [`FIRST_PART_SIZE`] and [`PART_SIZE`]
-    /// (tests; S3 refuses parts under 5 MiB but the last).
-    pub fn with_part_sizes(mut self, first: usize, size: usize) -> Self {
-        (self.first_size, self.part_size) = (first.max(1), size.max(1));
+    /// Parts of `size` bytes instead of [`PART_SIZE`] (tests; S3 refuses parts under 5 MiB but the last).
+    pub fn with_part_size(mut self, size: usize) -> Self {
+        self.part_size = size.max(1);
         self
     }
 
@@ -96,6 +91,13 @@ impl ObjectDir {
             Vec::new()
         })
     }
+
+    /// The bytes of `path` that `options` ask for, as a buffered reader.
+    async fn read(&self, path: &Path, options: GetOptions) -> anyhow::Result<Box<dyn AsyncRead + Send + Unpin>> {
+        let result = self.store.get_opts(path, options).await.with_context(|| format!("opening {path}"))?;
+        let stream = result.into_stream().map_err(std::io::Error::other);
+        Ok(Box::new(tokio::io::BufReader::with_capacity(1 << 20, tokio_util::io::StreamReader::new(stream))))
+    }
 }
 
 #[async_trait]
@@ -105,10 +107,8 @@ impl Destination for ObjectDir {
         Ok(Box::new(ObjectPending {
             store: self.store.clone(),
             path,
-            first_size: self.first_size,
             part_size: self.part_size,
             upload: None,
-            first: Vec::new(),
             current: Vec::new(),
             parts: Vec::new(),
             in_flight: VecDeque::new(),
@@ -119,9 +119,21 @@ impl Destination for ObjectDir {
 
     async fn open(&self, location: &str) -> anyhow::Result<Box<dyn AsyncRead + Send + Unpin>> {
         let path = self.path(location)?;
-        let result = self.store.get(&path).await.with_context(|| format!("opening {path}"))?;
-        let stream = result.into_stream().map_err(std::io::Error::other);
-        Ok(Box::new(tokio::io::BufReader::with_capacity(1 << 20, tokio_util::io::StreamReader::new(stream))))
+        let last = GetOptions { range: Some(GetRange::Suffix(HEADER_SIZE as u64)), ..GetOptions::default() };
+        let last = self.store.get_opts(&path, last).await.with_context(|| format!("opening {path}"))?;
+        let size = last.meta.size;
+        let block = last.bytes().await.with_context(|| format!("reading {path}"))?;
+        if !block.starts_with(MAGIC) {
+            // Header first: the object is the file.
+            return self.read(&path, GetOptions::default()).await;
+        }
+        let payload = size.saturating_sub(HEADER_SIZE as u64);
+        let header = std::io::Cursor::new(block);
+        if payload == 0 {
+            return Ok(Box::new(header));
+        }
+        let payload = GetOptions { range: Some(GetRange::Bounded(0..payload)), ..GetOptions::default() };
+        Ok(Box::new(header.chain(self.read(&path, payload).await?)))
     }
 
     async fn delete(&self, location: &str) -> anyhow::Result<()> {
@@ -165,17 +177,14 @@ impl Destination for ObjectDir {
 struct ObjectPending {
     store: Arc<dyn Store>,
     path: Path,
-    first_size: usize,
     part_size: usize,
-    /// Started with the second part.
+    /// Started with the first full part.
     upload: Option<MultipartId>,
-    /// The first part's payload, uploaded last behind the header.
-    first: Vec<u8>,
-    /// The part being filled (from the second on).
+    /// The part being filled.
     current: Vec<u8>,
-    /// Parts uploaded, by index (1, 2, …; index 0 is the first part).
+    /// Parts uploaded, by index.
     parts: Vec<PartId>,
-    /// Part uploads under way, oldest first: one while the next part fills; more at commit.
+    /// Part uploads under way, oldest first: one while the next part fills; two at commit.
     in_flight: VecDeque<JoinHandle<object_store::Result<PartId>>>,
     /// Payload bytes written.
     size: u64,
@@ -189,7 +198,7 @@ impl ObjectPending {
             self.land(task).await?;
         }
         let data = std::mem::replace(&mut self.current, Vec::with_capacity(self.part_size));
-        let index = self.parts.len() + 1;
+        let index = self.parts.len();
         self.spawn_part(index, data).await?;
         Ok(())
     }
@@ -225,11 +234,6 @@ impl PendingFile for ObjectPending {
     async fn write(&mut self, mut bytes: &[u8]) -> anyhow::Result<()> {
         anyhow::ensure!(!self.done, "backup file already committed");
         self.size += bytes.len() as u64;
-        if self.first.len() < self.first_size {
-            let n = bytes.len().min(self.first_size - self.first.len());
-            self.first.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-        }
         while !bytes.is_empty() {
             let n = bytes.len().min(self.part_size - self.current.len());
             self.current.extend_from_slice(&bytes[..n]);
@@ -244,34 +248,26 @@ impl PendingFile for ObjectPending {
     async fn commit(mut self: Box<Self>, header: Vec<u8>) -> anyhow::Result<u64> {
         anyhow::ensure!(!self.done, "backup file already committed");
         let size = header.len() as u64 + self.size;
-        let mut first = header;
-        first.append(&mut std::mem::take(&mut self.first));
-        if self.upload.is_none() && self.current.is_empty() {
+        // The header block ends the object.
+        let mut last = std::mem::take(&mut self.current);
+        last.extend_from_slice(&header);
+        if self.upload.is_none() {
             // Smaller than a part: one PUT.
             self.store
-                .put(&self.path, PutPayload::from(first))
+                .put(&self.path, PutPayload::from(last))
                 .await
                 .with_context(|| format!("writing {}", self.path))?;
             self.done = true;
             return Ok(size);
         }
-        // The last part and the first go up together, beside the part still in flight.
-        if !self.current.is_empty() {
-            let (last, index) = (std::mem::take(&mut self.current), self.parts.len() + self.in_flight.len() + 1);
-            self.spawn_part(index, last).await?;
+        // The last part goes up beside the one still in flight.
+        let index = self.parts.len() + self.in_flight.len();
+        self.spawn_part(index, last).await?;
+        while let Some(task) = self.in_flight.pop_front() {
+            self.land(task).await?;
         }
         let id = self.upload.clone().context("no upload started")?;
-        let (store, path, upload) = (self.store.clone(), self.path.clone(), id.clone());
-        let head = tokio::spawn(async move { store.put_part(&path, &upload, 0, PutPayload::from(first)).await });
-        while let Some(task) = self.in_flight.pop_front() {
-            if let Err(e) = self.land(task).await {
-                head.abort();
-                return Err(e);
-            }
-        }
-        let head = head.await.context("the part upload panicked")?;
-        let mut parts = vec![head.with_context(|| format!("uploading {}", self.path))?];
-        parts.append(&mut self.parts);
+        let parts = std::mem::take(&mut self.parts);
         self.store
             .complete_multipart(&self.path, &id, parts)
             .await
@@ -308,14 +304,15 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::*;
-    use crate::format::HEADER_SIZE;
 
     #[tokio::test]
     async fn parts_header_last_and_aborts() {
         let mem = Arc::new(InMemory::new());
-        let dest = ObjectDir::new(mem.clone(), "/cluster-a/").with_part_sizes(700, 1000);
+        let dest = ObjectDir::new(mem.clone(), "/cluster-a/").with_part_size(1000);
         assert!(dest.create("../x").await.is_err());
         assert!(dest.create("a//b").await.is_err());
+        let mut header = MAGIC.to_vec();
+        header.resize(HEADER_SIZE, 7);
         // Several parts, written in odd pieces.
         let payload: Vec<u8> = (0..5500u32).map(|i| (i % 251) as u8).collect();
         let mut f = dest.create("ns/b/b.1.tsdb").await.unwrap();
@@ -323,19 +320,36 @@ mod tests {
             f.write(piece).await.unwrap();
         }
         assert!(dest.list("ns/b").await.unwrap().is_empty(), "invisible before commit");
-        let size = f.commit(vec![7; HEADER_SIZE]).await.unwrap();
+        let size = f.commit(header.clone()).await.unwrap();
         assert_eq!(size, (HEADER_SIZE + payload.len()) as u64);
+        // Stored header last, read header first.
+        let stored = mem.get(&Path::from("cluster-a/ns/b/b.1.tsdb")).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored, [&payload[..], &header[..]].concat(), "payload, then the header block");
         let mut data = Vec::new();
         dest.open("ns/b/b.1.tsdb").await.unwrap().read_to_end(&mut data).await.unwrap();
-        assert_eq!(data.len(), HEADER_SIZE + payload.len());
-        assert!(data[..HEADER_SIZE].iter().all(|&b| b == 7));
-        assert_eq!(&data[HEADER_SIZE..], &payload[..]);
+        assert_eq!(data, [&header[..], &payload[..]].concat());
         assert_eq!(dest.list("ns/b").await.unwrap(), [Entry { location: "ns/b/b.1.tsdb".into(), committed: true }]);
-        assert!(mem.get(&Path::from("cluster-a/ns/b/b.1.tsdb")).await.is_ok(), "under the prefix");
+        // Payload of exactly a part, then the header alone as the last part; an empty payload.
+        for (name, payload) in [("ns/b/exact.tsdb", &payload[..1000]), ("ns/b/empty.tsdb", &[][..])] {
+            let mut f = dest.create(name).await.unwrap();
+            f.write(payload).await.unwrap();
+            f.commit(header.clone()).await.unwrap();
+            let mut data = Vec::new();
+            dest.open(name).await.unwrap().read_to_end(&mut data).await.unwrap();
+            assert_eq!(data, [&header[..], payload].concat(), "{name}");
+            dest.delete(name).await.unwrap();
+        }
+        // An object written header first (earlier controllers) is read as it is.
+        let old = [&header[..], &payload[..]].concat();
+        mem.put(&Path::from("cluster-a/ns/b/old.tsdb"), old.clone().into()).await.unwrap();
+        let mut data = Vec::new();
+        dest.open("ns/b/old.tsdb").await.unwrap().read_to_end(&mut data).await.unwrap();
+        assert_eq!(data, old);
+        dest.delete("ns/b/old.tsdb").await.unwrap();
         // Small: one PUT.
         let mut g = dest.create("ns/b/b.2.tsdb").await.unwrap();
         g.write(b"tiny").await.unwrap();
-        assert_eq!(g.commit(vec![1; HEADER_SIZE]).await.unwrap(), (HEADER_SIZE + 4) as u64);
+        assert_eq!(g.commit(header.clone()).await.unwrap(), (HEADER_SIZE + 4) as u64);
         // Abandoned after parts went up: nothing visible.
         let mut h = dest.create("ns/b/b.3.tsdb").await.unwrap();
         h.write(&payload).await.unwrap();

@@ -15,10 +15,11 @@
 //! ```
 //!
 //! The header is written last (the block is zeros while the payload streams), so a file cut short has no magic and is
-//! never taken for a backup. The SHA-256 covers the payload bytes as stored (compressed), i.e. `tail -c +4097 FILE |
-//! sha256sum`; readers verify it before restoring anything. The records are the engines' common model: a series
-//! (sorted label pairs; InfluxDB's measurement is the `__name__` label) followed by its float samples (Prometheus,
-//! VictoriaMetrics) or by its typed field columns and rows (InfluxDB).
+//! never taken for a backup. In an object store the same block ends the object instead (an upload cannot seek back;
+//! see `destination::object`), and is read first. The SHA-256 covers the payload bytes as stored (compressed), i.e.
+//! `tail -c +4097 FILE | sha256sum`; readers verify it before restoring anything. The records are the engines' common
+//! model: a series (sorted label pairs; InfluxDB's measurement is the `__name__` label) followed by its float samples
+//! (Prometheus, VictoriaMetrics) or by its typed field columns and rows (InfluxDB).
 
 pub mod crypt;
 pub mod frame;

@@ -1,5 +1,6 @@
-//! A real S3-compatible server for tests: `s3s-fs` (crates.io; `hack/test.sh` installs it into `target/s3s/`) on a
-//! free loopback port with a temporary directory, checking SigV4 signatures with its own access key and secret.
+//! A real S3-compatible server for tests: `s3s-fs` (crates.io; `hack/test.sh` installs [`S3S_FS_VERSION`] into
+//! `target/s3s/<version>/`) on a free loopback port with a temporary directory, checking SigV4 signatures with its
+//! own access key and secret.
 //!
 //! Tests → harness → **S3 server (this file)**.
 
@@ -13,6 +14,8 @@ use crate::destination::locations::{EncryptionSpec, LocationSpec, S3Spec};
 pub const BUCKET: &str = "tsdb-backups";
 pub const ACCESS_KEY: &str = "AKIATESTBACKUPCONTROLLER";
 pub const SECRET_KEY: &str = "test-secret-key-for-sigv4-only";
+/// The `s3s-fs` release the tests run (as `S3S_FS_VERSION` in `hack/test.sh`).
+pub const S3S_FS_VERSION: &str = "0.14.1";
 
 pub struct S3Server {
     pub url: String,
@@ -30,11 +33,12 @@ pub fn s3s_fs() -> PathBuf {
     if let Some(path) = std::env::var_os("S3S_FS") {
         return PathBuf::from(path);
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/s3s/bin/s3s-fs");
+    let root = format!("target/s3s/{S3S_FS_VERSION}");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../{root}/bin/s3s-fs"));
     assert!(
         path.is_file(),
-        "{} not found: the S3 tests need s3s-fs; hack/test.sh installs it (cargo install s3s-fs --version 0.13.0 \
-         --locked --features binary --root target/s3s), or set S3S_FS to its path",
+        "{} not found: the S3 tests need s3s-fs; hack/test.sh installs it (cargo install s3s-fs --version \
+         {S3S_FS_VERSION} --locked --features binary --root {root}), or set S3S_FS to its path",
         path.display()
     );
     path
@@ -97,7 +101,7 @@ impl S3Server {
 }
 
 /// A location `name` under `prefix` in [`BUCKET`] of the server at `url`, credentials from files.
-pub(super) fn location(
+pub fn location(
     url: &str,
     access_key_file: &std::path::Path,
     secret_key_file: &std::path::Path,

@@ -13,7 +13,10 @@
 //! `BENCH_DATASET=scraped` loads values as a scrape leaves them instead of the tests' edge values; `BENCH_PIN=1` gives
 //! the database and the controller one core each; `BENCH_ROUNDS` (default 5) sets the rounds per figure;
 //! `BENCH_DEST=s3` writes the backups to an `s3s-fs` server on loopback (`BENCH_DEST=s3-encrypted`: encrypted)
-//! instead of a local directory (the `dest` column says which). Each
+//! instead of a local directory (the `dest` column says which), `BENCH_S3_NICE=1` with that server at the lowest CPU
+//! priority (a remote server would cost these cores nothing); `BENCH_S3_ENDPOINT` (with `BENCH_S3_ACCESS_KEY_FILE`,
+//! `BENCH_S3_SECRET_KEY_FILE` and, for its CPU figure, `BENCH_S3_PID`) uses an S3 server already running, with the
+//! bucket `tsdb-backups`, instead (`hack/bench-s3-garage.sh` runs Garage so). Each
 //! engine and size runs in a fresh child process; peak RSS is its `VmHWM`, reset (via `/proc/self/clear_refs`)
 //! before each measured step, with the RSS before the step (the loaded harness) beside it.
 
@@ -31,7 +34,7 @@ use backup_controller::http::{Body, Http, url};
 use backup_controller::testing::dataset::{FloatSeries, float_series, influx_lines, scraped_series};
 use backup_controller::testing::influx::Influx;
 use backup_controller::testing::prometheus::Prometheus;
-use backup_controller::testing::s3::S3Server;
+use backup_controller::testing::s3::{self, S3Server};
 use backup_controller::testing::victoria::Victoria;
 use bytes::Bytes;
 
@@ -147,12 +150,12 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     // Rounds alternate the limit (the same export endpoints, read raw and thrown away) and a backup; each figure is
     // the median of its rounds, so one disturbed round on a shared machine does not decide the ratio.
     let tmp = tempfile::tempdir()?;
-    let (dest, keys, s3) = destination(&tmp).await?;
+    let (dest, keys, _s3_server, s3_pid) = destination(&tmp).await?;
     let key = keys.as_ref().map(|k| &k.current);
     let dest: &dyn Destination = dest.as_ref();
     let baseline = rss_kib("VmRSS:");
-    let (mut raws, mut backups, mut cpus, mut raw_cpu, mut s3_cpu) = (Vec::new(), Vec::new(), Vec::new(), 0.0, 0.0);
-    let s3_pid = s3.as_ref().and_then(S3Server::pid);
+    let (mut raws, mut backups, mut commits, mut cpus) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_cpu, mut s3_cpu) = (0.0, 0.0);
     let mut last = None;
     reset_peak_rss();
     for round in 0..rounds() {
@@ -169,7 +172,9 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
         let mut writer =
             BackupWriter::new(dest.create(&name).await?, engine::source_of(&source, None))?.encrypt_with(key)?;
         engine::backup(http, &source, &mut writer).await?;
+        let committing = Instant::now();
         let (header, size) = writer.finish().await?;
+        commits.push(committing.elapsed());
         backups.push(started.elapsed());
         cpus.push((cpu_seconds(db_pid) - db_cpu, cpu_seconds(None) - own_cpu));
         s3_cpu += s3_pid.zip(s3_before).map_or(0.0, |(p, before)| cpu_seconds(Some(p)) - before);
@@ -184,6 +189,11 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     let cpu_db = per_sample(cpus.iter().map(|c| c.0).sum());
     let cpu_own = per_sample(cpus.iter().map(|c| c.1).sum());
     eprintln!("{kind:?} {n}: database CPU while read raw: {:.0} ns/sample", per_sample(raw_cpu));
+    // The end of a backup: the last bytes, the header, then the file made durable (local) or the upload completed.
+    eprintln!(
+        "{kind:?} {n}: commit, included in the backup's time: {:.1} ms",
+        median(&mut commits).as_secs_f64() * 1e3
+    );
     if s3_pid.is_some() {
         eprintln!("{kind:?} {n}: S3 server CPU during the backups: {:.0} ns/sample", per_sample(s3_cpu));
     }
@@ -214,28 +224,46 @@ async fn bench(kind: DatabaseType, n: u64) -> anyhow::Result<String> {
     ))
 }
 
-/// Where the benchmark's backups go (`BENCH_DEST`): a local directory, or an `s3s-fs` bucket (kept running by the
-/// returned server), encrypted or not.
+/// Where the benchmark's backups go (`BENCH_DEST`): a local directory, or a bucket, encrypted or not, of an
+/// `s3s-fs` started here (kept running by the returned server) or of the server at `BENCH_S3_ENDPOINT`; with the S3
+/// server's process id, for its CPU.
 async fn destination(
     tmp: &tempfile::TempDir,
 ) -> anyhow::Result<(
     std::sync::Arc<dyn Destination>,
     Option<std::sync::Arc<backup_controller::format::crypt::Keys>>,
     Option<S3Server>,
+    Option<u32>,
 )> {
     let dest = std::env::var("BENCH_DEST").unwrap_or_default();
     if !dest.starts_with("s3") {
-        return Ok((std::sync::Arc::new(LocalDir::new(tmp.path())), None, None));
+        return Ok((std::sync::Arc::new(LocalDir::new(tmp.path())), None, None, None));
     }
-    let s3 = S3Server::start().await;
     let key = tmp.path().join("bench.key");
     std::fs::write(&key, [7u8; 32])?;
-    let spec = s3.location("bench", "bench", (dest == "s3-encrypted").then_some(key));
+    let key = (dest == "s3-encrypted").then_some(key);
+    let (spec, s3, pid) = match std::env::var("BENCH_S3_ENDPOINT") {
+        Ok(endpoint) => {
+            let file = |var: &str| std::env::var(var).with_context(|| format!("BENCH_S3_ENDPOINT needs {var}"));
+            let (access, secret) = (file("BENCH_S3_ACCESS_KEY_FILE")?, file("BENCH_S3_SECRET_KEY_FILE")?);
+            let spec = s3::location(&endpoint, access.as_ref(), secret.as_ref(), "bench", "bench", key);
+            let pid = std::env::var("BENCH_S3_PID").ok().map(|p| p.parse()).transpose().context("BENCH_S3_PID")?;
+            (spec, None, pid)
+        }
+        Err(_) => {
+            let s3 = S3Server::start().await;
+            let (spec, pid) = (s3.location("bench", "bench", key), s3.pid());
+            (spec, Some(s3), pid)
+        }
+    };
+    if std::env::var("BENCH_S3_NICE").is_ok_and(|n| n == "1") {
+        pid.map(lowest_priority).transpose()?;
+    }
     let connector = backup_controller::http::transport::Connector::new(Duration::from_secs(60))?;
     let file = backup_controller::destination::locations::LocationsFile { locations: vec![spec] };
     let locations = Locations::from_file(file, connector.default_transport(), Duration::from_secs(60))?;
     let Location { store, keys, .. } = locations.get("bench").map_err(anyhow::Error::msg)?.clone();
-    Ok((store, keys, Some(s3)))
+    Ok((store, keys, s3, pid))
 }
 
 /// Reads what a backup reads, without decoding it.
@@ -328,6 +356,20 @@ fn floats(seed: u64, series: usize, per_series: usize, plain_nan: bool) -> Vec<F
 /// with its own CPU; otherwise they share the machine's cores.
 fn pinned() -> bool {
     std::env::var("BENCH_PIN").is_ok_and(|p| p == "1")
+}
+
+/// `BENCH_S3_NICE=1`: every thread of the S3 server at nice 19, so that it runs on what the database and the
+/// controller leave idle, as a server on another machine would take nothing from them (on loopback it otherwise
+/// competes for the same two cores).
+fn lowest_priority(pid: u32) -> anyhow::Result<()> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid: libc::id_t = task?.file_name().to_string_lossy().parse()?;
+        // SAFETY: setpriority takes plain integers; on Linux it sets one thread's nice value.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setpriority on the S3 server");
+        }
+    }
+    Ok(())
 }
 
 /// Rounds of limit and backup per engine and size: `BENCH_ROUNDS`, default 5.
