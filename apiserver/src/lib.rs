@@ -134,13 +134,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         (Some(_), None) => anyhow::bail!("--audit-policy-file needs --audit-log-path (a file, or - for stdout)"),
         _ => None,
     };
+    let max_in_flight =
+        MaxInFlight::new(opts.max_requests_inflight, opts.max_mutating_requests_inflight, metrics.in_flight_gauges());
     let filters = FilterDeps {
         authenticator: auth.authenticator,
         authorizer: auth.authorizer,
         always_allow: auth.always_allow,
         metrics: Arc::new(RequestMetrics::new(metrics, &kinds)),
         request_timeout: opts.request_timeout,
-        max_in_flight: Arc::new(MaxInFlight::new(opts.max_requests_inflight, opts.max_mutating_requests_inflight)),
+        max_in_flight: Arc::new(max_in_flight),
         auditor,
     };
     let app = server::router(routes, filters);

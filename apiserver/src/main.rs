@@ -6,8 +6,17 @@ use clap::Parser;
 
 use backup_apiserver::options::{LogFormat, Options};
 
+/// mimalloc (v3) rather than glibc's malloc: with the watch cache on etcd, 45% less server CPU per create and per
+/// get at c=32, and 0.6 MiB more idle (storage/BENCH.md, "The allocator"). Its heap is 1 GiB reservations, which
+/// transparent huge pages would back 2 MiB at a time (+12 MiB idle): built with `no_thp` it never asks for them,
+/// and `main` turns them off for the process where the system gives them unasked (`enabled = always`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes no memory.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let opts = Options::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

@@ -16,34 +16,41 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// The request metrics' labels are the served resources' own names or fixed words (anything else is counted with
+/// empty labels), so a request's label set borrows them and allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub verb: String,
-    pub dry_run: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub scope: String,
-    pub component: String,
-    pub code: String,
+    pub verb: &'static str,
+    pub dry_run: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub scope: &'static str,
+    pub component: &'static str,
+    pub code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DurationLabels {
-    pub verb: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub scope: String,
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub scope: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WatchLabels {
-    pub group: String,
-    pub version: String,
-    pub resource: String,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InFlightLabels {
+    pub request_kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +70,8 @@ pub struct Metrics {
     pub durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     pub watchers: Family<WatchLabels, Gauge>,
     pub storage: Family<StorageLabels, Histogram, fn() -> Histogram>,
+    /// Requests held under the max-in-flight limits, per `request_kind` (`readOnly`, `mutating`).
+    pub in_flight: Family<InFlightLabels, Gauge>,
     /// The watch cache's counters, once it is built.
     watch_cache: Arc<OnceLock<Arc<CacheMetrics>>>,
     /// Audit events queued for the log.
@@ -104,6 +113,12 @@ impl Default for Metrics {
             "Storage request latency in seconds for each operation and object type.",
             storage.clone(),
         );
+        let in_flight = Family::<InFlightLabels, Gauge>::default();
+        registry.register(
+            "apiserver_current_inflight_requests",
+            "Number of requests being served under the max-in-flight limits, per request kind.",
+            in_flight.clone(),
+        );
         let audit_events = Counter::default();
         let audit_errors = Family::<PluginLabels, Counter>::default();
         registry.register(
@@ -118,7 +133,7 @@ impl Default for Metrics {
         );
         let watch_cache = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(WatchCacheCollector(watch_cache.clone())));
-        Self { registry, requests, durations, watchers, storage, watch_cache, audit_events, audit_errors }
+        Self { registry, requests, durations, watchers, storage, in_flight, watch_cache, audit_events, audit_errors }
     }
 }
 
@@ -126,6 +141,12 @@ impl Metrics {
     /// Export the watch cache's counters from now on.
     pub fn watch_cache(&self, metrics: Arc<CacheMetrics>) {
         let _ = self.watch_cache.set(metrics);
+    }
+
+    /// The gauges of the requests held under the max-in-flight limits: `[readOnly, mutating]`.
+    pub fn in_flight_gauges(&self) -> [Gauge; 2] {
+        ["readOnly", "mutating"]
+            .map(|kind| self.in_flight.get_or_create(&InFlightLabels { request_kind: kind.to_string() }).clone())
     }
 
     /// The text exposition.

@@ -45,13 +45,15 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
     };
     // A user outside system:masters, so that the in-flight limits (one read-only request at a time) apply to it.
     let alice = StaticToken { token: TOKEN.into(), user: UserInfo { name: "alice".into(), ..UserInfo::default() } };
+    let metrics = Arc::new(Metrics::default());
+    let [read_only_serving, _] = metrics.in_flight_gauges();
     let deps = FilterDeps {
         authenticator: Arc::new(alice),
         authorizer: Arc::new(AllowAll),
         always_allow: Arc::new(AlwaysAllowPaths(vec!["/livez".into()])),
-        metrics: Arc::new(RequestMetrics::new(Arc::new(Metrics::default()), &backup_apis::kinds())),
+        metrics: Arc::new(RequestMetrics::new(metrics.clone(), &backup_apis::kinds())),
         request_timeout: Duration::from_secs(60),
-        max_in_flight: Arc::new(MaxInFlight::new(1, 1)),
+        max_in_flight: Arc::new(MaxInFlight::new(1, 1, metrics.in_flight_gauges())),
         auditor: Some(Arc::new(auditor)),
     };
     let routes = Router::new()
@@ -92,6 +94,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
         // given back (with the limit at 1, a leaked slot would make this a 429).
         let next = conn.get(&format!("{BACKUPS}/fine")).await;
         assert_eq!((next.status, next.text().as_str()), (200, "served"));
+        assert_eq!(read_only_serving.get(), 0, "the gauge of requests held counts the panicking one out");
         let logged = logs.text();
         let line = logged
             .lines()

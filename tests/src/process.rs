@@ -133,3 +133,46 @@ impl Drop for ChildProcess {
         unregister_pid(self.child.id());
     }
 }
+
+/// A process stopped with `SIGSTOP` (a server that stops answering: the one failure some tests inject), continued
+/// with `SIGCONT` when [resumed](Paused::resume) or dropped.
+pub struct Paused {
+    pid: libc::pid_t,
+}
+
+impl Paused {
+    /// Stop process `pid` and wait (at most 10 s) until every thread of it has stopped. `kill(2)` returns before
+    /// that: the kernel wakes one thread to begin the group stop, and on a loaded machine the others go on serving
+    /// until it runs — a request sent right after `kill` can still be answered.
+    pub async fn stop(pid: u32) -> Self {
+        let paused = Self { pid: libc::pid_t::try_from(pid).expect("a pid") };
+        // SAFETY: kill(2) with the pid of a child this test started.
+        let rc = unsafe { libc::kill(paused.pid, libc::SIGSTOP) };
+        assert_eq!(rc, 0, "SIGSTOP {pid}: {}", std::io::Error::last_os_error());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(std::time::Instant::now() < deadline, "process {pid} did not stop within 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        paused
+    }
+
+    /// Continue the process.
+    pub fn resume(self) {}
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with the pid of a child this test started (and stopped).
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+    }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/<pid>/task/<tid>/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+    })
+}

@@ -11,14 +11,14 @@
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use super::Next;
 use crate::audit::event::{Event, Stamp, micro_time};
 use crate::audit::policy::{Decision, Level, Stage};
 use crate::audit::{AUDIT_ID_HEADER, AuditContext, Auditor};
@@ -34,23 +34,23 @@ const MAX_AUDIT_ID: usize = 128;
 pub struct AuditId(pub Arc<str>);
 
 /// Give the request its audit ID and its response the `Audit-ID` header.
-pub async fn init(mut req: Request, next: Next) -> Response {
+pub async fn init(mut req: Request, next: impl Next) -> Response {
     let id = AuditId(audit_id(req.headers()).into());
     req.extensions_mut().insert(id.clone());
-    let mut resp = next.run(req).await;
+    let mut resp = next(req).await;
     if let Ok(v) = HeaderValue::from_str(&id.0) {
         resp.headers_mut().insert(AUDIT_ID_HEADER, v);
     }
     resp
 }
 
-pub async fn audit(State(auditor): State<Option<Arc<Auditor>>>, mut req: Request, next: Next) -> Response {
+pub async fn audit(auditor: Option<&Arc<Auditor>>, mut req: Request, next: impl Next) -> Response {
     let Some(auditor) = auditor else {
-        return next.run(req).await;
+        return next(req).await;
     };
     let audit_id = req.extensions().get::<AuditId>().map_or_else(|| audit_id(req.headers()), |id| id.0.to_string());
     let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else {
-        return next.run(req).await;
+        return next(req).await;
     };
     let context = Arc::new(AuditContext::default());
     req.extensions_mut().insert(context.clone());
@@ -78,7 +78,7 @@ pub async fn audit(State(auditor): State<Option<Arc<Auditor>>>, mut req: Request
     }
     let mut panic_guard =
         PanicGuard { auditor: auditor.clone(), request: Some(request.clone()), context: context.clone() };
-    let resp = next.run(req).await;
+    let resp = next(req).await;
     panic_guard.request = None;
     let user = context.user();
     let decision = auditor.policy.decide(&request.info, user.as_ref());
@@ -86,7 +86,7 @@ pub async fn audit(State(auditor): State<Option<Arc<Auditor>>>, mut req: Request
         return resp;
     }
     let request_body = body_copy.lock().map(|b| b.clone().freeze()).unwrap_or_default();
-    record(&auditor, &request, &context, &decision, request_body, resp).await
+    record(auditor, &request, &context, &decision, request_body, resp).await
 }
 
 /// What is known of a request when it arrives.
@@ -250,7 +250,7 @@ fn audit_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|id| !id.is_empty() && id.len() <= MAX_AUDIT_ID)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+        .map_or_else(crate::registry::meta::new_uuid, str::to_string)
 }
 
 /// `X-Forwarded-For`, then `X-Real-Ip`, then the peer's address, as upstream's `SourceIPs`.

@@ -6,27 +6,27 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
+use super::Next;
 use crate::auth::authn::{Authenticator, UserInfo};
 use crate::auth::authz::AlwaysAllowPaths;
 use crate::error::ApiError;
 use crate::request::info::RequestInfo;
 
-/// What authentication needs: the authenticators, and the paths anonymous users may reach.
-pub struct Authentication {
-    pub authenticator: Arc<dyn Authenticator>,
-    pub always_allow: Arc<AlwaysAllowPaths>,
-}
-
-pub async fn authenticate(State(authn): State<Arc<Authentication>>, req: Request, next: Next) -> Response {
+/// `authenticator` decides who calls; `always_allow` are the paths anonymous users may reach.
+pub async fn authenticate(
+    authenticator: &dyn Authenticator,
+    always_allow: &AlwaysAllowPaths,
+    req: Request,
+    next: impl Next,
+) -> Response {
     let (mut parts, body) = req.into_parts();
     let Some(info) = parts.extensions.get::<Arc<RequestInfo>>().cloned() else {
         return ApiError::internal("request info missing").into_response();
     };
-    let user = match authn.authenticator.authenticate(&mut parts).await {
+    let user = match authenticator.authenticate(&mut parts).await {
         Ok(Some(u)) => u,
         Ok(None) => UserInfo::anonymous(),
         Err(e) => {
@@ -37,10 +37,10 @@ pub async fn authenticate(State(authn): State<Arc<Authentication>>, req: Request
     if let Some(audit) = crate::audit::context(&parts.extensions) {
         audit.set_user(&user);
     }
-    let always_allowed = !info.is_resource_request && authn.always_allow.contains(&info.path);
+    let always_allowed = !info.is_resource_request && always_allow.contains(&info.path);
     if user.is_anonymous() && !always_allowed {
         return ApiError::unauthorized().into_response();
     }
     parts.extensions.insert(Arc::new(user));
-    next.run(Request::from_parts(parts, body)).await
+    next(Request::from_parts(parts, body)).await
 }

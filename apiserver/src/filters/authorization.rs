@@ -5,16 +5,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
+use super::Next;
 use crate::auth::authn::UserInfo;
 use crate::auth::authz::{Authorizer, Decision, forbidden};
 use crate::error::ApiError;
 use crate::request::info::RequestInfo;
 
-pub async fn authorize(State(authorizer): State<Arc<dyn Authorizer>>, req: Request, next: Next) -> Response {
+pub async fn authorize(authorizer: &dyn Authorizer, req: Request, next: impl Next) -> Response {
     let (Some(info), Some(user)) =
         (req.extensions().get::<Arc<RequestInfo>>().cloned(), req.extensions().get::<Arc<UserInfo>>().cloned())
     else {
@@ -31,7 +31,7 @@ pub async fn authorize(State(authorizer): State<Arc<dyn Authorizer>>, req: Reque
         audit.annotate("authorization.k8s.io/reason", reason);
     }
     match decision {
-        Decision::Allow => next.run(req).await,
+        Decision::Allow => next(req).await,
         Decision::Deny(reason) | Decision::NoOpinion(reason) => {
             tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
             forbidden(&user, &info, &reason).into_response()

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use backup_apis::Kind;
 
+use super::Next;
 use crate::error::ApiError;
 use crate::metrics::{DurationLabels, Metrics, RequestLabels, WatchLabels};
 use crate::request::info::{RequestInfo, Subresource, Verb};
@@ -51,9 +51,9 @@ impl RequestMetrics {
         Self { metrics, served }
     }
 
-    /// Whether the request's group, version, resource and subresource are served here.
-    fn serves(&self, info: &RequestInfo) -> bool {
-        self.served.iter().any(|s| {
+    /// The served resource the request is for (its group, version, resource and subresource served here), if any.
+    fn served(&self, info: &RequestInfo) -> Option<&Served> {
+        self.served.iter().find(|s| {
             s.group == info.api_group
                 && s.version == info.api_version
                 && s.plural == info.resource
@@ -66,7 +66,7 @@ impl RequestMetrics {
     }
 }
 
-pub async fn record(State(rm): State<Arc<RequestMetrics>>, req: Request, next: Next) -> Response {
+pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Response {
     let start = Instant::now();
     let (Some(info), Some(query)) =
         (req.extensions().get::<Arc<RequestInfo>>().cloned(), req.extensions().get::<Arc<Query>>().cloned())
@@ -78,52 +78,42 @@ pub async fn record(State(rm): State<Arc<RequestMetrics>>, req: Request, next: N
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/apply-patch"));
-    let mut resp = next.run(req).await;
+    let mut resp = next(req).await;
     tracing::debug!(verb = %info.verb, path = %info.path, code = resp.status().as_u16(), "request");
     let h = resp.headers_mut();
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     }
     let verb = metrics_verb(&info, is_apply);
-    let known = info.is_resource_request && resp.status().as_u16() != 401 && rm.serves(&info);
-    let scope = if !known {
-        ""
-    } else if !info.name.is_empty() {
-        "resource"
-    } else if !info.namespace.is_empty() {
-        "namespace"
-    } else {
-        "cluster"
+    let code = resp.status().as_u16();
+    let served = if info.is_resource_request && code != 401 { rm.served(&info) } else { None };
+    let scope = match served {
+        None => "",
+        Some(_) if !info.name.is_empty() => "resource",
+        Some(_) if !info.namespace.is_empty() => "namespace",
+        Some(_) => "cluster",
     };
-    let (resource, group, version, subresource) = if known {
-        (info.resource.clone(), info.api_group.clone(), info.api_version.clone(), info.subresource.as_str().to_string())
-    } else {
-        (String::new(), String::new(), String::new(), String::new())
+    let (resource, group, version, subresource) = match served {
+        Some(s) => (s.plural, s.group, s.version, if info.subresource == Subresource::Status { "status" } else { "" }),
+        None => ("", "", "", ""),
     };
-    let dry_run = if known && query.get_all("dryRun").any(|v| v == "All") { "All" } else { "" };
+    let dry_run = if served.is_some() && query.get_all("dryRun").any(|v| v == "All") { "All" } else { "" };
     let metrics = &rm.metrics;
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            verb: verb.into(),
-            dry_run: dry_run.into(),
-            group: group.clone(),
-            version: version.clone(),
-            resource: resource.clone(),
-            subresource: subresource.clone(),
-            scope: scope.into(),
-            component: "apiserver".into(),
-            code: resp.status().as_u16().to_string(),
+            verb,
+            dry_run,
+            group,
+            version,
+            resource,
+            subresource,
+            scope,
+            component: "apiserver",
+            code,
         })
         .inc();
-    let durations = DurationLabels {
-        verb: verb.into(),
-        group: group.clone(),
-        version: version.clone(),
-        resource: resource.clone(),
-        subresource,
-        scope: scope.into(),
-    };
+    let durations = DurationLabels { verb, group, version, resource, subresource, scope };
     if info.verb == Verb::Watch && resp.status().is_success() {
         // Count the watch as open until its body is dropped.
         let gauge = metrics.watchers.get_or_create(&WatchLabels { group, version, resource }).clone();

@@ -8,17 +8,17 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
+use super::Next;
 use crate::error::ApiError;
 
 /// Run the rest of the chain; a panic anywhere in it (when the inner services are called or polled) becomes a 500.
-pub async fn recover(req: Request, next: Next) -> Response {
+pub async fn recover(req: Request, next: impl Next) -> Response {
     // Both are cheap to keep: the method is an enum for the standard ones, the URI shares the request's bytes.
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+    match AssertUnwindSafe(next(req)).catch_unwind().await {
         Ok(resp) => resp,
         Err(panic) => {
             tracing::error!(%method, path = %uri.path(), panic = message(panic.as_ref()), "apiserver panic'd");

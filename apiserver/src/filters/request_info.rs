@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::Next;
 use crate::error::ApiError;
 use crate::request::info::RequestInfo;
 use crate::request::query::Query;
 
-pub async fn parse(mut req: Request, next: Next) -> Response {
+pub async fn parse(mut req: Request, next: impl Next) -> Response {
     let query = Query::parse(req.uri().query());
     let Some(info) =
         RequestInfo::parse(req.method(), req.uri().path(), query.flag("watch"), query.field_selector_name())
@@ -23,5 +23,5 @@ pub async fn parse(mut req: Request, next: Next) -> Response {
     };
     req.extensions_mut().insert(Arc::new(info));
     req.extensions_mut().insert(Arc::new(query));
-    next.run(req).await
+    next(req).await
 }

@@ -7,24 +7,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
+use super::Next;
 use crate::error::{ApiError, StatusReason};
 use crate::options::parse_duration;
 use crate::request::info::{RequestInfo, Verb};
 use crate::request::query::Query;
 
-pub async fn limit(State(request_timeout): State<Duration>, req: Request, next: Next) -> Response {
+pub async fn limit(request_timeout: Duration, req: Request, next: impl Next) -> Response {
     let info = req.extensions().get::<Arc<RequestInfo>>().cloned();
     if request_timeout.is_zero() || info.as_ref().is_some_and(|i| i.verb == Verb::Watch) {
-        return next.run(req).await;
+        return next(req).await;
     }
     let asked =
         req.extensions().get::<Arc<Query>>().and_then(|q| q.get("timeout")).and_then(|t| parse_duration(t).ok());
     let timeout = asked.filter(|t| !t.is_zero() && *t < request_timeout).unwrap_or(request_timeout);
-    match tokio::time::timeout(timeout, next.run(req)).await {
+    match tokio::time::timeout(timeout, next(req)).await {
         Ok(resp) => resp,
         Err(_) => {
             if let Some(info) = info {

@@ -27,6 +27,11 @@ pub fn generate_name(prefix: &str) -> String {
     prefix + &suffix
 }
 
+/// A new v4 UUID (`metadata.uid`; also a request's `Audit-ID`), from the thread's CSPRNG: no system call per use.
+pub fn new_uuid() -> String {
+    uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid().to_string()
+}
+
 pub fn str_field<'a>(meta: &'a Map<String, Value>, key: &str) -> &'a str {
     meta.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -41,7 +46,7 @@ pub fn prepare_create(meta: &mut Map<String, Value>) -> bool {
             generated = true;
         }
     }
-    meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    meta.insert("uid".into(), Value::String(new_uuid()));
     meta.insert("creationTimestamp".into(), Value::String(timestamp_now()));
     meta.insert("generation".into(), Value::from(1));
     for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "resourceVersion"] {
