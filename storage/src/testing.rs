@@ -218,11 +218,24 @@ fn is_executable(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Distinct free loopback ports.
+/// Distinct free loopback ports, none handed out before in this process. The kernel may give a port that was just
+/// released to the next `bind(0)`: without the record, two etcds started at once by parallel tests could be given
+/// the same port; one of them would then exit, and its health probe could be answered by the other.
 fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: [TcpListener; N] =
-        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1"));
-    listeners.map(|l| l.local_addr().expect("local address").port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut held = Vec::new();
+    let mut ports = Vec::with_capacity(N);
+    while ports.len() < N {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
+        let port = listener.local_addr().expect("local address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    std::array::from_fn(|i| ports[i])
 }
 
 /// Whether etcd's `/health` answers `"health":"true"`.
