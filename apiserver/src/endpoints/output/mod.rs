@@ -1,6 +1,7 @@
 //! Rendering a result in the negotiated [`Output`]: an object, a list, a deleted collection, or a watch event, in
 //! JSON or YAML, as the object itself, a Table or PartialObjectMetadata; with `Warning` headers. Lists are written
-//! item by item (row by row for Tables), never holding more than one decoded object. A watch event's line is
+//! item by item (row by row for Tables), never holding more than one decoded object; a large JSON list goes out in
+//! chunks made as the connection takes them. A watch event's line is
 //! rendered once per rendering and shared by every watcher that renders it alike ([`WatchRenderer`]).
 //!
 //! endpoints (each verb) → **output** → the response.
@@ -9,6 +10,10 @@ mod table;
 pub mod warning;
 mod yaml;
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_storage::Revision;
@@ -17,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::object_bytes::{decode, write_with_resource_version};
+use crate::registry::object_bytes::{decode, prefetch, prefetch_bytes, write_with_resource_version};
 use crate::registry::store::{DeletedCollection, ListPage, Store, WatchEvent, WatchEventType};
 use crate::request::negotiation::{IncludeObject, Media, MetaVersion, Output, Representation};
 
@@ -59,7 +64,8 @@ pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response
         Representation::Object => match output.media {
             Media::Json => {
                 warnings.extend(page.warnings.iter().cloned());
-                list_json(store, &page)
+                let body = list_json(store, page);
+                return Ok(response(StatusCode::OK, body, output.media, &warnings));
             }
             Media::Yaml => yaml::list(store, page, &mut warnings)?,
         },
@@ -96,25 +102,82 @@ pub fn deleted_collection(store: &Store, deleted: DeletedCollection, output: Out
     Ok(response(StatusCode::OK, in_media(body, output.media)?, output.media, &deleted.warnings))
 }
 
-/// `{"apiVersion":…,"items":[…],"kind":"<Kind>List","metadata":{…}}` with the items' stored bytes.
-fn list_json(store: &Store, page: &ListPage) -> Bytes {
+/// How many bytes of a JSON list are written at a time: a large list goes out in pieces of about this size, each
+/// made when the connection can take it and copied on while still in the CPU's cache (one large buffer would be a
+/// second copy of the list, written to memory and read back from it).
+const LIST_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How many items ahead of the one being written a list fetches an item's bytes (and twice as far, the item
+/// itself): enough to cover a memory read while one item is copied.
+const PREFETCH_AHEAD: usize = 8;
+
+/// `{"apiVersion":…,"items":[…],"kind":"<Kind>List","metadata":{…}}` with the items' stored bytes: one buffer
+/// (with a Content-Length) when it fits in a chunk, else a stream of chunks, as upstream sends large lists.
+fn list_json(store: &Store, page: ListPage) -> Body {
     let info = store.info();
-    let mut out = BytesMut::with_capacity(64 + page.items.iter().map(|o| o.value().len() + 40).sum::<usize>());
-    out.put_slice(b"{\"apiVersion\":");
-    out.put_slice(Value::String(info.api_version()).to_string().as_bytes());
-    out.put_slice(b",\"items\":[");
-    for (i, object) in page.items.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        write_with_resource_version(&mut out, object.value(), object.kv().mod_revision);
+    let mut head = BytesMut::new();
+    head.put_slice(b"{\"apiVersion\":");
+    head.put_slice(Value::String(info.api_version()).to_string().as_bytes());
+    head.put_slice(b",\"items\":[");
+    let mut tail = BytesMut::new();
+    tail.put_slice(b"],\"kind\":");
+    tail.put_slice(Value::String(info.list_kind.to_string()).to_string().as_bytes());
+    tail.put_slice(b",\"metadata\":");
+    tail.put_slice(Value::Object(page.list_meta()).to_string().as_bytes());
+    tail.put_u8(b'}');
+    let mut chunks =
+        ListJsonChunks { head: Some(head), items: page.items.into_iter(), first: true, tail: Some(tail.freeze()) };
+    let Some(first) = chunks.next_chunk() else { return Body::empty() };
+    if chunks.tail.is_none() {
+        return Body::from(first);
     }
-    out.put_slice(b"],\"kind\":");
-    out.put_slice(Value::String(info.list_kind.to_string()).to_string().as_bytes());
-    out.put_slice(b",\"metadata\":");
-    out.put_slice(Value::Object(page.list_meta()).to_string().as_bytes());
-    out.put_u8(b'}');
-    out.freeze()
+    Body::from_stream(futures::stream::iter(
+        std::iter::once(first).chain(std::iter::from_fn(move || chunks.next_chunk())).map(Ok::<_, Infallible>),
+    ))
+}
+
+/// A JSON list being written chunk by chunk: what is left of it.
+struct ListJsonChunks {
+    /// `{"apiVersion":…,"items":[`, until written.
+    head: Option<BytesMut>,
+    items: std::vec::IntoIter<Arc<CachedObject>>,
+    /// No item written yet (the next one has no comma before it).
+    first: bool,
+    /// `],"kind":…,"metadata":{…}}`, until written.
+    tail: Option<Bytes>,
+}
+
+impl ListJsonChunks {
+    /// The next [`LIST_CHUNK_BYTES`] or so of the list (or its last piece); `None` once all is written.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        let mut out = match self.head.take() {
+            Some(head) => head,
+            None => BytesMut::with_capacity(LIST_CHUNK_BYTES + 4096),
+        };
+        while out.len() < LIST_CHUNK_BYTES {
+            // The items are scattered over the heap and a large list has left the CPU's caches cold: fetching items
+            // ahead overlaps their memory reads with the copying (without it, the copy waits ~0.2 µs on memory per
+            // item).
+            let ahead = self.items.as_slice();
+            if let Some(item) = ahead.get(2 * PREFETCH_AHEAD) {
+                prefetch(Arc::as_ptr(item).cast());
+            }
+            if let Some(item) = ahead.get(PREFETCH_AHEAD) {
+                prefetch_bytes(item.value());
+            }
+            let Some(object) = self.items.next() else {
+                if let Some(tail) = self.tail.take() {
+                    out.put_slice(&tail);
+                }
+                break;
+            };
+            if !std::mem::replace(&mut self.first, false) {
+                out.put_u8(b',');
+            }
+            write_with_resource_version(&mut out, object.value(), object.kv().mod_revision);
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
 }
 
 /// The rendering state of one watch: which representation, and whether a Table's column definitions went out.
@@ -259,8 +322,8 @@ fn json_bytes(v: &Value) -> Bytes {
 }
 
 /// The response: `code`, the body with its content type, and `Warning` headers (deduplicated, capped).
-fn response(code: StatusCode, body: Bytes, media: Media, warnings: &[String]) -> Response {
-    let mut resp = (code, body).into_response();
+fn response(code: StatusCode, body: impl Into<Body>, media: Media, warnings: &[String]) -> Response {
+    let mut resp = (code, body.into()).into_response();
     let h = resp.headers_mut();
     let content_type = match media {
         Media::Json => "application/json",
