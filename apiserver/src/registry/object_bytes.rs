@@ -52,6 +52,12 @@ impl Serialize for WithoutResourceVersion<'_> {
     }
 }
 
+/// Whether stored bytes begin as this server writes them (`{"apiVersion":"…","kind":"…","metadata":{`): written by
+/// [`encode_for_storage`], compact and with every map's keys in order, rather than by another tool.
+pub fn is_canonical(stored: &[u8]) -> bool {
+    metadata_body_offset(stored).is_some()
+}
+
 /// Where the body of `metadata` starts in canonically written bytes, if they are canonical.
 fn metadata_body_offset(stored: &[u8]) -> Option<usize> {
     const HEAD: &[u8] = b"{\"apiVersion\":\"";

@@ -100,7 +100,7 @@ fn decode_metadata(stored: &[u8], rv: i64) -> serde_json::Result<Value> {
 }
 
 /// The warning for a stored object that cannot be decoded.
-fn unreadable(key: &str, e: &str) -> String {
+pub fn unreadable(key: &str, e: &str) -> String {
     format!(
         "the stored object {key:?} cannot be decoded and was left out ({e}); delete it with DeleteOptions ignoreStoreReadErrorWithClusterBreakingPotential"
     )

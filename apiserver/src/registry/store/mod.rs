@@ -18,7 +18,7 @@ mod watch;
 
 pub use apply::ConfigurationFn;
 pub use delete::{DeleteOutcome, DeletedCollection};
-pub use list::ListPage;
+pub use list::{ListPage, unreadable};
 pub use reads::{Events, Reads};
 pub use update::PatchFn;
 pub use watch::{WatchEvent, WatchEventType, WatchEvents, Watchdog};
