@@ -76,8 +76,7 @@ pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response
             in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadataList(v) => {
-            let meta = page.list_meta();
-            let rendered = table::partial_object_metadata_list(page.into_metadata(&mut warnings), meta, v)?;
+            let rendered = table::partial_object_metadata_list_of_page(page, v, &mut warnings);
             in_media(rendered, output.media)?
         }
         Representation::PartialObjectMetadata(_) => return Err(ApiError::not_acceptable(&["application/json"])),
@@ -92,7 +91,7 @@ pub fn deleted_collection(store: &Store, deleted: DeletedCollection, output: Out
     list_meta.insert("resourceVersion".into(), Value::String(deleted.revision.to_string()));
     let body = match output.representation {
         Representation::PartialObjectMetadataList(v) => {
-            table::partial_object_metadata_list(deleted.items.iter().cloned().map(Ok), list_meta, v)?
+            table::partial_object_metadata_list(deleted.items.iter().cloned(), list_meta, v)
         }
         _ => json_bytes(&json!({
             "apiVersion": info.api_version(), "items": &deleted.items, "kind": info.list_kind, "metadata": list_meta,

@@ -1,9 +1,11 @@
-//! A Table row read from an object's stored bytes without decoding the object whole: `metadata` is copied member
-//! by member (its resourceVersion put in its place), and only the members the printer columns read are decoded.
-//! The row's bytes are those [`super::table`] writes from the decoded object. Bytes this quick read does not take
-//! (not written canonically by this server, a key with an escape in it, malformed JSON) go the decoded way.
+//! Table rows and PartialObjectMetadata read from an object's stored bytes without decoding the object whole:
+//! `metadata` is copied member by member (its resourceVersion put in its place), and only the members the printer
+//! columns read are decoded. For bytes this server wrote, the output is byte for byte what [`super::table`] writes
+//! from the decoded object (bytes written otherwise with the same beginning give the same JSON, its escapes as
+//! stored). Bytes this quick read does not take (not beginning as this server writes, a key with an escape in it,
+//! `metadata`'s keys out of order or twice, malformed JSON) go the decoded way.
 //!
-//! output (a Table of a list) → **stored row** → the response.
+//! output (a Table or PartialObjectMetadataList of a list) → **stored rows** → the response.
 
 use std::fmt;
 
@@ -15,71 +17,29 @@ use serde_json::{Map, Value};
 use crate::registry::object_bytes::is_canonical;
 use crate::request::negotiation::{IncludeObject, MetaVersion};
 
-/// One row, read from stored bytes and borrowing from them.
-pub struct StoredRow<'a> {
-    cells: Vec<Value>,
-    /// `metadata`'s members as stored, in key order (the order a decoded object's are written in); `None` when
-    /// the row carries no object.
-    metadata: Option<Vec<Member<'a>>>,
+/// An object's `metadata` read from its stored bytes, borrowing from them.
+pub struct StoredMetadata<'a> {
+    /// The members as stored, in key order (the order a decoded object's are written in).
+    members: Vec<Member<'a>>,
     resource_version: String,
 }
 
-impl<'a> StoredRow<'a> {
-    /// The row of the object stored as `stored` at revision `rv`, for a Table with `include` = None or Metadata;
-    /// `None` when the object must be decoded whole for it.
-    pub fn read(
-        kind: &dyn Kind,
-        stored: &'a [u8],
-        rv: i64,
-        include: IncludeObject,
-        now: jiff::Timestamp,
-    ) -> Option<Self> {
-        if include == IncludeObject::Object || !is_canonical(stored) {
-            return None;
-        }
-        let Members { top, metadata } = serde_json::from_slice(stored).ok()?;
-        let metadata = metadata?;
-        let resource_version = rv.to_string();
-        // What the columns read, decoded: an object with only those members, for the cells.
-        let mut read_meta = Map::new();
-        let mut read = Map::new();
-        for column in kind.printer_columns() {
-            let pointer = column.source.pointer();
-            if pointer.contains('~') {
-                return None;
-            }
-            let mut path = pointer.split('/').skip(1);
-            match (path.next(), path.next()) {
-                (Some("metadata"), Some(key)) => decode_member(&mut read_meta, &metadata, key)?,
-                (Some(name), _) if name != "metadata" => decode_member(&mut read, &top, name)?,
-                _ => {}
-            }
-        }
-        read_meta.insert("resourceVersion".into(), Value::String(resource_version.clone()));
-        read.insert("metadata".into(), Value::Object(read_meta));
-        let read = Value::Object(read);
-        let cells = kind.printer_columns().iter().map(|c| c.cell(&read, now)).collect();
-        let metadata = (include == IncludeObject::Metadata).then_some(metadata);
-        Some(Self { cells, metadata, resource_version })
+impl<'a> StoredMetadata<'a> {
+    /// `metadata` of the object stored as `stored` at revision `rv`; `None` when the object must be decoded.
+    pub fn read(stored: &'a [u8], rv: i64) -> Option<Self> {
+        Some(read_members(stored, rv)?.1)
     }
 
-    /// `{"cells":[…],"object":…}`: the object null, or PartialObjectMetadata of `version`.
-    pub fn write(&self, out: &mut Vec<u8>, version: MetaVersion) {
-        out.extend_from_slice(b"{\"cells\":");
-        // Serializing values into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &self.cells);
-        out.extend_from_slice(b",\"object\":");
-        let Some(metadata) = &self.metadata else {
-            out.extend_from_slice(b"null}");
-            return;
-        };
+    /// `{"apiVersion":…,"kind":"PartialObjectMetadata","metadata":{…}}` of `version`.
+    pub fn write_partial_object_metadata(&self, out: &mut Vec<u8>, version: MetaVersion) {
         out.extend_from_slice(b"{\"apiVersion\":");
+        // Serializing a string into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, version.api_version());
         out.extend_from_slice(b",\"kind\":\"PartialObjectMetadata\",\"metadata\":{");
         let rv = ("resourceVersion", self.resource_version.as_str());
         let mut rv_written = false;
         let mut first = true;
-        for &(key, raw) in metadata {
+        for &(key, raw) in &self.members {
             if key == rv.0 {
                 continue;
             }
@@ -93,8 +53,76 @@ impl<'a> StoredRow<'a> {
         if !rv_written {
             write_string_member(out, &mut first, rv);
         }
-        out.extend_from_slice(b"}}}");
+        out.extend_from_slice(b"}}");
     }
+}
+
+/// One Table row, read from stored bytes and borrowing from them.
+pub struct StoredRow<'a> {
+    cells: Vec<Value>,
+    /// `None` when the row carries no object.
+    metadata: Option<StoredMetadata<'a>>,
+}
+
+impl<'a> StoredRow<'a> {
+    /// The row of the object stored as `stored` at revision `rv`, for a Table with `include` = None or Metadata;
+    /// `None` when the object must be decoded whole for it.
+    pub fn read(
+        kind: &dyn Kind,
+        stored: &'a [u8],
+        rv: i64,
+        include: IncludeObject,
+        now: jiff::Timestamp,
+    ) -> Option<Self> {
+        if include == IncludeObject::Object {
+            return None;
+        }
+        let (top, metadata) = read_members(stored, rv)?;
+        // What the columns read, decoded: an object with only those members, for the cells.
+        let mut read_meta = Map::new();
+        let mut read = Map::new();
+        for column in kind.printer_columns() {
+            let pointer = column.source.pointer();
+            if pointer.contains('~') {
+                return None;
+            }
+            let mut path = pointer.split('/').skip(1);
+            match (path.next(), path.next()) {
+                (Some("metadata"), Some(key)) => decode_member(&mut read_meta, &metadata.members, key)?,
+                (Some(name), _) if name != "metadata" => decode_member(&mut read, &top, name)?,
+                _ => {}
+            }
+        }
+        read_meta.insert("resourceVersion".into(), Value::String(metadata.resource_version.clone()));
+        read.insert("metadata".into(), Value::Object(read_meta));
+        let read = Value::Object(read);
+        let cells = kind.printer_columns().iter().map(|c| c.cell(&read, now)).collect();
+        let metadata = (include == IncludeObject::Metadata).then_some(metadata);
+        Some(Self { cells, metadata })
+    }
+
+    /// `{"cells":[…],"object":…}`: the object null, or PartialObjectMetadata of `version`.
+    pub fn write(&self, out: &mut Vec<u8>, version: MetaVersion) {
+        out.extend_from_slice(b"{\"cells\":");
+        // Serializing values into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &self.cells);
+        out.extend_from_slice(b",\"object\":");
+        match &self.metadata {
+            None => out.extend_from_slice(b"null"),
+            Some(metadata) => metadata.write_partial_object_metadata(out, version),
+        }
+        out.push(b'}');
+    }
+}
+
+/// The members of a canonically stored object other than `metadata`, and its `metadata`; `None` when the object
+/// must be decoded.
+fn read_members(stored: &[u8], rv: i64) -> Option<(Vec<Member<'_>>, StoredMetadata<'_>)> {
+    if !is_canonical(stored) {
+        return None;
+    }
+    let Members { top, metadata } = serde_json::from_slice(stored).ok()?;
+    Some((top, StoredMetadata { members: metadata?, resource_version: rv.to_string() }))
 }
 
 /// One member of a JSON object: its key (with no escape in it) and its value as written.

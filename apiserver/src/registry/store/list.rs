@@ -53,20 +53,6 @@ impl ListPage {
     /// The items decoded one at a time (for Table renderings); one that cannot be decoded is left out with a
     /// warning.
     pub fn into_objects(self, warnings: &mut Vec<String>) -> impl Iterator<Item = ApiResult<Value>> + '_ {
-        self.decoded(warnings, decode)
-    }
-
-    /// The items as `{"metadata":{…}}`, decoded one at a time (for PartialObjectMetadata renderings), the rest of
-    /// each object skipped over rather than decoded; left out with a warning as by [`Self::into_objects`].
-    pub fn into_metadata(self, warnings: &mut Vec<String>) -> impl Iterator<Item = ApiResult<Value>> + '_ {
-        self.decoded(warnings, decode_metadata)
-    }
-
-    fn decoded(
-        self,
-        warnings: &mut Vec<String>,
-        decode: fn(&[u8], i64) -> serde_json::Result<Value>,
-    ) -> impl Iterator<Item = ApiResult<Value>> + '_ {
         warnings.extend(self.warnings);
         self.items.into_iter().filter_map(move |object| {
             let kv = object.kv();
@@ -79,24 +65,6 @@ impl ListPage {
             }
         })
     }
-}
-
-/// Only `metadata` of stored bytes (with its resourceVersion), as `{"metadata":{…}}`: the same metadata
-/// [`decode`] gives, and the same errors — anything the quick read does not take (bytes that are not UTF-8, no
-/// `metadata` object, a duplicate key, malformed JSON) goes through [`decode`].
-fn decode_metadata(stored: &[u8], rv: i64) -> serde_json::Result<Value> {
-    #[derive(serde::Deserialize)]
-    struct MetadataOnly {
-        metadata: Option<Map<String, Value>>,
-    }
-    let quick = std::str::from_utf8(stored).ok().and_then(|s| serde_json::from_str::<MetadataOnly>(s).ok());
-    let Some(mut metadata) = quick.and_then(|m| m.metadata) else {
-        let mut obj = decode(stored, rv)?;
-        let metadata = obj.get_mut("metadata").map(Value::take);
-        return Ok(Value::Object(metadata.map(|m| Map::from_iter([("metadata".to_string(), m)])).unwrap_or_default()));
-    };
-    metadata.insert("resourceVersion".into(), Value::String(rv.to_string()));
-    Ok(Value::Object(Map::from_iter([("metadata".to_string(), Value::Object(metadata))])))
 }
 
 /// The warning for a stored object that cannot be decoded.
@@ -239,37 +207,4 @@ pub(super) async fn list(
     // The count is exact only when every key counts (no selector) and the last page was read whole.
     let remaining = (continue_token.is_some() && filter.is_empty() && remaining > 0).then_some(remaining);
     Ok(ListPage { items, revision, continue_token, remaining, warnings })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The quick read of metadata gives what decoding the whole object gives, or the same error.
-    #[test]
-    fn metadata_alone_is_the_metadata_of_the_whole() {
-        let cases: [&[u8]; 9] = [
-            br#"{"apiVersion":"g/v1","kind":"K","metadata":{"name":"x","labels":{"a":"\u00e9"},"managedFields":[{"f":{"f:spec":{}}}]},"spec":{"n":1.5}}"#,
-            br#"{"kind":"K","spec":{"s":"t"},"metadata":{"name":"y"},"apiVersion":"g/v1"}"#,
-            br#"{"apiVersion":"g/v1","kind":"K","metadata":null}"#,
-            br#"{"apiVersion":"g/v1","kind":"K","metadata":"text"}"#,
-            br#"{"apiVersion":"g/v1","kind":"K"}"#,
-            br#"{"metadata":{"name":"first"},"metadata":{"name":"last"}}"#,
-            b"{\"metadata\":{\"name\":\"z\"},\"spec\":\"\xff\"}",
-            br#"{"metadata":{"name":"z"},"spec":}"#,
-            br#"{"metadata":{"name":"z"}} trailing"#,
-        ];
-        for stored in cases {
-            let whole = decode(stored, 7).map(|mut obj| match obj.get_mut("metadata").map(Value::take) {
-                Some(m) => serde_json::json!({ "metadata": m }),
-                None => serde_json::json!({}),
-            });
-            let quick = decode_metadata(stored, 7);
-            match (whole, quick) {
-                (Ok(w), Ok(q)) => assert_eq!(w, q, "{}", String::from_utf8_lossy(stored)),
-                (Err(w), Err(q)) => assert_eq!(w.to_string(), q.to_string()),
-                (w, q) => panic!("{}: {w:?} against {q:?}", String::from_utf8_lossy(stored)),
-            }
-        }
-    }
 }
