@@ -5,7 +5,8 @@
 //! Each input runs on a thread with a server worker's stack (2 MiB) against a fresh in-memory store holding one
 //! valid object, and must leave what a request must: no panic, no stack overflow, every refusal a 4xx `Status`, and
 //! whatever was stored readable again — by serde_json inside a list's `items`, by the next patch, by a labelled
-//! list, and by a delete.
+//! list (whose Table rows and metadata read from the stored bytes must be those of the decoded object), and by a
+//! delete.
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,7 +14,7 @@ use backup_storage::{ListOptions as StorageListOptions, Storage};
 use serde_json::{Value, json};
 
 use crate::admission::RequestContext;
-use crate::endpoints::patch;
+use crate::endpoints::{output, patch};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::managers;
 use crate::registry::attrs::{self, Selectable};
@@ -245,6 +246,11 @@ async fn still_usable(store: &Store, name: &str) -> Result<(), String> {
     let page = refused_or(store.list(Some(NAMESPACE), &list).await).map_err(|e| format!("a list after it: {e}"))?;
     let mut warnings = Vec::new();
     if let Some(page) = page {
+        for object in &page.items {
+            let kv = object.kv();
+            output::stored_renderings_match_decoded(store, &kv.value, kv.mod_revision)
+                .map_err(|e| format!("a listed item: {e}"))?;
+        }
         for item in page.into_objects(&mut warnings) {
             refused_or(item).map_err(|e| format!("a listed item: {e}"))?;
         }

@@ -84,6 +84,13 @@ pub fn list(store: &Store, page: ListPage, output: Output) -> ApiResult<Response
     Ok(response(StatusCode::OK, body, output.media, &warnings))
 }
 
+/// For the fuzzing entry points: whether a Table row and PartialObjectMetadata read from `stored` (at revision
+/// `rv`) are byte for byte those written from the decoded object.
+#[doc(hidden)]
+pub fn stored_renderings_match_decoded(store: &Store, stored: &[u8], rv: i64) -> Result<(), String> {
+    table::stored_renderings_match_decoded(store.strategy.kind.as_ref(), stored, rv)
+}
+
 /// What a deletecollection deleted, as the kind's List (or a PartialObjectMetadataList).
 pub fn deleted_collection(store: &Store, deleted: DeletedCollection, output: Output) -> ApiResult<Response> {
     let info = store.info();

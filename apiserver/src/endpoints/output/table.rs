@@ -66,6 +66,35 @@ pub fn partial_object_metadata_list_of_page(page: ListPage, version: MetaVersion
     Bytes::from(out)
 }
 
+/// Whether the Table rows and PartialObjectMetadata read from a stored object's bytes are byte for byte those
+/// written from the decoded object (for the fuzzing entry points, which store what hostile requests leave).
+pub fn stored_renderings_match_decoded(kind: &dyn Kind, stored: &[u8], rv: i64) -> Result<(), String> {
+    let now = jiff::Timestamp::now();
+    let decoded = || decode(stored, rv).map_err(|e| format!("read quickly, yet not decodable: {e}"));
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    for version in [MetaVersion::V1, MetaVersion::V1beta1] {
+        for include in [IncludeObject::None, IncludeObject::Metadata] {
+            if let Some(quick) = StoredRow::read(kind, stored, rv, include, now) {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                quick.write(&mut a, version);
+                write_json(&mut b, &row(kind, decoded()?, include, version, now));
+                if a != b {
+                    return Err(format!("Table row from the bytes {} against decoded {}", text(a), text(b)));
+                }
+            }
+        }
+        if let Some(quick) = StoredMetadata::read(stored, rv) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            quick.write_partial_object_metadata(&mut a, version);
+            write_json(&mut b, &partial_object_metadata(decoded()?, version));
+            if a != b {
+                return Err(format!("metadata from the bytes {} against decoded {}", text(a), text(b)));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `{"kind":"PartialObjectMetadataList","apiVersion":…,"metadata":{…},"items":[`
 fn partial_object_metadata_list_head(list_meta: Map<String, Value>, version: MetaVersion) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
