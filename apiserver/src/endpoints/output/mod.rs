@@ -23,7 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::registry::object_bytes::{decode, prefetch, prefetch_bytes, write_with_resource_version};
+use crate::registry::object_bytes::{prefetch, prefetch_bytes, write_with_resource_version};
 use crate::registry::store::{DeletedCollection, ListPage, Store, WatchEvent, WatchEventType};
 use crate::request::negotiation::{IncludeObject, Media, MetaVersion, Output, Representation};
 
@@ -292,24 +292,13 @@ impl ObjectLine {
         out.put_slice(b"\",\"object\":");
         match self.representation {
             Representation::Object => write_with_resource_version(&mut out, stored, rv),
-            other => {
-                let obj = decode(stored, rv).unwrap_or(Value::Null);
-                match other {
-                    Representation::Table(version, include) => {
-                        let kind = store.strategy.kind.as_ref();
-                        let options = (include, version, self.headers);
-                        let rendered = table::table(kind, std::iter::once(Ok(obj)), Map::new(), options, self.now);
-                        out.put_slice(&rendered.unwrap_or_default());
-                    }
-                    Representation::PartialObjectMetadata(version)
-                    | Representation::PartialObjectMetadataList(version) => {
-                        let _ =
-                            serde_json::to_writer((&mut out).writer(), &table::partial_object_metadata(obj, version));
-                    }
-                    Representation::Object => {
-                        let _ = serde_json::to_writer((&mut out).writer(), &obj);
-                    }
-                }
+            Representation::Table(version, include) => {
+                let kind = store.strategy.kind.as_ref();
+                let options = (include, version, self.headers);
+                out.put_slice(&table::table_of_stored(kind, stored, rv, options, self.now));
+            }
+            Representation::PartialObjectMetadata(version) | Representation::PartialObjectMetadataList(version) => {
+                out.put_slice(&table::partial_object_metadata_of_stored(stored, rv, version));
             }
         }
         out.put_slice(b"}\n");

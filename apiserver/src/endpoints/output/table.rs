@@ -190,6 +190,36 @@ pub fn table_of_page(
     Bytes::from(out)
 }
 
+/// The Table of one stored object (a watch event's), its row read from the stored bytes where it can be; an object
+/// that cannot be decoded gives the row of `null`.
+pub fn table_of_stored(
+    kind: &dyn Kind,
+    stored: &[u8],
+    rv: i64,
+    (include, version, headers): (IncludeObject, MetaVersion, bool),
+    now: jiff::Timestamp,
+) -> Bytes {
+    if let Some(row) = StoredRow::read(kind, stored, rv, include, now) {
+        let mut out = table_head(kind, Map::new(), version, headers);
+        row.write(&mut out, version);
+        out.extend_from_slice(b"]}");
+        return Bytes::from(out);
+    }
+    let obj = decode(stored, rv).unwrap_or(Value::Null);
+    table(kind, std::iter::once(Ok(obj)), Map::new(), (include, version, headers), now).unwrap_or_default()
+}
+
+/// PartialObjectMetadata of one stored object (a watch event's), read from the stored bytes where it can be; an
+/// object that cannot be decoded gives that of `null`.
+pub fn partial_object_metadata_of_stored(stored: &[u8], rv: i64, version: MetaVersion) -> Vec<u8> {
+    let mut out = Vec::new();
+    match StoredMetadata::read(stored, rv) {
+        Some(metadata) => metadata.write_partial_object_metadata(&mut out, version),
+        None => write_json(&mut out, &partial_object_metadata(decode(stored, rv).unwrap_or(Value::Null), version)),
+    }
+    out
+}
+
 /// `{"kind":"Table","apiVersion":…,"metadata":{…}[,"columnDefinitions":[…]],"rows":[`
 fn table_head(kind: &dyn Kind, list_meta: Map<String, Value>, version: MetaVersion, headers: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
