@@ -42,25 +42,47 @@ pub fn partial_object_metadata_list(
 /// The `PartialObjectMetadataList` of a list page: each item's metadata read from its stored bytes where it can be
 /// ([`StoredMetadata`]), else from the decoded object; an object that cannot be decoded is left out with a warning.
 pub fn partial_object_metadata_list_of_page(page: ListPage, version: MetaVersion, warnings: &mut Vec<String>) -> Bytes {
-    let mut out = partial_object_metadata_list_head(page.list_meta(), version);
+    let out = partial_object_metadata_list_head(page.list_meta(), version);
+    write_items(
+        out,
+        page,
+        warnings,
+        |out, stored, rv| StoredMetadata::read(stored, rv).map(|m| m.write_partial_object_metadata(out, version)),
+        |out, obj| write_json(out, &partial_object_metadata(obj, version)),
+    )
+}
+
+/// Writes the items of `page` after `out`'s head, each from its stored bytes by `quick` where it can (`None` when
+/// it cannot, having written nothing), else from the decoded object by `decoded`; an object that cannot be decoded
+/// is left out with a warning. Closes the array and the object.
+fn write_items(
+    mut out: Vec<u8>,
+    page: ListPage,
+    warnings: &mut Vec<String>,
+    quick: impl Fn(&mut Vec<u8>, &[u8], i64) -> Option<()>,
+    decoded: impl Fn(&mut Vec<u8>, Value),
+) -> Bytes {
     warnings.extend(page.warnings);
     let items = page.items;
     let mut first = true;
     for (i, object) in items.iter().enumerate() {
         super::prefetch_items(&items[i + 1..]);
         let kv = object.kv();
-        if let Some(metadata) = StoredMetadata::read(&kv.value, kv.mod_revision) {
-            comma(&mut out, &mut first);
-            metadata.write_partial_object_metadata(&mut out, version);
-            continue;
+        let before = out.len();
+        if !first {
+            out.push(b',');
         }
-        match decode(&kv.value, kv.mod_revision) {
-            Ok(obj) => {
-                comma(&mut out, &mut first);
-                write_json(&mut out, &partial_object_metadata(obj, version));
+        if quick(&mut out, &kv.value, kv.mod_revision).is_none() {
+            match decode(&kv.value, kv.mod_revision) {
+                Ok(obj) => decoded(&mut out, obj),
+                Err(e) => {
+                    out.truncate(before);
+                    warnings.push(unreadable(&kv.key, &e.to_string()));
+                    continue;
+                }
             }
-            Err(e) => warnings.push(unreadable(&kv.key, &e.to_string())),
         }
+        first = false;
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
@@ -166,28 +188,14 @@ pub fn table_of_page(
     now: jiff::Timestamp,
     warnings: &mut Vec<String>,
 ) -> Bytes {
-    let mut out = table_head(kind, page.list_meta(), version, true);
-    warnings.extend(page.warnings);
-    let items = page.items;
-    let mut first = true;
-    for (i, object) in items.iter().enumerate() {
-        super::prefetch_items(&items[i + 1..]);
-        let kv = object.kv();
-        if let Some(row) = StoredRow::read(kind, &kv.value, kv.mod_revision, include, now) {
-            comma(&mut out, &mut first);
-            row.write(&mut out, version);
-            continue;
-        }
-        match decode(&kv.value, kv.mod_revision) {
-            Ok(obj) => {
-                comma(&mut out, &mut first);
-                write_json(&mut out, &row(kind, obj, include, version, now));
-            }
-            Err(e) => warnings.push(unreadable(&kv.key, &e.to_string())),
-        }
-    }
-    out.extend_from_slice(b"]}");
-    Bytes::from(out)
+    let out = table_head(kind, page.list_meta(), version, true);
+    write_items(
+        out,
+        page,
+        warnings,
+        |out, stored, rv| StoredRow::read(kind, stored, rv, include, now).map(|r| r.write(out, version)),
+        |out, obj| write_json(out, &row(kind, obj, include, version, now)),
+    )
 }
 
 /// The Table of one stored object (a watch event's), its row read from the stored bytes where it can be; an object
@@ -233,13 +241,6 @@ fn table_head(kind: &dyn Kind, list_meta: Map<String, Value>, version: MetaVersi
     }
     out.extend_from_slice(b",\"rows\":[");
     out
-}
-
-/// A comma before every row but the first.
-fn comma(out: &mut Vec<u8>, first: &mut bool) {
-    if !std::mem::replace(first, false) {
-        out.push(b',');
-    }
 }
 
 #[cfg(test)]
@@ -289,6 +290,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A page with an object that cannot be decoded: the others are written (from their bytes, or decoded), valid
+    /// JSON with no stray comma, and the client is told which one was left out.
+    #[test]
+    fn an_undecodable_item_is_left_out_with_a_warning() {
+        use std::sync::Arc;
+
+        use backup_storage::KeyValue;
+        use backup_storage::cacher::CachedObject;
+
+        let item = |name: &str, value: &[u8]| {
+            let kv = KeyValue {
+                key: format!("/backups/default/{name}"),
+                value: bytes::Bytes::copy_from_slice(value),
+                create_revision: 3,
+                mod_revision: 4,
+            };
+            Arc::new(CachedObject::new(kv, None))
+        };
+        let good = stored(json!({"apiVersion": "v", "kind": "K", "metadata": {"name": "good"}}));
+        let spaced = br#"{"kind": "K", "apiVersion": "v", "metadata": {"name": "spaced"}}"#;
+        let page = || ListPage {
+            items: vec![
+                item("bad", b"{\"apiVersion\":"),
+                item("good", &good),
+                item("broken", b"\xff"),
+                item("spaced", spaced),
+            ],
+            revision: 9,
+            continue_token: None,
+            remaining: None,
+            warnings: Vec::new(),
+        };
+        let now = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        let mut warnings = Vec::new();
+        let table = table_of_page(&BackupKind, page(), (IncludeObject::Metadata, MetaVersion::V1), now, &mut warnings);
+        let table: Value = serde_json::from_slice(&table).expect("a Table in JSON");
+        let names: Vec<&str> = table["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["object"]["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["good", "spaced"]);
+        let list = partial_object_metadata_list_of_page(page(), MetaVersion::V1, &mut warnings);
+        let list: Value = serde_json::from_slice(&list).expect("a list in JSON");
+        let names: Vec<&str> =
+            list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["good", "spaced"]);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings[0].contains("\"/backups/default/bad\" cannot be decoded"), "{warnings:?}");
+        assert!(warnings[1].contains("\"/backups/default/broken\" cannot be decoded"), "{warnings:?}");
     }
 
     /// PartialObjectMetadata read from stored bytes is, byte for byte, that of the decoded object; bytes the quick
