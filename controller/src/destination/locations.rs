@@ -223,6 +223,11 @@ pub fn s3_store(spec: &S3Spec, transport: Arc<dyn Transport>, timeout: Duration)
     if let Some(token) = read(&spec.session_token_file)? {
         builder = builder.with_token(token);
     }
+    // The payload is signed only where the connection is not TLS, as the AWS SDKs (botocore, aws-sdk-go-v2) do:
+    // TLS already protects it, and SigV4's payload hash would be a second SHA-256 of every byte here (the backup
+    // file's own is the first) and a third on the server, which checks it.
+    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).filter(|v| !v.is_empty());
+    builder = builder.with_unsigned_payload(!signs_payload(endpoint.as_deref()));
     // The bucket's URL as the store computes it (without an endpoint: AWS's regional one).
     let config = |key| builder.get_config_value(&key).filter(|v| !v.is_empty());
     let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
@@ -235,6 +240,11 @@ pub fn s3_store(spec: &S3Spec, transport: Arc<dyn Transport>, timeout: Duration)
     let store = builder.build().context("configuring S3")?;
     let uploads = Uploads::new(transport, timeout, store.credentials().clone(), bucket_url, region);
     Ok(ObjectDir::new(Arc::new(store), &spec.prefix).with_uploads(uploads))
+}
+
+/// Whether uploads to `endpoint` (AWS's, over HTTPS, when `None`) carry SigV4's payload hash: only over plain HTTP.
+fn signs_payload(endpoint: Option<&str>) -> bool {
+    endpoint.is_some_and(|e| e.starts_with("http://"))
 }
 
 /// `object_store`'s HTTP requests over our [`Transport`] (one hyper, one rustls in the binary).
@@ -295,6 +305,13 @@ mod tests {
         let file: LocationsFile = serde_saphyr::from_str(yaml)?;
         let connector = Connector::new(Duration::from_secs(1))?;
         Locations::from_file(file, connector.default_transport(), Duration::from_secs(1))
+    }
+
+    #[test]
+    fn payload_signed_only_without_tls() {
+        assert!(signs_payload(Some("http://127.0.0.1:9000")));
+        assert!(!signs_payload(Some("https://s3.example.com")));
+        assert!(!signs_payload(None), "AWS's own endpoint is HTTPS");
     }
 
     #[test]
