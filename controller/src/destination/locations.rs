@@ -244,7 +244,7 @@ pub fn s3_store(spec: &S3Spec, transport: Arc<dyn Transport>, timeout: Duration)
 
 /// Whether uploads to `endpoint` (AWS's, over HTTPS, when `None`) carry SigV4's payload hash: only over plain HTTP.
 fn signs_payload(endpoint: Option<&str>) -> bool {
-    endpoint.is_some_and(|e| e.starts_with("http://"))
+    endpoint.and_then(|e| e.get(..7)).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 /// `object_store`'s HTTP requests over our [`Transport`] (one hyper, one rustls in the binary).
@@ -310,6 +310,8 @@ mod tests {
     #[test]
     fn payload_signed_only_without_tls() {
         assert!(signs_payload(Some("http://127.0.0.1:9000")));
+        assert!(signs_payload(Some("HTTP://127.0.0.1:9000")), "AWS_ENDPOINT may spell the scheme in capitals");
+        assert!(!signs_payload(Some("http")));
         assert!(!signs_payload(Some("https://s3.example.com")));
         assert!(!signs_payload(None), "AWS's own endpoint is HTTPS");
     }
