@@ -223,20 +223,21 @@ pub fn s3_store(spec: &S3Spec, transport: Arc<dyn Transport>, timeout: Duration)
     if let Some(token) = read(&spec.session_token_file)? {
         builder = builder.with_token(token);
     }
-    // The payload is signed only where the connection is not TLS, as the AWS SDKs (botocore, aws-sdk-go-v2) do:
-    // TLS already protects it, and SigV4's payload hash would be a second SHA-256 of every byte here (the backup
-    // file's own is the first) and a third on the server, which checks it.
-    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint).filter(|v| !v.is_empty());
-    builder = builder.with_unsigned_payload(!signs_payload(endpoint.as_deref()));
     // The bucket's URL as the store computes it (without an endpoint: AWS's regional one).
     let config = |key| builder.get_config_value(&key).filter(|v| !v.is_empty());
     let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
-    let bucket_url = match (config(AmazonS3ConfigKey::Endpoint), spec.virtual_hosted_style) {
+    let endpoint = config(AmazonS3ConfigKey::Endpoint);
+    // The payload is signed only where the connection is not TLS, as the AWS SDKs (botocore, aws-sdk-go-v2) do:
+    // TLS already protects it, and SigV4's payload hash would be a second SHA-256 of every byte here (the backup
+    // file's own is the first) and a third on the server, which checks it.
+    let unsigned_payload = !signs_payload(endpoint.as_deref());
+    let bucket_url = match (endpoint, spec.virtual_hosted_style) {
         (Some(endpoint), true) => endpoint,
         (Some(endpoint), false) => format!("{}/{}", endpoint.trim_end_matches('/'), spec.bucket),
         (None, true) => format!("https://{}.s3.{region}.amazonaws.com", spec.bucket),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{}", spec.bucket),
     };
+    builder = builder.with_unsigned_payload(unsigned_payload);
     let store = builder.build().context("configuring S3")?;
     let uploads = Uploads::new(transport, timeout, store.credentials().clone(), bucket_url, region);
     Ok(ObjectDir::new(Arc::new(store), &spec.prefix).with_uploads(uploads))
