@@ -9,7 +9,8 @@
 #             default 60); exec -> ready with 10k objects stored
 #   (--targets cache,direct,embedded picks the request phase's servers)
 # Needs etcd on PATH (apt-get install etcd-server). Build once (fat LTO takes minutes), then run as often as
-# needed: target/release/api-bench [--only PHASES] [--sustain SECONDS].
+# needed: target/release/api-bench [--only PHASES] [--sustain SECONDS]; API_BENCH_SERVER=target/pgo/backup-apiserver
+# (hack/build-pgo.sh) runs it against another build of the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p backup-apiserver --bin backup-apiserver
