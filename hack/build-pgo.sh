@@ -30,16 +30,7 @@ need_apt=()
 [ -x "$PROFDATA" ] || need_apt+=("llvm-$LLVM_MAJOR")
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing ${need_apt[*]} with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else
-    echo "missing ${need_apt[*]}: install them (Debian: apt-get install ${need_apt[*]}) and run again" >&2
-    exit 1
-  fi
-fi
+hack/apt-install.sh "${need_apt[@]}"
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the training runs kubectl's verbs" >&2; exit 1; }
 
 rm -rf "$OUT/training" "$OUT/start"

@@ -13,16 +13,7 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
 command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing ${need_apt[*]} with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else
-    echo "missing ${need_apt[*]}: install them (Debian: apt-get install ${need_apt[*]}) and run again" >&2
-    exit 1
-  fi
-fi
+hack/apt-install.sh "${need_apt[@]}"
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the end-to-end tests drive the real kubectl" >&2; exit 1; }
 
 # The object-storage tests (controller/tests/s3.rs) run a real S3-compatible server, s3s-fs from crates.io (SigV4
