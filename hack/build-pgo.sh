@@ -33,7 +33,7 @@ command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 hack/apt-install.sh "${need_apt[@]}"
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl not found on PATH: the training runs kubectl's verbs" >&2; exit 1; }
 
-rm -rf "$OUT/training" "$OUT/start"
+rm -rf "$OUT/profiles" "$OUT/training" "$OUT/start"
 mkdir -p "$OUT/training" "$OUT/start"
 
 log "1. instrumented build (target/pgo/gen)"
