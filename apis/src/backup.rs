@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::columns::{CellSource, ColumnType, PrinterColumn};
 use crate::database::{DatabaseEndpoint, endpoint_properties, endpoint_schema, validate_endpoint};
 use crate::field::{ErrorList, FieldError};
+use crate::json::{at, at_mut};
 use crate::kind::{Kind, SelectableField};
 use crate::resource::{ResourceInfo, impl_namespaced_resource};
 use crate::schema::{SchemaExt, array_of, boolean, date_time, int64, kind_root, obj, string};
@@ -476,12 +477,12 @@ impl Kind for BackupKind {
     /// Normalises `spec.destination.path` (`./a//b/` → `a/b`), or fills it with `<name>` when absent (once the
     /// name is known); fills `spec.destination.location` with `default`.
     fn default(&self, obj: &mut Value) {
-        if let Some(path) = obj.pointer_mut("/spec/destination/path")
+        if let Some(path) = at_mut(obj, "/spec/destination/path")
             && let Some(text) = path.as_str()
         {
             *path = Value::String(normalize_path(text));
         }
-        let meta = |key: &str| obj.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).unwrap_or("");
+        let meta = |key: &str| obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("");
         let (namespace, name) = (meta("namespace"), meta("name"));
         if namespace.is_empty() || name.is_empty() {
             return;
@@ -496,14 +497,14 @@ impl Kind for BackupKind {
     }
 
     fn validate(&self, obj: &Value) -> ErrorList {
-        let mut errs = validate_endpoint(obj.pointer("/spec/database"), "spec.database");
-        let text = |pointer: &str| obj.pointer(pointer).and_then(Value::as_str);
+        let mut errs = validate_endpoint(at(obj, "/spec/database"), "spec.database");
+        let text = |pointer: &str| at(obj, pointer).and_then(Value::as_str);
         errs.extend(crate::schedule::validate(text("/spec/schedule"), text("/spec/timeZone")));
         errs.extend(validate_timeout(obj));
-        if let Some(path) = obj.pointer("/spec/destination/path").and_then(Value::as_str) {
+        if let Some(path) = at(obj, "/spec/destination/path").and_then(Value::as_str) {
             errs.extend(validate_relative_path(path, "spec.destination.path"));
         }
-        if let Some(location) = obj.pointer("/spec/destination/location").and_then(Value::as_str) {
+        if let Some(location) = at(obj, "/spec/destination/location").and_then(Value::as_str) {
             for msg in crate::objectmeta::is_dns1123_label(location) {
                 errs.push(FieldError::invalid("spec.destination.location", json!(location), msg));
             }

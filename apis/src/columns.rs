@@ -3,6 +3,8 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::json::at;
+
 /// The Table column type (`columnDefinitions[].type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -91,22 +93,6 @@ impl PrinterColumn {
     }
 }
 
-/// `obj.pointer(pointer)` without the allocations serde_json's makes to unescape every token, when no token has an
-/// escape (`~`) in it: a Table computes the cells of every row.
-fn at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a Value> {
-    if pointer.contains('~') || !pointer.starts_with('/') {
-        return obj.pointer(pointer);
-    }
-    pointer.split('/').skip(1).try_fold(obj, |v, token| match v {
-        Value::Object(m) => m.get(token),
-        // As RFC 6901 (and serde_json): no sign, no leading zero.
-        Value::Array(a) if !token.starts_with('+') && (token == "0" || !token.starts_with('0')) => {
-            token.parse::<usize>().ok().and_then(|i| a.get(i))
-        }
-        _ => None,
-    })
-}
-
 /// Age as kubectl and CRD tables show it (`apimachinery/pkg/util/duration.HumanDuration`).
 pub fn human_duration(now: Timestamp, then: Timestamp) -> String {
     let secs = now.as_second() - then.as_second();
@@ -180,33 +166,6 @@ mod tests {
         assert_eq!(ago(30 * 3600), "30h");
         assert_eq!(ago(3 * 86400), "3d");
         assert_eq!(ago(40 * 86400), "40d");
-    }
-
-    /// The quick pointer walk finds what serde_json's JSON pointer finds.
-    #[test]
-    fn pointer_walk_is_json_pointer() {
-        let obj = serde_json::json!({"a": {"b": [10, {"c": "x"}], "": 1, "d~/e": 2, "0": 3}, "s": "t"});
-        let pointers = [
-            "",
-            "/",
-            "/a",
-            "/a/b",
-            "/a/b/0",
-            "/a/b/1/c",
-            "/a/b/01",
-            "/a/b/+1",
-            "/a/b/2",
-            "/a/b/-",
-            "/a/",
-            "/a/d~0~1e",
-            "/a/0",
-            "/s/x",
-            "a",
-            "/missing/x",
-        ];
-        for p in pointers {
-            assert_eq!(at(&obj, p), obj.pointer(p), "{p:?}");
-        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::field::{ErrorList, FieldError};
+use crate::json::at;
 use crate::objectmeta::is_dns1123_subdomain;
 use crate::schema::{SchemaExt, boolean, enum_of, obj, string};
 
@@ -350,7 +351,7 @@ pub fn validate_endpoint(endpoint: Option<&Value>, path: &str) -> ErrorList {
                 );
             }
         }
-        validate_key_ref(auth.pointer("/bearer/token"), &format!("{path}.auth.bearer.token"), &mut errs);
+        validate_key_ref(at(auth, "/bearer/token"), &format!("{path}.auth.bearer.token"), &mut errs);
     }
     errs
 }

@@ -54,6 +54,7 @@
 
 pub mod columns;
 pub mod field;
+pub mod json;
 pub mod kind;
 pub mod objectmeta;
 pub mod resource;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::columns::{CellSource, ColumnType, PrinterColumn};
 use crate::database::{DatabaseEndpoint, endpoint_properties, endpoint_schema, validate_endpoint};
 use crate::field::{ErrorList, FieldError};
+use crate::json::at;
 use crate::kind::{Kind, SelectableField};
 use crate::objectmeta::is_dns1123_subdomain;
 use crate::resource::{ResourceInfo, impl_namespaced_resource};
@@ -253,9 +254,9 @@ impl Kind for RestoreKind {
     }
 
     fn validate(&self, obj: &Value) -> ErrorList {
-        let mut errs = validate_endpoint(obj.pointer("/spec/target"), "spec.target");
+        let mut errs = validate_endpoint(at(obj, "/spec/target"), "spec.target");
         errs.extend(validate_timeout(obj));
-        if let Some(name) = obj.pointer("/spec/backupRef/name").and_then(Value::as_str) {
+        if let Some(name) = at(obj, "/spec/backupRef/name").and_then(Value::as_str) {
             for msg in is_dns1123_subdomain(name) {
                 errs.push(FieldError::invalid("spec.backupRef.name", json!(name), msg));
             }

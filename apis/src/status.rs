@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::duration::parse_duration;
 use crate::field::{ErrorList, FieldError};
+use crate::json::at;
 use crate::schema::{SchemaExt, date_time, enum_of, int64, map_list, obj, string};
 
 /// Where a backup or restore is in its life.
@@ -157,7 +158,7 @@ pub fn timeout_schema(what: &str) -> Value {
 /// `spec.timeout` must be a positive duration.
 pub fn validate_timeout(obj: &Value) -> ErrorList {
     let mut errs = ErrorList::default();
-    if let Some(text) = obj.pointer("/spec/timeout").and_then(Value::as_str) {
+    if let Some(text) = at(obj, "/spec/timeout").and_then(Value::as_str) {
         match parse_duration(text) {
             Ok(d) if d.is_zero() => errs.push(FieldError::invalid("spec.timeout", json!(text), "must be positive")),
             Ok(_) => {}

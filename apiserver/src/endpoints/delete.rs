@@ -40,7 +40,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
 /// whose details name the object, its group, its resource (as `kind`) and uid — no code, no message.
 fn deleted_status(info: &ResourceInfo, deleted: &[u8]) -> Bytes {
     let obj: Value = serde_json::from_slice(deleted).unwrap_or(Value::Null);
-    let field = |k: &str| obj.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
+    let field = |k: &str| obj.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
     let mut details = json!({"name": field("name"), "group": info.group, "kind": info.plural, "uid": field("uid")});
     if let Some(d) = details.as_object_mut() {
         d.retain(|_, v| v.as_str() != Some(""));

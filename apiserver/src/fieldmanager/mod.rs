@@ -184,12 +184,12 @@ pub fn apply(
     if !config.is_object() || gvk_of(&config) != expected {
         return Err(ApiError::bad_request(format!("invalid object type: {}", gvk_of(&config))));
     }
-    if config.pointer("/metadata/managedFields").is_some_and(|v| !v.is_null()) {
+    if config.get("metadata").and_then(|m| m.get("managedFields")).is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
     let config_set = typed::to_field_set(Some(schema), &config).map_err(|errors| {
         let text =
-            |k: &str| config.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("").to_string();
+            |k: &str| config.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
         let detail = if errors.len() == 1 { errors[0].clone() } else { format!("errors:\n  {}", errors.join("\n  ")) };
         ApiError::bad_request(format!(
             "failed to create typed patch object ({}/{}; {}): {detail}",

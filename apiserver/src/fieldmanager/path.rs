@@ -111,7 +111,8 @@ impl PathElement {
     /// The `fieldsV1` key: `f:name`, `k:{"type":"Ready"}`, `v:"x"`, `i:0`.
     pub fn encode(&self) -> String {
         match self {
-            Self::Field(name) => format!("f:{name}"),
+            // The common case, written without the formatting machinery (a create encodes one per field).
+            Self::Field(name) => ["f:", name].concat(),
             Self::Key(fields) => {
                 let body: Vec<String> = fields
                     .iter()

@@ -33,7 +33,8 @@ impl Selectable {
     /// The selectable parts of a decoded object.
     pub fn of(strategy: &Strategy, obj: &Value) -> Self {
         let labels = obj
-            .pointer("/metadata/labels")
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
             .unwrap_or_default();

@@ -159,27 +159,30 @@ pub fn with_resource_version(stored: &[u8], rv: i64) -> Bytes {
 /// to a client, so whatever is stored can always be read back.
 pub const MAX_DEPTH: usize = crate::request::body::MAX_DOCUMENT_DEPTH;
 
-/// How deeply `value` nests objects and arrays (a scalar is 0), computed without recursion, stopping once `limit`
-/// is passed.
-pub fn depth_exceeds(value: &Value, limit: usize) -> bool {
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
-    while let Some((v, d)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Object(m) => Box::new(m.values()),
-            Value::Array(a) => Box::new(a.iter()),
-            _ => continue,
-        };
-        if d + 1 > limit {
-            return true;
-        }
-        stack.extend(children.map(|c| (c, d + 1)));
-    }
-    false
-}
-
 /// Whether an object (whose map is one level) nests deeper than `limit`.
 pub fn object_depth_exceeds(obj: &Map<String, Value>, limit: usize) -> bool {
-    limit == 0 || obj.values().any(|v| depth_exceeds(v, limit - 1))
+    limit == 0 || containers_exceed(obj.values(), limit - 1)
+}
+
+/// Whether any of `values` nests objects and arrays deeper than `limit` (a scalar is 0), without recursion and
+/// stopping once `limit` is passed: one stack of the containers still to look into, with their
+/// depths (scalars are never pushed).
+fn containers_exceed<'a>(values: impl Iterator<Item = &'a Value>, limit: usize) -> bool {
+    fn is_container(v: &&Value) -> bool {
+        matches!(v, Value::Object(_) | Value::Array(_))
+    }
+    let mut stack: Vec<(&Value, usize)> = values.filter(is_container).map(|v| (v, 1)).collect();
+    while let Some((v, depth)) = stack.pop() {
+        if depth > limit {
+            return true;
+        }
+        match v {
+            Value::Object(m) => stack.extend(m.values().filter(is_container).map(|c| (c, depth + 1))),
+            Value::Array(a) => stack.extend(a.iter().filter(is_container).map(|c| (c, depth + 1))),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Decode stored bytes into an object with its resourceVersion.
@@ -194,6 +197,10 @@ pub fn decode(stored: &[u8], rv: i64) -> serde_json::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn depth_exceeds(value: &Value, limit: usize) -> bool {
+        containers_exceed(std::iter::once(value), limit)
+    }
     use serde_json::json;
 
     #[test]

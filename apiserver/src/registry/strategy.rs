@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use backup_apis::{ErrorList, Kind, ResourceInfo, objectmeta, schema};
+use backup_apis::{ErrorList, Kind, ResourceInfo, json, objectmeta, schema};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -76,7 +76,7 @@ impl Strategy {
                 None => return String::new(),
             },
         };
-        match obj.pointer(pointer) {
+        match json::at(obj, pointer) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Null) | None => String::new(),
             Some(v) => v.to_string(),

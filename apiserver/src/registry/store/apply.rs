@@ -68,7 +68,7 @@ impl Store {
             }
             let empty = json!({"apiVersion": info.api_version(), "kind": info.kind});
             let obj = fieldmanager::apply(schema, info, empty, config()?, req)?;
-            let field = |k: &str| obj.pointer(&format!("/metadata/{k}")).and_then(Value::as_str).unwrap_or("");
+            let field = |k: &str| obj.get("metadata").and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or("");
             let uid = field("uid");
             if !uid.is_empty() {
                 return Err(ApiError::conflict(
