@@ -14,8 +14,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+pub use self::compiled::Schema;
 use crate::field::{ErrorList, FieldError};
 use crate::objectmeta::OBJECT_META_FIELDS;
+
+mod compiled;
 
 /// Where a kind's schema points for `metadata`.
 pub const OBJECT_META_REF: &str = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -115,25 +118,6 @@ impl SchemaExt for Value {
     }
 }
 
-fn is_ref(schema: &Value) -> bool {
-    schema.get("$ref").is_some()
-}
-
-fn flag(schema: &Value, key: &str) -> bool {
-    schema.get(key).and_then(Value::as_bool).unwrap_or(false)
-}
-
-/// The entries of `properties`.
-fn properties(schema: &Value) -> impl Iterator<Item = (&String, &Value)> {
-    schema.get("properties").and_then(Value::as_object).into_iter().flatten()
-}
-
-/// The schema of `key` in an object: its property, else `additionalProperties`.
-fn child<'s>(schema: &'s Value, key: &str) -> Option<&'s Value> {
-    let property = schema.get("properties").and_then(|p| p.get(key));
-    property.or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
-}
-
 /// Where a walk is in an object, kept on the stack as it goes down and written out (`spec.items[0].name`) only for
 /// an error or a pruned field: most objects have neither, and formatting every path cost a create ~3% of its
 /// instructions.
@@ -167,15 +151,15 @@ impl std::fmt::Display for FieldPath<'_> {
 
 /// Removes fields the schema does not know and returns their paths (`spec.foo`, `spec.items[0].bar`), for the
 /// `unknown field` warnings of fieldValidation=Warn and the errors of Strict.
-pub fn prune(schema: &Value, obj: &mut Value) -> Vec<String> {
+pub fn prune(schema: &Schema, obj: &mut Value) -> Vec<String> {
     let mut pruned = Vec::new();
     prune_at(schema, obj, &FieldPath::Root, &mut pruned);
     pruned
 }
 
-fn prune_at(schema: &Value, value: &mut Value, path: &FieldPath<'_>, pruned: &mut Vec<String>) {
-    if is_ref(schema) {
-        if schema["$ref"] == OBJECT_META_REF
+fn prune_at(schema: &Schema, value: &mut Value, path: &FieldPath<'_>, pruned: &mut Vec<String>) {
+    if schema.is_ref {
+        if schema.object_meta
             && let Some(meta) = value.as_object_mut()
         {
             meta.retain(|k, _| OBJECT_META_FIELDS.contains(&k.as_str()) || record(pruned, path.key(k)));
@@ -183,18 +167,17 @@ fn prune_at(schema: &Value, value: &mut Value, path: &FieldPath<'_>, pruned: &mu
         return;
     }
     match value {
-        Value::Object(map) if schema.get("type").and_then(Value::as_str) == Some("object") => {
-            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
-            map.retain(|k, v| match child(schema, k) {
+        Value::Object(map) if schema.is_type("object") => {
+            map.retain(|k, v| match schema.child(k) {
                 Some(s) => {
                     prune_at(s, v, &path.key(k), pruned);
                     true
                 }
-                None => preserve || record(pruned, path.key(k)),
+                None => schema.preserve_unknown || record(pruned, path.key(k)),
             });
         }
         Value::Array(items) => {
-            if let Some(s) = schema.get("items") {
+            if let Some(s) = &schema.items {
                 for (i, v) in items.iter_mut().enumerate() {
                     prune_at(s, v, &path.index(i), pruned);
                 }
@@ -213,28 +196,28 @@ fn record(pruned: &mut Vec<String>, path: FieldPath<'_>) -> bool {
 /// Structural defaulting: a property's `default` fills it when absent from a present object (a default that is an
 /// object is then defaulted itself). A `null` for a non-nullable property is dropped first, as CRDs do, so a default
 /// replaces it.
-pub fn apply_defaults(schema: &Value, obj: &mut Value) {
-    if is_ref(schema) {
+pub fn apply_defaults(schema: &Schema, obj: &mut Value) {
+    if schema.is_ref {
         return;
     }
     match obj {
         Value::Object(map) => {
-            for (k, prop) in properties(schema) {
-                if map.get(k).is_some_and(Value::is_null) && !flag(prop, "nullable") {
+            for (k, prop) in &schema.properties {
+                if map.get(k).is_some_and(Value::is_null) && !prop.nullable {
                     map.remove(k);
                 }
-                if let (None, Some(d)) = (map.get(k), prop.get("default")) {
+                if let (None, Some(d)) = (map.get(k), &prop.default) {
                     map.insert(k.clone(), d.clone());
                 }
             }
             for (k, v) in map.iter_mut() {
-                if let Some(s) = child(schema, k) {
+                if let Some(s) = schema.child(k) {
                     apply_defaults(s, v);
                 }
             }
         }
         Value::Array(items) => {
-            if let Some(s) = schema.get("items") {
+            if let Some(s) = &schema.items {
                 items.iter_mut().for_each(|v| apply_defaults(s, v));
             }
         }
@@ -245,7 +228,7 @@ pub fn apply_defaults(schema: &Value, obj: &mut Value) {
 /// Checks `obj` against the schema, with apiextensions-apiserver's messages, e.g.
 /// `spec.retention.keepLast: Invalid value: "string": spec.retention.keepLast in body must be of type integer: "string"`.
 /// Paths index list items as `[i]`.
-pub fn validate(schema: &Value, obj: &Value) -> ErrorList {
+pub fn validate(schema: &Schema, obj: &Value) -> ErrorList {
     let mut errs = ErrorList::default();
     validate_at(schema, obj, &FieldPath::Root, &mut errs);
     errs
@@ -263,11 +246,11 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn validate_at(schema: &Value, value: &Value, path: &FieldPath<'_>, errs: &mut ErrorList) {
-    if is_ref(schema) || (value.is_null() && flag(schema, "nullable")) {
+fn validate_at(schema: &Schema, value: &Value, path: &FieldPath<'_>, errs: &mut ErrorList) {
+    if schema.is_ref || (value.is_null() && schema.nullable) {
         return;
     }
-    if let Some(want) = schema.get("type").and_then(Value::as_str) {
+    if let Some(want) = schema.type_name.as_deref() {
         let got = type_name(value);
         if want != got && !(want == "number" && got == "integer") {
             let detail = format!("{path} in body must be of type {want}: {got:?}");
@@ -275,7 +258,7 @@ fn validate_at(schema: &Value, value: &Value, path: &FieldPath<'_>, errs: &mut E
             return;
         }
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+    if let Some(allowed) = &schema.enum_values
         && !allowed.contains(value)
     {
         let names: Vec<String> =
@@ -287,14 +270,13 @@ fn validate_at(schema: &Value, value: &Value, path: &FieldPath<'_>, errs: &mut E
         Value::String(s) => validate_string(schema, s, path, errs),
         Value::Number(n) => {
             let x = n.as_f64().unwrap_or(f64::NAN);
-            let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
-            if let Some(min) = bound("minimum")
+            if let Some(min) = schema.minimum
                 && x < min
             {
                 let detail = format!("{path} in body should be greater than or equal to {min}");
                 errs.push(FieldError::invalid(path.to_string(), value.clone(), detail));
             }
-            if let Some(max) = bound("maximum")
+            if let Some(max) = schema.maximum
                 && x > max
             {
                 let detail = format!("{path} in body should be less than or equal to {max}");
@@ -302,18 +284,17 @@ fn validate_at(schema: &Value, value: &Value, path: &FieldPath<'_>, errs: &mut E
             }
         }
         Value::Object(map) => {
-            let required = schema.get("required").and_then(Value::as_array).into_iter().flatten();
-            for r in required.filter_map(Value::as_str).filter(|r| !map.contains_key(*r)) {
+            for r in schema.required.iter().filter(|r| !map.contains_key(*r)) {
                 errs.push(FieldError::required(path.key(r).to_string(), ""));
             }
             for (k, v) in map {
-                if let Some(s) = child(schema, k) {
+                if let Some(s) = schema.child(k) {
                     validate_at(s, v, &path.key(k), errs);
                 }
             }
         }
         Value::Array(items) => {
-            if let Some(s) = schema.get("items") {
+            if let Some(s) = &schema.items {
                 for (i, v) in items.iter().enumerate() {
                     validate_at(s, v, &path.index(i), errs);
                 }
@@ -324,13 +305,13 @@ fn validate_at(schema: &Value, value: &Value, path: &FieldPath<'_>, errs: &mut E
     }
 }
 
-fn validate_string(schema: &Value, s: &str, path: &FieldPath<'_>, errs: &mut ErrorList) {
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+fn validate_string(schema: &Schema, s: &str, path: &FieldPath<'_>, errs: &mut ErrorList) {
+    if let Some(max) = schema.max_length
         && s.chars().count() as u64 > max
     {
         errs.push(FieldError::too_long_max_length(path.to_string(), usize::try_from(max).unwrap_or(usize::MAX)));
     }
-    if schema.get("format").and_then(Value::as_str) == Some("date-time") && !is_date_time(s) {
+    if schema.date_time && !is_date_time(s) {
         let detail = format!("{path} in body must be of type date-time: {s:?}");
         errs.push(FieldError::type_invalid(path.to_string(), json!(s), detail));
     }
@@ -435,14 +416,13 @@ pub fn normalize_numbers(value: &mut Value) {
 }
 
 /// `x-kubernetes-list-type`: `map` items must differ in their keys, `set` items in their values.
-fn validate_list_type(schema: &Value, items: &[Value], path: &FieldPath<'_>, errs: &mut ErrorList) {
+fn validate_list_type(schema: &Schema, items: &[Value], path: &FieldPath<'_>, errs: &mut ErrorList) {
     let key_of = |item: &Value| -> Option<Value> {
-        match schema.get("x-kubernetes-list-type").and_then(Value::as_str)? {
+        match schema.list_type.as_deref()? {
             "set" => Some(item.clone()),
             "map" => {
-                let keys = schema.get("x-kubernetes-list-map-keys").and_then(Value::as_array)?;
-                let key =
-                    keys.iter().filter_map(Value::as_str).filter_map(|k| Some((k.to_string(), item.get(k)?.clone())));
+                let keys = schema.list_map_keys.as_ref()?;
+                let key = keys.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone())));
                 Some(Value::Object(key.collect()))
             }
             _ => None,

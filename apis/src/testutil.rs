@@ -3,11 +3,11 @@
 use serde_json::Value;
 
 use crate::Kind;
-use crate::schema::{apply_defaults, prune, validate};
+use crate::schema::{Schema, apply_defaults, prune, validate};
 
 /// Runs the pipeline on `obj`; returns the pruned paths and the errors as upstream prints them.
 pub fn admit(kind: &dyn Kind, obj: &mut Value) -> (Vec<String>, Vec<String>) {
-    let schema = kind.schema();
+    let schema = Schema::new(&kind.schema());
     let pruned = prune(&schema, obj);
     apply_defaults(&schema, obj);
     kind.default(obj);

@@ -2,6 +2,10 @@ use serde_json::json;
 
 use super::*;
 
+fn compiled() -> Schema {
+    Schema::new(&sample_schema())
+}
+
 fn sample_schema() -> Value {
     let item = obj(
         "An item.",
@@ -55,27 +59,27 @@ fn prune_reports_unknown_paths() {
             "limits": {"max": 1, "min": 0},
         },
     });
-    let mut pruned = prune(&sample_schema(), &mut o);
+    let mut pruned = prune(&compiled(), &mut o);
     pruned.sort();
     assert_eq!(pruned, ["extra", "metadata.bogus", "spec.foo", "spec.items[1].bar", "spec.limits.min"]);
     assert_eq!(o["metadata"], json!({"name": "a", "labels": {"k": "v"}}));
     assert_eq!(o["spec"]["items"][1], json!({"name": "b"}));
     assert_eq!(o["spec"]["free"], json!({"anything": {"goes": 1}}), "preserve-unknown-fields keeps everything");
     assert_eq!(o["spec"]["env"], json!({"A": "1"}), "additionalProperties keeps every key");
-    assert!(prune(&sample_schema(), &mut o).is_empty(), "pruning twice finds nothing");
+    assert!(prune(&compiled(), &mut o).is_empty(), "pruning twice finds nothing");
 }
 
 #[test]
 fn prune_leaves_mistyped_values_to_validation() {
     let mut o = json!({"spec": "oops"});
-    assert!(prune(&sample_schema(), &mut o).is_empty());
+    assert!(prune(&compiled(), &mut o).is_empty());
     assert_eq!(o, json!({"spec": "oops"}));
 }
 
 #[test]
 fn defaults_fill_absent_fields_and_nested_object_defaults() {
     let mut o = json!({"spec": {"items": [{"name": "a"}], "note": null, "enabled": null}});
-    apply_defaults(&sample_schema(), &mut o);
+    apply_defaults(&compiled(), &mut o);
     assert_eq!(o["spec"]["mode"], "Fast");
     assert_eq!(o["spec"]["limits"], json!({"max": 10}), "an object default is itself defaulted");
     assert_eq!(o["spec"]["note"], Value::Null, "nullable keeps null");
@@ -83,12 +87,12 @@ fn defaults_fill_absent_fields_and_nested_object_defaults() {
     assert!(o.get("status").is_none(), "absent objects without default stay absent");
 
     let mut o = json!({"spec": {"mode": "Slow", "limits": {"max": 50}}});
-    apply_defaults(&sample_schema(), &mut o);
+    apply_defaults(&compiled(), &mut o);
     assert_eq!(o["spec"]["mode"], "Slow", "present values are kept");
     assert_eq!(o["spec"]["limits"]["max"], 50);
 
     let mut o = json!({"spec": {"mode": null}});
-    apply_defaults(&sample_schema(), &mut o);
+    apply_defaults(&compiled(), &mut o);
     assert_eq!(o["spec"]["mode"], "Fast", "a default replaces a non-nullable null");
 }
 
@@ -96,7 +100,7 @@ fn defaults_fill_absent_fields_and_nested_object_defaults() {
 fn type_errors() {
     let o = json!({"spec": {"mode": "Fast", "limits": {"max": "string"}, "enabled": "yes", "ratio": 1, "items": {}}});
     assert_eq!(
-        msgs(validate(&sample_schema(), &o)),
+        msgs(validate(&compiled(), &o)),
         [
             "spec.enabled: Invalid value: \"string\": spec.enabled in body must be of type boolean: \"string\"",
             "spec.items: Invalid value: \"object\": spec.items in body must be of type array: \"object\"",
@@ -105,13 +109,13 @@ fn type_errors() {
     );
     let o = json!({"spec": {"mode": "Fast", "limits": {"max": 1.5}, "ratio": "x"}});
     assert_eq!(
-        msgs(validate(&sample_schema(), &o)),
+        msgs(validate(&compiled(), &o)),
         [
             "spec.limits.max: Invalid value: \"number\": spec.limits.max in body must be of type integer: \"number\"",
             "spec.ratio: Invalid value: \"string\": spec.ratio in body must be of type number: \"string\"",
         ]
     );
-    let errs = validate(&sample_schema(), &json!({"spec": {"mode": "Fast", "enabled": true}, "status": []}));
+    let errs = validate(&compiled(), &json!({"spec": {"mode": "Fast", "enabled": true}, "status": []}));
     assert_eq!(errs.0[0].error_type.reason(), "FieldValueTypeInvalid");
 }
 
@@ -119,7 +123,7 @@ fn type_errors() {
 fn enum_required_bounds_format() {
     let o = json!({"spec": {"mode": "Medium", "items": [{"size": -1}], "limits": {"max": 101}, "when": "yesterday", "short": "abcd"}});
     assert_eq!(
-        msgs(validate(&sample_schema(), &o)),
+        msgs(validate(&compiled(), &o)),
         [
             "spec.items[0].name: Required value",
             "spec.items[0].size: Invalid value: -1: spec.items[0].size in body should be greater than or equal to 0",
@@ -129,16 +133,16 @@ fn enum_required_bounds_format() {
             "spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\"",
         ]
     );
-    assert_eq!(msgs(validate(&sample_schema(), &json!({}))), ["spec: Required value"]);
+    assert_eq!(msgs(validate(&compiled(), &json!({}))), ["spec: Required value"]);
     let ok = json!({"spec": {"mode": "Slow", "when": "2026-07-01T12:00:00Z", "note": null, "short": "abc"}});
-    assert!(validate(&sample_schema(), &ok).is_empty());
+    assert!(validate(&compiled(), &ok).is_empty());
 }
 
 #[test]
 fn list_types() {
     let o = json!({"spec": {"mode": "Fast", "items": [{"name": "a"}, {"name": "b"}, {"name": "a", "size": 2}], "tags": ["x", "y", "x"]}});
     assert_eq!(
-        msgs(validate(&sample_schema(), &o)),
+        msgs(validate(&compiled(), &o)),
         ["spec.items[2]: Duplicate value: {\"name\":\"a\"}", "spec.tags[2]: Duplicate value: \"x\""]
     );
 }
@@ -146,9 +150,9 @@ fn list_types() {
 #[test]
 fn metadata_ref_is_skipped_by_validation_and_defaulting() {
     let mut o = json!({"metadata": {"name": 5}, "spec": {"mode": "Fast"}});
-    apply_defaults(&sample_schema(), &mut o);
+    apply_defaults(&compiled(), &mut o);
     assert_eq!(o["metadata"], json!({"name": 5}));
-    assert!(validate(&sample_schema(), &o).is_empty());
+    assert!(validate(&compiled(), &o).is_empty());
 }
 
 #[test]
@@ -204,7 +208,7 @@ fn date_time_is_checked_as_crds_check_it() {
     }
     let o = json!({"spec": {"mode": "Fast", "when": "2024-01-01 00:00:00Z"}});
     assert_eq!(
-        msgs(validate(&sample_schema(), &o)),
+        msgs(validate(&compiled(), &o)),
         [
             "spec.when: Invalid value: \"2024-01-01 00:00:00Z\": spec.when in body must be of type date-time: \"2024-01-01 00:00:00Z\""
         ]
@@ -223,13 +227,13 @@ fn whole_floats_are_integers_as_crds_store_them() {
     assert_eq!(o["spec"]["free"]["x"], json!(0));
     assert_eq!(o["spec"]["free"]["y"], json!(0.5));
     assert!(o["spec"]["free"]["big"].is_f64(), "beyond 2^53 a float stays a float");
-    assert!(validate(&sample_schema(), &o).is_empty(), "{:?}", msgs(validate(&sample_schema(), &o)));
+    assert!(validate(&compiled(), &o).is_empty(), "{:?}", msgs(validate(&compiled(), &o)));
 
     let mut o =
         json!({"spec": {"mode": "Fast", "limits": {"max": 5.5}, "items": [{"name": "a", "size": 9007199254740992.0}]}});
     normalize_numbers(&mut o);
     assert_eq!(
-        msgs(validate(&sample_schema(), &o)),
+        msgs(validate(&compiled(), &o)),
         [
             "spec.items[0].size: Invalid value: \"number\": spec.items[0].size in body must be of type integer: \"number\"",
             "spec.limits.max: Invalid value: \"number\": spec.limits.max in body must be of type integer: \"number\"",

@@ -40,6 +40,8 @@ pub struct Validation<'a> {
 pub struct Strategy {
     pub kind: Arc<dyn Kind>,
     schema: Value,
+    /// `schema` as pruning, defaulting and validation read it.
+    structural: schema::Schema,
     /// Field selector names: `metadata.name`, `metadata.namespace`, then the kind's own.
     field_names: Vec<&'static str>,
 }
@@ -47,9 +49,10 @@ pub struct Strategy {
 impl Strategy {
     pub fn new(kind: Arc<dyn Kind>) -> Self {
         let schema = kind.schema();
+        let structural = schema::Schema::new(&schema);
         let mut field_names = vec!["metadata.name", "metadata.namespace"];
         field_names.extend(kind.selectable_fields().iter().map(|f| f.name));
-        Self { kind, schema, field_names }
+        Self { kind, schema, structural, field_names }
     }
 
     pub fn info(&self) -> &ResourceInfo {
@@ -220,7 +223,7 @@ impl Strategy {
         if let Some(m) = value.get_mut("metadata").and_then(Value::as_object_mut) {
             meta::drop_empty_fields(m);
         }
-        let unknown = schema::prune(&self.schema, &mut value);
+        let unknown = schema::prune(&self.structural, &mut value);
         let problems: Vec<String> = unknown
             .iter()
             .map(|f| format!("unknown field \"{f}\""))
@@ -237,7 +240,7 @@ impl Strategy {
             FieldValidation::Warn => warnings.extend(problems),
             _ => {}
         }
-        schema::apply_defaults(&self.schema, &mut value);
+        schema::apply_defaults(&self.structural, &mut value);
         self.kind.default(&mut value);
         let mut errors = ErrorList::default();
         let empty = Value::Object(Map::new());
@@ -247,7 +250,7 @@ impl Strategy {
             let old_meta = old.get("metadata").unwrap_or(&empty);
             errors.extend(objectmeta::validate_object_meta_update(meta_value, old_meta));
         }
-        errors.extend(schema::validate(&self.schema, &value));
+        errors.extend(schema::validate(&self.structural, &value));
         errors.extend(self.kind.validate(&value));
         if let Some(old) = old {
             errors.extend(self.kind.validate_update(&value, old));
