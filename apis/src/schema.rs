@@ -8,7 +8,8 @@
 //! Supported keywords: `type`, `properties`, `required`, `additionalProperties` (a schema), `items`, `enum`,
 //! `default`, `nullable`, `minimum`, `maximum`, `maxLength`, `format: date-time`, `x-kubernetes-list-type`
 //! (`map` with `x-kubernetes-list-map-keys`, `set`, `atomic`) and `x-kubernetes-preserve-unknown-fields`. A `$ref`
-//! is left alone, except that a `$ref` to ObjectMeta keeps only ObjectMeta's fields when pruning.
+//! is left alone, except that a `$ref` to ObjectMeta keeps only ObjectMeta's fields when pruning. The walks read a
+//! kind's schema as a [`Schema`], made once from its JSON.
 
 use std::collections::BTreeSet;
 
