@@ -56,6 +56,14 @@ impl Set {
         self.children.get(pe)
     }
 
+    /// Adds `pe` as a member, with `children` (paths relative to it) under it: a set built from the leaves up.
+    pub fn insert_member_with(&mut self, pe: PathElement, children: Set) {
+        if !children.is_empty() {
+            self.children.insert(pe.clone(), children);
+        }
+        self.members.insert(pe);
+    }
+
     /// `self` with `other`'s paths added; `self` is reused, so only what `other` adds is allocated.
     pub fn union(mut self, other: &Set) -> Set {
         self.members.extend(other.members.iter().cloned());

@@ -42,8 +42,14 @@ impl Updater<'_> {
         workflow: Option<&ManagerId>,
         force: bool,
     ) -> Result<(Set, Set), Conflicts> {
-        let Comparison { added, modified, removed } =
-            typed::compare(self.schema, old, new, &self.ignored).exclude(&self.ignored);
+        // A create compares with nothing: every field is added, and the set is built in one walk.
+        let comparison = match old {
+            Value::Object(m) if m.is_empty() => {
+                Comparison { added: typed::added_to_empty(self.schema, new, &self.ignored), ..Comparison::default() }
+            }
+            _ => typed::compare(self.schema, old, new, &self.ignored),
+        };
+        let Comparison { added, modified, removed } = comparison.exclude(&self.ignored);
         let changed = modified.into_union(added);
         let mut conflicts = Conflicts::new();
         for (id, e) in managers.iter().filter(|(id, _)| Some(*id) != workflow) {

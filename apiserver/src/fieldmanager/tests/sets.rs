@@ -151,3 +151,35 @@ fn merge_keeps_live_order_and_merges_by_key() {
     );
     assert_eq!(merged["status"]["backups"], json!([{"id": "3"}]), "atomic lists are replaced");
 }
+
+/// The set a create adds, built in one walk, is the one the comparison with an empty object finds: on the backup
+/// schema (a map list in status, a set of finalizers, atomic lists, maps), with empty containers, mistyped values,
+/// duplicate and unkeyed list items, and fields to skip.
+#[test]
+fn added_to_empty_is_what_compare_adds() {
+    let (schema, _) = super::backup();
+    let objects = [
+        json!({}),
+        super::object(json!({"database": {"type": "Prometheus", "url": "http://p:9090"}, "schedule": "0 2 * * *"})),
+        json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup",
+            "metadata": {"name": "a", "labels": {"x": "1", "y": ""}, "annotations": {}, "finalizers": ["f", "f", "g"],
+                "ownerReferences": [{"uid": "u1", "name": "o"}, {"name": "no-uid"}, {"uid": "u1", "name": "dup"}]},
+            "spec": {"database": {"type": "Prometheus", "url": "http://p:9090", "selector": []},
+                "retention": {"keepLast": 3}, "destination": {}, "bogus": {"deep": [1, {"a": 2}]}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"status": "False"}, {"type": "Ready"}],
+                "backups": [{"id": "1"}], "phase": 7}}),
+        json!({"spec": "not an object", "metadata": [], "status": {"conditions": {}}}),
+    ];
+    let skips = [Set::new(), {
+        let mut s = Set::new();
+        s.insert(&[f("status")]);
+        s.insert(&[f("metadata"), f("labels")]);
+        s
+    }];
+    for obj in &objects {
+        for skip in &skips {
+            let expected = typed::compare(Some(&schema), &json!({}), obj, skip).added;
+            assert_eq!(typed::added_to_empty(Some(&schema), obj, skip), expected, "{obj}");
+        }
+    }
+}
