@@ -165,7 +165,7 @@ pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value, skip: &Set) -> 
 }
 
 /// What [`compare`] finds added from an empty object to `new`, built as a tree in one walk: the comparison inserts
-/// each field's whole path from the root, which made it a fifth of a create's instructions. Everything in `new` is
+/// each field's whole path from the root (the comparison was ~15% of a create's instructions). Everything in `new` is
 /// added, containers included, except the members of `skip` and what is below them.
 pub fn added_to_empty(schema: Option<&Value>, new: &Value, skip: &Set) -> Set {
     let mut set = Set::new();
