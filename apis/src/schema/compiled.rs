@@ -43,9 +43,9 @@ impl Schema {
         let Some(m) = schema.as_object() else { return Self::default() };
         let text = |key: &str| m.get(key).and_then(Value::as_str).map(str::to_string);
         let flag = |key: &str| m.get(key).and_then(Value::as_bool).unwrap_or(false);
-        let strings = |key: &str| -> Vec<String> {
-            let list = m.get(key).and_then(Value::as_array).into_iter().flatten();
-            list.filter_map(Value::as_str).map(str::to_string).collect()
+        let strings = |key: &str| -> Option<Vec<String>> {
+            let list = m.get(key).and_then(Value::as_array)?;
+            Some(list.iter().filter_map(Value::as_str).map(str::to_string).collect())
         };
         let properties = m.get("properties").and_then(Value::as_object).into_iter().flatten();
         Self {
@@ -61,12 +61,9 @@ impl Schema {
             properties: properties.map(|(k, v)| (k.clone(), Self::new(v))).collect(),
             additional: m.get("additionalProperties").filter(|a| a.is_object()).map(|a| Box::new(Self::new(a))),
             items: m.get("items").map(|i| Box::new(Self::new(i))),
-            required: strings("required"),
+            required: strings("required").unwrap_or_default(),
             list_type: text("x-kubernetes-list-type"),
-            list_map_keys: m
-                .get("x-kubernetes-list-map-keys")
-                .and_then(Value::as_array)
-                .map(|keys| keys.iter().filter_map(Value::as_str).map(str::to_string).collect()),
+            list_map_keys: strings("x-kubernetes-list-map-keys"),
             preserve_unknown: flag("x-kubernetes-preserve-unknown-fields"),
             default: m.get("default").cloned(),
         }
