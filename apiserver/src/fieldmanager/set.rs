@@ -78,8 +78,11 @@ impl Set {
         self
     }
 
-    /// [`Set::union`] of two owned sets: `other`'s nodes are moved in, not copied.
-    pub fn into_union(mut self, other: Set) -> Set {
+    /// [`Set::union`] of two owned sets: the smaller set's nodes are moved into the larger, not copied.
+    pub fn into_union(mut self, mut other: Set) -> Set {
+        if self.members.len() + self.children.len() < other.members.len() + other.children.len() {
+            std::mem::swap(&mut self, &mut other);
+        }
         self.members.extend(other.members);
         for (pe, c) in other.children {
             let merged = match self.children.remove(&pe) {
@@ -103,31 +106,41 @@ impl Set {
     }
 
     /// Paths of `self` not in `other` (a member of `other` does not remove `self`'s paths below it), computed in
-    /// place.
+    /// place. Each step looks up the smaller side's elements in the larger: what is taken out of a write's set (what
+    /// it removed, the fields nobody may own) is usually small or empty.
     pub fn difference(mut self, other: &Set) -> Set {
-        self.members.retain(|m| !other.members.contains(m));
-        self.children.retain(|pe, c| {
-            if let Some(o) = other.children.get(pe) {
-                *c = std::mem::take(c).difference(o);
-            }
-            !c.is_empty()
-        });
+        remove_members(&mut self.members, &other.members);
+        self.subtract_children(other, Set::difference);
         self
     }
 
     /// Like [`Set::difference`], but a member of `other` also removes everything below it.
     pub fn recursive_difference(mut self, other: &Set) -> Set {
-        self.members.retain(|m| !other.members.contains(m));
-        self.children.retain(|pe, c| {
-            if other.members.contains(pe) {
-                return false;
-            }
-            if let Some(o) = other.children.get(pe) {
-                *c = std::mem::take(c).recursive_difference(o);
-            }
-            !c.is_empty()
-        });
+        remove_members(&mut self.members, &other.members);
+        remove_children(&mut self.children, &other.members);
+        self.subtract_children(other, Set::recursive_difference);
         self
+    }
+
+    /// Takes `other`'s children out of `self`'s with `subtract`, dropping those left empty.
+    fn subtract_children(&mut self, other: &Set, subtract: fn(Set, &Set) -> Set) {
+        if other.children.len() < self.children.len() {
+            for (pe, o) in &other.children {
+                if let Some(c) = self.children.get_mut(pe) {
+                    *c = subtract(std::mem::take(c), o);
+                    if c.is_empty() {
+                        self.children.remove(pe);
+                    }
+                }
+            }
+        } else {
+            self.children.retain(|pe, c| {
+                if let Some(o) = other.children.get(pe) {
+                    *c = subtract(std::mem::take(c), o);
+                }
+                !c.is_empty()
+            });
+        }
     }
 
     /// Every path, members of a node before its children's paths, in order (upstream's `Iterate`).
@@ -220,5 +233,27 @@ impl Set {
         }
         let member = member || set.is_empty();
         Ok((set, member))
+    }
+}
+
+/// Removes `elements` from `members`, looking up the smaller of the two in the other.
+fn remove_members(members: &mut BTreeSet<PathElement>, elements: &BTreeSet<PathElement>) {
+    if elements.len() < members.len() {
+        for e in elements {
+            members.remove(e);
+        }
+    } else {
+        members.retain(|m| !elements.contains(m));
+    }
+}
+
+/// Removes the children under `elements`, in the same way.
+fn remove_children(children: &mut BTreeMap<PathElement, Set>, elements: &BTreeSet<PathElement>) {
+    if elements.len() < children.len() {
+        for e in elements {
+            children.remove(e);
+        }
+    } else {
+        children.retain(|pe, _| !elements.contains(pe));
     }
 }

@@ -69,6 +69,52 @@ fn set_algebra() {
     assert!(!named.has(&[f("metadata"), f("annotations"), f("a")]), "a map entry is not a named field");
 }
 
+/// Difference, recursive difference and union as their definitions on lists of paths give them, for pairs of sets
+/// of every relative size (each walks the smaller side's elements, so both ways are taken).
+#[test]
+fn set_algebra_agrees_with_paths() {
+    use std::collections::BTreeSet;
+    let names = ["a", "b", "c"];
+    let mut universe: Vec<Vec<PathElement>> = names.iter().map(|n| vec![f(n)]).collect();
+    for depth in 1..3 {
+        let longer: Vec<_> = universe.iter().filter(|p| p.len() == depth).cloned().collect();
+        for p in longer {
+            universe.extend(names.iter().map(|n| [p.clone(), vec![f(n)]].concat()));
+        }
+    }
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random_set = |density: u64| {
+        let mut set = Set::new();
+        for p in &universe {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if state % 100 < density {
+                set.insert(p);
+            }
+        }
+        set
+    };
+    for round in 0..300 {
+        let (a, b) = (random_set([5, 30, 70][round % 3]), random_set([5, 30, 70][round / 3 % 3]));
+        let (pa, pb): (BTreeSet<_>, BTreeSet<_>) = (a.paths().into_iter().collect(), b.paths().into_iter().collect());
+        let difference: BTreeSet<_> = pa.difference(&pb).cloned().collect();
+        let under_b = |p: &Vec<PathElement>| (1..=p.len()).any(|n| pb.contains(&p[..n].to_vec()));
+        let recursive: BTreeSet<_> = pa.iter().filter(|p| !under_b(p)).cloned().collect();
+        let union: BTreeSet<_> = pa.union(&pb).cloned().collect();
+        // Each result holds the expected paths, in the trie those paths build (no empty nodes left behind).
+        let built = |paths: &BTreeSet<Vec<PathElement>>| {
+            let mut set = Set::new();
+            paths.iter().for_each(|p| set.insert(p));
+            set
+        };
+        assert_eq!(a.clone().difference(&b), built(&difference));
+        assert_eq!(a.clone().recursive_difference(&b), built(&recursive));
+        assert_eq!(a.clone().into_union(b.clone()), built(&union));
+        assert_eq!(a.clone().union(&b), a.into_union(b), "both unions build the same trie");
+    }
+}
+
 #[test]
 fn field_sets_follow_the_schema() {
     let (schema, _) = backup();
