@@ -9,20 +9,21 @@
 use std::time::{Duration, Instant};
 
 use backup_apiserver::endpoints::patch::strategic;
+use backup_apiserver::fieldmanager::schema::Shape;
 use backup_apiserver::fieldmanager::{ApplyRequest, Manager, apply, take_managed_fields, track};
 use backup_apiserver::request::info::Subresource;
 use serde_json::{Value, json};
 
 /// A kind with a map list keyed by `name` and a set.
-fn schema() -> Value {
-    json!({"type": "object", "properties": {
+fn schema() -> Shape {
+    Shape::new(&json!({"type": "object", "properties": {
         "apiVersion": {"type": "string"}, "kind": {"type": "string"},
         "metadata": {"$ref": backup_apis::schema::OBJECT_META_REF},
         "spec": {"type": "object", "properties": {
             "items": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                       "items": {"type": "object", "properties": {
                           "name": {"type": "string"}, "v": {"type": "integer"}, "w": {"type": "integer"}}}},
-            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}}})
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}}}))
 }
 
 fn items(from: usize, n: usize, field: &str) -> Vec<Value> {

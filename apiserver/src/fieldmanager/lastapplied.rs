@@ -6,6 +6,7 @@
 
 use serde_json::{Map, Value};
 
+use super::schema::Shape;
 use super::set::Set;
 use super::typed;
 
@@ -18,7 +19,7 @@ fn annotation(metadata: Option<&Value>) -> Option<&str> {
 }
 
 /// The fields the last client-side apply set and the live object still holds as applied.
-pub fn allowed_conflicts(schema: Option<&Value>, api_version: &str, live: &Value) -> Option<Set> {
+pub fn allowed_conflicts(schema: Option<&Shape>, api_version: &str, live: &Value) -> Option<Set> {
     let last: Value = serde_json::from_str(annotation(live.get("metadata"))?).ok()?;
     if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return None;

@@ -28,6 +28,7 @@ use crate::request::info::Subresource;
 
 use managers::{ManagerId, Managers};
 use path::{PathElement, show};
+use schema::Shape;
 use set::Set;
 use updater::{Conflicts, Updater};
 
@@ -61,7 +62,7 @@ fn reset_fields(sub: &Subresource) -> Set {
     s
 }
 
-fn updater<'s>(schema: &'s Value, sub: &Subresource, api_version: &'s str) -> Updater<'s> {
+fn updater<'s>(schema: &'s Shape, sub: &Subresource, api_version: &'s str) -> Updater<'s> {
     Updater {
         schema: Some(schema),
         api_version,
@@ -93,7 +94,7 @@ fn live_managers(live: Option<&Value>) -> Managers {
 /// `requested` the managedFields the request body carried (taken out before validation), or for
 /// [`Manager::Applied`] the ones [`apply`] computed.
 pub fn track(
-    schema: &Value,
+    schema: &Shape,
     info: &ResourceInfo,
     sub: &Subresource,
     manager: Manager<'_>,
@@ -173,7 +174,7 @@ fn gvk_of(obj: &Value) -> String {
 /// its managedFields, or 409 on conflicts with other managers. Both are taken: the live object becomes the result
 /// when nothing changes, and the configuration is dropped once merged.
 pub fn apply(
-    schema: &Value,
+    schema: &Shape,
     info: &ResourceInfo,
     live: Value,
     config: Value,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::path::{Path, PathElement};
-use super::schema;
+use super::schema::{self, Shape};
 
 /// A set of field paths. Children are never empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Set {
 
     /// The set plus every declared struct field that has children in it (upstream's
     /// `EnsureNamedFieldsAreMembers`): owning `spec.a` then also means owning `spec`, but not `metadata.labels`.
-    pub fn ensure_named_fields_are_members(&self, schema: Option<&Value>) -> Set {
+    pub fn ensure_named_fields_are_members(&self, schema: Option<&Shape>) -> Set {
         let mut members = self.members.clone();
         let mut children = BTreeMap::new();
         for (pe, c) in &self.children {
@@ -176,7 +176,7 @@ impl Set {
                     }
                     schema::child(schema, name)
                 }
-                _ => schema::resolve(schema).and_then(|s| s.get("items")),
+                _ => schema::items(schema),
             };
             children.insert(pe.clone(), c.ensure_named_fields_are_members(child_schema));
         }

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::path::{Path, PathElement, show};
-use super::schema::{self, Field, ListKind, Node};
+use super::schema::{self, Field, ListKind, Node, Shape};
 use super::set::Set;
 
 /// The path element of a list item, or why there is none (a map-list item missing a key).
-pub fn item_element(kind: &ListKind<'_>, index: usize, item: &Value) -> Result<PathElement, String> {
+pub fn item_element(kind: &ListKind, index: usize, item: &Value) -> Result<PathElement, String> {
     match kind {
         ListKind::Atomic => Ok(PathElement::Index(index)),
         ListKind::Set => Ok(PathElement::Value(item.clone())),
@@ -26,8 +26,8 @@ pub fn item_element(kind: &ListKind<'_>, index: usize, item: &Value) -> Result<P
             };
             let mut fields = Map::new();
             for k in keys {
-                match m.get(*k) {
-                    Some(v) => fields.insert((*k).to_string(), v.clone()),
+                match m.get(k) {
+                    Some(v) => fields.insert(k.clone(), v.clone()),
                     None => {
                         return Err(format!(
                             "associative list with keys has an element that omits key field {k:?} (and doesn't have default value)"
@@ -41,7 +41,7 @@ pub fn item_element(kind: &ListKind<'_>, index: usize, item: &Value) -> Result<P
 }
 
 /// Every field `value` sets, ignoring what the schema does not declare.
-pub fn field_set(schema: Option<&Value>, value: &Value) -> Set {
+pub fn field_set(schema: Option<&Shape>, value: &Value) -> Set {
     let mut w = FieldSetWalk { set: Set::new(), errors: Vec::new(), path: Vec::new() };
     w.walk(schema, value);
     w.set
@@ -49,7 +49,7 @@ pub fn field_set(schema: Option<&Value>, value: &Value) -> Set {
 
 /// Every field `value` sets (upstream's `ToFieldSet`). Errors name undeclared fields and unkeyed map-list items,
 /// as the typed conversion of an apply configuration reports them.
-pub fn to_field_set(schema: Option<&Value>, value: &Value) -> Result<Set, Vec<String>> {
+pub fn to_field_set(schema: Option<&Shape>, value: &Value) -> Result<Set, Vec<String>> {
     let mut w = FieldSetWalk { set: Set::new(), errors: Vec::new(), path: Vec::new() };
     w.walk(schema, value);
     if w.errors.is_empty() { Ok(w.set) } else { Err(w.errors) }
@@ -62,7 +62,7 @@ struct FieldSetWalk {
 }
 
 impl FieldSetWalk {
-    fn walk(&mut self, schema: Option<&Value>, value: &Value) {
+    fn walk(&mut self, schema: Option<&Shape>, value: &Value) {
         match (schema::node(schema, value), value) {
             (Node::Map { atomic: true, .. } | Node::List { kind: ListKind::Atomic, .. } | Node::Scalar, _) => {
                 self.set.insert(&self.path)
@@ -87,7 +87,7 @@ impl FieldSetWalk {
             }
             (Node::List { items, kind }, Value::Array(list)) => {
                 for (i, item) in list.iter().enumerate() {
-                    match item_element(&kind, i, item) {
+                    match item_element(kind, i, item) {
                         Ok(pe) => {
                             self.path.push(pe);
                             self.walk(items, item);
@@ -136,7 +136,7 @@ trait Rules {
 
 /// Compare `lhs` (old) with `rhs` (new), leaving out the members of `skip` and what is below them. A container that
 /// appears or disappears is itself added or removed.
-pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value, skip: &Set) -> Comparison {
+pub fn compare(schema: Option<&Shape>, lhs: &Value, rhs: &Value, skip: &Set) -> Comparison {
     struct Compare<'s>(Comparison, &'s Set);
     impl Rules for Compare<'_> {
         fn skip(&self, path: &Path) -> bool {
@@ -167,7 +167,7 @@ pub fn compare(schema: Option<&Value>, lhs: &Value, rhs: &Value, skip: &Set) -> 
 /// What [`compare`] finds added from an empty object to `new`, built as a tree in one walk: the comparison inserts
 /// each field's whole path from the root (the comparison was ~15% of a create's instructions). Everything in `new` is
 /// added, containers included, except the members of `skip` and what is below them.
-pub fn added_to_empty(schema: Option<&Value>, new: &Value, skip: &Set) -> Set {
+pub fn added_to_empty(schema: Option<&Shape>, new: &Value, skip: &Set) -> Set {
     let mut set = Set::new();
     // An atomic or scalar root is the empty path, which a set does not hold.
     if let (Node::Map { atomic: false, schema }, Value::Object(m)) = (schema::node(schema, new), new) {
@@ -179,7 +179,7 @@ pub fn added_to_empty(schema: Option<&Value>, new: &Value, skip: &Set) -> Set {
 }
 
 /// Adds `pe` (a field or item of `value`, new) to `set` with everything below it, as [`compare`] adds it.
-fn add(set: &mut Set, pe: PathElement, schema: Option<&Value>, value: &Value, skip: Option<&Set>) {
+fn add(set: &mut Set, pe: PathElement, schema: Option<&Shape>, value: &Value, skip: Option<&Set>) {
     if skip.is_some_and(|s| s.has(std::slice::from_ref(&pe))) {
         return;
     }
@@ -194,7 +194,7 @@ fn add(set: &mut Set, pe: PathElement, schema: Option<&Value>, value: &Value, sk
             }
         }
         Node::List { items, kind } => {
-            let (order, mut by_element) = index_list(&kind, Some(value));
+            let (order, mut by_element) = index_list(kind, Some(value));
             for pe in order {
                 if let Some(item) = by_element.remove(&pe) {
                     add(&mut below, pe, items, item, skip);
@@ -207,7 +207,7 @@ fn add(set: &mut Set, pe: PathElement, schema: Option<&Value>, value: &Value, sk
 
 /// The apply merge: `config`'s leaves win, containers merge, map lists merge by key and keep a stable order
 /// (upstream's `TypedValue.Merge`).
-pub fn merge(schema: Option<&Value>, live: &Value, config: &Value) -> Value {
+pub fn merge(schema: Option<&Shape>, live: &Value, config: &Value) -> Value {
     struct KeepRhs;
     impl Rules for KeepRhs {
         fn leaf(&mut self, _: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
@@ -229,7 +229,7 @@ fn is_empty_container(v: Option<&Value>) -> bool {
 fn merge_walk(
     rules: &mut dyn Rules,
     path: &mut Path,
-    schema: Option<&Value>,
+    schema: Option<&Shape>,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
 ) -> Option<Value> {
@@ -264,7 +264,7 @@ fn merge_walk(
             (!out.is_empty()).then_some(Value::Object(out))
         }
         Node::List { items, kind } => {
-            let out = merge_list(rules, path, items, &kind, lhs, rhs);
+            let out = merge_list(rules, path, items, kind, lhs, rhs);
             (!out.is_empty()).then_some(Value::Array(out))
         }
     };
@@ -273,10 +273,7 @@ fn merge_walk(
 }
 
 /// A list's items by path element, in order, first occurrence of a duplicate kept.
-fn index_list<'v>(
-    kind: &ListKind<'_>,
-    list: Option<&'v Value>,
-) -> (Vec<PathElement>, BTreeMap<PathElement, &'v Value>) {
+fn index_list<'v>(kind: &ListKind, list: Option<&'v Value>) -> (Vec<PathElement>, BTreeMap<PathElement, &'v Value>) {
     let mut order = Vec::new();
     let mut items = BTreeMap::new();
     for (i, item) in list.and_then(Value::as_array).into_iter().flatten().enumerate() {
@@ -295,8 +292,8 @@ fn index_list<'v>(
 fn merge_list(
     rules: &mut dyn Rules,
     path: &mut Path,
-    items: Option<&Value>,
-    kind: &ListKind<'_>,
+    items: Option<&Shape>,
+    kind: &ListKind,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
 ) -> Vec<Value> {
@@ -350,7 +347,7 @@ fn merge_list(
 
 /// `value` without the fields (and map- and set-list items) that are members of `remove`; a container emptied
 /// by the removal disappears (upstream leaves a null that decoding then drops).
-pub fn remove_items(schema: Option<&Value>, value: &Value, remove: &Set) -> Option<Value> {
+pub fn remove_items(schema: Option<&Shape>, value: &Value, remove: &Set) -> Option<Value> {
     match (schema::node(schema, value), value) {
         (Node::Map { atomic: false, schema }, Value::Object(m)) => {
             let mut out = Map::new();
@@ -372,10 +369,10 @@ pub fn remove_items(schema: Option<&Value>, value: &Value, remove: &Set) -> Opti
             }
             (!out.is_empty()).then_some(Value::Object(out))
         }
-        (Node::List { items, kind }, Value::Array(list)) if kind != ListKind::Atomic => {
+        (Node::List { items, kind }, Value::Array(list)) if *kind != ListKind::Atomic => {
             let mut out = Vec::new();
             for (i, item) in list.iter().enumerate() {
-                let Ok(pe) = item_element(&kind, i, item) else {
+                let Ok(pe) = item_element(kind, i, item) else {
                     out.push(item.clone());
                     continue;
                 };

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::managers::{Entry, ManagerId, Managers, cap_update_managers, strip_set};
 use super::path::Path;
+use super::schema::Shape;
 use super::set::Set;
 use super::typed::{self, Comparison};
 
@@ -17,7 +18,7 @@ pub type Conflicts = Vec<(ManagerId, Path)>;
 
 /// The schema, version and reset fields one write works with.
 pub struct Updater<'s> {
-    pub schema: Option<&'s Value>,
+    pub schema: Option<&'s Shape>,
     pub api_version: &'s str,
     /// Fields the strategy resets on this endpoint (status on the main resource; spec and metadata on status),
     /// which nobody gains by writing them there.

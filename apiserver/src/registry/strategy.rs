@@ -39,9 +39,10 @@ pub struct Validation<'a> {
 /// One kind's rules, with its schema computed once.
 pub struct Strategy {
     pub kind: Arc<dyn Kind>,
-    schema: Value,
-    /// `schema` as pruning, defaulting and validation read it.
+    /// The kind's schema as pruning, defaulting and validation read it.
     structural: schema::Schema,
+    /// The kind's schema as the field manager and strategic merge patch read it.
+    shape: fieldmanager::schema::Shape,
     /// Field selector names: `metadata.name`, `metadata.namespace`, then the kind's own.
     field_names: Vec<&'static str>,
 }
@@ -50,18 +51,19 @@ impl Strategy {
     pub fn new(kind: Arc<dyn Kind>) -> Self {
         let schema = kind.schema();
         let structural = schema::Schema::new(&schema);
+        let shape = fieldmanager::schema::Shape::new(&schema);
         let mut field_names = vec!["metadata.name", "metadata.namespace"];
         field_names.extend(kind.selectable_fields().iter().map(|f| f.name));
-        Self { kind, schema, structural, field_names }
+        Self { kind, structural, shape, field_names }
     }
 
     pub fn info(&self) -> &ResourceInfo {
         self.kind.resource()
     }
 
-    /// The kind's OpenAPI v3 schema.
-    pub fn schema(&self) -> &Value {
-        &self.schema
+    /// The kind's schema as the field manager and strategic merge patch read it.
+    pub fn shape(&self) -> &fieldmanager::schema::Shape {
+        &self.shape
     }
 
     /// The fields a field selector may name.

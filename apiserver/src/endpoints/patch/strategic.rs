@@ -22,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::fieldmanager::schema::{self, ListKind};
+use crate::fieldmanager::schema::{self, ListKind, Shape};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -53,7 +53,7 @@ fn bad_patch_type(t: &Value, m: &Map<String, Value>) -> ApiError {
 }
 
 /// Apply `patch` to `doc` with the kind's `schema`; the patch's values are moved into the result.
-pub fn apply(schema: &Value, doc: &mut Value, patch: Value) -> ApiResult<()> {
+pub fn apply(schema: &Shape, doc: &mut Value, patch: Value) -> ApiResult<()> {
     let Value::Object(p) = patch else {
         return Err(bad_request("json: cannot unmarshal non-object into Go value of type map[string]interface {}"));
     };
@@ -66,12 +66,12 @@ pub fn apply(schema: &Value, doc: &mut Value, patch: Value) -> ApiResult<()> {
 }
 
 /// The list semantics of a field, and its items' schema.
-fn list_meta(schema: Option<&Value>) -> (ListKind<'_>, Option<&Value>) {
-    (schema::list_kind(schema), schema::resolve(schema).and_then(|s| s.get("items")))
+fn list_meta(schema: Option<&Shape>) -> (&ListKind, Option<&Shape>) {
+    (schema::list_kind(schema), schema::items(schema))
 }
 
 fn merge_map(
-    schema: Option<&Value>,
+    schema: Option<&Shape>,
     mut original: Map<String, Value>,
     mut patch: Map<String, Value>,
 ) -> ApiResult<Map<String, Value>> {
@@ -114,12 +114,12 @@ fn merge_map(
     Ok(original)
 }
 
-fn atomic_map(schema: Option<&Value>) -> bool {
-    schema::resolve(schema).and_then(|s| s.get("x-kubernetes-map-type")).and_then(Value::as_str) == Some("atomic")
+fn atomic_map(schema: Option<&Shape>) -> bool {
+    schema::resolve(schema).is_some_and(Shape::is_atomic_map)
 }
 
 /// A patch value where the original has none: merged into an empty value so its directives are applied.
-fn fresh(schema: Option<&Value>, pv: Value) -> ApiResult<Value> {
+fn fresh(schema: Option<&Shape>, pv: Value) -> ApiResult<Value> {
     Ok(match pv {
         Value::Object(p) if !atomic_map(schema) => Value::Object(merge_map(schema, Map::new(), p)?),
         Value::Array(p) => Value::Array(merge_slice_handler(schema, Vec::new(), p, false)?),
@@ -144,7 +144,7 @@ fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, 
 }
 
 fn merge_slice_handler(
-    schema: Option<&Value>,
+    schema: Option<&Shape>,
     original: Vec<Value>,
     patch: Vec<Value>,
     delete_list: bool,
@@ -154,7 +154,10 @@ fn merge_slice_handler(
         ListKind::Atomic if delete_list => Ok(delete_from_slice(original, &patch)),
         ListKind::Atomic => Ok(patch),
         ListKind::Set => merge_slice(items, original, patch, &[], delete_list),
-        ListKind::Map(keys) => merge_slice(items, original, patch, &keys, delete_list),
+        ListKind::Map(keys) => {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            merge_slice(items, original, patch, &keys, delete_list)
+        }
     }
 }
 
@@ -181,7 +184,7 @@ fn elements_are_maps(lists: &[&[Value]]) -> ApiResult<bool> {
 }
 
 fn merge_slice(
-    items: Option<&Value>,
+    items: Option<&Shape>,
     original: Vec<Value>,
     patch: Vec<Value>,
     keys: &[&str],
@@ -272,7 +275,7 @@ fn key_fields(list: &[Value], keys: &[&str]) -> Vec<Value> {
 
 /// Merge each patch item into the first original item with the same keys, or append it.
 fn merge_items(
-    items: Option<&Value>,
+    items: Option<&Shape>,
     mut original: Vec<Value>,
     patch: Vec<Value>,
     keys: &[&str],
@@ -481,7 +484,7 @@ fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], key
 
 /// `$setElementOrder/<field>`: merge the field's list and order it as the directive lists.
 fn merge_set_element_order(
-    schema: Option<&Value>,
+    schema: Option<&Shape>,
     original: &mut Map<String, Value>,
     patch: &mut Map<String, Value>,
 ) -> ApiResult<()> {
@@ -506,7 +509,7 @@ fn merge_set_element_order(
         let patch_list = as_list(patch.get(&field))?;
         let child = schema::child(schema, &field);
         let keys: Vec<&str> = match schema::list_kind(child) {
-            ListKind::Map(keys) => keys,
+            ListKind::Map(keys) => keys.iter().map(String::as_str).collect(),
             _ => Vec::new(),
         };
         if let Some(p) = &patch_list {

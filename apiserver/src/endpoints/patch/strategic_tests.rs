@@ -3,9 +3,10 @@
 use serde_json::{Value, json};
 
 use super::apply;
+use crate::fieldmanager::schema::Shape;
 
-fn schema() -> Value {
-    json!({
+fn schema() -> Shape {
+    Shape::new(&json!({
         "type": "object",
         "properties": {
             "metadata": {"$ref": backup_apis::schema::OBJECT_META_REF},
@@ -22,7 +23,7 @@ fn schema() -> Value {
                 },
             },
         },
-    })
+    }))
 }
 
 fn patched(doc: Value, patch: Value) -> Value {

@@ -8,10 +8,12 @@ mod track;
 use backup_apis::{Kind, ResourceInfo};
 use serde_json::{Value, json};
 
-/// The TimeseriesDBBackup kind: its schema and names.
-fn backup() -> (Value, &'static ResourceInfo) {
+use super::schema::Shape;
+
+/// The TimeseriesDBBackup kind: its schema as the field manager reads it, and its names.
+fn backup() -> (Shape, &'static ResourceInfo) {
     let kind = backup_apis::backup::BackupKind;
-    (kind.schema(), &backup_apis::backup::RESOURCE)
+    (Shape::new(&kind.schema()), &backup_apis::backup::RESOURCE)
 }
 
 /// A valid backup object.

@@ -99,7 +99,7 @@ fn set_algebra_agrees_with_paths() {
         let (a, b) = (random_set([5, 30, 70][round % 3]), random_set([5, 30, 70][round / 3 % 3]));
         let (pa, pb): (BTreeSet<_>, BTreeSet<_>) = (a.paths().into_iter().collect(), b.paths().into_iter().collect());
         let difference: BTreeSet<_> = pa.difference(&pb).cloned().collect();
-        let under_b = |p: &Vec<PathElement>| (1..=p.len()).any(|n| pb.contains(&p[..n].to_vec()));
+        let under_b = |p: &Vec<PathElement>| (1..=p.len()).any(|n| pb.contains(&p[..n]));
         let recursive: BTreeSet<_> = pa.iter().filter(|p| !under_b(p)).cloned().collect();
         let union: BTreeSet<_> = pa.union(&pb).cloned().collect();
         // Each result holds the expected paths, in the trie those paths build (no empty nodes left behind).
