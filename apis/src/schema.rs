@@ -204,10 +204,12 @@ pub fn apply_defaults(schema: &Schema, obj: &mut Value) {
     match obj {
         Value::Object(map) => {
             for (k, prop) in &schema.properties {
-                if map.get(k).is_some_and(Value::is_null) && !prop.nullable {
-                    map.remove(k);
-                }
-                if let (None, Some(d)) = (map.get(k), &prop.default) {
+                let absent = match map.get(k) {
+                    None => true,
+                    Some(Value::Null) if !prop.nullable => map.remove(k).is_some(),
+                    Some(_) => false,
+                };
+                if let (true, Some(d)) = (absent, &prop.default) {
                     map.insert(k.clone(), d.clone());
                 }
             }
