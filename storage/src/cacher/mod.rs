@@ -315,6 +315,18 @@ impl Cacher {
         }
     }
 
+    /// The cache's copy of the object at `key`, as it is now, without waiting or asking the backend: `None` when
+    /// `key` is outside the cached prefixes, the cache has no list yet, or it does not hold the key. The copy may be
+    /// behind the backend: a write that starts from it (upstream's `cachedExistingObject`) compares and swaps
+    /// against the copy's revision, and checks with the backend whatever it does not write.
+    pub fn peek(&self, key: &str) -> Option<Arc<CachedObject>> {
+        let cache = self.cache_for(key)?;
+        if !cache.is_ready() {
+            return None;
+        }
+        cache.read().objects.get(key).cloned()
+    }
+
     /// The object at `key` from the cache (or, when it cannot answer, the backend), as fresh as `freshness` says.
     pub async fn get_cached(&self, key: &str, freshness: Freshness) -> Result<Option<Arc<CachedObject>>> {
         key::validate_key(key, false)?;

@@ -16,6 +16,9 @@ mod reads;
 mod update;
 mod watch;
 
+#[cfg(test)]
+mod tests;
+
 pub use apply::ConfigurationFn;
 pub use delete::{DeleteOutcome, DeletedCollection};
 pub use list::{ListPage, unreadable};
@@ -70,6 +73,8 @@ pub struct Written {
 struct Current {
     kv: KeyValue,
     obj: Map<String, Value>,
+    /// The watch cache's copy, which may be behind the backend's (see [`Store::current_for_write`]).
+    cached: bool,
 }
 
 /// What every write shares: dry run, fieldValidation, who writes, the keys the body repeated, and for admission
@@ -175,10 +180,24 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(self.info(), name))
     }
 
+    /// The stored object from the backend, decoded.
     async fn current(&self, namespace: &str, name: &str) -> ApiResult<Current> {
         let kv = self.get_kv(namespace, name).await?;
         let obj = readable(&kv).map_err(|detail| self.corrupt(name, &detail))?;
-        Ok(Current { kv, obj })
+        Ok(Current { kv, obj, cached: false })
+    }
+
+    /// The object an update or patch starts from: the watch cache's copy when it holds one, so that the write
+    /// needs no read from the backend (upstream's `cachedExistingObject`), else the backend's. The copy may be
+    /// behind: the write then fails its compare-and-swap and starts again from the backend's copy, and what a
+    /// write computes from the copy without writing (an error, no change, a dry run) is checked against the
+    /// backend's revision before it is answered ([`Store::unless_stale`]).
+    async fn current_for_write(&self, namespace: &str, name: &str) -> ApiResult<Current> {
+        let cached = self.reads.peek(&self.key(namespace, name));
+        match cached.and_then(|c| Some((c.kv().clone(), readable(c.kv()).ok()?))) {
+            Some((kv, obj)) => Ok(Current { kv, obj, cached: true }),
+            None => self.current(namespace, name).await,
+        }
     }
 
     /// The 500 for a stored object that cannot be decoded, saying how to get rid of it.

@@ -4,8 +4,8 @@
 //!
 //! registry store (get, list, watch) → **reads** → watch cache (`backup_storage::cacher`) or storage backend.
 //!
-//! Writes, and the reads of a write (the object a write starts from, compared and swapped in the backend), go to
-//! the backend in either case.
+//! Writes go to the backend in either case. A write starts from the cache's copy of its object when there is one
+//! ([`Reads::peek`]), else from the backend's.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,6 +43,15 @@ impl Reads {
                 };
                 Ok(kv.map(|kv| Arc::new(CachedObject::new(kv, Some(attrs)))))
             }
+        }
+    }
+
+    /// The watch cache's copy of the object at `key` as it is now, with no wait and no backend call; `None`
+    /// without a cache, or when the cache cannot answer at once or does not hold the key. See [`Cacher::peek`].
+    pub fn peek(&self, key: &str) -> Option<Arc<CachedObject>> {
+        match self {
+            Self::Cache(cacher) => cacher.peek(key),
+            Self::Backend { .. } => None,
         }
     }
 

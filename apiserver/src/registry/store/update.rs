@@ -46,13 +46,18 @@ impl Store {
             .filter(|s| !s.is_empty())
             .map(str::to_string);
         // As upstream: a missing object is 404 before the resourceVersion is looked at.
-        let current = self.current(namespace, name).await?;
-        let Some(rv) = precondition else {
-            return Err(missing_resource_version(self.info(), name));
+        let mut current = self.current_for_write(namespace, name).await?;
+        let check = |current: &Current| match &precondition {
+            None => Err(missing_resource_version(self.info(), name)),
+            Some(rv) if *rv != current.kv.mod_revision.to_string() => Err(ApiError::stale(self.info(), name)),
+            Some(_) => Ok(()),
         };
-        if rv != current.kv.mod_revision.to_string() {
-            return Err(ApiError::stale(self.info(), name));
+        if current.cached && check(&current).is_err() {
+            // The cache's copy may be behind the version the client read, or the object gone from the backend.
+            current = self.current(namespace, name).await?;
         }
+        check(&current)?;
+        let started = current.cached.then_some(current.kv.mod_revision);
         let write = WriteOptions {
             dry_run: opts.dry_run,
             field_validation: opts.field_validation,
@@ -61,7 +66,20 @@ impl Store {
             field_manager: &opts.field_manager,
             request,
         };
-        self.write_update(namespace, name, body_obj, current, sub, write).await
+        match (self.write_update(namespace, name, body_obj, current, sub, write).await, started) {
+            (Attempt::Stored(written), _) => Ok(written),
+            (Attempt::Conflict(e), _) => Err(e),
+            (Attempt::Done(result), None) => result,
+            // Computed from the cache's copy, the version the client sent: it stands while that copy is the
+            // backend's latest; after a change since, the client's resourceVersion is stale.
+            (Attempt::Done(result), Some(revision)) => {
+                if self.get_kv(namespace, name).await?.mod_revision == revision {
+                    result
+                } else {
+                    Err(ApiError::stale(self.info(), name))
+                }
+            }
+        }
     }
 
     /// Apply `patch` (JSON, merge or strategic) to the stored object and write the result; on a concurrent change
@@ -95,30 +113,59 @@ impl Store {
         sub: &Subresource,
         write: WriteOptions<'_>,
     ) -> ApiResult<Written> {
+        let mut current = self.current_for_write(namespace, name).await?;
         for _ in 0..MAX_UPDATE_RETRIES {
-            let current = self.current(namespace, name).await?;
-            let current_rv = current.kv.mod_revision.to_string();
-            // The patch sees the object as a client does, resourceVersion included (a JSON patch may `test` it).
-            let mut patched = Value::Object(current.obj.clone());
-            patch(&mut patched)?;
-            let Value::Object(mut patched) = patched else {
-                return Err(ApiError::bad_request("the patched object must be a JSON object"));
-            };
-            let meta = metadata_mut(&mut patched)?;
-            // As `registry.Store.Update`: a resourceVersion the patch left in place (or set) must be the current
-            // one, and one it removed is missing (these kinds, as CRDs, allow no unconditional update). After a
-            // concurrent change the patch is applied again to the new object, so one it set itself then conflicts.
-            match meta.get("resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty()) {
-                Some(rv) if rv != current_rv => return Err(ApiError::stale(self.info(), name)),
-                Some(_) => {}
-                None => return Err(missing_resource_version(self.info(), name)),
-            }
-            match self.write_update(namespace, name, patched, current, sub, write).await {
-                Err(e) if e.is_conflict() => continue,
-                other => return other,
+            let started = current.cached.then_some(current.kv.mod_revision);
+            match (self.patch_once(namespace, name, patch, current, sub, write).await, started) {
+                (Attempt::Stored(written), _) => return Ok(written),
+                (Attempt::Done(result), None) => return result,
+                // Computed from the cache's copy: it stands while that copy is the backend's latest, else the patch
+                // is applied again to the backend's.
+                (Attempt::Done(result), Some(revision)) => {
+                    let fresh = self.current(namespace, name).await?;
+                    if fresh.kv.mod_revision == revision {
+                        return result;
+                    }
+                    current = fresh;
+                }
+                // A concurrent change: the patch is applied again to the new object.
+                (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
             }
         }
         Err(ApiError::conflict(self.info(), name, "too many concurrent changes, please try again"))
+    }
+
+    /// One application of the patch to `current` and its write.
+    async fn patch_once(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &PatchFn<'_>,
+        current: Current,
+        sub: &Subresource,
+        write: WriteOptions<'_>,
+    ) -> Attempt {
+        let current_rv = current.kv.mod_revision.to_string();
+        // The patch sees the object as a client does, resourceVersion included (a JSON patch may `test` it).
+        let mut patched = Value::Object(current.obj.clone());
+        if let Err(e) = patch(&mut patched) {
+            return Attempt::Done(Err(e));
+        }
+        let Value::Object(mut patched) = patched else {
+            return Attempt::Done(Err(ApiError::bad_request("the patched object must be a JSON object")));
+        };
+        let meta = match metadata_mut(&mut patched) {
+            Ok(meta) => meta,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        // As `registry.Store.Update`: a resourceVersion the patch left in place (or set) must be the current
+        // one, and one it removed is missing (these kinds, as CRDs, allow no unconditional update). After a
+        // concurrent change the patch is applied again to the new object, so one it set itself then conflicts.
+        match meta.get("resourceVersion").and_then(Value::as_str).filter(|rv| !rv.is_empty()) {
+            Some(rv) if rv != current_rv => Attempt::Done(Err(ApiError::stale(self.info(), name))),
+            Some(_) => self.write_update(namespace, name, patched, current, sub, write).await,
+            None => Attempt::Done(Err(missing_resource_version(self.info(), name))),
+        }
     }
 
     /// Admit `new`, prepare it with the strategy, track managedFields, admit the result, and write it over
@@ -127,14 +174,31 @@ impl Store {
         &self,
         namespace: &str,
         name: &str,
+        new: Map<String, Value>,
+        current: Current,
+        sub: &Subresource,
+        opts: WriteOptions<'_>,
+    ) -> Attempt {
+        match self.prepare_and_write(namespace, name, new, current, sub, opts).await {
+            Ok((written, true)) => Attempt::Stored(written),
+            Err(e) if e.is_conflict() => Attempt::Conflict(e),
+            other => Attempt::Done(other.map(|(written, _)| written)),
+        }
+    }
+
+    /// [`Store::write_update`]'s work: the object served, and whether it was written to the backend.
+    async fn prepare_and_write(
+        &self,
+        namespace: &str,
+        name: &str,
         mut new: Map<String, Value>,
         current: Current,
         sub: &Subresource,
         opts: WriteOptions<'_>,
-    ) -> ApiResult<Written> {
+    ) -> ApiResult<(Written, bool)> {
         let info = self.info();
         let mut warnings = Vec::new();
-        let Current { kv: current_kv, obj: old_map } = current;
+        let Current { kv: current_kv, obj: old_map, .. } = current;
         let target = || Target { operation: Operation::Update, subresource: sub, namespace, name };
         let own = self.admit(&self.write_attributes(target(), Some(&old_map), &opts), &mut new).await?;
         // The stored object as a Value for the strategy, moved rather than copied.
@@ -158,21 +222,32 @@ impl Store {
         if bytes == current_kv.value || opts.dry_run {
             // No change (nothing is written and the resourceVersion stays), or nothing to write.
             let body = with_resource_version(&bytes, current_kv.mod_revision);
-            return Ok(Written { body, created: false, warnings });
+            return Ok((Written { body, created: false, warnings }, false));
         }
         let key = self.key(namespace, name);
         if deleting {
             let deleted =
                 self.storage.delete(&key, Some(current_kv.mod_revision)).await.map_err(self.storage_err(name))?;
-            return Ok(Written { body: with_resource_version(&bytes, deleted.revision), created: false, warnings });
+            let body = with_resource_version(&bytes, deleted.revision);
+            return Ok((Written { body, created: false, warnings }, true));
         }
         let kv = self
             .storage
             .update(&key, Bytes::from(bytes), current_kv.mod_revision)
             .await
             .map_err(self.storage_err(name))?;
-        Ok(Written { body: with_resource_version(&kv.value, kv.mod_revision), created: false, warnings })
+        Ok((Written { body: with_resource_version(&kv.value, kv.mod_revision), created: false, warnings }, true))
     }
+}
+
+/// How one attempt at an update or patch ended.
+enum Attempt {
+    /// Compared and swapped in the backend at the revision the attempt started from, which was then the latest.
+    Stored(Written),
+    /// Computed from the object the attempt started from, with nothing written: an error, no change or a dry run.
+    Done(ApiResult<Written>),
+    /// The object changed in the backend since the revision the attempt started from.
+    Conflict(ApiError),
 }
 
 /// Upstream's answer to an update without a resourceVersion (`registry.Store.Update`): 422 Invalid, naming the
