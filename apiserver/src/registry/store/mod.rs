@@ -183,6 +183,11 @@ impl Store {
     /// The stored object from the backend, decoded.
     async fn current(&self, namespace: &str, name: &str) -> ApiResult<Current> {
         let kv = self.get_kv(namespace, name).await?;
+        self.decoded(name, kv)
+    }
+
+    /// An object read from the backend, decoded.
+    fn decoded(&self, name: &str, kv: KeyValue) -> ApiResult<Current> {
         let obj = readable(&kv).map_err(|detail| self.corrupt(name, &detail))?;
         Ok(Current { kv, obj, cached: false })
     }

@@ -255,4 +255,9 @@ async fn writes_from_a_cache_behind_the_backend_answer_as_from_the_backend() {
     let patched = f.patch(false, &set_if(7, 8)).await.expect("patch");
     assert_eq!(*keep_last(&patched), json!(8));
     assert_eq!(f.backend.gets.load(Ordering::Relaxed), gets, "the patch started from the cache's copy");
+    // A refusal from a current copy stands, after one read of the backend's revision.
+    f.cached_up_to(rv(&patched)).await;
+    let refused = f.patch(false, &set_if(7, 9)).await.expect_err("keepLast is 8");
+    assert_eq!(refused.code, 422);
+    assert_eq!(f.backend.gets.load(Ordering::Relaxed), gets + 1);
 }

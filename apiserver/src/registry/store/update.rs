@@ -122,11 +122,11 @@ impl Store {
                 // Computed from the cache's copy: it stands while that copy is the backend's latest, else the patch
                 // is applied again to the backend's.
                 (Attempt::Done(result), Some(revision)) => {
-                    let fresh = self.current(namespace, name).await?;
-                    if fresh.kv.mod_revision == revision {
+                    let latest = self.get_kv(namespace, name).await?;
+                    if latest.mod_revision == revision {
                         return result;
                     }
-                    current = fresh;
+                    current = self.decoded(name, latest)?;
                 }
                 // A concurrent change: the patch is applied again to the new object.
                 (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
