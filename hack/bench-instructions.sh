@@ -5,7 +5,8 @@
 #
 # A temporary etcd on loopback; the server on it (watch cache on) under callgrind; for each operation `wrk -c8`
 # runs 3 s to warm up, the counters are zeroed, `wrk` runs 8 s more, and the instructions of those 8 s are divided
-# by their requests. Creates use generateName; GETs read one object.
+# by their requests. Creates use generateName; GETs read one object; merge patches change one field of 64 objects
+# in turn.
 #
 #   hack/bench-instructions.sh [SERVER-BINARY]     (default target/release/backup-apiserver)
 set -euo pipefail
@@ -47,8 +48,21 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"apiVersion":"backup.extend-k8s.io/v1","kind":"TimeseriesDBBackup","metadata":{"generateName":"b-"},$SPEC}'
 EOF
 echo 'wrk.method = "GET"' >"$WORK/get.lua"
-curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "$API" -o /dev/null \
-  -d "{\"apiVersion\":\"backup.extend-k8s.io/v1\",\"kind\":\"TimeseriesDBBackup\",\"metadata\":{\"name\":\"bench\"},$SPEC}"
+# Patches change keepLast of 64 objects in turn, so that concurrent patches rarely meet on one object.
+cat >"$WORK/patch.lua" <<'LUA'
+wrk.method = "PATCH"
+wrk.headers["Content-Type"] = "application/merge-patch+json"
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"spec":{"retention":{"keepLast":%d}}}', (n % 50) + 1)
+  return wrk.format(nil, wrk.path .. "/p" .. (n % 64), nil, body)
+end
+LUA
+for name in bench $(seq -f 'p%g' 0 63); do
+  curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "$API" -o /dev/null \
+    -d "{\"apiVersion\":\"backup.extend-k8s.io/v1\",\"kind\":\"TimeseriesDBBackup\",\"metadata\":{\"name\":\"$name\"},$SPEC}"
+done
 
 # measure NAME URL: warm up, zero the counters, count 8 s of requests.
 measure() {
@@ -67,3 +81,4 @@ measure() {
 }
 measure create "$API"
 measure get "$API/bench"
+measure patch "$API"
