@@ -196,7 +196,7 @@ impl Store {
     /// needs no read from the backend (upstream's `cachedExistingObject`), else the backend's. The copy may be
     /// behind: the write then fails its compare-and-swap and starts again from the backend's copy, and what a
     /// write computes from the copy without writing (an error, no change, a dry run) is checked against the
-    /// backend's revision before it is answered ([`Store::unless_stale`]).
+    /// backend's revision before it is answered (see [`Store::update`] and [`Store::patch_with`]).
     async fn current_for_write(&self, namespace: &str, name: &str) -> ApiResult<Current> {
         let cached = self.reads.peek(&self.key(namespace, name));
         match cached.and_then(|c| Some((c.kv().clone(), readable(c.kv()).ok()?))) {
