@@ -9,7 +9,7 @@ use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, readable};
+use super::{Attempt, Current, MAX_UPDATE_RETRIES, Store, WriteOptions, readable};
 use crate::admission::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::Manager;
@@ -67,62 +67,103 @@ impl Store {
             // The object cannot be decoded, so admission cannot see it: an unsafe delete bypasses it, as upstream.
             return self.delete_unreadable(namespace, name).await;
         }
+        let mut current = self.current_for_write(namespace, name).await?;
         for _ in 0..MAX_UPDATE_RETRIES {
-            let mut current = self.current(namespace, name).await?;
-            check_preconditions(opts, info, name, &current)?;
-            self.admit_delete(admitted_as, &current.obj, opts, request).await?;
-            let meta = metadata_mut(&mut current.obj)?;
-            let mut finalizers = meta::finalizers(meta);
-            let orphan_or_foreground = opts.propagation_policy.and_then(|p| p.finalizer());
-            if let Some(f) = orphan_or_foreground
-                && !finalizers.iter().any(|x| x == f)
-                && !meta.contains_key("deletionTimestamp")
-            {
-                finalizers.push(f.to_string());
-                meta.insert("finalizers".into(), Value::from(finalizers.clone()));
-            }
-            if finalizers.is_empty() {
-                if opts.dry_run {
-                    return Ok(DeleteOutcome::Deleted(with_resource_version(
-                        &current.kv.value,
-                        current.kv.mod_revision,
-                    )));
-                }
-                match self.storage.delete(&self.key(namespace, name), Some(current.kv.mod_revision)).await {
-                    Ok(d) => {
-                        return Ok(DeleteOutcome::Deleted(with_resource_version(&d.prev.value, d.prev.mod_revision)));
-                    }
-                    Err(StorageError::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_storage(e, info, name)),
-                }
-            }
-            if meta.contains_key("deletionTimestamp") {
-                // Already being deleted: the finalizers decide when it goes.
-                if !opts.dry_run {
-                    self.finish_propagation(namespace, name, &finalizers, request).await?;
-                }
-                return Ok(DeleteOutcome::Pending(with_resource_version(&current.kv.value, current.kv.mod_revision)));
-            }
-            meta.insert("deletionTimestamp".into(), Value::String(backup_apis::objectmeta::timestamp_now()));
-            meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
-            let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-            if generation > 0 {
-                meta.insert("generation".into(), Value::from(generation + 1));
-            }
-            let bytes = encode_for_storage(&current.obj);
-            if opts.dry_run {
-                return Ok(DeleteOutcome::Pending(with_resource_version(&bytes, current.kv.mod_revision)));
-            }
-            match self.storage.update(&self.key(namespace, name), Bytes::from(bytes), current.kv.mod_revision).await {
-                Ok(kv) => {
-                    self.finish_propagation(namespace, name, &finalizers, request).await?;
-                    return Ok(DeleteOutcome::Pending(with_resource_version(&kv.value, kv.mod_revision)));
-                }
-                Err(StorageError::Conflict { .. }) => continue,
-                Err(e) => return Err(ApiError::from_storage(e, info, name)),
+            let started = current.cached.then_some(current.kv.mod_revision);
+            match (self.delete_once(namespace, name, opts, request, admitted_as, current).await, started) {
+                (Attempt::Stored(result), _) => return result,
+                (Attempt::Done(result), None) => return result,
+                // Computed from the cache's copy: it stands while that copy is the backend's latest.
+                (Attempt::Done(result), Some(revision)) => match self.unless_stale(namespace, name, revision).await? {
+                    None => return result,
+                    Some(latest) => current = latest,
+                },
+                (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
             }
         }
         Err(ApiError::conflict(info, name, "too many concurrent changes, please try again"))
+    }
+
+    /// One attempt at deleting `current`: deleted, marked for its finalizers, or refused.
+    async fn delete_once(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+        request: &RequestContext,
+        admitted_as: (&str, &str),
+        mut current: Current,
+    ) -> Attempt<DeleteOutcome> {
+        let info = self.info();
+        if let Err(e) = check_preconditions(opts, info, name, &current) {
+            return Attempt::Done(Err(e));
+        }
+        if let Err(e) = self.admit_delete(admitted_as, &current.obj, opts, request).await {
+            return Attempt::Done(Err(e));
+        }
+        let meta = match metadata_mut(&mut current.obj) {
+            Ok(meta) => meta,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
+        let mut finalizers = meta::finalizers(meta);
+        let orphan_or_foreground = opts.propagation_policy.and_then(|p| p.finalizer());
+        if let Some(f) = orphan_or_foreground
+            && !finalizers.iter().any(|x| x == f)
+            && !meta.contains_key("deletionTimestamp")
+        {
+            finalizers.push(f.to_string());
+            meta.insert("finalizers".into(), Value::from(finalizers.clone()));
+        }
+        if finalizers.is_empty() {
+            if opts.dry_run {
+                let body = with_resource_version(&current.kv.value, current.kv.mod_revision);
+                return Attempt::Done(Ok(DeleteOutcome::Deleted(body)));
+            }
+            return match self.storage.delete(&self.key(namespace, name), Some(current.kv.mod_revision)).await {
+                Ok(d) => {
+                    let body = with_resource_version(&d.prev.value, d.prev.mod_revision);
+                    Attempt::Stored(Ok(DeleteOutcome::Deleted(body)))
+                }
+                Err(e @ StorageError::Conflict { .. }) => Attempt::Conflict(ApiError::from_storage(e, info, name)),
+                Err(e) => Attempt::Done(Err(ApiError::from_storage(e, info, name))),
+            };
+        }
+        if meta.contains_key("deletionTimestamp") {
+            // Already being deleted: the finalizers decide when it goes. Finishing the propagation writes, so it is
+            // done from the backend's copy only.
+            if current.cached && !opts.dry_run {
+                return Attempt::Conflict(ApiError::conflict(info, name, "the object is being deleted"));
+            }
+            if !opts.dry_run
+                && let Err(e) = self.finish_propagation(namespace, name, &finalizers, request).await
+            {
+                return Attempt::Done(Err(e));
+            }
+            return Attempt::Done(Ok(DeleteOutcome::Pending(with_resource_version(
+                &current.kv.value,
+                current.kv.mod_revision,
+            ))));
+        }
+        meta.insert("deletionTimestamp".into(), Value::String(backup_apis::objectmeta::timestamp_now()));
+        meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+        let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        if generation > 0 {
+            meta.insert("generation".into(), Value::from(generation + 1));
+        }
+        let bytes = encode_for_storage(&current.obj);
+        if opts.dry_run {
+            return Attempt::Done(Ok(DeleteOutcome::Pending(with_resource_version(&bytes, current.kv.mod_revision))));
+        }
+        match self.storage.update(&self.key(namespace, name), Bytes::from(bytes), current.kv.mod_revision).await {
+            Ok(kv) => {
+                let marked = self.finish_propagation(namespace, name, &finalizers, request).await;
+                Attempt::Stored(
+                    marked.map(|()| DeleteOutcome::Pending(with_resource_version(&kv.value, kv.mod_revision))),
+                )
+            }
+            Err(e @ StorageError::Conflict { .. }) => Attempt::Conflict(ApiError::from_storage(e, info, name)),
+            Err(e) => Attempt::Done(Err(ApiError::from_storage(e, info, name))),
+        }
     }
 
     /// Standalone, the finalizers of the Orphan and Foreground policies are the server's to remove: there is no

@@ -77,6 +77,18 @@ struct Current {
     cached: bool,
 }
 
+/// How one attempt at a write (update, patch, delete) that started from `Current` ended, answering a `T`.
+enum Attempt<T = Written> {
+    /// Compared and swapped (or deleted) in the backend at the revision the attempt started from, which was then
+    /// the latest; with what to answer (an error of what followed the write).
+    Stored(ApiResult<T>),
+    /// Computed from the object the attempt started from, with nothing written: an error, no change or a dry run.
+    Done(ApiResult<T>),
+    /// The attempt starts again from the backend's copy: the object changed there since the attempt's revision, or
+    /// the attempt acts on the object (beyond one compare-and-swap) only from the backend's copy.
+    Conflict(ApiError),
+}
+
 /// What every write shares: dry run, fieldValidation, who writes, the keys the body repeated, and for admission
 /// the field manager's name and the request.
 #[derive(Clone, Copy)]
@@ -192,17 +204,24 @@ impl Store {
         Ok(Current { kv, obj, cached: false })
     }
 
-    /// The object an update or patch starts from: the watch cache's copy when it holds one, so that the write
+    /// The object an update, patch or delete starts from: the watch cache's copy when it holds one, so that the write
     /// needs no read from the backend (upstream's `cachedExistingObject`), else the backend's. The copy may be
     /// behind: the write then fails its compare-and-swap and starts again from the backend's copy, and what a
     /// write computes from the copy without writing (an error, no change, a dry run) is checked against the
-    /// backend's revision before it is answered (see [`Store::update`] and [`Store::patch_with`]).
+    /// backend's revision before it is answered ([`Store::unless_stale`]).
     async fn current_for_write(&self, namespace: &str, name: &str) -> ApiResult<Current> {
         let cached = self.reads.peek(&self.key(namespace, name));
         match cached.and_then(|c| Some((c.kv().clone(), readable(c.kv()).ok()?))) {
             Some((kv, obj)) => Ok(Current { kv, obj, cached: true }),
             None => self.current(namespace, name).await,
         }
+    }
+
+    /// For an attempt that started from the cache's copy at `revision` and wrote nothing: `None` when that copy is
+    /// still the backend's latest (the attempt's answer stands), else the backend's object to start again from.
+    async fn unless_stale(&self, namespace: &str, name: &str, revision: i64) -> ApiResult<Option<Current>> {
+        let latest = self.get_kv(namespace, name).await?;
+        if latest.mod_revision == revision { Ok(None) } else { self.decoded(name, latest).map(Some) }
     }
 
     /// The 500 for a stored object that cannot be decoded, saying how to get rid of it.

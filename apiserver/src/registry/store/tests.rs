@@ -1,5 +1,5 @@
-//! Updates and patches that start from the watch cache's copy of their object: while the cache is behind the
-//! backend, each must answer as if it had read the backend's copy; under concurrent patches, none is lost.
+//! Updates, patches and deletes that start from the watch cache's copy of their object: while the cache is behind
+//! the backend, each must answer as if it had read the backend's copy; under concurrent patches, none is lost.
 //!
 //! The cache's backend watch is held back by a stand-in around the embedded store (a real backend cannot be made
 //! to delay its events on demand), so that the cache's copy is an older version than the backend's.
@@ -295,4 +295,34 @@ async fn concurrent_patches_from_the_cache_lose_nothing() {
     }
     assert!(succeeded > TASKS * EACH / 2, "most patches succeed ({succeeded})");
     assert_eq!(*keep_last(&f.stored().await), json!(7 + succeeded as u64));
+}
+
+/// Deletes from a cache behind the backend: a finalizer added behind the cache holds the object, and a
+/// resourceVersion precondition is checked against the backend's revision.
+#[tokio::test]
+async fn deletes_from_a_cache_behind_the_backend_answer_as_from_the_backend() {
+    use super::DeleteOutcome;
+    use crate::request::options::DeleteOptions;
+    let f = Fixture::new().await;
+    let cached = f.cached_revision();
+    f.backend.deliver(false);
+    // A finalizer the cache has not seen.
+    let kv = f.backend.inner.get(&f.key).await.unwrap().expect("stored");
+    let mut obj: Value = serde_json::from_slice(&kv.value).unwrap();
+    obj["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let bytes = Bytes::from(serde_json::to_vec(&obj).unwrap());
+    let latest = f.backend.inner.update(&f.key, bytes, kv.mod_revision).await.unwrap().mod_revision;
+    assert_eq!(f.cached_revision(), cached, "the cache is behind the backend");
+
+    // At the cache's older resourceVersion the precondition fails; at the backend's it holds.
+    let at = |rv: Revision| DeleteOptions { precondition_resource_version: Some(rv.to_string()), ..Default::default() };
+    let stale = f.store.delete(NS, NAME, &at(cached), &f.context).await.expect_err("an older resourceVersion");
+    assert_eq!(stale.code, 409, "{stale:?}");
+    let outcome = f.store.delete(NS, NAME, &at(latest), &f.context).await.expect("the latest resourceVersion");
+    let DeleteOutcome::Pending(body) = outcome else { panic!("the finalizer holds the object") };
+    let marked: Value = serde_json::from_slice(&body).unwrap();
+    assert!(marked["metadata"]["deletionTimestamp"].is_string());
+    let stored = f.stored().await;
+    assert!(stored["metadata"]["deletionTimestamp"].is_string(), "marked, not deleted: {stored}");
+    assert_eq!(stored["metadata"]["finalizers"], json!(["example.com/hold"]));
 }

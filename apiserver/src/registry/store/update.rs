@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::admit::Target;
-use super::{Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written};
+use super::{Attempt, Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written};
 use crate::admission::{Operation, RequestContext};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
@@ -67,7 +67,7 @@ impl Store {
             request,
         };
         match (self.write_update(namespace, name, body_obj, current, sub, write).await, started) {
-            (Attempt::Stored(written), _) => Ok(written),
+            (Attempt::Stored(result), _) => result,
             (Attempt::Conflict(e), _) => Err(e),
             (Attempt::Done(result), None) => result,
             // Computed from the cache's copy, the version the client sent: it stands while that copy is the
@@ -117,17 +117,14 @@ impl Store {
         for _ in 0..MAX_UPDATE_RETRIES {
             let started = current.cached.then_some(current.kv.mod_revision);
             match (self.patch_once(namespace, name, patch, current, sub, write).await, started) {
-                (Attempt::Stored(written), _) => return Ok(written),
+                (Attempt::Stored(result), _) => return result,
                 (Attempt::Done(result), None) => return result,
                 // Computed from the cache's copy: it stands while that copy is the backend's latest, else the patch
                 // is applied again to the backend's.
-                (Attempt::Done(result), Some(revision)) => {
-                    let latest = self.get_kv(namespace, name).await?;
-                    if latest.mod_revision == revision {
-                        return result;
-                    }
-                    current = self.decoded(name, latest)?;
-                }
+                (Attempt::Done(result), Some(revision)) => match self.unless_stale(namespace, name, revision).await? {
+                    None => return result,
+                    Some(latest) => current = latest,
+                },
                 // A concurrent change: the patch is applied again to the new object.
                 (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
             }
@@ -180,7 +177,7 @@ impl Store {
         opts: WriteOptions<'_>,
     ) -> Attempt {
         match self.prepare_and_write(namespace, name, new, current, sub, opts).await {
-            Ok((written, true)) => Attempt::Stored(written),
+            Ok((written, true)) => Attempt::Stored(Ok(written)),
             Err(e) if e.is_conflict() => Attempt::Conflict(e),
             other => Attempt::Done(other.map(|(written, _)| written)),
         }
@@ -238,16 +235,6 @@ impl Store {
             .map_err(self.storage_err(name))?;
         Ok((Written { body: with_resource_version(&kv.value, kv.mod_revision), created: false, warnings }, true))
     }
-}
-
-/// How one attempt at an update or patch ended.
-enum Attempt {
-    /// Compared and swapped in the backend at the revision the attempt started from, which was then the latest.
-    Stored(Written),
-    /// Computed from the object the attempt started from, with nothing written: an error, no change or a dry run.
-    Done(ApiResult<Written>),
-    /// The object changed in the backend since the revision the attempt started from.
-    Conflict(ApiError),
 }
 
 /// Upstream's answer to an update without a resourceVersion (`registry.Store.Update`): 422 Invalid, naming the
