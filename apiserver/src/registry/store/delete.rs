@@ -9,7 +9,7 @@ use backup_storage::StorageError;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Attempt, Current, MAX_UPDATE_RETRIES, Store, WriteOptions, readable};
+use super::{Attempt, Current, Store, WriteOptions, readable};
 use crate::admission::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::Manager;
@@ -62,26 +62,12 @@ impl Store {
         request: &RequestContext,
         admitted_as: (&str, &str),
     ) -> ApiResult<DeleteOutcome> {
-        let info = self.info();
         if opts.ignore_store_read_error {
             // The object cannot be decoded, so admission cannot see it: an unsafe delete bypasses it, as upstream.
             return self.delete_unreadable(namespace, name).await;
         }
-        let mut current = self.current_for_write(namespace, name).await?;
-        for _ in 0..MAX_UPDATE_RETRIES {
-            let started = current.cached.then_some(current.kv.mod_revision);
-            match (self.delete_once(namespace, name, opts, request, admitted_as, current).await, started) {
-                (Attempt::Stored(result), _) => return result,
-                (Attempt::Done(result), None) => return result,
-                // Computed from the cache's copy: it stands while that copy is the backend's latest.
-                (Attempt::Done(result), Some(revision)) => match self.unless_stale(namespace, name, revision).await? {
-                    None => return result,
-                    Some(latest) => current = latest,
-                },
-                (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
-            }
-        }
-        Err(ApiError::conflict(info, name, "too many concurrent changes, please try again"))
+        self.retried(namespace, name, |current| self.delete_once(namespace, name, opts, request, admitted_as, current))
+            .await
     }
 
     /// One attempt at deleting `current`: deleted, marked for its finalizers, or refused.

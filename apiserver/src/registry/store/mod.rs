@@ -217,6 +217,30 @@ impl Store {
         }
     }
 
+    /// Runs `attempt` on the object, first from the watch cache's copy ([`Store::current_for_write`]), again from
+    /// the backend's after a conflict, or when an attempt that wrote nothing started from a copy that was behind;
+    /// at most [`MAX_UPDATE_RETRIES`] times.
+    async fn retried<T, F>(&self, namespace: &str, name: &str, mut attempt: impl FnMut(Current) -> F) -> ApiResult<T>
+    where
+        F: Future<Output = Attempt<T>>,
+    {
+        let mut current = self.current_for_write(namespace, name).await?;
+        for _ in 0..MAX_UPDATE_RETRIES {
+            let started = current.cached.then_some(current.kv.mod_revision);
+            match (attempt(current).await, started) {
+                (Attempt::Stored(result), _) => return result,
+                (Attempt::Done(result), None) => return result,
+                // Computed from the cache's copy: it stands while that copy is the backend's latest.
+                (Attempt::Done(result), Some(revision)) => match self.unless_stale(namespace, name, revision).await? {
+                    None => return result,
+                    Some(latest) => current = latest,
+                },
+                (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
+            }
+        }
+        Err(ApiError::conflict(self.info(), name, "too many concurrent changes, please try again"))
+    }
+
     /// For an attempt that started from the cache's copy at `revision` and wrote nothing: `None` when that copy is
     /// still the backend's latest (the attempt's answer stands), else the backend's object to start again from.
     async fn unless_stale(&self, namespace: &str, name: &str, revision: i64) -> ApiResult<Option<Current>> {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::admit::Target;
-use super::{Attempt, Current, MAX_UPDATE_RETRIES, Store, WriteOptions, Written};
+use super::{Attempt, Current, Store, WriteOptions, Written};
 use crate::admission::{Operation, RequestContext};
 use crate::error::{ApiError, ApiResult};
 use crate::fieldmanager::{self, Manager};
@@ -113,23 +113,8 @@ impl Store {
         sub: &Subresource,
         write: WriteOptions<'_>,
     ) -> ApiResult<Written> {
-        let mut current = self.current_for_write(namespace, name).await?;
-        for _ in 0..MAX_UPDATE_RETRIES {
-            let started = current.cached.then_some(current.kv.mod_revision);
-            match (self.patch_once(namespace, name, patch, current, sub, write).await, started) {
-                (Attempt::Stored(result), _) => return result,
-                (Attempt::Done(result), None) => return result,
-                // Computed from the cache's copy: it stands while that copy is the backend's latest, else the patch
-                // is applied again to the backend's.
-                (Attempt::Done(result), Some(revision)) => match self.unless_stale(namespace, name, revision).await? {
-                    None => return result,
-                    Some(latest) => current = latest,
-                },
-                // A concurrent change: the patch is applied again to the new object.
-                (Attempt::Conflict(_), _) => current = self.current(namespace, name).await?,
-            }
-        }
-        Err(ApiError::conflict(self.info(), name, "too many concurrent changes, please try again"))
+        // After a concurrent change the patch is applied again to the new object.
+        self.retried(namespace, name, |current| self.patch_once(namespace, name, patch, current, sub, write)).await
     }
 
     /// One application of the patch to `current` and its write.
