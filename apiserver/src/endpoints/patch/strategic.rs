@@ -44,7 +44,7 @@ fn other(msg: impl std::fmt::Display) -> ApiError {
     unprocessable(&msg.to_string())
 }
 
-fn no_merge_key(item: &Value, keys: &[&str]) -> ApiError {
+fn no_merge_key(item: &Value, keys: &[String]) -> ApiError {
     other(format!("map: {item} does not contain declared merge key: {}", keys.join(",")))
 }
 
@@ -154,10 +154,7 @@ fn merge_slice_handler(
         ListKind::Atomic if delete_list => Ok(delete_from_slice(original, &patch)),
         ListKind::Atomic => Ok(patch),
         ListKind::Set => merge_slice(items, original, patch, &[], delete_list),
-        ListKind::Map(keys) => {
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            merge_slice(items, original, patch, &keys, delete_list)
-        }
+        ListKind::Map(keys) => merge_slice(items, original, patch, keys, delete_list),
     }
 }
 
@@ -187,7 +184,7 @@ fn merge_slice(
     items: Option<&Shape>,
     original: Vec<Value>,
     patch: Vec<Value>,
-    keys: &[&str],
+    keys: &[String],
     delete_list: bool,
 ) -> ApiResult<Vec<Value>> {
     if original.is_empty() && patch.is_empty() {
@@ -221,7 +218,11 @@ fn merge_slice(
 }
 
 /// `$patch` items of a map list: `replace` takes the patch items as the list; `delete` removes matching items.
-fn special_elements(mut original: Vec<Value>, patch: Vec<Value>, keys: &[&str]) -> ApiResult<(Vec<Value>, Vec<Value>)> {
+fn special_elements(
+    mut original: Vec<Value>,
+    patch: Vec<Value>,
+    keys: &[String],
+) -> ApiResult<(Vec<Value>, Vec<Value>)> {
     let mut plain = Vec::new();
     let mut replace = false;
     let mut deleted = HashSet::new();
@@ -251,19 +252,19 @@ fn special_elements(mut original: Vec<Value>, patch: Vec<Value>, keys: &[&str]) 
     Ok((original, plain))
 }
 
-fn has_keys(v: &Value, keys: &[&str]) -> bool {
-    keys.iter().all(|k| v.get(*k).is_some())
+fn has_keys(v: &Value, keys: &[String]) -> bool {
+    keys.iter().all(|k| v.get(k.as_str()).is_some())
 }
 
-fn same_keys(a: &Value, b: &Value, keys: &[&str]) -> bool {
-    keys.iter().all(|k| a.get(*k).is_some() && a.get(*k) == b.get(*k))
+fn same_keys(a: &Value, b: &Value, keys: &[String]) -> bool {
+    keys.iter().all(|k| a.get(k.as_str()).is_some() && a.get(k.as_str()) == b.get(k.as_str()))
 }
 
 /// Each item as an object of its merge keys alone (an item that is not an object as it is): what ordering the
 /// merged list needs of the original and patch items.
-fn key_fields(list: &[Value], keys: &[&str]) -> Vec<Value> {
+fn key_fields(list: &[Value], keys: &[String]) -> Vec<Value> {
     let only_keys = |m: &Map<String, Value>| {
-        Value::Object(keys.iter().filter_map(|k| m.get(*k).map(|v| ((*k).to_string(), v.clone()))).collect())
+        Value::Object(keys.iter().filter_map(|k| m.get(k.as_str()).map(|v| (k.clone(), v.clone()))).collect())
     };
     list.iter()
         .map(|v| match v {
@@ -278,7 +279,7 @@ fn merge_items(
     items: Option<&Shape>,
     mut original: Vec<Value>,
     patch: Vec<Value>,
-    keys: &[&str],
+    keys: &[String],
 ) -> ApiResult<Vec<Value>> {
     // Where the items with all their keys are, by keys; a merge may change an item's keys.
     let mut positions: HashMap<Identity, BTreeSet<usize>> = HashMap::new();
@@ -342,12 +343,12 @@ impl Identity {
         Self(vec![Some(v.clone())])
     }
 
-    fn of_keys(v: &Value, keys: &[&str]) -> Self {
-        Self(keys.iter().map(|k| v.get(*k).cloned()).collect())
+    fn of_keys(v: &Value, keys: &[String]) -> Self {
+        Self(keys.iter().map(|k| v.get(k.as_str()).cloned()).collect())
     }
 
     /// By keys for map items, by value otherwise.
-    fn of(v: &Value, keys: &[&str], maps: bool) -> Self {
+    fn of(v: &Value, keys: &[String], maps: bool) -> Self {
         if maps { Self::of_keys(v, keys) } else { Self::of_value(v) }
     }
 }
@@ -412,7 +413,7 @@ fn hash_value<H: Hasher>(v: &Value, state: &mut H) {
 }
 
 /// The first position of each item of `list`.
-fn first_positions(list: &[Value], keys: &[&str], maps: bool) -> HashMap<Identity, usize> {
+fn first_positions(list: &[Value], keys: &[String], maps: bool) -> HashMap<Identity, usize> {
     let mut out = HashMap::with_capacity(list.len());
     for (i, v) in list.iter().enumerate() {
         out.entry(Identity::of(v, keys, maps)).or_insert(i);
@@ -421,7 +422,7 @@ fn first_positions(list: &[Value], keys: &[&str], maps: bool) -> HashMap<Identit
 }
 
 /// Items of `merged` present in `by`, and the others.
-fn partition(merged: Vec<Value>, by: &[Value], keys: &[&str], maps: bool) -> ApiResult<(Vec<Value>, Vec<Value>)> {
+fn partition(merged: Vec<Value>, by: &[Value], keys: &[String], maps: bool) -> ApiResult<(Vec<Value>, Vec<Value>)> {
     if maps && let Some(v) = merged.iter().find(|v| !has_keys(v, keys)) {
         return Err(no_merge_key(v, keys));
     }
@@ -436,7 +437,7 @@ fn normalize_element_order(
     server_only: Vec<Value>,
     patch_order: &[Value],
     server_order: &[Value],
-    keys: &[&str],
+    keys: &[String],
     maps: bool,
 ) -> ApiResult<Vec<Value>> {
     let in_patch = normalize_slice_order(in_patch, patch_order, keys, maps)?;
@@ -444,7 +445,12 @@ fn normalize_element_order(
     Ok(merge_sorted(server_only, in_patch, server_order, keys, maps))
 }
 
-fn normalize_slice_order(mut to_sort: Vec<Value>, order: &[Value], keys: &[&str], maps: bool) -> ApiResult<Vec<Value>> {
+fn normalize_slice_order(
+    mut to_sort: Vec<Value>,
+    order: &[Value],
+    keys: &[String],
+    maps: bool,
+) -> ApiResult<Vec<Value>> {
     let mut deletes = Vec::new();
     if maps {
         if let Some(v) = to_sort.iter().chain(order).find(|v| !has_keys(v, keys)) {
@@ -463,7 +469,13 @@ fn normalize_slice_order(mut to_sort: Vec<Value>, order: &[Value], keys: &[&str]
 }
 
 /// Insert the server-only items (`left`) among the patch items (`right`) by their live order.
-fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], keys: &[&str], maps: bool) -> Vec<Value> {
+fn merge_sorted(
+    left: Vec<Value>,
+    right: Vec<Value>,
+    server_order: &[Value],
+    keys: &[String],
+    maps: bool,
+) -> Vec<Value> {
     let positions = first_positions(server_order, keys, maps);
     let at = |v: &Value| positions.get(&Identity::of(v, keys, maps)).copied();
     let left: Vec<(Option<usize>, Value)> = left.into_iter().map(|v| (at(&v), v)).collect();
@@ -508,12 +520,12 @@ fn merge_set_element_order(
         let orig_list = as_list(original.get(&field))?;
         let patch_list = as_list(patch.get(&field))?;
         let child = schema::child(schema, &field);
-        let keys: Vec<&str> = match schema::list_kind(child) {
-            ListKind::Map(keys) => keys.iter().map(String::as_str).collect(),
-            _ => Vec::new(),
+        let keys: &[String] = match schema::list_kind(child) {
+            ListKind::Map(keys) => keys,
+            _ => &[],
         };
         if let Some(p) = &patch_list {
-            validate_order(p, &order, &keys)?;
+            validate_order(p, &order, keys)?;
         }
         let merged = match (orig_list.clone(), patch_list.clone()) {
             (Some(o), None) => o,
@@ -523,8 +535,8 @@ fn merge_set_element_order(
         };
         let orig = orig_list.unwrap_or_default();
         let maps = elements_are_maps(&[&orig, patch_list.as_deref().unwrap_or(&[])])?;
-        let (in_order, server_only) = partition(merged, &order, &keys, maps)?;
-        let both = normalize_element_order(in_order, server_only, &order, &orig, &keys, maps)?;
+        let (in_order, server_only) = partition(merged, &order, keys, maps)?;
+        let both = normalize_element_order(in_order, server_only, &order, &orig, keys, maps)?;
         original.insert(field.clone(), Value::Array(both));
         patch.remove(&field);
     }
@@ -532,7 +544,7 @@ fn merge_set_element_order(
 }
 
 /// The patch list's items must appear in the directive's list, in the same relative order.
-fn validate_order(patch_list: &[Value], order: &[Value], keys: &[&str]) -> ApiResult<()> {
+fn validate_order(patch_list: &[Value], order: &[Value], keys: &[String]) -> ApiResult<()> {
     if patch_list.is_empty() || order.is_empty() {
         return Ok(());
     }
