@@ -1,6 +1,7 @@
 //! A small engine driven by a kind's OpenAPI v3 structural schema, as apiextensions-apiserver runs a CRD's
 //! `openAPIV3Schema`: pruning of unknown fields, structural defaulting, and type/enum/required/bounds validation.
-//! Also the builders the kinds write their schemas with.
+//! Also the builders the kinds write their schemas with, and [`merge`]: how the field manager and strategic merge
+//! patch read the same schema.
 //!
 //! filters → endpoints → registry store → **strategy (this file: the registry's strategy calls [`prune`], then
 //! [`apply_defaults`], then `Kind::default`, then [`validate`] and `Kind::validate`)** → storage → etcd.
@@ -15,11 +16,12 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-pub use self::compiled::Schema;
+pub use self::compiled::{ListKind, Schema};
 use crate::field::{ErrorList, FieldError};
 use crate::objectmeta::OBJECT_META_FIELDS;
 
 mod compiled;
+pub mod merge;
 
 /// Where a kind's schema points for `metadata`.
 pub const OBJECT_META_REF: &str = "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -421,14 +423,13 @@ pub fn normalize_numbers(value: &mut Value) {
 /// `x-kubernetes-list-type`: `map` items must differ in their keys, `set` items in their values.
 fn validate_list_type(schema: &Schema, items: &[Value], path: &FieldPath<'_>, errs: &mut ErrorList) {
     let key_of = |item: &Value| -> Option<Value> {
-        match schema.list_type.as_deref()? {
-            "set" => Some(item.clone()),
-            "map" => {
-                let keys = schema.list_map_keys.as_ref()?;
+        match &schema.list {
+            ListKind::Set => Some(item.clone()),
+            ListKind::Map(keys) => {
                 let key = keys.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone())));
                 Some(Value::Object(key.collect()))
             }
-            _ => None,
+            ListKind::Atomic => None,
         }
     };
     let mut seen = BTreeSet::new();

@@ -8,15 +8,15 @@
 
 use std::time::{Duration, Instant};
 
+use backup_apis::schema::Schema;
 use backup_apiserver::endpoints::patch::strategic;
-use backup_apiserver::fieldmanager::schema::Shape;
 use backup_apiserver::fieldmanager::{ApplyRequest, Manager, apply, take_managed_fields, track};
 use backup_apiserver::request::info::Subresource;
 use serde_json::{Value, json};
 
 /// A kind with a map list keyed by `name` and a set.
-fn schema() -> Shape {
-    Shape::new(&json!({"type": "object", "properties": {
+fn schema() -> Schema {
+    Schema::new(&json!({"type": "object", "properties": {
         "apiVersion": {"type": "string"}, "kind": {"type": "string"},
         "metadata": {"$ref": backup_apis::schema::OBJECT_META_REF},
         "spec": {"type": "object", "properties": {

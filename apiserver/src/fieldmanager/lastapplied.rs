@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use super::schema::Shape;
 use super::set::Set;
 use super::typed;
+use backup_apis::schema::Schema;
 
 pub const ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The only manager the migration applies to.
@@ -19,7 +19,7 @@ fn annotation(metadata: Option<&Value>) -> Option<&str> {
 }
 
 /// The fields the last client-side apply set and the live object still holds as applied.
-pub fn allowed_conflicts(schema: Option<&Shape>, api_version: &str, live: &Value) -> Option<Set> {
+pub fn allowed_conflicts(schema: Option<&Schema>, api_version: &str, live: &Value) -> Option<Set> {
     let last: Value = serde_json::from_str(annotation(live.get("metadata"))?).ok()?;
     if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return None;

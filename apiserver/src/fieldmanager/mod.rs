@@ -7,12 +7,12 @@
 //! The store calls [`track`] after the strategy pruned, defaulted and validated an object: an update records the
 //! fields its manager changed and takes them from the others. [`apply`] runs inside a PATCH with
 //! `application/apply-patch+yaml`: it merges the configuration into the live object and computes the managers;
-//! the store then runs the strategy on the result and [`track`] keeps what apply computed.
+//! the store then runs the strategy on the result and [`track`] keeps what apply computed. How merging reads the
+//! kind's schema (structs, maps, list types, ObjectMeta) is in `backup_apis::schema::merge`.
 
 mod lastapplied;
 pub(crate) mod managers;
 mod path;
-pub mod schema;
 mod set;
 mod typed;
 mod updater;
@@ -21,6 +21,7 @@ mod updater;
 mod tests;
 
 use backup_apis::ResourceInfo;
+use backup_apis::schema::Schema;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult, StatusReason};
@@ -28,7 +29,6 @@ use crate::request::info::Subresource;
 
 use managers::{ManagerId, Managers};
 use path::{PathElement, show};
-use schema::Shape;
 use set::Set;
 use updater::{Conflicts, Updater};
 
@@ -62,7 +62,7 @@ fn reset_fields(sub: &Subresource) -> Set {
     s
 }
 
-fn updater<'s>(schema: &'s Shape, sub: &Subresource, api_version: &'s str) -> Updater<'s> {
+fn updater<'s>(schema: &'s Schema, sub: &Subresource, api_version: &'s str) -> Updater<'s> {
     Updater {
         schema: Some(schema),
         api_version,
@@ -94,7 +94,7 @@ fn live_managers(live: Option<&Value>) -> Managers {
 /// `requested` the managedFields the request body carried (taken out before validation), or for
 /// [`Manager::Applied`] the ones [`apply`] computed.
 pub fn track(
-    schema: &Shape,
+    schema: &Schema,
     info: &ResourceInfo,
     sub: &Subresource,
     manager: Manager<'_>,
@@ -174,7 +174,7 @@ fn gvk_of(obj: &Value) -> String {
 /// its managedFields, or 409 on conflicts with other managers. Both are taken: the live object becomes the result
 /// when nothing changes, and the configuration is dropped once merged.
 pub fn apply(
-    schema: &Shape,
+    schema: &Schema,
     info: &ResourceInfo,
     live: Value,
     config: Value,

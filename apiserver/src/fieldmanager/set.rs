@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::path::{Path, PathElement};
-use super::schema::{self, Shape};
+use backup_apis::schema::{Schema, merge};
 
 /// A set of field paths. Children are never empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,18 +165,18 @@ impl Set {
 
     /// The set plus every declared struct field that has children in it (upstream's
     /// `EnsureNamedFieldsAreMembers`): owning `spec.a` then also means owning `spec`, but not `metadata.labels`.
-    pub fn ensure_named_fields_are_members(&self, schema: Option<&Shape>) -> Set {
+    pub fn ensure_named_fields_are_members(&self, schema: Option<&Schema>) -> Set {
         let mut members = self.members.clone();
         let mut children = BTreeMap::new();
         for (pe, c) in &self.children {
             let child_schema = match pe {
                 PathElement::Field(name) => {
-                    if schema::is_declared(schema, name) {
+                    if merge::is_declared(schema, name) {
                         members.insert(pe.clone());
                     }
-                    schema::child(schema, name)
+                    merge::child(schema, name)
                 }
-                _ => schema::items(schema),
+                _ => merge::items(schema),
             };
             children.insert(pe.clone(), c.ensure_named_fields_are_members(child_schema));
         }

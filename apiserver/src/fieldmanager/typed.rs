@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::path::{Path, PathElement, show};
-use super::schema::{self, Field, ListKind, Node, Shape};
 use super::set::Set;
+use backup_apis::schema::merge::{self, Field, Node};
+use backup_apis::schema::{ListKind, Schema};
 
 /// The path element of a list item, or why there is none (a map-list item missing a key).
 pub fn item_element(kind: &ListKind, index: usize, item: &Value) -> Result<PathElement, String> {
@@ -41,7 +42,7 @@ pub fn item_element(kind: &ListKind, index: usize, item: &Value) -> Result<PathE
 }
 
 /// Every field `value` sets, ignoring what the schema does not declare.
-pub fn field_set(schema: Option<&Shape>, value: &Value) -> Set {
+pub fn field_set(schema: Option<&Schema>, value: &Value) -> Set {
     let mut w = FieldSetWalk { set: Set::new(), errors: Vec::new(), path: Vec::new() };
     w.walk(schema, value);
     w.set
@@ -49,7 +50,7 @@ pub fn field_set(schema: Option<&Shape>, value: &Value) -> Set {
 
 /// Every field `value` sets (upstream's `ToFieldSet`). Errors name undeclared fields and unkeyed map-list items,
 /// as the typed conversion of an apply configuration reports them.
-pub fn to_field_set(schema: Option<&Shape>, value: &Value) -> Result<Set, Vec<String>> {
+pub fn to_field_set(schema: Option<&Schema>, value: &Value) -> Result<Set, Vec<String>> {
     let mut w = FieldSetWalk { set: Set::new(), errors: Vec::new(), path: Vec::new() };
     w.walk(schema, value);
     if w.errors.is_empty() { Ok(w.set) } else { Err(w.errors) }
@@ -62,14 +63,14 @@ struct FieldSetWalk {
 }
 
 impl FieldSetWalk {
-    fn walk(&mut self, schema: Option<&Shape>, value: &Value) {
-        match (schema::node(schema, value), value) {
+    fn walk(&mut self, schema: Option<&Schema>, value: &Value) {
+        match (merge::node(schema, value), value) {
             (Node::Map { atomic: true, .. } | Node::List { kind: ListKind::Atomic, .. } | Node::Scalar, _) => {
                 self.set.insert(&self.path)
             }
             (Node::Map { schema, .. }, Value::Object(m)) => {
                 for (k, v) in m {
-                    let declared = match schema::field(schema, k) {
+                    let declared = match merge::field(schema, k) {
                         Field::Declared(_) => true,
                         Field::Entry(_) => false,
                         Field::Unknown => {
@@ -78,7 +79,7 @@ impl FieldSetWalk {
                         }
                     };
                     self.path.push(PathElement::Field(k.clone()));
-                    self.walk(schema::child(schema, k), v);
+                    self.walk(merge::child(schema, k), v);
                     if !declared {
                         self.set.insert(&self.path);
                     }
@@ -136,7 +137,7 @@ trait Rules {
 
 /// Compare `lhs` (old) with `rhs` (new), leaving out the members of `skip` and what is below them. A container that
 /// appears or disappears is itself added or removed.
-pub fn compare(schema: Option<&Shape>, lhs: &Value, rhs: &Value, skip: &Set) -> Comparison {
+pub fn compare(schema: Option<&Schema>, lhs: &Value, rhs: &Value, skip: &Set) -> Comparison {
     struct Compare<'s>(Comparison, &'s Set);
     impl Rules for Compare<'_> {
         fn skip(&self, path: &Path) -> bool {
@@ -167,30 +168,30 @@ pub fn compare(schema: Option<&Shape>, lhs: &Value, rhs: &Value, skip: &Set) -> 
 /// What [`compare`] finds added from an empty object to `new`, built as a tree in one walk: the comparison inserts
 /// each field's whole path from the root (the comparison was ~15% of a create's instructions). Everything in `new` is
 /// added, containers included, except the members of `skip` and what is below them.
-pub fn added_to_empty(schema: Option<&Shape>, new: &Value, skip: &Set) -> Set {
+pub fn added_to_empty(schema: Option<&Schema>, new: &Value, skip: &Set) -> Set {
     let mut set = Set::new();
     // An atomic or scalar root is the empty path, which a set does not hold.
-    if let (Node::Map { atomic: false, schema }, Value::Object(m)) = (schema::node(schema, new), new) {
+    if let (Node::Map { atomic: false, schema }, Value::Object(m)) = (merge::node(schema, new), new) {
         for (k, v) in m {
-            add(&mut set, PathElement::Field(k.clone()), schema::child(schema, k), v, Some(skip));
+            add(&mut set, PathElement::Field(k.clone()), merge::child(schema, k), v, Some(skip));
         }
     }
     set
 }
 
 /// Adds `pe` (a field or item of `value`, new) to `set` with everything below it, as [`compare`] adds it.
-fn add(set: &mut Set, pe: PathElement, schema: Option<&Shape>, value: &Value, skip: Option<&Set>) {
+fn add(set: &mut Set, pe: PathElement, schema: Option<&Schema>, value: &Value, skip: Option<&Set>) {
     if skip.is_some_and(|s| s.has(std::slice::from_ref(&pe))) {
         return;
     }
     let skip = skip.and_then(|s| s.with_prefix(&pe));
     let mut below = Set::new();
-    match schema::node(schema, value) {
+    match merge::node(schema, value) {
         Node::Scalar | Node::Map { atomic: true, .. } | Node::List { kind: ListKind::Atomic, .. } => {}
         _ if is_empty_container(Some(value)) => {}
         Node::Map { schema, .. } => {
             for (k, v) in value.as_object().into_iter().flatten() {
-                add(&mut below, PathElement::Field(k.clone()), schema::child(schema, k), v, skip);
+                add(&mut below, PathElement::Field(k.clone()), merge::child(schema, k), v, skip);
             }
         }
         Node::List { items, kind } => {
@@ -207,7 +208,7 @@ fn add(set: &mut Set, pe: PathElement, schema: Option<&Shape>, value: &Value, sk
 
 /// The apply merge: `config`'s leaves win, containers merge, map lists merge by key and keep a stable order
 /// (upstream's `TypedValue.Merge`).
-pub fn merge(schema: Option<&Shape>, live: &Value, config: &Value) -> Value {
+pub fn merge(schema: Option<&Schema>, live: &Value, config: &Value) -> Value {
     struct KeepRhs;
     impl Rules for KeepRhs {
         fn leaf(&mut self, _: &Path, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
@@ -229,15 +230,15 @@ fn is_empty_container(v: Option<&Value>) -> bool {
 fn merge_walk(
     rules: &mut dyn Rules,
     path: &mut Path,
-    schema: Option<&Shape>,
+    schema: Option<&Schema>,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
 ) -> Option<Value> {
     if rules.skip(path) {
         return None;
     }
-    let ln = lhs.map(|v| schema::node(schema, v));
-    let rn = rhs.map(|v| schema::node(schema, v));
+    let ln = lhs.map(|v| merge::node(schema, v));
+    let rn = rhs.map(|v| merge::node(schema, v));
     let same_kind = match (&ln, &rn) {
         (Some(a), Some(b)) => std::mem::discriminant(a) == std::mem::discriminant(b),
         _ => true,
@@ -256,7 +257,7 @@ fn merge_walk(
             let mut out = Map::new();
             for k in lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k))) {
                 path.push(PathElement::Field(k.clone()));
-                if let Some(v) = merge_walk(rules, path, schema::child(schema, k), lm.get(k), rm.get(k)) {
+                if let Some(v) = merge_walk(rules, path, merge::child(schema, k), lm.get(k), rm.get(k)) {
                     out.insert(k.clone(), v);
                 }
                 path.pop();
@@ -292,7 +293,7 @@ fn index_list<'v>(kind: &ListKind, list: Option<&'v Value>) -> (Vec<PathElement>
 fn merge_list(
     rules: &mut dyn Rules,
     path: &mut Path,
-    items: Option<&Shape>,
+    items: Option<&Schema>,
     kind: &ListKind,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
@@ -347,8 +348,8 @@ fn merge_list(
 
 /// `value` without the fields (and map- and set-list items) that are members of `remove`; a container emptied
 /// by the removal disappears (upstream leaves a null that decoding then drops).
-pub fn remove_items(schema: Option<&Shape>, value: &Value, remove: &Set) -> Option<Value> {
-    match (schema::node(schema, value), value) {
+pub fn remove_items(schema: Option<&Schema>, value: &Value, remove: &Set) -> Option<Value> {
+    match (merge::node(schema, value), value) {
         (Node::Map { atomic: false, schema }, Value::Object(m)) => {
             let mut out = Map::new();
             for (k, v) in m {
@@ -358,7 +359,7 @@ pub fn remove_items(schema: Option<&Shape>, value: &Value, remove: &Set) -> Opti
                 }
                 match remove.with_prefix(&pe) {
                     Some(sub) => {
-                        if let Some(v) = remove_items(schema::child(schema, k), v, sub) {
+                        if let Some(v) = remove_items(merge::child(schema, k), v, sub) {
                             out.insert(k.clone(), v);
                         }
                     }

@@ -9,16 +9,16 @@ use serde_json::Value;
 
 use super::managers::{Entry, ManagerId, Managers, cap_update_managers, strip_set};
 use super::path::Path;
-use super::schema::Shape;
 use super::set::Set;
 use super::typed::{self, Comparison};
+use backup_apis::schema::Schema;
 
 /// Fields another manager owns that an apply would change.
 pub type Conflicts = Vec<(ManagerId, Path)>;
 
 /// The schema, version and reset fields one write works with.
 pub struct Updater<'s> {
-    pub schema: Option<&'s Shape>,
+    pub schema: Option<&'s Schema>,
     pub api_version: &'s str,
     /// Fields the strategy resets on this endpoint (status on the main resource; spec and metadata on status),
     /// which nobody gains by writing them there.

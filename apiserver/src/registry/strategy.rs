@@ -39,31 +39,28 @@ pub struct Validation<'a> {
 /// One kind's rules, with its schema computed once.
 pub struct Strategy {
     pub kind: Arc<dyn Kind>,
-    /// The kind's schema as pruning, defaulting and validation read it.
+    /// The kind's structural schema, as pruning, defaulting, validation, the field manager and strategic merge
+    /// patch read it.
     structural: schema::Schema,
-    /// The kind's schema as the field manager and strategic merge patch read it.
-    shape: fieldmanager::schema::Shape,
     /// Field selector names: `metadata.name`, `metadata.namespace`, then the kind's own.
     field_names: Vec<&'static str>,
 }
 
 impl Strategy {
     pub fn new(kind: Arc<dyn Kind>) -> Self {
-        let schema = kind.schema();
-        let structural = schema::Schema::new(&schema);
-        let shape = fieldmanager::schema::Shape::new(&schema);
+        let structural = schema::Schema::new(&kind.schema());
         let mut field_names = vec!["metadata.name", "metadata.namespace"];
         field_names.extend(kind.selectable_fields().iter().map(|f| f.name));
-        Self { kind, structural, shape, field_names }
+        Self { kind, structural, field_names }
     }
 
     pub fn info(&self) -> &ResourceInfo {
         self.kind.resource()
     }
 
-    /// The kind's schema as the field manager and strategic merge patch read it.
-    pub fn shape(&self) -> &fieldmanager::schema::Shape {
-        &self.shape
+    /// The kind's structural schema, compiled (for the field manager and strategic merge patch).
+    pub fn schema(&self) -> &schema::Schema {
+        &self.structural
     }
 
     /// The fields a field selector may name.

@@ -102,7 +102,7 @@ pub async fn write(
         }
         PatchType::Strategic => {
             let patch = first_then(merge::parse(raw)?, || merge::parse(raw));
-            let schema = store.strategy.shape();
+            let schema = store.strategy.schema();
             store.patch(ns, name, &|doc: &mut Value| strategic::apply(schema, doc, patch()?), sub, opts, request).await
         }
         PatchType::Apply => {

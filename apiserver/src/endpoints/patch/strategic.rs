@@ -22,7 +22,8 @@ use std::hash::{Hash, Hasher};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::fieldmanager::schema::{self, ListKind, Shape};
+use backup_apis::schema::merge;
+use backup_apis::schema::{ListKind, Schema};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";
@@ -53,7 +54,7 @@ fn bad_patch_type(t: &Value, m: &Map<String, Value>) -> ApiError {
 }
 
 /// Apply `patch` to `doc` with the kind's `schema`; the patch's values are moved into the result.
-pub fn apply(schema: &Shape, doc: &mut Value, patch: Value) -> ApiResult<()> {
+pub fn apply(schema: &Schema, doc: &mut Value, patch: Value) -> ApiResult<()> {
     let Value::Object(p) = patch else {
         return Err(bad_request("json: cannot unmarshal non-object into Go value of type map[string]interface {}"));
     };
@@ -66,12 +67,12 @@ pub fn apply(schema: &Shape, doc: &mut Value, patch: Value) -> ApiResult<()> {
 }
 
 /// The list semantics of a field, and its items' schema.
-fn list_meta(schema: Option<&Shape>) -> (&ListKind, Option<&Shape>) {
-    (schema::list_kind(schema), schema::items(schema))
+fn list_meta(schema: Option<&Schema>) -> (&ListKind, Option<&Schema>) {
+    (merge::list_kind(schema), merge::items(schema))
 }
 
 fn merge_map(
-    schema: Option<&Shape>,
+    schema: Option<&Schema>,
     mut original: Map<String, Value>,
     mut patch: Map<String, Value>,
 ) -> ApiResult<Map<String, Value>> {
@@ -92,7 +93,7 @@ fn merge_map(
             },
             None => (key, false),
         };
-        let child = schema::child(schema, &k);
+        let child = merge::child(schema, &k);
         if pv.is_null() {
             original.remove(&k);
             continue;
@@ -114,12 +115,12 @@ fn merge_map(
     Ok(original)
 }
 
-fn atomic_map(schema: Option<&Shape>) -> bool {
-    schema::resolve(schema).is_some_and(Shape::is_atomic_map)
+fn atomic_map(schema: Option<&Schema>) -> bool {
+    merge::resolve(schema).is_some_and(merge::is_atomic_map)
 }
 
 /// A patch value where the original has none: merged into an empty value so its directives are applied.
-fn fresh(schema: Option<&Shape>, pv: Value) -> ApiResult<Value> {
+fn fresh(schema: Option<&Schema>, pv: Value) -> ApiResult<Value> {
     Ok(match pv {
         Value::Object(p) if !atomic_map(schema) => Value::Object(merge_map(schema, Map::new(), p)?),
         Value::Array(p) => Value::Array(merge_slice_handler(schema, Vec::new(), p, false)?),
@@ -144,7 +145,7 @@ fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, 
 }
 
 fn merge_slice_handler(
-    schema: Option<&Shape>,
+    schema: Option<&Schema>,
     original: Vec<Value>,
     patch: Vec<Value>,
     delete_list: bool,
@@ -181,7 +182,7 @@ fn elements_are_maps(lists: &[&[Value]]) -> ApiResult<bool> {
 }
 
 fn merge_slice(
-    items: Option<&Shape>,
+    items: Option<&Schema>,
     original: Vec<Value>,
     patch: Vec<Value>,
     keys: &[String],
@@ -276,7 +277,7 @@ fn key_fields(list: &[Value], keys: &[String]) -> Vec<Value> {
 
 /// Merge each patch item into the first original item with the same keys, or append it.
 fn merge_items(
-    items: Option<&Shape>,
+    items: Option<&Schema>,
     mut original: Vec<Value>,
     patch: Vec<Value>,
     keys: &[String],
@@ -496,7 +497,7 @@ fn merge_sorted(
 
 /// `$setElementOrder/<field>`: merge the field's list and order it as the directive lists.
 fn merge_set_element_order(
-    schema: Option<&Shape>,
+    schema: Option<&Schema>,
     original: &mut Map<String, Value>,
     patch: &mut Map<String, Value>,
 ) -> ApiResult<()> {
@@ -519,8 +520,8 @@ fn merge_set_element_order(
         };
         let orig_list = as_list(original.get(&field))?;
         let patch_list = as_list(patch.get(&field))?;
-        let child = schema::child(schema, &field);
-        let keys: &[String] = match schema::list_kind(child) {
+        let child = merge::child(schema, &field);
+        let keys: &[String] = match merge::list_kind(child) {
             ListKind::Map(keys) => keys,
             _ => &[],
         };

@@ -3,10 +3,10 @@
 use serde_json::{Value, json};
 
 use super::apply;
-use crate::fieldmanager::schema::Shape;
+use backup_apis::schema::Schema;
 
-fn schema() -> Shape {
-    Shape::new(&json!({
+fn schema() -> Schema {
+    Schema::new(&json!({
         "type": "object",
         "properties": {
             "metadata": {"$ref": backup_apis::schema::OBJECT_META_REF},

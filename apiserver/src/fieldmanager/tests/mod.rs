@@ -8,12 +8,12 @@ mod track;
 use backup_apis::{Kind, ResourceInfo};
 use serde_json::{Value, json};
 
-use super::schema::Shape;
+use backup_apis::schema::Schema;
 
 /// The TimeseriesDBBackup kind: its schema as the field manager reads it, and its names.
-fn backup() -> (Shape, &'static ResourceInfo) {
+fn backup() -> (Schema, &'static ResourceInfo) {
     let kind = backup_apis::backup::BackupKind;
-    (Shape::new(&kind.schema()), &backup_apis::backup::RESOURCE)
+    (Schema::new(&kind.schema()), &backup_apis::backup::RESOURCE)
 }
 
 /// A valid backup object.

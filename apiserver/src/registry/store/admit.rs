@@ -114,7 +114,7 @@ impl Store {
             Validation { field_validation: FieldValidation::Ignore, duplicates: &[], warnings: &mut scratch };
         let Ok(prepared) = prepare(own, validation) else { return };
         let mut own = prepared.obj;
-        let schema = self.strategy.shape();
+        let schema = self.strategy.schema();
         fieldmanager::track(schema, self.info(), sub, opts.manager, live, &mut own, prepared.requested_managed_fields);
         let managed = fieldmanager::take_managed_fields(&mut own);
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -55,7 +55,7 @@ impl Store {
         write: WriteOptions<'_>,
     ) -> ApiResult<Written> {
         let info = self.info();
-        let schema = self.strategy.shape();
+        let schema = self.strategy.schema();
         let merge = |doc: &mut Value| -> ApiResult<()> {
             *doc = fieldmanager::apply(schema, info, std::mem::take(doc), config()?, req)?;
             Ok(())

@@ -61,7 +61,7 @@ impl Store {
         };
         let Prepared { mut obj, requested_managed_fields, generated_name, .. } =
             self.strategy.prepare_for_create(obj, namespace, validation)?;
-        let schema = self.strategy.shape();
+        let schema = self.strategy.schema();
         fieldmanager::track(schema, info, &Subresource::Main, opts.manager, None, &mut obj, requested_managed_fields);
         if let Some(own) = own {
             let prepare = |o, v: Validation<'_>| self.strategy.prepare_for_create(o, namespace, v);

@@ -193,7 +193,7 @@ impl Store {
         let Prepared { obj: mut new, requested_managed_fields, deleting, .. } =
             self.strategy.prepare_for_update(new, &old, (namespace, name, sub), validation)?;
         let live = old.as_object();
-        let schema = self.strategy.shape();
+        let schema = self.strategy.schema();
         fieldmanager::track(schema, info, sub, opts.manager, Some(&old), &mut new, requested_managed_fields);
         if let Some(own) = own {
             let prepare = |o, v: Validation<'_>| self.strategy.prepare_for_update(o, &old, (namespace, name, sub), v);
