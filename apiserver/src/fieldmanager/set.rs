@@ -188,18 +188,24 @@ impl Set {
         Value::Object(self.emit(false))
     }
 
+    /// One node's `fieldsV1` object. Members and children are both in path order, so one pass over the two finds
+    /// which members have children.
     fn emit(&self, include_self: bool) -> Map<String, Value> {
+        let leaf = || Value::Object(Map::new());
         let mut out = Map::new();
-        for m in &self.members {
-            if !self.children.contains_key(m) {
-                out.insert(m.encode(), Value::Object(Map::new()));
-            }
-        }
+        let mut members = self.members.iter().peekable();
         for (pe, c) in &self.children {
-            out.insert(pe.encode(), Value::Object(c.emit(self.members.contains(pe))));
+            while let Some(m) = members.next_if(|m| *m < pe) {
+                out.insert(m.encode(), leaf());
+            }
+            let member = members.next_if(|m| *m == pe).is_some();
+            out.insert(pe.encode(), Value::Object(c.emit(member)));
+        }
+        for m in members {
+            out.insert(m.encode(), leaf());
         }
         if include_self && !out.is_empty() {
-            out.insert(".".into(), Value::Object(Map::new()));
+            out.insert(".".into(), leaf());
         }
         out
     }
