@@ -41,6 +41,17 @@ pub struct DeletedCollection {
     pub warnings: Vec<String>,
 }
 
+/// One object to delete, and how.
+#[derive(Clone, Copy)]
+struct OneDelete<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    opts: &'a DeleteOptions,
+    request: &'a RequestContext,
+    /// The namespace and name admission sees (a deletecollection's items: its namespace and "", as upstream).
+    admitted_as: (&'a str, &'a str),
+}
+
 impl Store {
     /// Delete an object: with finalizers it is only marked (deletionTimestamp); otherwise it is removed.
     pub async fn delete(
@@ -50,36 +61,22 @@ impl Store {
         opts: &DeleteOptions,
         request: &RequestContext,
     ) -> ApiResult<DeleteOutcome> {
-        self.delete_one(namespace, name, opts, request, (namespace, name)).await
+        self.delete_one(OneDelete { namespace, name, opts, request, admitted_as: (namespace, name) }).await
     }
 
-    /// Delete one object; admission sees it as `admitted_as` (namespace, name).
-    async fn delete_one(
-        &self,
-        namespace: &str,
-        name: &str,
-        opts: &DeleteOptions,
-        request: &RequestContext,
-        admitted_as: (&str, &str),
-    ) -> ApiResult<DeleteOutcome> {
+    /// Delete one object.
+    async fn delete_one(&self, delete: OneDelete<'_>) -> ApiResult<DeleteOutcome> {
+        let OneDelete { namespace, name, opts, .. } = delete;
         if opts.ignore_store_read_error {
             // The object cannot be decoded, so admission cannot see it: an unsafe delete bypasses it, as upstream.
             return self.delete_unreadable(namespace, name).await;
         }
-        self.retried(namespace, name, |current| self.delete_once(namespace, name, opts, request, admitted_as, current))
-            .await
+        self.retried(namespace, name, |current| self.delete_once(delete, current)).await
     }
 
     /// One attempt at deleting `current`: deleted, marked for its finalizers, or refused.
-    async fn delete_once(
-        &self,
-        namespace: &str,
-        name: &str,
-        opts: &DeleteOptions,
-        request: &RequestContext,
-        admitted_as: (&str, &str),
-        mut current: Current,
-    ) -> Attempt<DeleteOutcome> {
+    async fn delete_once(&self, delete: OneDelete<'_>, mut current: Current) -> Attempt<DeleteOutcome> {
+        let OneDelete { namespace, name, opts, request, admitted_as } = delete;
         let info = self.info();
         if let Err(e) = check_preconditions(opts, info, name, &current) {
             return Attempt::Done(Err(e));
@@ -228,7 +225,9 @@ impl Store {
         for obj in page.into_objects(&mut warnings) {
             let Value::Object(obj) = obj? else { continue };
             let item_ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
-            match self.delete_one(item_ns, &meta_name(&obj), opts, request, (namespace, "")).await {
+            let name = meta_name(&obj);
+            let delete = OneDelete { namespace: item_ns, name: &name, opts, request, admitted_as: (namespace, "") };
+            match self.delete_one(delete).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
