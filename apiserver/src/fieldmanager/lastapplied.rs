@@ -4,11 +4,11 @@
 //!
 //! endpoints → registry store → strategy → **field manager (this file: last-applied migration)** → storage.
 
+use backup_apis::schema::Schema;
 use serde_json::{Map, Value};
 
 use super::set::Set;
 use super::typed;
-use backup_apis::schema::Schema;
 
 pub const ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The only manager the migration applies to.

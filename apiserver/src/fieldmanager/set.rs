@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use backup_apis::schema::{Schema, merge};
 use serde_json::{Map, Value};
 
 use super::path::{Path, PathElement};
-use backup_apis::schema::{Schema, merge};
 
 /// A set of field paths. Children are never empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

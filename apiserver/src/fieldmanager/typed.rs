@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use backup_apis::schema::merge::{self, Field, Node};
+use backup_apis::schema::{ListKind, Schema};
 use serde_json::{Map, Value};
 
 use super::path::{Path, PathElement, show};
 use super::set::Set;
-use backup_apis::schema::merge::{self, Field, Node};
-use backup_apis::schema::{ListKind, Schema};
 
 /// The path element of a list item, or why there is none (a map-list item missing a key).
 pub fn item_element(kind: &ListKind, index: usize, item: &Value) -> Result<PathElement, String> {

@@ -5,13 +5,13 @@
 //!
 //! endpoints → registry store → strategy → **field manager (this file: update and apply)** → storage.
 
+use backup_apis::schema::Schema;
 use serde_json::Value;
 
 use super::managers::{Entry, ManagerId, Managers, cap_update_managers, strip_set};
 use super::path::Path;
 use super::set::Set;
 use super::typed::{self, Comparison};
-use backup_apis::schema::Schema;
 
 /// Fields another manager owns that an apply would change.
 pub type Conflicts = Vec<(ManagerId, Path)>;

@@ -19,11 +19,11 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
+use backup_apis::schema::merge;
+use backup_apis::schema::{ListKind, Schema};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use backup_apis::schema::merge;
-use backup_apis::schema::{ListKind, Schema};
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";

@@ -1,9 +1,9 @@
 //! Strategic merge patch driven by schema markers.
 
+use backup_apis::schema::Schema;
 use serde_json::{Value, json};
 
 use super::apply;
-use backup_apis::schema::Schema;
 
 fn schema() -> Schema {
     Schema::new(&json!({

@@ -5,10 +5,9 @@ mod apply;
 mod sets;
 mod track;
 
+use backup_apis::schema::Schema;
 use backup_apis::{Kind, ResourceInfo};
 use serde_json::{Value, json};
-
-use backup_apis::schema::Schema;
 
 /// The TimeseriesDBBackup kind: its schema as the field manager reads it, and its names.
 fn backup() -> (Schema, &'static ResourceInfo) {
