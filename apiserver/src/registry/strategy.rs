@@ -41,17 +41,17 @@ pub struct Strategy {
     pub kind: Arc<dyn Kind>,
     /// The kind's structural schema, as pruning, defaulting, validation, the field manager and strategic merge
     /// patch read it.
-    structural: schema::Schema,
+    schema: schema::Schema,
     /// Field selector names: `metadata.name`, `metadata.namespace`, then the kind's own.
     field_names: Vec<&'static str>,
 }
 
 impl Strategy {
     pub fn new(kind: Arc<dyn Kind>) -> Self {
-        let structural = schema::Schema::new(&kind.schema());
+        let schema = schema::Schema::new(&kind.schema());
         let mut field_names = vec!["metadata.name", "metadata.namespace"];
         field_names.extend(kind.selectable_fields().iter().map(|f| f.name));
-        Self { kind, structural, field_names }
+        Self { kind, schema, field_names }
     }
 
     pub fn info(&self) -> &ResourceInfo {
@@ -60,7 +60,7 @@ impl Strategy {
 
     /// The kind's structural schema, compiled (for the field manager and strategic merge patch).
     pub fn schema(&self) -> &schema::Schema {
-        &self.structural
+        &self.schema
     }
 
     /// The fields a field selector may name.
@@ -222,7 +222,7 @@ impl Strategy {
         if let Some(m) = value.get_mut("metadata").and_then(Value::as_object_mut) {
             meta::drop_empty_fields(m);
         }
-        let unknown = schema::prune(&self.structural, &mut value);
+        let unknown = schema::prune(&self.schema, &mut value);
         let problems: Vec<String> = unknown
             .iter()
             .map(|f| format!("unknown field \"{f}\""))
@@ -239,7 +239,7 @@ impl Strategy {
             FieldValidation::Warn => warnings.extend(problems),
             _ => {}
         }
-        schema::apply_defaults(&self.structural, &mut value);
+        schema::apply_defaults(&self.schema, &mut value);
         self.kind.default(&mut value);
         let mut errors = ErrorList::default();
         let empty = Value::Object(Map::new());
@@ -249,7 +249,7 @@ impl Strategy {
             let old_meta = old.get("metadata").unwrap_or(&empty);
             errors.extend(objectmeta::validate_object_meta_update(meta_value, old_meta));
         }
-        errors.extend(schema::validate(&self.structural, &value));
+        errors.extend(schema::validate(&self.schema, &value));
         errors.extend(self.kind.validate(&value));
         if let Some(old) = old {
             errors.extend(self.kind.validate_update(&value, old));
