@@ -130,25 +130,34 @@ pub fn encode(managers: &Managers) -> Option<Value> {
             .then_with(|| x.api_version.cmp(&y.api_version))
             .then_with(|| a.subresource.cmp(&b.subresource))
     });
-    let entries = list
-        .into_iter()
-        .map(|(id, e)| {
-            let mut m = Map::new();
-            m.insert("manager".into(), json!(id.manager));
-            m.insert("operation".into(), json!(if id.applied { "Apply" } else { "Update" }));
-            m.insert("apiVersion".into(), json!(e.api_version));
-            if let Some(t) = &e.time {
-                m.insert("time".into(), json!(t));
-            }
-            m.insert("fieldsType".into(), json!("FieldsV1"));
-            m.insert("fieldsV1".into(), e.set.to_fields_v1());
-            if !id.subresource.is_empty() {
-                m.insert("subresource".into(), json!(id.subresource));
-            }
-            Value::Object(m)
-        })
-        .collect();
-    Some(Value::Array(entries))
+    let entries = list.into_iter().map(|(id, e)| entry(id, &e.api_version, e.time.as_deref(), e.set.to_fields_v1()));
+    Some(Value::Array(entries.collect()))
+}
+
+/// The managedFields of a create whose manager is the only one: `fields_v1` as
+/// [`typed::created_fields_v1`](super::typed::created_fields_v1) wrote it, `None` when it is empty.
+pub fn encode_created(id: &ManagerId, time: &str, fields_v1: Map<String, Value>) -> Option<Value> {
+    if fields_v1.is_empty() {
+        return None;
+    }
+    Some(Value::Array(vec![entry(id, &id.api_version, Some(time), Value::Object(fields_v1))]))
+}
+
+/// One managedFields entry.
+fn entry(id: &ManagerId, api_version: &str, time: Option<&str>, fields_v1: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("manager".into(), json!(id.manager));
+    m.insert("operation".into(), json!(if id.applied { "Apply" } else { "Update" }));
+    m.insert("apiVersion".into(), json!(api_version));
+    if let Some(t) = time {
+        m.insert("time".into(), json!(t));
+    }
+    m.insert("fieldsType".into(), json!("FieldsV1"));
+    m.insert("fieldsV1".into(), fields_v1);
+    if !id.subresource.is_empty() {
+        m.insert("subresource".into(), json!(id.subresource));
+    }
+    Value::Object(m)
 }
 
 fn seconds(time: Option<&str>) -> i64 {

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ApiError, ApiResult, StatusReason};
 use crate::request::info::Subresource;
 
-use managers::{ManagerId, Managers};
+use managers::{ManagerId, Managers, strip_set};
 use path::{PathElement, show};
 use set::Set;
 use updater::{Conflicts, Updater};
@@ -114,9 +114,20 @@ pub fn track(
                 None => live_managers(live),
             };
             let api_version = info.api_version();
+            let id = ManagerId::update(name, &api_version, subresource_name(sub));
+            if live.is_none() && managers.is_empty() {
+                // A create that names no managers: its manager owns all it set, and nobody else is to compare with.
+                let time = backup_apis::objectmeta::timestamp_now();
+                let new_value = Value::Object(std::mem::take(new));
+                let fields = typed::created_fields_v1(Some(schema), &new_value, &reset_fields(sub), strip_set());
+                if let Value::Object(m) = new_value {
+                    *new = m;
+                }
+                set_managed_fields(new, managers::encode_created(&id, &time, fields));
+                return;
+            }
             let u = updater(schema, sub, &api_version);
             let empty = json!({});
-            let id = ManagerId::update(name, &api_version, subresource_name(sub));
             // Compared in place: the updater skips managedFields (see `reset_fields`), which are replaced below.
             let new_value = Value::Object(std::mem::take(new));
             let managers = u.update(live.unwrap_or(&empty), &new_value, managers, &id);

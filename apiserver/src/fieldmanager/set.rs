@@ -56,12 +56,22 @@ impl Set {
         self.children.get(pe)
     }
 
-    /// Adds `pe` as a member, with `children` (paths relative to it) under it: a set built from the leaves up.
-    pub fn insert_member_with(&mut self, pe: PathElement, children: Set) {
-        if !children.is_empty() {
-            self.children.insert(pe.clone(), children);
+    /// Adds `children` (paths relative to `pe`) under `pe`, and `pe` itself when `member`: a set built from the
+    /// leaves up.
+    pub fn insert_node(&mut self, pe: PathElement, children: Set, member: bool) {
+        match (member, children.is_empty()) {
+            (true, true) => {
+                self.members.insert(pe);
+            }
+            (true, false) => {
+                self.children.insert(pe.clone(), children);
+                self.members.insert(pe);
+            }
+            (false, false) => {
+                self.children.insert(pe, children);
+            }
+            (false, true) => {}
         }
-        self.members.insert(pe);
     }
 
     /// `self` with `other`'s paths added; `self` is reused, so only what `other` adds is allocated.

@@ -229,3 +229,40 @@ fn added_to_empty_is_what_compare_adds() {
         }
     }
 }
+
+/// A create's `fieldsV1`, written in the walk, is the set the updater computes for it (what is added, less what
+/// nobody owns) encoded: on the objects above, with and without fields to skip.
+#[test]
+fn created_fields_v1_is_the_encoded_set() {
+    let (schema, _) = super::backup();
+    let objects = [
+        json!({}),
+        json!({"apiVersion": "v", "kind": "K", "metadata": {"name": "a", "namespace": "n", "uid": "u"}}),
+        super::object(json!({"database": {"type": "Prometheus", "url": "http://p:9090"}, "schedule": "0 2 * * *"})),
+        json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup",
+            "metadata": {"name": "a", "generateName": "a-", "labels": {"x": "1", "y": ""}, "annotations": {},
+                "finalizers": ["f", "f", "g"], "resourceVersion": "5", "creationTimestamp": null,
+                "managedFields": [{"manager": "m"}],
+                "ownerReferences": [{"uid": "u1", "name": "o"}, {"name": "no-uid"}, {"uid": "u1", "name": "dup"}]},
+            "spec": {"database": {"type": "Prometheus", "url": "http://p:9090", "selector": []},
+                "retention": {"keepLast": 3}, "destination": {}, "bogus": {"deep": [1, {"a": 2}]}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"status": "False"}, {"type": "Ready"}],
+                "backups": [{"id": "1"}], "phase": 7}}),
+        json!({"spec": "not an object", "metadata": [], "status": {"conditions": {}}}),
+        json!({"metadata": {"name": "only-stripped", "uid": "u"}, "spec": {}}),
+    ];
+    let skips = [Set::new(), {
+        let mut s = Set::new();
+        s.insert(&[f("status")]);
+        s.insert(&[f("metadata"), f("managedFields")]);
+        s
+    }];
+    let strip = crate::fieldmanager::managers::strip_set();
+    for obj in &objects {
+        for skip in &skips {
+            let expected = typed::added_to_empty(Some(&schema), obj, skip).difference(strip).to_fields_v1();
+            let written = typed::created_fields_v1(Some(&schema), obj, skip, strip);
+            assert_eq!(serde_json::Value::Object(written), expected, "{obj}");
+        }
+    }
+}
