@@ -20,6 +20,8 @@ mod updater;
 #[cfg(test)]
 mod tests;
 
+use std::sync::LazyLock;
+
 use backup_apis::ResourceInfo;
 use backup_apis::schema::Schema;
 use serde_json::{Map, Value, json};
@@ -46,13 +48,18 @@ fn subresource_name(sub: &Subresource) -> &str {
 }
 
 /// The fields the strategy resets on an endpoint: status through the main resource, everything but status through
-/// `/status` (upstream resets only spec there and would record metadata it then discards).
-fn reset_fields(sub: &Subresource) -> Set {
+/// `/status` (upstream resets only spec there and would record metadata it then discards). Built once.
+fn reset_fields(sub: &Subresource) -> &'static Set {
+    static MAIN: LazyLock<Set> = LazyLock::new(|| reset_set(&["status"]));
+    static STATUS: LazyLock<Set> = LazyLock::new(|| reset_set(&["spec", "metadata"]));
+    match sub {
+        Subresource::Status => &STATUS,
+        Subresource::Main | Subresource::Other(_) => &MAIN,
+    }
+}
+
+fn reset_set(names: &[&str]) -> Set {
     let mut s = Set::new();
-    let names: &[&str] = match sub {
-        Subresource::Status => &["spec", "metadata"],
-        Subresource::Main | Subresource::Other(_) => &["status"],
-    };
     for n in names {
         s.insert(&[PathElement::Field((*n).into())]);
     }
@@ -119,7 +126,7 @@ pub fn track(
                 // A create that names no managers: its manager owns all it set, and nobody else is to compare with.
                 let time = backup_apis::objectmeta::timestamp_now();
                 let new_value = Value::Object(std::mem::take(new));
-                let fields = typed::created_fields_v1(Some(schema), &new_value, &reset_fields(sub), strip_set());
+                let fields = typed::created_fields_v1(Some(schema), &new_value, reset_fields(sub), strip_set());
                 if let Value::Object(m) = new_value {
                     *new = m;
                 }

@@ -22,7 +22,7 @@ pub struct Updater<'s> {
     pub api_version: &'s str,
     /// Fields the strategy resets on this endpoint (status on the main resource; spec and metadata on status),
     /// which nobody gains by writing them there.
-    pub ignored: Set,
+    pub ignored: &'s Set,
     /// The time of this write (RFC 3339), for the managers it changes.
     pub now: String,
 }
@@ -46,11 +46,11 @@ impl Updater<'_> {
         // A create compares with nothing: every field is added, and the set is built in one walk.
         let comparison = match old {
             Value::Object(m) if m.is_empty() => {
-                Comparison { added: typed::added_to_empty(self.schema, new, &self.ignored), ..Comparison::default() }
+                Comparison { added: typed::added_to_empty(self.schema, new, self.ignored), ..Comparison::default() }
             }
-            _ => typed::compare(self.schema, old, new, &self.ignored),
+            _ => typed::compare(self.schema, old, new, self.ignored),
         };
-        let Comparison { added, modified, removed } = comparison.exclude(&self.ignored);
+        let Comparison { added, modified, removed } = comparison.exclude(self.ignored);
         let changed = modified.into_union(added);
         let mut conflicts = Conflicts::new();
         for (id, e) in managers.iter().filter(|(id, _)| Some(*id) != workflow) {
@@ -72,7 +72,7 @@ impl Updater<'_> {
         self.current_version(&mut managers);
         // The result is Ok: forced updates never conflict.
         let Ok((changed, removed)) = self.take_changed(live, new, &mut managers, None, true) else { return managers };
-        let set = changed.difference(&removed).recursive_difference(&self.ignored).difference(strip_set());
+        let set = changed.difference(&removed).recursive_difference(self.ignored).difference(strip_set());
         drop(removed);
         if !set.is_empty() {
             let set = match managers.get(manager) {
@@ -109,7 +109,7 @@ impl Updater<'_> {
         let merged = typed::merge(self.schema, live, &config);
         drop(config);
         let time = managers.get(manager).and_then(|e| e.time.clone());
-        let set = config_set.recursive_difference(&self.ignored);
+        let set = config_set.recursive_difference(self.ignored);
         let last = managers.insert(manager.clone(), Entry { set, api_version: self.api_version.to_string(), time });
         let last = last.map(|e| e.set);
         let new = self.prune(merged, &managers, last.as_ref());
