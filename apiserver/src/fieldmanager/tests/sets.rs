@@ -198,44 +198,11 @@ fn merge_keeps_live_order_and_merges_by_key() {
     assert_eq!(merged["status"]["backups"], json!([{"id": "3"}]), "atomic lists are replaced");
 }
 
-/// The set a create adds, built in one walk, is the one the comparison with an empty object finds: on the backup
-/// schema (a map list in status, a set of finalizers, atomic lists, maps), with empty containers, mistyped values,
-/// duplicate and unkeyed list items, and fields to skip.
-#[test]
-fn added_to_empty_is_what_compare_adds() {
-    let (schema, _) = super::backup();
-    let objects = [
-        json!({}),
-        super::object(json!({"database": {"type": "Prometheus", "url": "http://p:9090"}, "schedule": "0 2 * * *"})),
-        json!({"apiVersion": "backup.extend-k8s.io/v1", "kind": "TimeseriesDBBackup",
-            "metadata": {"name": "a", "labels": {"x": "1", "y": ""}, "annotations": {}, "finalizers": ["f", "f", "g"],
-                "ownerReferences": [{"uid": "u1", "name": "o"}, {"name": "no-uid"}, {"uid": "u1", "name": "dup"}]},
-            "spec": {"database": {"type": "Prometheus", "url": "http://p:9090", "selector": []},
-                "retention": {"keepLast": 3}, "destination": {}, "bogus": {"deep": [1, {"a": 2}]}},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"status": "False"}, {"type": "Ready"}],
-                "backups": [{"id": "1"}], "phase": 7}}),
-        json!({"spec": "not an object", "metadata": [], "status": {"conditions": {}}}),
-    ];
-    let skips = [Set::new(), {
-        let mut s = Set::new();
-        s.insert(&[f("status")]);
-        s.insert(&[f("metadata"), f("labels")]);
-        s
-    }];
-    for obj in &objects {
-        for skip in &skips {
-            let expected = typed::compare(Some(&schema), &json!({}), obj, skip).added;
-            assert_eq!(typed::added_to_empty(Some(&schema), obj, skip), expected, "{obj}");
-        }
-    }
-}
-
-/// A create's `fieldsV1`, written in the walk, is the set the updater computes for it (what is added, less what
-/// nobody owns) encoded: on the objects above, with and without fields to skip.
-#[test]
-fn created_fields_v1_is_the_encoded_set() {
-    let (schema, _) = super::backup();
-    let objects = [
+/// Objects a create may carry, for the typed walks: on the backup schema (a map list in status, a set of
+/// finalizers, atomic lists, maps), with empty containers, mistyped values, duplicate and unkeyed list items, and
+/// the metadata fields nobody owns.
+fn created_objects() -> Vec<serde_json::Value> {
+    vec![
         json!({}),
         json!({"apiVersion": "v", "kind": "K", "metadata": {"name": "a", "namespace": "n", "uid": "u"}}),
         super::object(json!({"database": {"type": "Prometheus", "url": "http://p:9090"}, "schedule": "0 2 * * *"})),
@@ -250,16 +217,41 @@ fn created_fields_v1_is_the_encoded_set() {
                 "backups": [{"id": "1"}], "phase": 7}}),
         json!({"spec": "not an object", "metadata": [], "status": {"conditions": {}}}),
         json!({"metadata": {"name": "only-stripped", "uid": "u"}, "spec": {}}),
-    ];
-    let skips = [Set::new(), {
+    ]
+}
+
+/// Fields a walk may be told to skip: none, status and labels, status and managedFields (what a create skips).
+fn skip_sets() -> Vec<Set> {
+    let set = |paths: &[&[&str]]| {
         let mut s = Set::new();
-        s.insert(&[f("status")]);
-        s.insert(&[f("metadata"), f("managedFields")]);
+        for p in paths {
+            s.insert(&p.iter().map(|n| f(n)).collect::<Vec<_>>());
+        }
         s
-    }];
+    };
+    vec![Set::new(), set(&[&["status"], &["metadata", "labels"]]), set(&[&["status"], &["metadata", "managedFields"]])]
+}
+
+/// The set a create adds, built in one walk, is the one the comparison with an empty object finds.
+#[test]
+fn added_to_empty_is_what_compare_adds() {
+    let (schema, _) = super::backup();
+    for obj in &created_objects() {
+        for skip in &skip_sets() {
+            let expected = typed::compare(Some(&schema), &json!({}), obj, skip).added;
+            assert_eq!(typed::added_to_empty(Some(&schema), obj, skip), expected, "{obj}");
+        }
+    }
+}
+
+/// A create's `fieldsV1`, written in the walk, is the set the updater computes for it (what is added, less what
+/// nobody owns) encoded.
+#[test]
+fn created_fields_v1_is_the_encoded_set() {
+    let (schema, _) = super::backup();
     let strip = crate::fieldmanager::managers::strip_set();
-    for obj in &objects {
-        for skip in &skips {
+    for obj in &created_objects() {
+        for skip in &skip_sets() {
             let expected = typed::added_to_empty(Some(&schema), obj, skip).difference(strip).to_fields_v1();
             let written = typed::created_fields_v1(Some(&schema), obj, skip, strip);
             assert_eq!(serde_json::Value::Object(written), expected, "{obj}");
