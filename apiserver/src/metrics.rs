@@ -227,6 +227,13 @@ impl Storage for InstrumentedStorage {
         r
     }
 
+    async fn watch_for_cache(&self, prefix: &str, start: Revision) -> backup_storage::Result<ProgressWatch> {
+        let t = Instant::now();
+        let r = self.inner.watch_for_cache(prefix, start).await;
+        self.observe("watch", prefix, t);
+        r
+    }
+
     async fn get_not_older_than(&self, key: &str, min_revision: Revision) -> backup_storage::Result<Option<KeyValue>> {
         let t = Instant::now();
         let r = self.inner.get_not_older_than(key, min_revision).await;

@@ -232,6 +232,14 @@ pub trait Storage: Send + Sync + 'static {
         Ok(ProgressWatch { items: Box::pin(events.map(|e| e.map(WatchItem::Event))), mode: ProgressMode::Occasional })
     }
 
+    /// What the watch cache watches: [`watch_with_progress`](Self::watch_with_progress), but the events need not
+    /// carry the previous value (`Event::prev`), which the cache holds itself. etcd then does not read the
+    /// previous revision of each key that changes (4–16% of its CPU per patch). The default is
+    /// `watch_with_progress`.
+    async fn watch_for_cache(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
+        self.watch_with_progress(prefix, start_revision).await
+    }
+
     /// The value of `key` in some state at or after `min_revision` (`0`: any state), not necessarily the latest:
     /// the apiserver's get with `resourceVersion="0"` or a minimum resourceVersion, which a cache answers from
     /// memory without a round trip to the backend. `FutureRevision` when the store has not reached

@@ -207,3 +207,40 @@ async fn etcd_restart_is_survived() {
     let a3 = s.update("/r/ns/a", value("a3"), a2.mod_revision).await.expect("update after restart");
     assert_eq!(next_event(&mut watch).await.expect("event").kv, a3);
 }
+
+/// The watch cache's own etcd watch leaves out the previous values (which the cache holds); the other watches
+/// carry them. Both see the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watch_for_cache_omits_previous_values() {
+    use backup_storage::WatchItem;
+    use futures::StreamExt;
+    let server = EtcdServer::start().await;
+    let s = EtcdStorage::connect(&server.config("/registry")).await.expect("connect");
+    let a = s.create("/r/ns/a", value("a1")).await.expect("create");
+    let a2 = s.update("/r/ns/a", value("a2"), a.mod_revision).await.expect("update");
+    let deleted = s.delete("/r/ns/a", None).await.expect("delete");
+    let events = |watch: backup_storage::ProgressWatch| async move {
+        let items = watch.items.filter_map(|item| async move {
+            match item.expect("watch item") {
+                WatchItem::Event(e) => Some((e.event_type, e.kv.mod_revision, e.prev.map(|p| p.mod_revision))),
+                WatchItem::Progress(_) => None,
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), items.take(3).collect::<Vec<_>>()).await.expect("three events")
+    };
+    let with_prev = events(s.watch_with_progress("/r/ns/", a.mod_revision).await.expect("watch")).await;
+    let for_cache = events(s.watch_for_cache("/r/ns/", a.mod_revision).await.expect("watch")).await;
+    let put = EventType::Put;
+    assert_eq!(
+        with_prev,
+        vec![
+            (put, a.mod_revision, None),
+            (put, a2.mod_revision, Some(a.mod_revision)),
+            (EventType::Delete, deleted.revision, Some(a2.mod_revision)),
+        ]
+    );
+    assert_eq!(
+        for_cache,
+        vec![(put, a.mod_revision, None), (put, a2.mod_revision, None), (EventType::Delete, deleted.revision, None)]
+    );
+}

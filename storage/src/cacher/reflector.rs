@@ -55,7 +55,7 @@ async fn list_and_watch(
     let revision = list.revision;
     let hook = cache.attrs.as_ref();
     let objects: Vec<_> = list.items.into_iter().map(|kv| Arc::new(CachedObject::new(kv, hook))).collect();
-    let watch = backend.watch_with_progress(&cache.prefix, revision + 1).await?;
+    let watch = backend.watch_for_cache(&cache.prefix, revision + 1).await?;
     debug!(prefix = %cache.prefix, revision, objects = objects.len(), "watch cache: listed");
     if std::mem::replace(listed, true) {
         metrics::count(&cache.metrics.relists);

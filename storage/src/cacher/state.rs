@@ -91,7 +91,8 @@ impl State {
     }
 
     /// Apply a put at `object`'s mod revision; `reported_prev` is the backend's previous value, used only if the
-    /// state had none (it always has, unless the backend skipped an event).
+    /// state had none (it always has, unless the backend skipped an event; etcd's watch for the cache reports
+    /// none).
     pub fn put(&mut self, object: Arc<CachedObject>, reported_prev: Option<KeyValue>) -> Arc<CachedEvent> {
         let revision = object.kv().mod_revision;
         let size = object.size() as i64;

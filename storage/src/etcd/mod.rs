@@ -22,6 +22,7 @@ use tracing::debug;
 
 pub use self::config::EtcdConfig;
 use self::errors::{Failure, classify, map_err, map_failure};
+use self::watch::PrevValues;
 use crate::{
     Deleted, KeyValue, ListOptions, ListResult, ProgressMode, ProgressRequester, ProgressWatch, Result, Revision,
     Storage, StorageError, WatchStream, check_value_size, key,
@@ -82,7 +83,13 @@ impl EtcdStorage {
             .await
     }
 
-    fn watch_target(&self, prefix: &str, progress: bool, requests: Option<ProgressRequester>) -> watch::Target {
+    fn watch_target(
+        &self,
+        prefix: &str,
+        progress: bool,
+        requests: Option<ProgressRequester>,
+        prev: PrevValues,
+    ) -> watch::Target {
         watch::Target {
             client: self.watch.clone(),
             storage_prefix: self.prefix.clone(),
@@ -90,7 +97,23 @@ impl EtcdStorage {
             end: self.full_key(&key::prefix_end(prefix)),
             progress,
             requests,
+            prev,
         }
+    }
+
+    /// A watch with progress items ([`Storage::watch_with_progress`]), its events with or without their previous
+    /// values.
+    async fn progress_watch(&self, prefix: &str, start_revision: Revision, prev: PrevValues) -> Result<ProgressWatch> {
+        key::validate_key(prefix, true)?;
+        let start = self.watch_start(start_revision).await?;
+        let (requests, mode) = if self.orders_requested_progress().await {
+            let requests = ProgressRequester::default();
+            (Some(requests.clone()), ProgressMode::OnRequest(requests))
+        } else {
+            (None, ProgressMode::Occasional)
+        };
+        let items = watch::spawn(self.watch_target(prefix, true, requests, prev), start);
+        Ok(ProgressWatch { items: Box::pin(items), mode })
     }
 
     /// The revision a watch starts at: "from now on" is pinned, so that a reconnect does not skip or repeat events.
@@ -317,21 +340,16 @@ impl Storage for EtcdStorage {
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream> {
         key::validate_key(prefix, true)?;
         let start = self.watch_start(start_revision).await?;
-        let items = watch::spawn(self.watch_target(prefix, false, None), start);
+        let items = watch::spawn(self.watch_target(prefix, false, None, PrevValues::Sent), start);
         Ok(crate::events_only(items))
     }
 
     async fn watch_with_progress(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
-        key::validate_key(prefix, true)?;
-        let start = self.watch_start(start_revision).await?;
-        let (requests, mode) = if self.orders_requested_progress().await {
-            let requests = ProgressRequester::default();
-            (Some(requests.clone()), ProgressMode::OnRequest(requests))
-        } else {
-            (None, ProgressMode::Occasional)
-        };
-        let items = watch::spawn(self.watch_target(prefix, true, requests), start);
-        Ok(ProgressWatch { items: Box::pin(items), mode })
+        self.progress_watch(prefix, start_revision, PrevValues::Sent).await
+    }
+
+    async fn watch_for_cache(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
+        self.progress_watch(prefix, start_revision, PrevValues::Omitted).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {

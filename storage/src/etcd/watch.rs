@@ -6,8 +6,9 @@
 //! every event once and in order. Only a compaction past that revision (or etcd cancelling the watch) ends the
 //! stream with an error.
 //!
-//! A watch with progress ([`Storage::watch_with_progress`](crate::Storage::watch_with_progress), what the watch
-//! cache uses) also forwards etcd's progress notifications: the periodic ones (`WithProgressNotify`), which etcd
+//! A watch with progress ([`Storage::watch_with_progress`](crate::Storage::watch_with_progress), and
+//! [`Storage::watch_for_cache`](crate::Storage::watch_for_cache), the watch cache's, which leaves out
+//! `WithPrevKV`) also forwards etcd's progress notifications: the periodic ones (`WithProgressNotify`), which etcd
 //! sends in order with the events, and, when etcd orders them too, the ones the consumer requests.
 
 use std::time::Duration;
@@ -38,6 +39,17 @@ pub(super) struct Target {
     pub progress: bool,
     /// Requests for progress, passed on to etcd.
     pub requests: Option<ProgressRequester>,
+    /// Whether events carry the previous value (`WithPrevKV`).
+    pub prev: PrevValues,
+}
+
+/// Whether a watch's events carry their key's previous value. etcd reads the previous revision of the key for
+/// each event that is not a create when they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PrevValues {
+    Sent,
+    /// For the watch cache, which holds the previous values itself.
+    Omitted,
 }
 
 pub(super) type Items = ReceiverStream<Result<WatchItem>>;
@@ -80,7 +92,10 @@ async fn run(mut target: Target, start_revision: Revision, tx: mpsc::Sender<Resu
 
 /// Run one etcd watch from `next`, forwarding events and advancing `next` past each.
 async fn watch_once(target: &mut Target, next: &mut Revision, tx: &mpsc::Sender<Result<WatchItem>>) -> End {
-    let mut options = WatchOptions::new().with_range(target.end.clone()).with_start_revision(*next).with_prev_key();
+    let mut options = WatchOptions::new().with_range(target.end.clone()).with_start_revision(*next);
+    if target.prev == PrevValues::Sent {
+        options = options.with_prev_key();
+    }
     if target.progress {
         options = options.with_progress_notify();
     }
