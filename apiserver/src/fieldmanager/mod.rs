@@ -122,26 +122,22 @@ pub fn track(
             };
             let api_version = info.api_version();
             let id = ManagerId::update(name, &api_version, subresource_name(sub));
-            if live.is_none() && managers.is_empty() {
-                // A create that names no managers: its manager owns all it set, and nobody else is to compare with.
-                let time = backup_apis::objectmeta::timestamp_now();
-                let new_value = Value::Object(std::mem::take(new));
-                let fields = typed::created_fields_v1(Some(schema), &new_value, reset_fields(sub), strip_set());
-                if let Value::Object(m) = new_value {
-                    *new = m;
-                }
-                set_managed_fields(new, managers::encode_created(&id, &time, fields));
-                return;
-            }
-            let u = updater(schema, sub, &api_version);
-            let empty = json!({});
-            // Compared in place: the updater skips managedFields (see `reset_fields`), which are replaced below.
+            // Read in place: both paths skip managedFields (see `reset_fields`), which are replaced below.
             let new_value = Value::Object(std::mem::take(new));
-            let managers = u.update(live.unwrap_or(&empty), &new_value, managers, &id);
+            let encoded = if live.is_none() && managers.is_empty() {
+                // A create that names no managers: its manager owns all it set, and nobody else is to compare with.
+                let fields = typed::created_fields_v1(Some(schema), &new_value, reset_fields(sub), strip_set());
+                managers::encode_created(&id, &backup_apis::objectmeta::timestamp_now(), fields)
+            } else {
+                let empty = json!({});
+                let managers =
+                    updater(schema, sub, &api_version).update(live.unwrap_or(&empty), &new_value, managers, &id);
+                managers::encode(&managers)
+            };
             if let Value::Object(m) = new_value {
                 *new = m;
             }
-            managers::encode(&managers)
+            encoded
         }
     };
     set_managed_fields(new, encoded);
