@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, Identity, TlsOptions};
 
 use crate::{Result, StorageError};
 
@@ -54,19 +54,15 @@ impl EtcdConfig {
         self.prefix.trim_end_matches('/').as_bytes().to_vec()
     }
 
-    pub(super) fn connect_options(&self) -> Result<ConnectOptions> {
-        // kube-apiserver's keepalive: a ping every 30 s, dead after 10 s without an answer.
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.dial_timeout)
-            .with_timeout(self.request_timeout)
-            .with_keep_alive(Duration::from_secs(30), Duration::from_secs(10));
+    /// The TLS settings for `https://` servers: the CA and the client certificate, when given.
+    pub(super) fn tls(&self) -> Result<Option<TlsOptions>> {
         let identity = match (&self.certfile, &self.keyfile) {
             (Some(cert), Some(key)) => Some(Identity::from_pem(read(cert)?, read(key)?)),
             (None, None) => None,
             _ => return Err(config_error("--etcd-certfile and --etcd-keyfile must be given together".into())),
         };
         if self.cafile.is_none() && identity.is_none() {
-            return Ok(options);
+            return Ok(None);
         }
         let mut tls = TlsOptions::new();
         if let Some(ca) = &self.cafile {
@@ -75,7 +71,7 @@ impl EtcdConfig {
         if let Some(identity) = identity {
             tls = tls.identity(identity);
         }
-        Ok(options.with_tls(tls))
+        Ok(Some(tls))
     }
 }
 
@@ -83,7 +79,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))
 }
 
-fn config_error(message: String) -> StorageError {
+pub(super) fn config_error(message: String) -> StorageError {
     StorageError::Internal(format!("etcd configuration: {message}"))
 }
 
@@ -99,6 +95,6 @@ mod tests {
         let trailing = EtcdConfig { prefix: "/registry/".into(), ..config.clone() };
         assert_eq!(trailing.prefix_bytes(), b"/registry");
         let half = EtcdConfig { certfile: Some("/nonexistent".into()), ..config };
-        assert!(half.connect_options().is_err());
+        assert!(half.tls().is_err());
     }
 }

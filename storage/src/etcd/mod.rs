@@ -6,10 +6,14 @@
 //! Writes are single transactions guarded by `ModRevision` compares, so concurrent writers (other replicas too)
 //! get `Conflict`/`AlreadyExists` instead of lost updates; revisions come from the response headers. Watches
 //! reconnect by themselves ([`watch`]); a background task compacts history like kube-apiserver ([`compactor`]).
+//! The client reaches etcd over [`channel`]: one connection per member, the next member when one fails, each
+//! connection's writes gathered per turn of the scheduler ([`gather`]).
 
+mod channel;
 mod compactor;
 mod config;
 mod errors;
+mod gather;
 mod watch;
 
 use bytes::Bytes;
@@ -49,7 +53,7 @@ impl EtcdStorage {
     /// Connect to etcd as `config` says and start the periodic compaction (unless its interval is zero).
     /// Needs a tokio runtime. Connecting is lazy: an unreachable etcd makes later calls fail with `Unavailable`.
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
-        let client = Client::connect(&config.servers, Some(config.connect_options()?)).await.map_err(map_err)?;
+        let client = Client::from_channel(channel::channel(config)?, None).await.map_err(map_err)?;
         let kv = client.kv_client().max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
         let watch = client.watch_client().max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
         let compactor = (!config.compaction_interval.is_zero())
