@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use backup_storage::gather::Gathered;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
@@ -253,7 +254,8 @@ pub async fn serve(
             let io = TokioIo::new(tls);
             let result = if h2 {
                 // HTTP/2 has no header-read timeout: a connection with no request within the same time is closed.
-                let conn = watcher.watch(http2.serve_connection(io, svc));
+                // The frames of concurrent streams' answers leave in one write (see `Gathered`).
+                let conn = watcher.watch(http2.serve_connection(Gathered::new(io), svc));
                 tokio::select! {
                     r = conn => r,
                     _ = no_request_within(HEADER_READ_TIMEOUT, &first_request) => {

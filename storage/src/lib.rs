@@ -13,6 +13,7 @@ pub mod cacher;
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+pub mod gather;
 pub mod key;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,11 +1,10 @@
 //! How the etcd client reaches etcd: one HTTP/2 connection per member of `--etcd-servers`, requests on one member
 //! at a time, the next member once a request to it fails in transport.
 //!
-//! storage ([`super::EtcdStorage`]) → etcd client → **this** → [`Gathered`](super::gather::Gathered) socket → TLS
-//! → TCP.
+//! storage ([`super::EtcdStorage`]) → etcd client → **this** → [`Gathered`] socket → TLS → TCP.
 //!
 //! etcd-client would build tonic's balanced channel with plain sockets; this one is built here so that each
-//! connection's socket gathers its writes ([`super::gather`]). The settings are the ones etcd-client applied. With
+//! connection's socket gathers its writes ([`crate::gather`]). The settings are the ones etcd-client applied. With
 //! several members, requests go to one of them (chosen at random at start, so that the server's replicas spread
 //! over the members) until a request fails in transport: the connection refused, reset or timed out; then to the
 //! next member. A watch moves when it reconnects. An error that etcd answers (a gRPC status) moves nothing.
@@ -19,14 +18,15 @@ use std::time::Duration;
 use etcd_client::{Channel as ClientChannel, TlsOptions};
 use futures::future::BoxFuture;
 use http::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
 use tonic::body::Body;
 use tonic::transport::Channel;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service};
 
 use super::config::{EtcdConfig, config_error};
-use super::gather::GatheringConnector;
 use crate::Result;
+use crate::gather::Gathered;
 
 /// kube-apiserver's keepalive: a ping every 30 s, dead after 10 s without an answer.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -130,5 +130,36 @@ impl Service<Request> for Failover {
                 e.into()
             })
         })
+    }
+}
+
+/// TCP connections (no delay, as tonic's), each [`Gathered`]; tonic adds TLS over it for `https://` members.
+#[derive(Clone)]
+struct GatheringConnector(HttpConnector);
+
+impl GatheringConnector {
+    fn new() -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        Self(tcp)
+    }
+}
+
+type Tcp = <HttpConnector as Service<Uri>>::Response;
+type TcpError = <HttpConnector as Service<Uri>>::Error;
+
+impl Service<Uri> for GatheringConnector {
+    type Response = Gathered<Tcp>;
+    type Error = TcpError;
+    type Future = BoxFuture<'static, Result<Gathered<Tcp>, TcpError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TcpError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move { connecting.await.map(Gathered::new) })
     }
 }

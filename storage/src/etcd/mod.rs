@@ -7,13 +7,12 @@
 //! get `Conflict`/`AlreadyExists` instead of lost updates; revisions come from the response headers. Watches
 //! reconnect by themselves ([`watch`]); a background task compacts history like kube-apiserver ([`compactor`]).
 //! The client reaches etcd over [`channel`]: one connection per member, the next member when one fails, each
-//! connection's writes gathered per turn of the scheduler ([`gather`]).
+//! connection's writes gathered per turn of the scheduler ([`crate::gather`]).
 
 mod channel;
 mod compactor;
 mod config;
 mod errors;
-mod gather;
 mod watch;
 
 use bytes::Bytes;

@@ -1,32 +1,34 @@
-//! The etcd connection's socket, with each flush's bytes held for one turn of the scheduler so that the frames of
-//! concurrent requests leave in one write.
+//! A connection's socket with each flush's bytes held for one turn of the scheduler, so that the HTTP/2 frames of
+//! concurrent requests leave in one write instead of one write each.
 //!
-//! storage → etcd client (tonic, hyper's HTTP/2) → **this** → TLS, when configured → TCP.
+//! Used on both HTTP/2 connections of a request's path, as HTTP/2 → **this** → TLS (when used) → TCP: the API
+//! server's with HTTP/2 clients (the aggregator in kube-apiserver, which carries every user's requests over a few
+//! connections) and the storage's with etcd ([`crate::etcd`]).
 //!
-//! hyper runs the HTTP/2 connection as a task of its own, woken each time a request queues a frame. A request is
-//! three frames (headers, the message, the end of the stream), queued from other tasks than the connection's, and on
-//! a multi-threaded runtime the connection task flushed them as they came: one `writev` each, about 1.8 per create
-//! at 32 concurrent creates, each one a loopback send with etcd woken to read it. Here the first flush after a
-//! write returns at once and wakes the task again; the bytes go out at the next flush, which the HTTP/2 connection
-//! makes at the end of every poll, by then with whatever frames the other tasks queued in between. A read that
-//! would wait sends held bytes first, so a protocol that flushes and then waits for the answer (the TLS handshake)
-//! never waits on bytes that were not sent.
+//! hyper runs an HTTP/2 connection as a task of its own, woken each time a stream queues a frame. A request or an
+//! answer is two or three frames (headers, the message, the end of the stream) queued from other tasks than the
+//! connection's, and on a multi-threaded runtime the connection task flushed them as they came: one `writev` each,
+//! about 1.8 per create to etcd at 32 concurrent creates, each one a loopback send with the peer woken to read it.
+//! Here the first flush after a write returns at once and wakes the task again; the bytes go out at the next flush,
+//! which the HTTP/2 connection makes at the end of every poll, by then with whatever frames the other tasks queued
+//! in between. A read that would wait sends held bytes first, so a protocol that flushes and then waits for the
+//! answer (a TLS handshake) never waits on bytes that were not sent.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use futures::future::BoxFuture;
-use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::HttpConnector;
-use tower::Service;
 
 /// The most bytes held before a write goes out without waiting for a flush.
 const HELD_BYTES: usize = 64 * 1024;
 
+/// Writes of this many bytes or more are not held (nor copied): what is held goes out first, then they do. A
+/// large answer (a list in 16 KiB DATA frames) goes to TLS as it would without this layer.
+const PASS_THROUGH_BYTES: usize = 8 * 1024;
+
 /// `T` with its writes held until the second flush (or a read that would wait).
-pub(super) struct Gathered<T> {
+pub struct Gathered<T> {
     inner: T,
     held: Vec<u8>,
     /// A flush returned without sending `held`; the next flush (or a pending read) sends it.
@@ -34,7 +36,7 @@ pub(super) struct Gathered<T> {
 }
 
 impl<T> Gathered<T> {
-    pub(super) fn new(inner: T) -> Self {
+    pub fn new(inner: T) -> Self {
         Self { inner, held: Vec::new(), flush_deferred: false }
     }
 }
@@ -84,6 +86,10 @@ impl<T: Read + Write + Unpin> Read for Gathered<T> {
 impl<T: Write + Unpin> Write for Gathered<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if buf.len() >= PASS_THROUGH_BYTES {
+            ready!(this.send_held(cx))?;
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
         ready!(this.room_for(cx, buf.len()))?;
         this.held.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
@@ -96,6 +102,10 @@ impl<T: Write + Unpin> Write for Gathered<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let len = bufs.iter().map(|b| b.len()).sum();
+        if len >= PASS_THROUGH_BYTES {
+            ready!(this.send_held(cx))?;
+            return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        }
         ready!(this.room_for(cx, len))?;
         for buf in bufs {
             this.held.extend_from_slice(buf);
@@ -104,7 +114,7 @@ impl<T: Write + Unpin> Write for Gathered<T> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        // Slices are copied into one buffer: the HTTP/2 codec may hand over many small ones.
+        // Small slices are copied into one buffer, large ones passed on as they are.
         true
     }
 
@@ -125,37 +135,6 @@ impl<T: Write + Unpin> Write for Gathered<T> {
         let this = &mut *self;
         ready!(this.send_held(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
-    }
-}
-
-/// TCP connections (no delay, as tonic's), each [`Gathered`]; tonic adds TLS over it for `https://` members.
-#[derive(Clone)]
-pub(super) struct GatheringConnector(HttpConnector);
-
-impl GatheringConnector {
-    pub(super) fn new() -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        Self(tcp)
-    }
-}
-
-type Tcp = <HttpConnector as Service<Uri>>::Response;
-type TcpError = <HttpConnector as Service<Uri>>::Error;
-
-impl Service<Uri> for GatheringConnector {
-    type Response = Gathered<Tcp>;
-    type Error = TcpError;
-    type Future = BoxFuture<'static, Result<Gathered<Tcp>, TcpError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TcpError>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
-        Box::pin(async move { connecting.await.map(Gathered::new) })
     }
 }
 
@@ -297,18 +276,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn held_bytes_are_bounded() {
+    async fn held_bytes_are_bounded_and_large_writes_pass_through() {
         let (mut io, mut far) = pair();
-        let chunk = vec![7u8; 40 * 1024];
-        poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &chunk)).await.unwrap();
-        assert_eq!(io.inner.writes, 0);
-        // The second chunk would go over the bound: the first leaves before it is taken.
-        poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &chunk)).await.unwrap();
-        assert_eq!(io.inner.writes, 1);
-        assert!(io.held.len() <= HELD_BYTES);
+        let small = vec![1u8; 6 * 1024];
+        for _ in 0..10 {
+            poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &small)).await.unwrap();
+        }
+        assert_eq!(io.inner.writes, 0, "60 KiB held");
+        // The next one would go over the bound: what is held leaves before it is taken.
+        poll_fn(|cx| Pin::new(&mut io).poll_write(cx, &small)).await.unwrap();
+        assert_eq!((io.inner.writes, io.held.len()), (1, small.len()));
+        // A large write is not held: the small one ahead of it goes first, then it, as they came.
+        let large = vec![2u8; 16 * 1024];
+        let slices = [IoSlice::new(&large[..9]), IoSlice::new(&large[9..])];
+        let n = poll_fn(|cx| Pin::new(&mut io).poll_write_vectored(cx, &slices)).await.unwrap();
+        assert!(n > 0 && io.held.is_empty(), "{n} bytes written, {} held", io.held.len());
         poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await.unwrap();
         let mut all = Vec::new();
         far.read_to_end(&mut all).await.unwrap();
-        assert_eq!(all.len(), 80 * 1024);
+        let expected: Vec<u8> = [vec![1u8; 66 * 1024], large[..n].to_vec()].concat();
+        assert_eq!(all, expected);
     }
 }
