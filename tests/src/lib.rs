@@ -217,3 +217,16 @@ pub fn client_for(url: &str, ca_pem: &str, token: Option<&str>) -> kube::Client 
     config.default_retry = false;
     kube::Client::try_from(config).expect("build a kube client")
 }
+
+/// A raw TLS connector trusting `ca_pem` and offering only `alpn` (`b"h2"`, `b"http/1.1"`), and the server name
+/// to connect to (`127.0.0.1`).
+pub fn tls_connector(ca_pem: &str, alpn: &[u8]) -> (tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>) {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("the server's CA PEM parses")).expect("a CA certificate");
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("an IP address");
+    (tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)), name)
+}

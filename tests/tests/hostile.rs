@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use backup_e2e::process::Paused;
 use backup_e2e::server_process::ServerProcess;
-use backup_e2e::{backup, backups, metric_value};
+use backup_e2e::{backup, backups, metric_value, tls_connector};
 use http::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,18 +123,6 @@ async fn stalled_connections_are_closed() {
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
-
-fn tls_connector(ca_pem: &str, alpn: &[u8]) -> (tokio_rustls::TlsConnector, rustls_pki_types::ServerName<'static>) {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    (tokio_rustls::TlsConnector::from(Arc::new(config)), "127.0.0.1".try_into().unwrap())
-}
 
 /// With the in-flight limits at 1, a request beyond them is 429 with `Retry-After` while the first is held (etcd
 /// stopped with SIGSTOP keeps it in flight: the one failure injected). `system:masters` — the standalone admin,

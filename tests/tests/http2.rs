@@ -4,30 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use backup_e2e::{TestServer, backup, backups, str_at};
+use backup_e2e::{TestServer, backup, backups, str_at, tls_connector};
 use bytes::Bytes;
 use futures::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
 /// One HTTP/2 connection (ALPN `h2`) to `server`.
 async fn connect(server: &TestServer) -> SendRequest<Full<Bytes>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let (connector, name) = tls_connector(&server.ca_pem, b"h2");
     let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS");
+    let tls = connector.connect(name, tcp).await.expect("TLS");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the server speaks HTTP/2");
     let (sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.expect("handshake");
