@@ -60,14 +60,6 @@ impl<T: Write + Unpin> Gathered<T> {
         self.flush_deferred = false;
         Poll::Ready(Ok(()))
     }
-
-    /// Makes room for `len` more bytes: sends what is held when they would not fit.
-    fn room_for(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<()>> {
-        if !self.held.is_empty() && self.held.len() + len > HELD_BYTES {
-            ready!(self.send_held(cx))?;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
 impl<T: Read + Write + Unpin> Read for Gathered<T> {
@@ -84,15 +76,8 @@ impl<T: Read + Write + Unpin> Read for Gathered<T> {
 }
 
 impl<T: Write + Unpin> Write for Gathered<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if buf.len() >= PASS_THROUGH_BYTES {
-            ready!(this.send_held(cx))?;
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
-        }
-        ready!(this.room_for(cx, buf.len()))?;
-        this.held.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -106,7 +91,9 @@ impl<T: Write + Unpin> Write for Gathered<T> {
             ready!(this.send_held(cx))?;
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
-        ready!(this.room_for(cx, len))?;
+        if this.held.len() + len > HELD_BYTES {
+            ready!(this.send_held(cx))?;
+        }
         for buf in bufs {
             this.held.extend_from_slice(buf);
         }

@@ -89,7 +89,8 @@ pub struct Event {
     /// For `Put`: the new value with `mod_revision` = the event's revision. For `Delete`: the key with an empty
     /// value, `mod_revision` = the delete's revision.
     pub kv: KeyValue,
-    /// The value before this event (always present for `Delete`; for `Put` unless it created the key).
+    /// The value before this event (always present for `Delete`; for `Put` unless it created the key), except in
+    /// the events of [`Storage::watch_for_cache`], which may leave it out.
     pub prev: Option<KeyValue>,
 }
 
