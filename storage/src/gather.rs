@@ -1,18 +1,24 @@
-//! A connection's socket with each flush's bytes held for one turn of the scheduler, so that the HTTP/2 frames of
-//! concurrent requests leave in one write instead of one write each.
+//! A connection's socket with each flush's bytes held while the scheduler's turns bring more, so that the HTTP/2
+//! frames of concurrent requests and watches leave in one write instead of one write each.
 //!
 //! Used on both HTTP/2 connections of a request's path, as HTTP/2 → **this** → TLS (when used) → TCP: the API
-//! server's with HTTP/2 clients (the aggregator in kube-apiserver, which carries every user's requests over a few
-//! connections) and the storage's with etcd ([`crate::etcd`]).
+//! server's with HTTP/2 clients (the aggregator in kube-apiserver, which carries every user's requests and watches
+//! over a few connections) and the storage's with etcd ([`crate::etcd`]).
 //!
 //! hyper runs an HTTP/2 connection as a task of its own, woken each time a stream queues a frame. A request or an
 //! answer is two or three frames (headers, the message, the end of the stream) queued from other tasks than the
 //! connection's, and on a multi-threaded runtime the connection task flushed them as they came: one `writev` each,
 //! about 1.8 per create to etcd at 32 concurrent creates, each one a loopback send with the peer woken to read it.
-//! Here the first flush after a write returns at once and wakes the task again; the bytes go out at the next flush,
-//! which the HTTP/2 connection makes at the end of every poll, by then with whatever frames the other tasks queued
-//! in between. A read that would wait sends held bytes first, so a protocol that flushes and then waits for the
-//! answer (a TLS handshake) never waits on bytes that were not sent.
+//! A watch event goes to every watcher's stream from the watcher's own task, so with hundreds of watchers on one
+//! connection the connection task wrote a few frames at a time, many times per event.
+//!
+//! Here a flush does not send at once: it returns, wakes the connection task again (which puts it behind the tasks
+//! already waiting to run) and holds the bytes. At the next flush, which the HTTP/2 connection makes at the end of
+//! every poll, the bytes go out if nothing was added since, and are held for one more turn if other tasks queued
+//! frames meanwhile, at most [`MAX_DEFERRED_TURNS`] turns in a row and [`HELD_BYTES`]. On an idle runtime a turn
+//! is the time of one poll, so a lone request waits for nothing; on a busy one the bytes wait while the
+//! connection keeps receiving frames, as a batch fills. A read that would wait sends held bytes first, so a
+//! protocol that flushes and then waits for the answer (a TLS handshake) never waits on bytes that were not sent.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -27,17 +33,29 @@ const HELD_BYTES: usize = 64 * 1024;
 /// large answer (a list in 16 KiB DATA frames) goes to TLS as it would without this layer.
 const PASS_THROUGH_BYTES: usize = 8 * 1024;
 
-/// `T` with its writes held until the second flush (or a read that would wait).
+/// The most flushes in a row that hold their bytes (each one turn of the scheduler).
+const MAX_DEFERRED_TURNS: u8 = 16;
+
+/// `T` with its writes held by flushes while each turn adds to them (or until a read would wait).
 pub struct Gathered<T> {
     inner: T,
     held: Vec<u8>,
-    /// A flush returned without sending `held`; the next flush (or a pending read) sends it.
-    flush_deferred: bool,
+    /// Flushes in a row that returned without sending `held`; 0 once it was sent.
+    deferred_turns: u8,
+    /// `held.len()` at the last of those flushes: more now means the turn since added bytes.
+    held_at_deferral: usize,
 }
 
 impl<T> Gathered<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner, held: Vec::new(), flush_deferred: false }
+        Self { inner, held: Vec::new(), deferred_turns: 0, held_at_deferral: 0 }
+    }
+
+    /// Whether a flush now holds the bytes for another turn: the first flush since they were held does, and
+    /// later ones do while each turn adds bytes, up to [`MAX_DEFERRED_TURNS`].
+    fn defers(&self) -> bool {
+        self.deferred_turns == 0
+            || (self.held.len() > self.held_at_deferral && self.deferred_turns < MAX_DEFERRED_TURNS)
     }
 }
 
@@ -57,7 +75,8 @@ impl<T: Write + Unpin> Gathered<T> {
             }
         }
         self.held.clear();
-        self.flush_deferred = false;
+        self.deferred_turns = 0;
+        self.held_at_deferral = 0;
         Poll::Ready(Ok(()))
     }
 }
@@ -66,7 +85,7 @@ impl<T: Read + Write + Unpin> Read for Gathered<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Pending if this.flush_deferred => match this.send_held(cx) {
+            Poll::Pending if this.deferred_turns > 0 => match this.send_held(cx) {
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
             },
@@ -108,8 +127,9 @@ impl<T: Write + Unpin> Write for Gathered<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if !this.held.is_empty() {
-            if !this.flush_deferred {
-                this.flush_deferred = true;
+            if this.defers() {
+                this.deferred_turns += 1;
+                this.held_at_deferral = this.held.len();
                 cx.waker().wake_by_ref();
                 return Poll::Ready(Ok(()));
             }
@@ -197,7 +217,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_before_the_second_flush_leave_in_one_write() {
+    async fn bytes_are_held_while_each_turn_adds_more() {
         let (mut io, mut far) = pair();
         let mut io = Pin::new(&mut io);
         assert!(matches!(poll_once(|cx| io.as_mut().poll_write(cx, b"headers,")).0, Poll::Ready(Ok(8))));
@@ -207,16 +227,41 @@ mod tests {
         assert_eq!(io.inner.writes, 0, "nothing written yet");
         assert!(available(&mut far).is_empty());
 
+        // Frames queued during that turn: held for one more.
         let slices = [IoSlice::new(b"message,"), IoSlice::new(b"end")];
         assert!(matches!(poll_once(|cx| io.as_mut().poll_write_vectored(cx, &slices)).0, Poll::Ready(Ok(11))));
-        assert!(matches!(poll_once(|cx| io.as_mut().poll_flush(cx)).0, Poll::Ready(Ok(()))));
-        assert_eq!(io.inner.writes, 1);
+        let (flushed, wakes) = poll_once(|cx| io.as_mut().poll_flush(cx));
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert_eq!((wakes, io.inner.writes), (1, 0), "a turn that added bytes is followed by another");
+
+        // A turn that added nothing: everything leaves in one write.
+        let (flushed, wakes) = poll_once(|cx| io.as_mut().poll_flush(cx));
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert_eq!((wakes, io.inner.writes), (0, 1));
         assert_eq!(available(&mut far), b"headers,message,end");
 
         // Nothing held: a flush goes straight through, no wake.
         let (flushed, wakes) = poll_once(|cx| io.as_mut().poll_flush(cx));
         assert!(matches!(flushed, Poll::Ready(Ok(()))));
         assert_eq!((wakes, io.inner.writes), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn bytes_are_held_for_at_most_the_turn_limit() {
+        let (mut io, mut far) = pair();
+        let mut io = Pin::new(&mut io);
+        for turn in 0..MAX_DEFERRED_TURNS {
+            assert!(matches!(poll_once(|cx| io.as_mut().poll_write(cx, b"x")).0, Poll::Ready(Ok(1))));
+            let (flushed, wakes) = poll_once(|cx| io.as_mut().poll_flush(cx));
+            assert!(matches!(flushed, Poll::Ready(Ok(()))));
+            assert_eq!((wakes, io.inner.writes), (1, 0), "turn {turn}: held");
+        }
+        // Every turn added a byte, but the limit is reached: the next flush sends them all.
+        assert!(matches!(poll_once(|cx| io.as_mut().poll_write(cx, b"x")).0, Poll::Ready(Ok(1))));
+        let (flushed, wakes) = poll_once(|cx| io.as_mut().poll_flush(cx));
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
+        assert_eq!((wakes, io.inner.writes), (0, 1));
+        assert_eq!(available(&mut far), vec![b'x'; usize::from(MAX_DEFERRED_TURNS) + 1]);
     }
 
     #[tokio::test]
