@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use backup_storage::cacher::WakeGroup;
 use serde_json::json;
 
 use crate::admission::RequestContext;
@@ -25,6 +26,7 @@ use crate::openapi::OpenApi;
 use crate::registry::Registry;
 use crate::request::info::RequestInfo;
 use crate::request::query::Query;
+use crate::tls::Http2Connection;
 
 /// What the routes serve; built once at start.
 pub struct Routes {
@@ -61,6 +63,7 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
             query: &query,
             headers: &parts.headers,
             stopping: &state.stopping,
+            wake_group: parts.extensions.get::<Http2Connection>().map_or_else(WakeGroup::default, |c| WakeGroup(c.0)),
             user: &user,
             authorizer: state.authorizer.as_ref(),
             request: &request,

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,6 +26,15 @@ use tower::ServiceExt;
 /// The client's address (for audit events' source IPs).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The HTTP/2 connection a request came on: a number no other connection of this process has. Absent on HTTP/1.1,
+/// where a connection carries one request at a time. The watches of one connection are woken together
+/// ([`backup_storage::cacher::WakeGroup`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Http2Connection(pub u64);
+
+/// Connections accepted by this process (on every listener): the last [`Http2Connection`] number given.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
 /// The client's certificate chain (leaf first), empty when it sent none.
 #[derive(Debug, Clone, Default)]
@@ -218,6 +227,7 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "setting TCP_NODELAY failed");
         }
+        let connection = Http2Connection(CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let (http1, http2) = (http1.clone(), http2.clone());
@@ -248,6 +258,9 @@ pub async fn serve(
                 seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(certs.clone());
                 req.extensions_mut().insert(PeerAddr(peer));
+                if h2 {
+                    req.extensions_mut().insert(connection);
+                }
                 req
             });
             let svc = TowerToHyperService::new(svc);

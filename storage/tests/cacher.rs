@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use backup_storage::cacher::{CacheWatch, CachedPrefix, Cacher, CacherConfig, Freshness, WatchEnd};
+use backup_storage::cacher::{CacheWatch, CachedPrefix, Cacher, CacherConfig, Freshness, WakeGroup, WatchEnd};
 use backup_storage::conformance::next_event;
 use backup_storage::embedded::EmbeddedStorage;
 use backup_storage::etcd::EtcdStorage;
@@ -230,7 +230,7 @@ async fn watchers_resume_or_relist_after_the_cache_is_rebuilt() {
     let backend = Counting::new(Arc::new(EmbeddedStorage::in_memory().expect("open")));
     let cacher = ready(backend.clone(), CacherConfig::new([CachedPrefix::new(PREFIX)])).await;
     let a = cacher.create(&format!("{PREFIX}ns/a"), value("a1")).await.expect("create");
-    let mut watch = cacher.watch_cached(PREFIX, a.mod_revision).await.expect("watch");
+    let mut watch = cacher.watch_cached(PREFIX, a.mod_revision, WakeGroup::default()).await.expect("watch");
     assert_eq!(next_cached(&mut watch).await.expect("event").object().expect("put").kv(), &a);
 
     let b = cacher.create(&format!("{PREFIX}ns/b"), value("b1")).await.expect("create");
@@ -252,7 +252,7 @@ async fn watchers_resume_or_relist_after_the_cache_is_rebuilt() {
     assert_eq!(backend.watches.load(Ordering::Relaxed), 2, "one backend watch before the relist, one after");
 
     // Resuming from before the new list: 410, as the events in between are not in the new window.
-    let mut resumed = cacher.watch_cached(PREFIX, a.mod_revision).await.expect("watch");
+    let mut resumed = cacher.watch_cached(PREFIX, a.mod_revision, WakeGroup::default()).await.expect("watch");
     match next_cached(&mut resumed).await {
         Err(WatchEnd::Failed(StorageError::Compacted { requested, .. })) => assert_eq!(requested, a.mod_revision),
         other => panic!("expected Compacted, got {other:?}"),
@@ -260,7 +260,7 @@ async fn watchers_resume_or_relist_after_the_cache_is_rebuilt() {
     // Relist from the cache, watch from its revision: the next write arrives.
     let list = cacher.list_cached(PREFIX, ListOptions::default(), Freshness::NotOlderThan(0)).await.expect("list");
     assert_eq!(list.items.len(), 2);
-    let mut rewatch = cacher.watch_cached(PREFIX, list.revision + 1).await.expect("watch");
+    let mut rewatch = cacher.watch_cached(PREFIX, list.revision + 1, WakeGroup::default()).await.expect("watch");
     let c = cacher.create(&format!("{PREFIX}ns/c"), value("c1")).await.expect("create");
     assert_eq!(next_cached(&mut rewatch).await.expect("event").object().expect("put").kv(), &c);
 }
@@ -309,7 +309,7 @@ async fn stuck_watcher_is_closed_and_memory_stays_bounded() {
         ..CacherConfig::new([CachedPrefix::new(PREFIX)])
     };
     let cacher = ready(backend, config).await;
-    let mut stuck = cacher.watch_cached(PREFIX, 0).await.expect("watch");
+    let mut stuck = cacher.watch_cached(PREFIX, 0, WakeGroup::default()).await.expect("watch");
     let mut live = cacher.watch(PREFIX, 0).await.expect("watch");
     let big = Bytes::from(vec![b'x'; 4096]);
     let reader = tokio::spawn(async move {
@@ -403,8 +403,10 @@ async fn reads_and_encodings_are_shared() {
     assert_eq!(backend.reads.load(Ordering::Relaxed), reads, "and no backend read");
 
     let mut watches = Vec::new();
-    for _ in 0..50 {
-        watches.push(cacher.watch_cached(PREFIX, 0).await.expect("watch"));
+    for i in 0..50 {
+        // Watchers in three wake groups (as three HTTP/2 connections') and in the default one.
+        let group = if i % 4 == 3 { WakeGroup::default() } else { WakeGroup(1 + i % 4) };
+        watches.push(cacher.watch_cached(PREFIX, 0, group).await.expect("watch"));
     }
     let created = cacher.create(&format!("{PREFIX}ns/new"), value("new")).await.expect("create");
     let encodings_before = cacher.metrics().snapshot().encodings;
@@ -462,11 +464,13 @@ async fn resume_from_before_the_window_bridges_to_it() {
         revisions.push(backend.create(&format!("{PREFIX}ns/k{i}"), value("v")).await.expect("create").mod_revision);
     }
     let cacher = ready(backend.clone(), CacherConfig::new([CachedPrefix::new(PREFIX)])).await;
-    match next_cached(&mut cacher.watch_cached(PREFIX, revisions[1] + 1).await.expect("watch")).await {
+    match next_cached(&mut cacher.watch_cached(PREFIX, revisions[1] + 1, WakeGroup::default()).await.expect("watch"))
+        .await
+    {
         Err(WatchEnd::Failed(StorageError::Compacted { .. })) => {}
         other => panic!("the window starts at the cache's list: expected Compacted, got {other:?}"),
     }
-    let mut resumed = cacher.resume_watch(PREFIX, revisions[1] + 1).await.expect("resume");
+    let mut resumed = cacher.resume_watch(PREFIX, revisions[1] + 1, WakeGroup::default()).await.expect("resume");
     for expected in &revisions[2..] {
         let event = next_cached(&mut resumed).await.expect("an event from the backend's history");
         assert_eq!(event.revision(), *expected);
@@ -502,7 +506,9 @@ async fn compactions_the_cache_did_not_make_are_410() {
     let relists = cacher.metrics().snapshot().relists;
     etcd.compact(last.mod_revision).await.expect("compact behind the cache's back");
 
-    match next_cached(&mut cacher.resume_watch(PREFIX, a.mod_revision + 1).await.expect("watch")).await {
+    match next_cached(&mut cacher.resume_watch(PREFIX, a.mod_revision + 1, WakeGroup::default()).await.expect("watch"))
+        .await
+    {
         Err(WatchEnd::Failed(StorageError::Compacted { requested, compacted })) => {
             assert_eq!((requested, compacted), (a.mod_revision + 1, last.mod_revision));
         }
@@ -512,14 +518,15 @@ async fn compactions_the_cache_did_not_make_are_410() {
     assert!(matches!(cacher.list(PREFIX, exact).await, Err(StorageError::Compacted { .. })), "an exact list too");
     let at = ListOptions { revision: Some(last.mod_revision), ..ListOptions::default() };
     assert_eq!(cacher.list(PREFIX, at).await.expect("at the compacted revision").items, vec![last.clone()]);
-    let mut fresh = cacher.resume_watch(PREFIX, last.mod_revision + 1).await.expect("watch");
+    let mut fresh = cacher.resume_watch(PREFIX, last.mod_revision + 1, WakeGroup::default()).await.expect("watch");
     let next = cacher.update(&a.key, value("a5"), last.mod_revision).await.expect("update");
     let event = match next_cached(&mut fresh).await {
         // On a loaded machine the reflector's backend watch may have been restarted from before the compaction
         // and relisted, closing its watchers: a consumer resumes where it was told, and sees the event there.
         Err(WatchEnd::Lagged { resume_from }) => {
             assert_eq!(resume_from, last.mod_revision + 1, "resumed where it was");
-            let mut resumed = cacher.resume_watch(PREFIX, resume_from).await.expect("watch again");
+            let mut resumed =
+                cacher.resume_watch(PREFIX, resume_from, WakeGroup::default()).await.expect("watch again");
             next_cached(&mut resumed).await.expect("event after resuming")
         }
         other => other.expect("event"),

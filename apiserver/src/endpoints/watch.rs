@@ -21,7 +21,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     if !req.info.name.is_empty() {
         opts.field_selector = name_selector(&opts.field_selector, &req.info.name)?;
     }
-    let events = req.store.watch(req.namespace(), &opts).await?;
+    let events = req.store.watch(req.namespace(), &opts, req.wake_group).await?;
     let mut renderer = WatchRenderer::new(output);
     let store = req.store.clone();
     let mut stopping = req.stopping.clone();

@@ -47,7 +47,7 @@ pub use self::object::{Attrs, AttrsHook, CachedEvent, CachedObject, Representati
 use self::prefix::PrefixCache;
 use self::revision::RevisionReader;
 use self::state::Snapshot;
-pub use self::watcher::{CacheWatch, WatchEnd};
+pub use self::watcher::{CacheWatch, WakeGroup, WatchEnd};
 use crate::{
     Deleted, KeyValue, ListOptions, ListResult, ProgressMode, ProgressWatch, Result, Revision, Storage, StorageError,
     WatchItem, WatchStream, key,
@@ -353,8 +353,8 @@ impl Cacher {
     /// `start_revision` (`0`: from now on, i.e. after the backend's current revision). A start revision whose
     /// events left the window (or were compacted) yields `Compacted` as the first item, as a backend does. While
     /// the cache has no list yet, the watch waits for it (at most `fresh_timeout`, then `Unavailable`).
-    /// `InvalidKey` when `prefix` is not inside a cached prefix.
-    pub async fn watch_cached(&self, prefix: &str, start_revision: Revision) -> Result<CacheWatch> {
+    /// `InvalidKey` when `prefix` is not inside a cached prefix. The watcher is woken with `group`'s.
+    pub async fn watch_cached(&self, prefix: &str, start_revision: Revision, group: WakeGroup) -> Result<CacheWatch> {
         key::validate_key(prefix, true)?;
         let Some(cache) = self.cache_for(prefix) else {
             return Err(StorageError::InvalidKey {
@@ -374,7 +374,7 @@ impl Cacher {
                 return Ok(CacheWatch::failed(compacted));
             }
         }
-        Ok(CacheWatch::new(cache.clone(), prefix.to_string(), after))
+        Ok(CacheWatch::new(cache.clone(), prefix.to_string(), after, group))
     }
 
     /// Watch `prefix` from `start_revision` (> 0) as a backend would — what a client's watch from its
@@ -383,31 +383,36 @@ impl Cacher {
     /// cache did not make). Inside the window → as [`Self::watch_cached`]; before it (a cache younger than the
     /// client's resourceVersion, e.g. after a restart) → a backend watch of its own until it reaches the window
     /// ([`CacheMetrics::backend_watches`]). A start revision of 0 is [`Self::watch_cached`]'s "from now on".
-    pub async fn resume_watch(&self, prefix: &str, start_revision: Revision) -> Result<CacheWatch> {
+    pub async fn resume_watch(&self, prefix: &str, start_revision: Revision, group: WakeGroup) -> Result<CacheWatch> {
         key::validate_key(prefix, true)?;
         if start_revision <= 0 {
-            return self.watch_cached(prefix, 0).await;
+            return self.watch_cached(prefix, 0, group).await;
         }
         match self.check_revision(start_revision).await {
             Ok(()) | Err(StorageError::FutureRevision { .. }) => {}
             Err(compacted @ StorageError::Compacted { .. }) => return Ok(CacheWatch::failed(compacted)),
             Err(e) => return Err(e),
         }
-        self.watch_or_bridge(prefix, start_revision).await
+        self.watch_or_bridge(prefix, start_revision, group).await
     }
 
     /// Watch `prefix` after a list of it at `list_revision` ([`Self::list_cached`]; sendInitialEvents, or a watch
     /// from resourceVersion "0" or unset): from the window, without a backend call, when the list came from
     /// memory; from a backend watch until it reaches the window when it did not (the cache was not ready).
-    pub async fn watch_after_list(&self, prefix: &str, list_revision: Revision) -> Result<CacheWatch> {
+    pub async fn watch_after_list(
+        &self,
+        prefix: &str,
+        list_revision: Revision,
+        group: WakeGroup,
+    ) -> Result<CacheWatch> {
         key::validate_key(prefix, true)?;
-        self.watch_or_bridge(prefix, list_revision + 1).await
+        self.watch_or_bridge(prefix, list_revision + 1, group).await
     }
 
     /// [`Self::watch_cached`] when the window holds every event from `start_revision` on, else a bridged watch.
-    async fn watch_or_bridge(&self, prefix: &str, start_revision: Revision) -> Result<CacheWatch> {
+    async fn watch_or_bridge(&self, prefix: &str, start_revision: Revision, group: WakeGroup) -> Result<CacheWatch> {
         let Some(cache) = self.cache_for(prefix) else {
-            return self.watch_cached(prefix, start_revision).await;
+            return self.watch_cached(prefix, start_revision, group).await;
         };
         if !cache.is_ready() && !cache.wait_for(0, cache.config.fresh_timeout).await {
             return Err(StorageError::Unavailable("the watch cache is not ready".into()));
@@ -417,10 +422,11 @@ impl Cacher {
             start_revision - 1 < state.window.start() && start_revision >= state.compacted
         };
         if !before_window {
-            return self.watch_cached(prefix, start_revision).await;
+            return self.watch_cached(prefix, start_revision, group).await;
         }
         let watch = self.backend.watch_with_progress(prefix, start_revision).await?;
-        Ok(CacheWatch::bridged(cache.clone(), prefix.to_string(), start_revision - 1, watch.items, watch.mode))
+        let after = start_revision - 1;
+        Ok(CacheWatch::bridged(cache.clone(), prefix.to_string(), after, watch.items, watch.mode, group))
     }
 
     /// Ask the backend whether `revision` is compacted (see [`Storage::check_revision`]); a compaction it
@@ -491,7 +497,7 @@ impl Storage for Cacher {
         if self.cache_for(prefix).is_none() {
             return self.backend.watch(prefix, start_revision).await;
         }
-        let watch = self.watch_cached(prefix, start_revision).await?;
+        let watch = self.watch_cached(prefix, start_revision, WakeGroup::default()).await?;
         Ok(Box::pin(watch.map(|item| item.map(|event| event.to_event()).map_err(StorageError::from))))
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::metrics::{self, CacheMetrics};
 use super::object::{AttrsHook, CachedObject};
 use super::state::State;
+use super::watcher::WakeGroup;
 use super::window::Window;
 use super::{CacherConfig, lock};
 use crate::{EventType, ProgressMode, Result, Revision, StorageError, WatchItem};
@@ -27,6 +28,9 @@ pub(super) struct PrefixCache {
     state: RwLock<State>,
     /// Bumped after every change of the state: watchers and waiting reads wake up.
     changed: watch::Sender<u64>,
+    /// The same for the watchers of each [`WakeGroup`] but the default one, woken group after group; a group
+    /// leaves once its last watcher has.
+    groups: Mutex<HashMap<WakeGroup, watch::Sender<u64>>>,
     /// How the backend watch reports progress (set by the reflector for each backend watch).
     progress: Mutex<ProgressMode>,
     watchers: Mutex<HashMap<u64, Arc<WatcherShared>>>,
@@ -76,6 +80,7 @@ impl PrefixCache {
             attrs,
             state: RwLock::new(State::new(window, metrics.clone())),
             changed: watch::Sender::new(0),
+            groups: Mutex::new(HashMap::new()),
             progress: Mutex::new(ProgressMode::Occasional),
             watchers: Mutex::new(HashMap::new()),
             next_watcher: AtomicU64::new(0),
@@ -96,8 +101,20 @@ impl PrefixCache {
         self.changed.subscribe()
     }
 
+    /// Changes for a watcher of `group`: the default group's are [`Self::subscribe`]'s.
+    pub fn subscribe_group(&self, group: WakeGroup) -> watch::Receiver<u64> {
+        if group == WakeGroup::default() {
+            return self.subscribe();
+        }
+        lock(&self.groups).entry(group).or_insert_with(|| watch::Sender::new(0)).subscribe()
+    }
+
     fn wake(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        lock(&self.groups).retain(|_, group| {
+            group.send_modify(|n| *n = n.wrapping_add(1));
+            group.receiver_count() > 0
+        });
     }
 
     pub fn is_ready(&self) -> bool {
@@ -232,5 +249,73 @@ impl PrefixCache {
         if closed {
             self.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
+
+    use std::future::Future;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::*;
+    use crate::cacher::CachedPrefix;
+
+    /// A waker that records its name when woken.
+    struct Named(&'static str, Arc<Mutex<Vec<&'static str>>>);
+
+    impl Wake for Named {
+        fn wake(self: Arc<Self>) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+
+    /// Each group's watchers are woken one after another, whatever order they subscribed in; a group leaves
+    /// the cache once its last watcher has.
+    #[test]
+    fn watchers_are_woken_group_after_group() {
+        let config = Arc::new(CacherConfig::new([CachedPrefix::new("/p/")]));
+        let cache = PrefixCache::new("/p/".into(), None, config, Arc::new(CacheMetrics::default()));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let subscribed = [
+            ("a1", WakeGroup(1)),
+            ("b1", WakeGroup(2)),
+            ("d1", WakeGroup::default()),
+            ("a2", WakeGroup(1)),
+            ("b2", WakeGroup(2)),
+            ("a3", WakeGroup(1)),
+            ("d2", WakeGroup::default()),
+            ("b3", WakeGroup(2)),
+        ];
+        let mut receivers: Vec<_> =
+            subscribed.iter().map(|(name, group)| (*name, cache.subscribe_group(*group))).collect();
+        {
+            let mut waiting: Vec<_> = receivers
+                .iter_mut()
+                .map(|(name, rx)| {
+                    let waker = Waker::from(Arc::new(Named(name, order.clone())));
+                    let mut changed = Box::pin(rx.changed());
+                    assert!(changed.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+                    changed
+                })
+                .collect();
+            cache.wake();
+            for changed in &mut waiting {
+                let waker = Waker::noop();
+                assert!(matches!(changed.as_mut().poll(&mut Context::from_waker(waker)), Poll::Ready(Ok(()))));
+            }
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.len(), subscribed.len(), "every watcher woken once: {order:?}");
+        for group in ["a", "b", "d"] {
+            let at: Vec<usize> = (0..order.len()).filter(|&i| order[i].starts_with(group)).collect();
+            assert_eq!(at.len(), if group == "d" { 2 } else { 3 }, "{order:?}");
+            assert_eq!(at[at.len() - 1] - at[0], at.len() - 1, "group {group} woken together: {order:?}");
+        }
+
+        receivers.retain(|(name, _)| !name.starts_with('b'));
+        cache.wake();
+        assert_eq!(lock(&cache.groups).keys().copied().collect::<Vec<_>>(), vec![WakeGroup(1)], "group 2 is gone");
     }
 }

@@ -1,8 +1,8 @@
 //! A watch served from the cache: a cursor into its prefix's window, read by the consumer's own task.
 //!
 //! reflector → window → **watcher** → the apiserver's watch handler. Nothing is pushed or copied per watcher: the
-//! reflector appends each event once and wakes every watcher; each takes `Arc`s of the events after its cursor,
-//! keeping those under its own prefix (a namespace). A watcher is closed when it lags: when more than
+//! reflector appends each event once and wakes every watcher, one [`WakeGroup`] after another; each takes `Arc`s
+//! of the events after its cursor, keeping those under its own prefix (a namespace). A watcher is closed when it lags: when more than
 //! `watcher_lag_bytes` of events arrived since it last read (checked by the reflector's sweep, so a consumer
 //! that never reads is closed too), when events it has not read left the window, or when the cache relisted.
 //! Its consumer then watches again from [`WatchEnd::Lagged`]'s revision (or relists on 410).
@@ -29,6 +29,15 @@ use crate::{ProgressMode, ProgressStream, Revision, StorageError, WatchItem};
 /// the window beyond its cursor (events that leave the window meanwhile stay alive only through it).
 const BATCH: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// Which watchers the cache wakes one after another, as a group: those whose events go out on one HTTP/2
+/// connection (the API server gives each connection's watches its own group; [`WakeGroup::default`] is the group
+/// of every other watcher). Each watcher queues its events on its stream from its own task, and the connection
+/// writes what its streams queued when its task next runs ([`crate::gather`]); woken together, one connection's
+/// watchers run one after another and its task writes their events in a few writes, where woken in no order
+/// they ran among every other connection's and it wrote a few events at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct WakeGroup(pub u64);
 
 /// Why a watch from the cache ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +69,9 @@ pub struct CacheWatch {
 }
 
 impl CacheWatch {
-    pub(super) fn new(cache: Arc<PrefixCache>, filter: String, after: Revision) -> Self {
+    pub(super) fn new(cache: Arc<PrefixCache>, filter: String, after: Revision, group: WakeGroup) -> Self {
         let progress = Arc::new(AtomicI64::new(after));
-        let cursor = Cursor::new(cache, filter, after, progress.clone());
+        let cursor = Cursor::new(cache, filter, after, progress.clone(), group);
         let inner = futures::stream::unfold(cursor, |mut cursor| async move {
             let item = cursor.next().await?;
             Some((item, cursor))
@@ -85,10 +94,12 @@ impl CacheWatch {
         after: Revision,
         items: ProgressStream,
         mode: ProgressMode,
+        group: WakeGroup,
     ) -> Self {
         let progress = Arc::new(AtomicI64::new(after));
         let counted = OnBackend::new(cache.metrics.clone());
-        let bridge = Bridge { cache, filter, seen: after, items, mode, progress: progress.clone(), _counted: counted };
+        let bridge =
+            Bridge { cache, filter, seen: after, items, mode, progress: progress.clone(), group, _counted: counted };
         let phase = Phase::Backend(Box::new(bridge));
         let inner = futures::stream::unfold(phase, |phase| async move {
             let (item, phase) = phase.next().await?;
@@ -145,10 +156,16 @@ enum Fill {
 }
 
 impl Cursor {
-    fn new(cache: Arc<PrefixCache>, filter: String, after: Revision, progress: Arc<AtomicI64>) -> Self {
+    fn new(
+        cache: Arc<PrefixCache>,
+        filter: String,
+        after: Revision,
+        progress: Arc<AtomicI64>,
+        group: WakeGroup,
+    ) -> Self {
         let (id, shared) = cache.register();
         let generation = cache.read().generation;
-        let changed = cache.subscribe();
+        let changed = cache.subscribe_group(group);
         Cursor {
             registration: Registration { cache, id },
             shared,
@@ -252,6 +269,8 @@ struct Bridge {
     items: ProgressStream,
     mode: ProgressMode,
     progress: Arc<AtomicI64>,
+    /// The group its cursor joins once it reaches the window.
+    group: WakeGroup,
     _counted: OnBackend,
 }
 
@@ -283,8 +302,8 @@ impl Phase {
             }
             Phase::Backend(mut bridge) => loop {
                 if bridge.reached_window() {
-                    let Bridge { cache, filter, seen, progress, .. } = *bridge;
-                    let mut cursor = Cursor::new(cache.clone(), filter, seen, progress);
+                    let Bridge { cache, filter, seen, progress, group, .. } = *bridge;
+                    let mut cursor = Cursor::new(cache.clone(), filter, seen, progress, group);
                     let item = cursor.next().await?;
                     return Some((item, Phase::Cache(cursor)));
                 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use backup_storage::cacher::{
-    AttrsHook, CacheWatch, CachedEvent, CachedList, CachedObject, Cacher, Freshness, WatchEnd,
+    AttrsHook, CacheWatch, CachedEvent, CachedList, CachedObject, Cacher, Freshness, WakeGroup, WatchEnd,
 };
 use backup_storage::{ListOptions, Result, Revision, Storage, WatchStream};
 use futures::StreamExt;
@@ -75,10 +75,10 @@ impl Reads {
     }
 
     /// The events under `prefix` after `revision`, where the store's list at `revision` left off: from memory,
-    /// with no backend call, when the list came from the cache.
-    pub async fn watch_after_list(&self, prefix: &str, revision: Revision) -> Result<Events> {
+    /// with no backend call, when the list came from the cache (woken with `group`'s watchers).
+    pub async fn watch_after_list(&self, prefix: &str, revision: Revision, group: WakeGroup) -> Result<Events> {
         match self {
-            Self::Cache(cacher) => Ok(Events::Cache(cacher.watch_after_list(prefix, revision).await?)),
+            Self::Cache(cacher) => Ok(Events::Cache(cacher.watch_after_list(prefix, revision, group).await?)),
             Self::Backend { storage, attrs } => {
                 Ok(Events::Backend { stream: storage.watch(prefix, revision + 1).await?, attrs: attrs.clone() })
             }
@@ -86,10 +86,10 @@ impl Reads {
     }
 
     /// The events under `prefix` after a resourceVersion a client gave (`Compacted` first when the backend no
-    /// longer has them).
-    pub async fn watch_after(&self, prefix: &str, revision: Revision) -> Result<Events> {
+    /// longer has them; from the cache, woken with `group`'s watchers).
+    pub async fn watch_after(&self, prefix: &str, revision: Revision, group: WakeGroup) -> Result<Events> {
         match self {
-            Self::Cache(cacher) => Ok(Events::Cache(cacher.resume_watch(prefix, revision + 1).await?)),
+            Self::Cache(cacher) => Ok(Events::Cache(cacher.resume_watch(prefix, revision + 1, group).await?)),
             Self::Backend { storage, attrs } => {
                 Ok(Events::Backend { stream: storage.watch(prefix, revision + 1).await?, attrs: attrs.clone() })
             }

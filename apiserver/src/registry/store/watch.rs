@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use backup_storage::cacher::{CachedEvent, CachedObject, WatchEnd};
+use backup_storage::cacher::{CachedEvent, CachedObject, WakeGroup, WatchEnd};
 use backup_storage::{EventType, Revision};
 use futures::Stream;
 use rand::Rng;
@@ -82,8 +82,9 @@ pub enum WatchEvent {
 }
 
 impl Store {
-    /// Start a watch of `namespace` (None = all) with `opts`.
-    pub async fn watch(&self, namespace: Option<&str>, opts: &ListOptions) -> ApiResult<WatchEvents> {
+    /// Start a watch of `namespace` (None = all) with `opts`; from the cache, it is woken with `group`'s watchers
+    /// (those of the client's HTTP/2 connection).
+    pub async fn watch(&self, namespace: Option<&str>, opts: &ListOptions, group: WakeGroup) -> ApiResult<WatchEvents> {
         let filter = Filter::new(&self.strategy, &opts.label_selector, &opts.field_selector)?;
         let initial = opts.send_initial_events || matches!(opts.resource_version, None | Some(0));
         let prefix = self.prefix(namespace);
@@ -94,12 +95,12 @@ impl Store {
             list_opts.limit = None;
             list_opts.continue_token = None;
             let page = list(self, namespace, &list_opts, &filter).await?;
-            let events = self.reads.watch_after_list(&prefix, page.revision).await;
+            let events = self.reads.watch_after_list(&prefix, page.revision, group).await;
             let start = page.revision + 1;
             (Some(page), start, events)
         } else {
             let rv = opts.resource_version.unwrap_or(0);
-            (None, rv + 1, self.reads.watch_after(&prefix, rv).await)
+            (None, rv + 1, self.reads.watch_after(&prefix, rv, group).await)
         };
         let timeout = Duration::from_secs(
             opts.timeout_seconds
