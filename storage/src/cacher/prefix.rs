@@ -28,15 +28,33 @@ pub(super) struct PrefixCache {
     state: RwLock<State>,
     /// Bumped after every change of the state: watchers and waiting reads wake up.
     changed: watch::Sender<u64>,
-    /// The same for the watchers of each [`WakeGroup`] but the default one, woken group after group; a group
-    /// leaves once its last watcher has.
-    groups: Mutex<HashMap<WakeGroup, watch::Sender<u64>>>,
+    /// The same for the watchers of each [`WakeGroup`] but the default one, woken group after group.
+    groups: Mutex<Groups>,
     /// How the backend watch reports progress (set by the reflector for each backend watch).
     progress: Mutex<ProgressMode>,
     watchers: Mutex<HashMap<u64, Arc<WatcherShared>>>,
     next_watcher: AtomicU64,
     pub metrics: Arc<CacheMetrics>,
     pub config: Arc<CacherConfig>,
+}
+
+/// The wake groups of a prefix's watchers. A group whose watchers have all gone is dropped at the next wake, or
+/// when new groups have doubled the map since it was last pruned (so that groups opened and left while the prefix
+/// is quiet stay bounded by twice the live ones).
+struct Groups {
+    senders: HashMap<WakeGroup, watch::Sender<u64>>,
+    /// Prune before adding a group once there are this many.
+    prune_at: usize,
+}
+
+/// The fewest groups pruned for.
+const MIN_PRUNE_AT: usize = 64;
+
+impl Groups {
+    fn prune(&mut self) {
+        self.senders.retain(|_, group| group.receiver_count() > 0);
+        self.prune_at = (2 * self.senders.len()).max(MIN_PRUNE_AT);
+    }
 }
 
 /// What the registry knows of one watcher, for closing it when it lags.
@@ -80,7 +98,7 @@ impl PrefixCache {
             attrs,
             state: RwLock::new(State::new(window, metrics.clone())),
             changed: watch::Sender::new(0),
-            groups: Mutex::new(HashMap::new()),
+            groups: Mutex::new(Groups { senders: HashMap::new(), prune_at: MIN_PRUNE_AT }),
             progress: Mutex::new(ProgressMode::Occasional),
             watchers: Mutex::new(HashMap::new()),
             next_watcher: AtomicU64::new(0),
@@ -106,15 +124,20 @@ impl PrefixCache {
         if group == WakeGroup::default() {
             return self.subscribe();
         }
-        lock(&self.groups).entry(group).or_insert_with(|| watch::Sender::new(0)).subscribe()
+        let mut groups = lock(&self.groups);
+        if !groups.senders.contains_key(&group) && groups.senders.len() >= groups.prune_at {
+            groups.prune();
+        }
+        groups.senders.entry(group).or_insert_with(|| watch::Sender::new(0)).subscribe()
     }
 
     fn wake(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
-        lock(&self.groups).retain(|_, group| {
+        let mut groups = lock(&self.groups);
+        for group in groups.senders.values() {
             group.send_modify(|n| *n = n.wrapping_add(1));
-            group.receiver_count() > 0
-        });
+        }
+        groups.prune();
     }
 
     pub fn is_ready(&self) -> bool {
@@ -316,6 +339,26 @@ mod tests {
 
         receivers.retain(|(name, _)| !name.starts_with('b'));
         cache.wake();
-        assert_eq!(lock(&cache.groups).keys().copied().collect::<Vec<_>>(), vec![WakeGroup(1)], "group 2 is gone");
+        assert_eq!(
+            lock(&cache.groups).senders.keys().copied().collect::<Vec<_>>(),
+            vec![WakeGroup(1)],
+            "group 2 is gone"
+        );
+    }
+
+    /// Groups left while the prefix is quiet (no wake to drop them) stay bounded: a client that opens
+    /// connections one after another, each with a watch it then closes, does not grow the map without end.
+    #[test]
+    fn groups_left_without_a_wake_are_dropped_as_new_ones_come() {
+        let config = Arc::new(CacherConfig::new([CachedPrefix::new("/p/")]));
+        let cache = PrefixCache::new("/p/".into(), None, config, Arc::new(CacheMetrics::default()));
+        let live: Vec<_> = (1..=10).map(|n| cache.subscribe_group(WakeGroup(n))).collect();
+        for n in 11..=1_000 {
+            drop(cache.subscribe_group(WakeGroup(n)));
+        }
+        let groups = lock(&cache.groups);
+        assert!(groups.senders.len() <= MIN_PRUNE_AT, "{} groups kept", groups.senders.len());
+        assert!((1..=10).all(|n| groups.senders.contains_key(&WakeGroup(n))), "the live groups stay");
+        drop(live);
     }
 }

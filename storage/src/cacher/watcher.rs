@@ -2,10 +2,10 @@
 //!
 //! reflector → window → **watcher** → the apiserver's watch handler. Nothing is pushed or copied per watcher: the
 //! reflector appends each event once and wakes every watcher, one [`WakeGroup`] after another; each takes `Arc`s
-//! of the events after its cursor, keeping those under its own prefix (a namespace). A watcher is closed when it lags: when more than
-//! `watcher_lag_bytes` of events arrived since it last read (checked by the reflector's sweep, so a consumer
-//! that never reads is closed too), when events it has not read left the window, or when the cache relisted.
-//! Its consumer then watches again from [`WatchEnd::Lagged`]'s revision (or relists on 410).
+//! of the events after its cursor, keeping those under its own prefix (a namespace). A watcher is closed when it
+//! lags: when more than `watcher_lag_bytes` of events arrived since it last read (checked by the reflector's
+//! sweep, so a consumer that never reads is closed too), when events it has not read left the window, or when the
+//! cache relisted. Its consumer then watches again from [`WatchEnd::Lagged`]'s revision (or relists on 410).
 //!
 //! A watch resumed from before the window (e.g. a client of the previous process, whose cache started later) is
 //! *bridged*: it reads a backend watch of its own until that reaches the window, then becomes a cursor too.
