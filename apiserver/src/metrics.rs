@@ -312,7 +312,7 @@ impl Collector for WatchCacheCollector {
         let counters: [(&str, &str, u64); 11] = [
             (
                 "apiserver_watch_cache_events_dispatched",
-                "Events handed to watchers by the watch cache (one per event per watcher).",
+                "Events dispatched to watchers by the watch cache (one per event, whatever the number of watchers).",
                 m.events_dispatched,
             ),
             (

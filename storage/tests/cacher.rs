@@ -343,7 +343,8 @@ async fn stuck_watcher_is_closed_and_memory_stays_bounded() {
 }
 
 /// However many watchers (in several namespaces), the backend has one watch per cached prefix: counted by a
-/// wrapping backend, and by etcd itself (`etcd_debugging_mvcc_watcher_total`).
+/// wrapping backend, and by etcd itself (`etcd_debugging_mvcc_watcher_total`). An event counts once as dispatched,
+/// as upstream's metric, whatever the number of its watchers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_backend_watch_per_prefix() {
     let server = EtcdServer::start().await;
@@ -367,6 +368,7 @@ async fn one_backend_watch_per_prefix() {
         }
     }
     assert!(delivered > 0);
+    assert_eq!(cacher.metrics().snapshot().events_dispatched, 1, "counted once per event, not per watcher");
     assert_eq!(backend.watches.load(Ordering::Relaxed), 2, "one backend watch per prefix");
     assert_eq!(cacher.metrics().snapshot().watchers, 500);
     let in_etcd = server.metric("etcd_debugging_mvcc_watcher_total").await;

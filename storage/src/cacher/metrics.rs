@@ -16,7 +16,8 @@ pub struct CacheMetrics {
     pub window_bytes: AtomicI64,
     /// Open watches served by the cache.
     pub watchers: AtomicI64,
-    /// Events handed to watchers (one per event per watcher).
+    /// Events dispatched to the watchers: one per event whatever the number of watchers, as upstream counts
+    /// `apiserver_watch_cache_events_dispatched_total`.
     pub events_dispatched: AtomicU64,
     /// Watches closed because they fell behind (their consumer read too slowly).
     pub watchers_closed_lagging: AtomicU64,

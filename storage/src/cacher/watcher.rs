@@ -185,7 +185,6 @@ impl Cursor {
         }
         loop {
             if let Some(event) = self.pending.pop_front() {
-                metrics::count(&self.registration.cache.metrics.events_dispatched);
                 let yielded = if self.pending.is_empty() { self.revision } else { event.revision() };
                 self.progress.store(yielded, Ordering::Release);
                 return Some(Ok(event));
@@ -209,7 +208,9 @@ impl Cursor {
 
     /// Take the next events from the window.
     fn fill(&mut self) -> Fill {
-        self.changed.borrow_and_update();
+        // Marked seen before the window is read, so that a wake during the read is not lost (only the version is
+        // read: the channel's value says nothing).
+        self.changed.mark_unchanged();
         let cache = &self.registration.cache;
         let lagged = WatchEnd::Lagged { resume_from: self.revision + 1 };
         if self.shared.closed.load(Ordering::Acquire) {
@@ -323,7 +324,6 @@ impl Phase {
                         if !event.kv.key.starts_with(&bridge.filter) {
                             continue;
                         }
-                        metrics::count(&bridge.cache.metrics.events_dispatched);
                         let event = Arc::new(CachedEvent::detached(event, bridge.cache.attrs.as_ref()));
                         return Some((Ok(event), Phase::Backend(bridge)));
                     }
