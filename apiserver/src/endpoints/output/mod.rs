@@ -209,7 +209,8 @@ impl WatchRenderer {
                 let headers = table && !self.headers_sent;
                 self.headers_sent |= table;
                 // Table cells show ages relative to now: a Table line is shared within the second it is made in.
-                let now = jiff::Timestamp::now();
+                // Other renderings do not read the clock (this runs for every watcher of every event).
+                let now = if table { jiff::Timestamp::now() } else { jiff::Timestamp::UNIX_EPOCH };
                 let line = ObjectLine { representation: self.representation, headers, event_type, revision, now };
                 match shared {
                     Some(shared) => shared.encoded(line.id(), |_| line.render(store, &object)),

@@ -164,7 +164,7 @@ struct Source {
     events: Option<Events>,
     /// What the watchdog took from `events` to see whether an event waits: the client's side gets it first.
     peeked: Option<SourceItem>,
-    /// When the client's side last asked for an event.
+    /// When the client's side last asked for an event and got one (what `delivered` needs).
     pulled_at: Option<Instant>,
     /// The last ask got one: the client's side asks again as soon as it has written it (HTTP/1.1: into its
     /// bounded buffer; HTTP/2: within the stream's flow-control window), without being woken.
@@ -280,8 +280,11 @@ impl Stream for WatchEvents {
         let watched = self.watched.clone();
         let mut source = lock(&watched.0);
         let next = self.next_event(&mut source, cx);
-        source.pulled_at = Some(Instant::now());
         source.delivered = matches!(next, Poll::Ready(Some(_)));
+        if source.delivered {
+            // The clock is read once per event, not at every poll.
+            source.pulled_at = Some(Instant::now());
+        }
         if self.done {
             // Nothing more is read from the source: release it now, not when the response is dropped (which waits
             // for the client to take what was written).
