@@ -212,18 +212,15 @@ impl PrefixCache {
                 }
             }
         }
-        let mut dispatched = 0;
         {
             let mut state = self.write();
             for change in changes {
                 match change {
                     Change::Put(object, prev) if object.kv().mod_revision > state.revision => {
                         state.put(object, prev);
-                        dispatched += 1;
                     }
                     Change::Delete(key, revision, prev) if revision > state.revision => {
                         state.delete(&key, revision, prev);
-                        dispatched += 1;
                     }
                     Change::Progress(revision) => state.revision = state.revision.max(revision),
                     // Already applied (a backend never repeats events; be safe).
@@ -234,7 +231,6 @@ impl PrefixCache {
                 state.compacted = state.compacted.max(*compacted);
             }
         }
-        self.metrics.events_dispatched.fetch_add(dispatched, Ordering::Relaxed);
         self.wake();
         failure.map_or(Ok(()), Err)
     }

@@ -67,6 +67,7 @@ impl Window {
         self.next_offset += size as u64;
         self.bytes += size;
         self.events.push_back(event.clone());
+        metrics::count(&self.accounting.metrics.events_dispatched);
         metrics::add(&self.accounting.metrics.window_events, 1);
         metrics::add(&self.accounting.metrics.window_bytes, size as i64);
         while self.events.len() > self.max_events || self.total_bytes() > self.max_bytes {
