@@ -11,11 +11,10 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 
 use super::h2::{H2, line_resource_version};
-use super::process::ServerProcess;
+use super::process::{ServerProcess, cpu_time};
 use super::{BoxError, object};
 
 const EVENTS: usize = 100;
-const EVENT_GAP: Duration = Duration::from_millis(20);
 /// How long watchers may take to receive everything after the last create.
 const DRAIN: Duration = Duration::from_secs(60);
 
@@ -29,6 +28,8 @@ pub struct FanOut {
     latencies: Vec<u32>,
     /// Server CPU for the whole cell (opening the watches excepted).
     pub cpu: Option<Duration>,
+    /// This process's CPU over the same span: the watchers reading and the writer creating.
+    pub client_cpu: Duration,
 }
 
 impl FanOut {
@@ -68,7 +69,12 @@ impl Acks {
 }
 
 /// `watchers` watches through the server, in namespace `ns`.
-pub async fn through_server(server: &ServerProcess, watchers: usize, ns: &str) -> Result<FanOut, BoxError> {
+pub async fn through_server(
+    server: &ServerProcess,
+    watchers: usize,
+    ns: &str,
+    gap: Duration,
+) -> Result<FanOut, BoxError> {
     let h2 = H2::connect(&server.kubeconfig, watchers).await?;
     let collection = format!("/apis/backup.extend-k8s.io/v1/namespaces/{ns}/timeseriesdbbackups");
     let list: serde_json::Value = serde_json::from_slice(&h2.get_body(&format!("{collection}?limit=1")).await?)?;
@@ -82,28 +88,18 @@ pub async fn through_server(server: &ServerProcess, watchers: usize, ns: &str) -
             let body = resp?.into_body();
             let acks = acks.clone();
             tasks.push(tokio::spawn(async move {
-                let mut body = body;
                 let mut latencies = Vec::with_capacity(EVENTS);
-                let mut buf = Vec::new();
+                // One timer for the whole watch (not one per frame): the watchers share the server's cores.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-                while latencies.len() < EVENTS {
-                    let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await else { break };
-                    let Ok(data) = frame.into_data() else { continue };
-                    buf.extend_from_slice(&data);
-                    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                        if let Some(revision) = line_resource_version(&buf[..end]) {
-                            latencies.push(acks.latency(revision));
-                        }
-                        buf.drain(..=end);
-                    }
-                }
+                let _ = tokio::time::timeout_at(deadline, read_lines(body, &acks, &mut latencies)).await;
                 latencies
             }));
         }
     }
     let cpu_before = server.cpu();
+    let client_before = cpu_time(std::process::id());
     let writer = server.client.clone();
-    let mut ticker = tokio::time::interval(EVENT_GAP);
+    let mut ticker = tokio::time::interval(gap);
     for i in 0..EVENTS {
         ticker.tick().await;
         let body = serde_json::to_vec(&object(&format!("fan{watchers}-{i}")))?;
@@ -115,12 +111,33 @@ pub async fn through_server(server: &ServerProcess, watchers: usize, ns: &str) -
         let revision: i64 = created["metadata"]["resourceVersion"].as_str().unwrap_or("0").parse()?;
         acks.acked(revision);
     }
-    let cell = collect(format!("HTTP server, {} HTTP/2 connections", watchers.div_ceil(200)), watchers, tasks).await;
+    let through = format!("HTTP server, {} HTTP/2 connections", watchers.div_ceil(200));
+    let cell = collect(through, watchers, tasks, client_before).await;
     Ok(FanOut { cpu: Some(server.cpu().saturating_sub(cpu_before)), ..cell })
 }
 
+/// Read a watch's lines until `EVENTS` have come (or the stream ends), each line's latency into `latencies`: the
+/// resourceVersion found by a SIMD search, each line's bytes scanned once, as cheaply as the watchers can be on the
+/// cores they share with the server.
+async fn read_lines(mut body: hyper::body::Incoming, acks: &Acks, latencies: &mut Vec<u32>) {
+    let mut buf = Vec::new();
+    while latencies.len() < EVENTS {
+        let Some(Ok(frame)) = body.frame().await else { return };
+        let Ok(data) = frame.into_data() else { continue };
+        buf.extend_from_slice(&data);
+        let mut start = 0;
+        while let Some(end) = memchr::memchr(b'\n', &buf[start..]) {
+            if let Some(revision) = line_resource_version(&buf[start..start + end]) {
+                latencies.push(acks.latency(revision));
+            }
+            start += end + 1;
+        }
+        buf.drain(..start);
+    }
+}
+
 /// `watchers` etcd watches through etcd-client (the limit without our server), on a prefix of their own.
-pub async fn through_etcd(endpoint: &str, watchers: usize) -> Result<FanOut, BoxError> {
+pub async fn through_etcd(endpoint: &str, watchers: usize, gap: Duration) -> Result<FanOut, BoxError> {
     use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
     let client = etcd_client::Client::connect([endpoint], None).await?;
     let prefix = format!("/raw-fanout/{watchers}/");
@@ -147,7 +164,8 @@ pub async fn through_etcd(endpoint: &str, watchers: usize) -> Result<FanOut, Box
     }
     let value = serde_json::to_vec(&object("raw"))?;
     let mut kv = client.kv_client();
-    let mut ticker = tokio::time::interval(EVENT_GAP);
+    let client_before = cpu_time(std::process::id());
+    let mut ticker = tokio::time::interval(gap);
     for i in 0..EVENTS {
         ticker.tick().await;
         let key = format!("{prefix}k{i:04}");
@@ -159,10 +177,15 @@ pub async fn through_etcd(endpoint: &str, watchers: usize) -> Result<FanOut, Box
         let resp = kv.txn(txn).await?;
         acks.acked(resp.header().map_or(0, |h| h.revision()));
     }
-    Ok(collect("raw etcd-client, one etcd watch each".into(), watchers, tasks).await)
+    Ok(collect("raw etcd-client, one etcd watch each".into(), watchers, tasks, client_before).await)
 }
 
-async fn collect(through: String, watchers: usize, tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>) -> FanOut {
+async fn collect(
+    through: String,
+    watchers: usize,
+    tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+    client_before: Duration,
+) -> FanOut {
     let drained = tokio::time::Instant::now() + DRAIN;
     let mut latencies = Vec::with_capacity(watchers * EVENTS);
     for mut task in tasks {
@@ -180,5 +203,6 @@ async fn collect(through: String, watchers: usize, tasks: Vec<tokio::task::JoinH
         missed: watchers * EVENTS - delivered.min(watchers * EVENTS),
         latencies,
         cpu: None,
+        client_cpu: cpu_time(std::process::id()).saturating_sub(client_before),
     }
 }

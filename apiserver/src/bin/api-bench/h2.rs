@@ -85,7 +85,7 @@ impl H2 {
 /// The `metadata.resourceVersion` of the object in one watch line, found without parsing the line.
 pub fn line_resource_version(line: &[u8]) -> Option<i64> {
     const KEY: &[u8] = b"\"resourceVersion\":\"";
-    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let at = memchr::memmem::find(line, KEY)? + KEY.len();
     let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&line[at..at + digits]).ok()?.parse().ok()
 }

@@ -12,7 +12,8 @@
 //!   and exec → ready with 10k objects stored ([`memory`]).
 //!
 //! Run it with `hack/bench-api.sh` (`--only requests,lists,fanout,memory`; `--sustain SECONDS`, default 60;
-//! `--targets cache,direct,embedded` for the request phase's servers).
+//! `--targets cache,direct,embedded` for the request phase's servers; `--watchers 1000,10000` and
+//! `--event-gap-ms 20` for the fan-out's watcher counts and the time between its creates).
 
 mod fanout;
 mod h2;
@@ -282,27 +283,40 @@ async fn bench_lists(binary: &std::path::Path, dir: &std::path::Path, etcd: &Etc
     Ok(())
 }
 
-async fn bench_fanout(binary: &std::path::Path, dir: &std::path::Path, etcd: &EtcdServer) -> Result<(), BoxError> {
+/// The fan-out cells: `watchers` through the server with its cache and through etcd's own watches, one create per
+/// `gap`; then 1,000 watchers without the cache.
+async fn bench_fanout(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    etcd: &EtcdServer,
+    watchers: &[usize],
+    gap: Duration,
+) -> Result<(), BoxError> {
     let args = vec!["--etcd-servers".to_string(), etcd.endpoint()];
     let cached = ServerProcess::start(binary, dir, &args).await?;
     let mut cells = Vec::new();
-    for watchers in [1_000, 10_000] {
+    for &watchers in watchers {
         eprintln!("fan-out to {watchers} watchers through the server");
-        cells.push(("watch cache", fanout::through_server(&cached, watchers, &format!("fan{watchers}")).await?));
+        cells.push(("watch cache", fanout::through_server(&cached, watchers, &format!("fan{watchers}"), gap).await?));
         eprintln!("fan-out to {watchers} etcd watches");
-        cells.push(("-", fanout::through_etcd(&etcd.endpoint(), watchers).await?));
+        cells.push(("-", fanout::through_etcd(&etcd.endpoint(), watchers, gap).await?));
     }
     drop(cached);
     let direct = ServerProcess::start(binary, dir, &[args, vec!["--watch-cache=false".into()]].concat()).await?;
     eprintln!("fan-out to 1000 watchers through the server without its cache");
-    cells.push(("--watch-cache=false", fanout::through_server(&direct, 1_000, "fan1000off").await?));
-    println!("### Watch fan-out (100 creates, one every 20 ms; latency from each create's acknowledgement)\n");
-    println!("| watchers | through | server | delivered | missed | p50 ms | p99 ms | max ms | server CPU |");
-    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|");
+    cells.push(("--watch-cache=false", fanout::through_server(&direct, 1_000, "fan1000off", gap).await?));
+    println!(
+        "### Watch fan-out (100 creates, one every {} ms; latency from each create's acknowledgement)\n",
+        gap.as_millis()
+    );
+    println!(
+        "| watchers | through | server | delivered | missed | p50 ms | p99 ms | max ms | server CPU | bench CPU |"
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (server, c) in &cells {
         let cpu = c.cpu.map_or("-".into(), |t| format!("{:.2} s", t.as_secs_f64()));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s |",
             c.watchers,
             c.through,
             server,
@@ -311,7 +325,8 @@ async fn bench_fanout(binary: &std::path::Path, dir: &std::path::Path, etcd: &Et
             c.ms(0.5),
             c.ms(0.99),
             c.ms(1.0),
-            cpu
+            cpu,
+            c.client_cpu.as_secs_f64()
         );
     }
     println!();
@@ -357,6 +372,9 @@ async fn main() -> Result<(), BoxError> {
     let only = value("--only").unwrap_or_else(|| "requests,lists,fanout,memory".into());
     let sustain = Duration::from_secs(value("--sustain").and_then(|s| s.parse().ok()).unwrap_or(60));
     let targets = value("--targets").unwrap_or_else(|| "cache,direct,embedded".into());
+    let gap = Duration::from_millis(value("--event-gap-ms").and_then(|s| s.parse().ok()).unwrap_or(20));
+    let watchers: Vec<usize> =
+        value("--watchers").unwrap_or_else(|| "1000,10000".into()).split(',').filter_map(|n| n.parse().ok()).collect();
     let phases: Vec<&str> = only.split(',').collect();
     let binary = server_binary()?;
     let dir = tempfile::tempdir()?;
@@ -390,7 +408,7 @@ async fn main() -> Result<(), BoxError> {
         bench_lists(&binary, dir.path(), &etcd).await?;
     }
     if phases.contains(&"fanout") {
-        bench_fanout(&binary, dir.path(), &etcd).await?;
+        bench_fanout(&binary, dir.path(), &etcd, &watchers, gap).await?;
     }
     if phases.contains(&"memory") {
         bench_memory(&binary, dir.path(), sustain).await?;
