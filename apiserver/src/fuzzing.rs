@@ -359,7 +359,8 @@ fn anyone() -> RequestContext {
     RequestContext::new(Default::default(), None)
 }
 
-/// A store of `kind` reading and writing `storage` directly (no watch cache), admitting nothing.
+/// A store of `kind` reading and writing `storage` directly (no watch cache), admitting nothing, never stopping.
 fn backend_store(kind: Arc<dyn backup_apis::Kind>, storage: Arc<dyn Storage>) -> Store {
-    Store::new(kind, storage.clone(), Reads::Backend { storage, attrs: attrs::hook() }, None)
+    let never_stops = tokio::sync::watch::channel(false).1;
+    Store::new(kind, storage.clone(), Reads::Backend { storage, attrs: attrs::hook() }, None, never_stops)
 }

@@ -108,13 +108,19 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     let health = Arc::new(health::Health::new(backend.storage.clone(), backend.check_name, diagnosis));
     let (stopping, stopping_rx) = watch::channel(false);
     let routes = Arc::new(Routes {
-        registry: registry::Registry::new(&kinds, backend.storage, backend.cache, admission, opts.standalone),
+        registry: registry::Registry::new(
+            &kinds,
+            backend.storage,
+            backend.cache,
+            admission,
+            opts.standalone,
+            &stopping_rx,
+        ),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
         health: health.clone(),
         metrics: metrics.clone(),
         version: version::info(),
-        stopping: stopping_rx,
         authorizer: auth.authorizer.clone(),
     });
     let auditor = match (&opts.audit_policy_file, &opts.audit_log_path) {

@@ -36,8 +36,6 @@ pub struct Routes {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     pub version: serde_json::Value,
-    /// Becomes true when the server stops: watches end.
-    pub stopping: tokio::sync::watch::Receiver<bool>,
     /// For the permissions an endpoint checks beyond the request's verb.
     pub authorizer: Arc<dyn Authorizer>,
 }
@@ -62,7 +60,6 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
             info: &info,
             query: &query,
             headers: &parts.headers,
-            stopping: &state.stopping,
             wake_group: parts.extensions.get::<Http2Connection>().map_or_else(WakeGroup::default, |c| WakeGroup(c.0)),
             user: &user,
             authorizer: state.authorizer.as_ref(),

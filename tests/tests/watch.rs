@@ -94,6 +94,28 @@ async fn timeout_seconds_ends_the_stream_with_a_bookmark() {
     assert!(w.rest(STEP).await.is_empty(), "no bookmark unless allowed");
 }
 
+/// When the server stops, its open watches end at once and cleanly (no ERROR, no bookmark), whatever their
+/// timeout, and the stop does not wait for them.
+#[tokio::test]
+async fn watches_end_when_the_server_stops() {
+    let srv = TestServer::standalone().await;
+    let h = srv.http();
+    let a = h.create(&backups("default"), &backup("a")).await;
+    let plain = watch(&h, &format!("resourceVersion={}", rv(&a))).await;
+    let long = watch(&h, &format!("resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds=3600", rv(&a))).await;
+    let mut watches = [plain, long];
+    h.create(&backups("default"), &backup("b")).await;
+    for w in &mut watches {
+        assert_eq!(summary(&w.expect_event(STEP).await), ("ADDED".into(), "b".into()));
+    }
+    let started = Instant::now();
+    srv.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "the stop waited for the watches: {:?}", started.elapsed());
+    for w in &mut watches {
+        assert_eq!(w.rest(STEP).await, Vec::<Value>::new(), "the end, with nothing after the stop");
+    }
+}
+
 #[tokio::test]
 async fn label_selector_transitions_are_added_and_deleted() {
     let srv = TestServer::standalone().await;

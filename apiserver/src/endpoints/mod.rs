@@ -21,7 +21,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use backup_storage::cacher::WakeGroup;
-use tokio::sync::watch::Receiver;
 
 use crate::admission::RequestContext;
 use crate::auth::authn::UserInfo;
@@ -39,8 +38,6 @@ pub struct ResourceRequest<'a> {
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
     pub body: Body,
-    /// Becomes true when the server stops (watches end then).
-    pub stopping: &'a Receiver<bool>,
     /// The watchers a watch is woken with: its HTTP/2 connection's.
     pub wake_group: WakeGroup,
     /// Who is asking (authenticated by the filters).
@@ -56,7 +53,6 @@ pub struct Context<'a> {
     pub info: &'a RequestInfo,
     pub query: &'a Query,
     pub headers: &'a HeaderMap,
-    pub stopping: &'a Receiver<bool>,
     pub wake_group: WakeGroup,
     pub user: &'a UserInfo,
     pub authorizer: &'a dyn Authorizer,
@@ -131,8 +127,8 @@ async fn route(registry: &Registry, cx: Context<'_>, body: Body) -> ApiResult<Re
     if !allowed {
         return Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind));
     }
-    let Context { info, query, headers, stopping, wake_group, user, authorizer, request } = cx;
-    let req = ResourceRequest { store, info, query, headers, body, stopping, wake_group, user, authorizer, request };
+    let Context { info, query, headers, wake_group, user, authorizer, request } = cx;
+    let req = ResourceRequest { store, info, query, headers, body, wake_group, user, authorizer, request };
     match info.verb {
         Verb::Get => get::serve(req).await,
         Verb::List => list::serve(req).await,

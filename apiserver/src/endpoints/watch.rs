@@ -1,6 +1,7 @@
 //! WATCH (`?watch=true`, or the `/watch/` path prefix): `ListOptions`, then `registry.Store.Watch`; each event is
 //! rendered as one line of newline-delimited JSON and flushed (`Content-Type: application/json`, as upstream's
-//! `application/json;stream=watch` framing). The stream ends cleanly when the server stops.
+//! `application/json;stream=watch` framing). The stream ends cleanly at its timeout and when the server stops (the
+//! store's watchdog ends it).
 //!
 //! endpoints → **watch** → registry store → storage watch.
 
@@ -24,11 +25,7 @@ pub async fn serve(req: ResourceRequest<'_>) -> ApiResult<Response> {
     let events = req.store.watch(req.namespace(), &opts, req.wake_group).await?;
     let mut renderer = WatchRenderer::new(output);
     let store = req.store.clone();
-    let mut stopping = req.stopping.clone();
-    let stopped = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-    };
-    let lines = events.take_until(stopped).map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
+    let lines = events.map(move |ev| Ok::<_, std::convert::Infallible>(renderer.line(&store, ev)));
     let mut resp = Response::new(Body::from_stream(lines));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)

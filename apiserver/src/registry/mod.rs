@@ -29,13 +29,15 @@ pub struct Registry {
 
 impl Registry {
     /// The stores of `kinds`, writing to `storage` and reading through `cache` (or from `storage` without one);
-    /// `standalone` when no cluster (and so no garbage collector) is behind the server.
+    /// `standalone` when no cluster (and so no garbage collector) is behind the server; their watches end when
+    /// `stopping` turns true.
     pub fn new(
         kinds: &[Arc<dyn Kind>],
         storage: Arc<dyn Storage>,
         cache: Option<Arc<Cacher>>,
         admission: Option<Arc<dyn Admission>>,
         standalone: bool,
+        stopping: &tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let reads = match cache {
             Some(cacher) => Reads::Cache(cacher),
@@ -44,7 +46,7 @@ impl Registry {
         let stores = kinds
             .iter()
             .map(|k| {
-                let store = Store::new(k.clone(), storage.clone(), reads.clone(), admission.clone())
+                let store = Store::new(k.clone(), storage.clone(), reads.clone(), admission.clone(), stopping.clone())
                     .finishing_propagation(standalone);
                 (k.resource().plural, Arc::new(store))
             })

@@ -55,7 +55,7 @@ pub struct Store {
     pub reads: Reads,
     /// The admission chain every write goes through (in a cluster; none standalone).
     admission: Option<Arc<dyn Admission>>,
-    /// Cuts off watches whose clients stopped reading.
+    /// Ends watches: at their timeout, when the server stops, and those whose clients stopped reading.
     watchdog: Arc<Watchdog>,
     /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
     finishes_propagation: bool,
@@ -102,13 +102,15 @@ struct WriteOptions<'a> {
 }
 
 impl Store {
+    /// The store of `kind`, writing to `storage`, reading from `reads`; its watches end when `stopping` turns true.
     pub fn new(
         kind: Arc<dyn Kind>,
         storage: Arc<dyn Storage>,
         reads: Reads,
         admission: Option<Arc<dyn Admission>>,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
-        let watchdog = Arc::new(Watchdog::default());
+        let watchdog = Arc::new(Watchdog::new(stopping));
         Self {
             strategy: Arc::new(Strategy::new(kind)),
             storage,

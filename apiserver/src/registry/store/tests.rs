@@ -115,7 +115,8 @@ impl Fixture {
         let cacher = Arc::new(Cacher::new(backend.clone(), CacherConfig::new([prefix])).expect("watch cache"));
         assert!(cacher.wait_ready(Duration::from_secs(10)).await, "the watch cache did not list");
         let key = format!("/{}/{}/{NS}/{NAME}", info.group, info.plural);
-        let store = Store::new(kind, backend.clone(), Reads::Cache(cacher.clone()), None);
+        let never_stops = tokio::sync::watch::channel(false).1;
+        let store = Store::new(kind, backend.clone(), Reads::Cache(cacher.clone()), None, never_stops);
         let context = RequestContext::new(Arc::default(), None);
         let fixture = Self { store, backend, cacher, key, context };
         let object = json!({

@@ -10,20 +10,23 @@
 //! cache's cursor: at most a batch of shared events; a backend watch: its buffer). A client that stops reading
 //! for [`SLOW_WATCHER_BUDGET`] while an event waits for it is cut off by the [`Watchdog`] — its source is
 //! dropped and its response ends once the client reads again — and the cache closes a watcher that falls its
-//! lag budget of bytes behind; the client resumes from the last resourceVersion it saw, or relists.
+//! lag budget of bytes behind; the client resumes from the last resourceVersion it saw, or relists. The same
+//! watchdog ends watches at their timeout and when the server stops, and marks their periodic bookmarks due: a
+//! watch's own poll reads flags under the lock it already takes, with no timer or stop signal of its own to poll.
 //!
 //! endpoints/watch → **store watch** → selectors → reads (watch cache or storage watch).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use backup_storage::cacher::{CachedEvent, CachedObject, WakeGroup, WatchEnd};
 use backup_storage::{EventType, Revision};
 use futures::Stream;
 use rand::Rng;
-use tokio::time::{Instant, Interval, Sleep};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::Store;
 use super::list::list;
@@ -42,7 +45,8 @@ const MIN_REQUEST_TIMEOUT: u64 = 1800;
 /// relists, as upstream's cacher closes a watcher whose buffer stays full. A client that stops reading holds
 /// nothing for long; one that reads, however slowly, or that waits on an idle resource, is never cut off.
 const SLOW_WATCHER_BUDGET: Duration = Duration::from_secs(1);
-/// How often the watchdog looks for such watchers.
+/// How often the watchdog looks for such watchers, for watches past their timeout and for bookmarks due: a watch
+/// ends at most this long after its `timeoutSeconds`.
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The type of an object event.
@@ -110,42 +114,54 @@ impl Store {
             Ok(events) => (Some(events), None),
             Err(e) => (None, Some(ApiError::from(e))),
         };
-        let watched = Arc::new(Watched(Mutex::new(Source { events: source, ..Source::default() })));
+        let now = Instant::now();
+        let watched = Arc::new(Watched(Mutex::new(Source {
+            events: source,
+            peeked: None,
+            pulled_at: None,
+            delivered: false,
+            // A timeout past what the clock can count (any client may send any number) is no timeout.
+            deadline: now.checked_add(timeout),
+            next_bookmark: opts.allow_bookmarks.then(|| now + BOOKMARK_INTERVAL),
+            bookmark_due: false,
+            ending: None,
+            waker: None,
+        })));
         self.watchdog.watch(&watched);
         let (initial, initial_end) = match initial_page {
             Some(page) => (page.items, opts.send_initial_events.then_some(page.revision)),
             None => (Vec::new(), None),
         };
-        let bookmarks = opts
-            .allow_bookmarks
-            .then(|| tokio::time::interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL));
         Ok(WatchEvents {
-            initial: initial.into_iter(),
-            initial_end,
-            failed,
             watched,
-            translator: Translator { filter, strategy: self.strategy.clone() },
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            bookmarks,
-            allow_bookmarks: opts.allow_bookmarks,
-            last_rv: start_revision - 1,
-            done: false,
+            sequence: Sequence {
+                initial: initial.into_iter(),
+                initial_end,
+                failed,
+                translator: Translator { filter, strategy: self.strategy.clone() },
+                allow_bookmarks: opts.allow_bookmarks,
+                last_rv: start_revision - 1,
+                done: false,
+            },
         })
     }
 }
 
 /// The events of one watch, as the client reads them; the stream ends when the watch does.
 pub struct WatchEvents {
+    watched: Arc<Watched>,
+    sequence: Sequence,
+}
+
+/// What a watch sends, in order, beside what it shares with the watchdog.
+struct Sequence {
     /// The initial state (ADDED events), first.
     initial: std::vec::IntoIter<Arc<CachedObject>>,
     /// Then, for a streaming list, the bookmark that ends the initial events.
     initial_end: Option<Revision>,
     /// The watch could not start: this error, then the end.
     failed: Option<ApiError>,
-    watched: Arc<Watched>,
     translator: Translator,
-    deadline: Pin<Box<Sleep>>,
-    bookmarks: Option<Interval>,
     allow_bookmarks: bool,
     /// The revision of the last storage event seen.
     last_rv: Revision,
@@ -158,7 +174,15 @@ struct Watched(Mutex<Source>);
 
 type SourceItem = Option<std::result::Result<Arc<CachedEvent>, WatchEnd>>;
 
-#[derive(Default)]
+/// Why the watchdog ends a watch whose source goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Its `timeoutSeconds` passed: a last bookmark (when allowed), then the end.
+    TimedOut,
+    /// The server stops: the end, at once.
+    Stopped,
+}
+
 struct Source {
     /// `None` once cut off.
     events: Option<Events>,
@@ -169,6 +193,16 @@ struct Source {
     /// The last ask got one: the client's side asks again as soon as it has written it (HTTP/1.1: into its
     /// bounded buffer; HTTP/2: within the stream's flow-control window), without being woken.
     delivered: bool,
+    /// When the watch times out (`timeoutSeconds`), if the clock can count that far.
+    deadline: Option<Instant>,
+    /// When its next periodic bookmark is due, if it allowed bookmarks.
+    next_bookmark: Option<Instant>,
+    /// The watchdog found a bookmark due: the client's side sends one.
+    bookmark_due: bool,
+    /// Set by the watchdog: the watch ends.
+    ending: Option<Ending>,
+    /// The client's side's waker, from its last poll that found nothing: the watchdog wakes it.
+    waker: Option<Waker>,
 }
 
 impl Source {
@@ -204,7 +238,7 @@ enum Waiting {
     End,
 }
 
-impl WatchEvents {
+impl Sequence {
     /// A bookmark at the source's progress (or the last event's revision while an event taken from the source
     /// waits in `peeked`: the source's progress may count it as sent).
     fn bookmark(&self, source: &Source) -> WatchEvent {
@@ -214,7 +248,8 @@ impl WatchEvents {
     }
 
     fn next_event(&mut self, source: &mut Source, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
-        if self.done {
+        if self.done || source.ending == Some(Ending::Stopped) {
+            self.done = true;
             return Poll::Ready(None);
         }
         if let Some(object) = self.initial.next() {
@@ -228,13 +263,11 @@ impl WatchEvents {
             self.done = true;
             return Poll::Ready(Some(WatchEvent::Error(error)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        if source.ending == Some(Ending::TimedOut) {
             self.done = true;
             return Poll::Ready(self.allow_bookmarks.then(|| self.bookmark(source)));
         }
-        if let Some(bookmarks) = &mut self.bookmarks
-            && bookmarks.poll_tick(cx).is_ready()
-        {
+        if std::mem::take(&mut source.bookmark_due) {
             return Poll::Ready(Some(self.bookmark(source)));
         }
         loop {
@@ -276,16 +309,20 @@ impl WatchEvents {
 impl Stream for WatchEvents {
     type Item = WatchEvent;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
-        let watched = self.watched.clone();
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        // Borrowed, not cloned: an `Arc` clone is a shared write to a line that, among 10,000 watchers, is
+        // rarely in this core's cache.
+        let WatchEvents { watched, sequence } = self.get_mut();
         let mut source = lock(&watched.0);
-        let next = self.next_event(&mut source, cx);
+        let next = sequence.next_event(&mut source, cx);
         source.delivered = matches!(next, Poll::Ready(Some(_)));
         if source.delivered {
             // The clock is read once per event, not at every poll.
             source.pulled_at = Some(Instant::now());
+        } else if next.is_pending() && !source.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            source.waker = Some(cx.waker().clone());
         }
-        if self.done {
+        if sequence.done {
             // Nothing more is read from the source: release it now, not when the response is dropped (which waits
             // for the client to take what was written).
             source.events = None;
@@ -309,40 +346,100 @@ fn object_event(
     WatchEvent::Object { event_type, object, revision, shared }
 }
 
-/// Cuts off the watches whose client has read nothing for [`SLOW_WATCHER_BUDGET`] while an event waits for it:
-/// drops their source (the cache's cursor, or the backend watch), so they hold nothing more; their response ends
-/// once the client reads again. One task per store, started with its first watch, looking every
-/// [`WATCHDOG_INTERVAL`].
-#[derive(Default)]
+/// Ends a store's watches that the client's side would not end by itself, every [`WATCHDOG_INTERVAL`]: those at
+/// their timeout, and all of them when the server stops (`stopping` turns true); marks their periodic bookmarks
+/// due; and cuts off the watches whose client has read nothing for [`SLOW_WATCHER_BUDGET`] while an event waits
+/// for it: drops their source (the cache's cursor, or the backend watch), so they hold nothing more; their
+/// response ends once the client reads again. One task per store, started with its first watch.
 pub struct Watchdog {
-    watches: Mutex<Vec<Weak<Watched>>>,
+    watches: Mutex<Watches>,
     started: OnceLock<()>,
+    stopping: watch::Receiver<bool>,
+}
+
+#[derive(Default)]
+struct Watches {
+    open: Vec<Weak<Watched>>,
+    /// The server stopped: every watch ends, those that start now too.
+    stopped: bool,
 }
 
 impl Watchdog {
+    /// A watchdog whose watches end when `stopping` turns true (never, if its sender is dropped first).
+    pub fn new(stopping: watch::Receiver<bool>) -> Self {
+        Self { watches: Mutex::default(), started: OnceLock::new(), stopping }
+    }
+
     fn watch(self: &Arc<Self>, watched: &Arc<Watched>) {
-        lock(&self.watches).push(Arc::downgrade(watched));
+        let mut watches = lock(&self.watches);
+        if watches.stopped {
+            lock(&watched.0).ending = Some(Ending::Stopped);
+        } else {
+            watches.open.push(Arc::downgrade(watched));
+        }
+        drop(watches);
         self.started.get_or_init(|| {
             let watchdog = Arc::downgrade(self);
+            let mut stopping = self.stopping.clone();
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(WATCHDOG_INTERVAL);
+                let mut can_stop = true;
                 loop {
-                    ticks.tick().await;
-                    let Some(watchdog) = watchdog.upgrade() else { return };
-                    watchdog.sweep();
+                    tokio::select! {
+                        _ = ticks.tick() => {
+                            let Some(watchdog) = watchdog.upgrade() else { return };
+                            watchdog.sweep();
+                        }
+                        stopped = stopping.wait_for(|s| *s), if can_stop => {
+                            if stopped.is_err() {
+                                // Its sender is gone: nothing will stop these watches but their own ends.
+                                can_stop = false;
+                                continue;
+                            }
+                            if let Some(watchdog) = watchdog.upgrade() {
+                                watchdog.stop();
+                            }
+                            return;
+                        }
+                    }
                 }
             });
         });
     }
 
+    /// End every watch, now and from now on.
+    fn stop(&self) {
+        let mut wake = Vec::new();
+        let mut watches = lock(&self.watches);
+        watches.stopped = true;
+        for watched in watches.open.drain(..).filter_map(|w| w.upgrade()) {
+            let mut source = lock(&watched.0);
+            source.ending = Some(Ending::Stopped);
+            wake.extend(source.waker.take());
+        }
+        drop(watches);
+        wake.into_iter().for_each(Waker::wake);
+    }
+
     fn sweep(&self) {
         let now = Instant::now();
         let mut full = Vec::new();
-        lock(&self.watches).retain(|w| {
+        let mut wake = Vec::new();
+        lock(&self.watches).open.retain(|w| {
             let Some(watched) = w.upgrade() else { return false };
-            let source = lock(&watched.0);
-            if source.events.is_none() {
+            let mut source = lock(&watched.0);
+            if source.events.is_none() || source.ending.is_some() {
                 return false;
+            }
+            if source.deadline.is_some_and(|at| now >= at) {
+                source.ending = Some(Ending::TimedOut);
+                wake.extend(source.waker.take());
+                return false;
+            }
+            if source.next_bookmark.is_some_and(|at| now >= at) {
+                source.next_bookmark = Some(now + BOOKMARK_INTERVAL);
+                source.bookmark_due = true;
+                wake.extend(source.waker.take());
             }
             if source.full_for(SLOW_WATCHER_BUDGET, now) {
                 drop(source);
@@ -350,6 +447,7 @@ impl Watchdog {
             }
             true
         });
+        wake.into_iter().for_each(Waker::wake);
         // Outside the list's lock: polling a source takes the cache's.
         for watched in full {
             let mut source = lock(&watched.0);
