@@ -372,7 +372,8 @@ async fn main() -> Result<(), BoxError> {
     let only = value("--only").unwrap_or_else(|| "requests,lists,fanout,memory".into());
     let sustain = Duration::from_secs(value("--sustain").and_then(|s| s.parse().ok()).unwrap_or(60));
     let targets = value("--targets").unwrap_or_else(|| "cache,direct,embedded".into());
-    let gap = Duration::from_millis(value("--event-gap-ms").and_then(|s| s.parse().ok()).unwrap_or(20));
+    // At least 1 ms: an interval needs a period.
+    let gap = Duration::from_millis(value("--event-gap-ms").and_then(|s| s.parse().ok()).unwrap_or(20).max(1));
     let watchers: Vec<usize> =
         value("--watchers").unwrap_or_else(|| "1000,10000".into()).split(',').filter_map(|n| n.parse().ok()).collect();
     let phases: Vec<&str> = only.split(',').collect();
