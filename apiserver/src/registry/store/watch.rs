@@ -352,16 +352,9 @@ fn object_event(
 /// for it: drops their source (the cache's cursor, or the backend watch), so they hold nothing more; their
 /// response ends once the client reads again. One task per store, started with its first watch.
 pub struct Watchdog {
-    watches: Mutex<Watches>,
+    watches: Mutex<Vec<Weak<Watched>>>,
     started: OnceLock<()>,
     stopping: watch::Receiver<bool>,
-}
-
-#[derive(Default)]
-struct Watches {
-    open: Vec<Weak<Watched>>,
-    /// The server stopped: every watch ends, those that start now too.
-    stopped: bool,
 }
 
 impl Watchdog {
@@ -371,11 +364,13 @@ impl Watchdog {
     }
 
     fn watch(self: &Arc<Self>, watched: &Arc<Watched>) {
+        // Under the list's lock, which `stop` takes after the stop is sent: a watch is either listed before `stop`
+        // ends the listed ones, or sees the stop here and ends at once.
         let mut watches = lock(&self.watches);
-        if watches.stopped {
+        if *self.stopping.borrow() {
             lock(&watched.0).ending = Some(Ending::Stopped);
         } else {
-            watches.open.push(Arc::downgrade(watched));
+            watches.push(Arc::downgrade(watched));
         }
         drop(watches);
         self.started.get_or_init(|| {
@@ -407,12 +402,11 @@ impl Watchdog {
         });
     }
 
-    /// End every watch, now and from now on.
+    /// End every watch listed (those that start later see the stop themselves).
     fn stop(&self) {
         let mut wake = Vec::new();
         let mut watches = lock(&self.watches);
-        watches.stopped = true;
-        for watched in watches.open.drain(..).filter_map(|w| w.upgrade()) {
+        for watched in watches.drain(..).filter_map(|w| w.upgrade()) {
             let mut source = lock(&watched.0);
             source.ending = Some(Ending::Stopped);
             wake.extend(source.waker.take());
@@ -425,7 +419,7 @@ impl Watchdog {
         let now = Instant::now();
         let mut full = Vec::new();
         let mut wake = Vec::new();
-        lock(&self.watches).open.retain(|w| {
+        lock(&self.watches).retain(|w| {
             let Some(watched) = w.upgrade() else { return false };
             let mut source = lock(&watched.0);
             if source.events.is_none() || source.ending.is_some() {
