@@ -15,6 +15,7 @@
 pub mod aggregated;
 pub mod background;
 pub mod cluster;
+pub mod crd;
 pub mod http;
 pub mod kubectl;
 pub mod pki;

@@ -21,25 +21,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use backup_apis::{CellSource, Kind};
 use backup_e2e::TestServer;
 use backup_e2e::aggregated::AggregatedCluster;
+use backup_e2e::crd::{self, CRD_CATEGORY, CRD_GROUP, CRD_SHORT_SUFFIX};
 use backup_e2e::kubectl::Kubectl;
 use regex::Regex;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SESSION: &str = include_str!("differential/session.txt");
 const ALLOWED: &str = include_str!("differential/allowed.txt");
 
 /// The namespace every target works in.
 const NAMESPACE: &str = "diff";
-/// The CRD's group: not a substring of ours, nor ours of it, so both normalise to `GROUP`.
-const CRD_GROUP: &str = "backup-crd.extend-k8s.io";
-/// The CRD's category (ours is `backups`; the two groups share a cluster).
-const CRD_CATEGORY: &str = "backupscrd";
-/// Appended to the CRD's short names (ours: `tsdbb`, `tsdbr`).
-const CRD_SHORT_SUFFIX: &str = "c";
-
 /// Where a session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
@@ -349,54 +342,6 @@ fn parse_allowed(text: &str, steps: &[Step]) -> BTreeMap<(String, Target), Strin
     allowed
 }
 
-/// The CustomResourceDefinition of `kind` in [`CRD_GROUP`]: its schema (ObjectMeta's `$ref` as `type: object`),
-/// printer columns, status subresource, names.
-fn crd(kind: &dyn Kind) -> Value {
-    let r = kind.resource();
-    let mut schema = kind.schema();
-    schema["properties"]["metadata"] = json!({"type": "object"});
-    let columns: Vec<Value> = kind
-        .printer_columns()
-        .iter()
-        .filter_map(|c| {
-            let pointer = match c.source {
-                CellSource::Name => return None,
-                CellSource::Pointer(p) | CellSource::Age(p) | CellSource::Bytes(p) => p,
-            };
-            Some(json!({
-                "name": c.name,
-                "type": c.column_type.as_str(),
-                "jsonPath": pointer.replace('/', "."),
-                "description": c.description,
-                "priority": c.priority,
-            }))
-        })
-        .collect();
-    let mut version = json!({
-        "name": r.version, "served": true, "storage": true,
-        "schema": {"openAPIV3Schema": schema},
-        "additionalPrinterColumns": columns,
-    });
-    if r.status_subresource {
-        version["subresources"] = json!({"status": {}});
-    }
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{}.{CRD_GROUP}", r.plural)},
-        "spec": {
-            "group": CRD_GROUP,
-            "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-            "names": {
-                "plural": r.plural, "singular": r.singular, "kind": r.kind, "listKind": r.list_kind,
-                "shortNames": r.short_names.iter().map(|s| format!("{s}{CRD_SHORT_SUFFIX}")).collect::<Vec<_>>(),
-                "categories": [CRD_CATEGORY],
-            },
-            "versions": [version],
-        },
-    })
-}
-
 /// A readable account of one difference.
 fn describe(step: &Step, target: Target, ours: &Outcome, crd: &Outcome) -> String {
     let mut out =
@@ -447,12 +392,7 @@ async fn the_same_kubectl_session_against_ours_and_a_crd() {
     let env = AggregatedCluster::shared().await;
     let admin = env.cluster.kubectl();
     env.cluster.create_namespace(NAMESPACE).await;
-    for kind in backup_apis::kinds() {
-        let crd = crd(kind.as_ref());
-        admin.ok_stdin(&["apply", "-f", "-"], &crd.to_string()).await;
-        let name = format!("crd/{}", crd["metadata"]["name"].as_str().unwrap());
-        admin.ok(&["wait", "--for=condition=Established", &name, "--timeout=60s"]).await;
-    }
+    crd::install(&admin).await;
     let standalone = TestServer::standalone().await;
     eprintln!("targets ready in {:?}", started.elapsed());
 

@@ -1,5 +1,6 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
-//! `server/filters`, one per file): [`audit::init`] (the Audit-ID) → [`panic_recovery`] → [`request_info`] (parse
+//! `server/filters`, one per file): [`compression`] (gzip for the responses that allow it) → [`audit::init`] (the
+//! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse
 //! the request once) → [`audit`] → [`metrics`] (count and time it) → [`timeout`] → [`authentication`] (who) →
 //! [`max_in_flight`] (overload) → [`authorization`] (may they). Each takes only what it needs; together they wrap
 //! the routes in [`apply`].
@@ -9,6 +10,7 @@
 pub mod audit;
 pub mod authentication;
 pub mod authorization;
+pub mod compression;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod panic_recovery;
@@ -66,33 +68,36 @@ impl Chain {
     /// Every filter, outermost first, then the routes.
     async fn serve(&self, req: Request) -> Response {
         let deps = &self.deps;
-        audit::init(req, move |req| async move {
-            panic_recovery::recover(req, move |req| async move {
-                request_info::parse(req, move |req| async move {
-                    audit::audit(deps.auditor.as_ref(), req, move |req| async move {
-                        metrics::record(&deps.metrics, req, move |req| async move {
-                            timeout::limit(deps.request_timeout, req, move |req| async move {
-                                authentication::authenticate(
-                                    deps.authenticator.as_ref(),
-                                    &deps.always_allow,
-                                    req,
-                                    move |req| async move {
-                                        max_in_flight::limit(&deps.max_in_flight, req, move |req| async move {
-                                            authorization::authorize(
-                                                deps.authorizer.as_ref(),
-                                                req,
-                                                move |req| async move {
-                                                    match self.routes.clone().oneshot(req).await {
-                                                        Ok(resp) => resp,
-                                                        Err(never) => match never {},
-                                                    }
-                                                },
-                                            )
+        compression::compress(req, move |req| async move {
+            audit::init(req, move |req| async move {
+                panic_recovery::recover(req, move |req| async move {
+                    request_info::parse(req, move |req| async move {
+                        audit::audit(deps.auditor.as_ref(), req, move |req| async move {
+                            metrics::record(&deps.metrics, req, move |req| async move {
+                                timeout::limit(deps.request_timeout, req, move |req| async move {
+                                    authentication::authenticate(
+                                        deps.authenticator.as_ref(),
+                                        &deps.always_allow,
+                                        req,
+                                        move |req| async move {
+                                            max_in_flight::limit(&deps.max_in_flight, req, move |req| async move {
+                                                authorization::authorize(
+                                                    deps.authorizer.as_ref(),
+                                                    req,
+                                                    move |req| async move {
+                                                        match self.routes.clone().oneshot(req).await {
+                                                            Ok(resp) => resp,
+                                                            Err(never) => match never {},
+                                                        }
+                                                    },
+                                                )
+                                                .await
+                                            })
                                             .await
-                                        })
-                                        .await
-                                    },
-                                )
+                                        },
+                                    )
+                                    .await
+                                })
                                 .await
                             })
                             .await

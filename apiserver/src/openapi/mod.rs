@@ -35,6 +35,7 @@ use axum::response::Response;
 use backup_apis::Kind;
 use jiff::{Timestamp, ToSpan, tz::TimeZone};
 
+use crate::filters::compression::Compressible;
 use model::Model;
 use serve::Served;
 
@@ -82,16 +83,20 @@ impl OpenApi {
         self.documents.get_or_init(|| Documents::new(&self.kinds))
     }
 
-    /// `GET /openapi/v2`: JSON or protobuf, whichever the Accept header prefers (JSON when both are as good).
+    /// `GET /openapi/v2`: JSON or protobuf, whichever the Accept header prefers (JSON when both are as good);
+    /// gzip-encoded when the client accepts it, and every answer says it varies with `Accept-Encoding`, as
+    /// kube-openapi's handler behind its gzip handler does.
     pub fn serve_v2(&self, headers: &HeaderMap) -> Response {
         let offered = ["application/json", protobuf::REQUESTED_TYPE, protobuf::CONTENT_TYPE];
         let docs = self.documents();
-        let served = match serve::negotiate(headers, &offered) {
-            Some("application/json") => &docs.v2,
-            Some(_) => &docs.v2_protobuf,
-            None => return serve::not_acceptable(),
+        let mut resp = match serve::negotiate(headers, &offered) {
+            Some("application/json") => serve::document(&docs.v2, headers, docs.built, HeaderMap::new()),
+            Some(_) => serve::document(&docs.v2_protobuf, headers, docs.built, HeaderMap::new()),
+            None => serve::not_acceptable(),
         };
-        serve::document(served, headers, docs.built, HeaderMap::new())
+        resp.headers_mut().append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        resp.extensions_mut().insert(Compressible::OpenApiV2);
+        resp
     }
 
     /// `GET /openapi/v3`: served whatever the Accept header, as upstream's discovery handler does.

@@ -23,6 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
+use crate::filters::compression::Compressible;
 use crate::registry::object_bytes::{prefetch, prefetch_bytes, write_with_resource_version};
 use crate::registry::store::{DeletedCollection, ListPage, Store, WatchEvent, WatchEventType};
 use crate::request::negotiation::{IncludeObject, Media, MetaVersion, Output, Representation};
@@ -320,9 +321,11 @@ fn json_bytes(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
-/// The response: `code`, the body with its content type, and `Warning` headers (deduplicated, capped).
+/// The response: `code`, the body with its content type, and `Warning` headers (deduplicated, capped); gzip-encoded
+/// when large and the client accepts it ([`Compressible::ApiObject`]).
 fn response(code: StatusCode, body: impl Into<Body>, media: Media, warnings: &[String]) -> Response {
     let mut resp = (code, body.into()).into_response();
+    resp.extensions_mut().insert(Compressible::ApiObject);
     let h = resp.headers_mut();
     let content_type = match media {
         Media::Json => "application/json",
