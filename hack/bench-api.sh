@@ -3,7 +3,7 @@
 # only, every phase bounded in count and time. Phases (--only, comma-separated; all by default):
 #   requests  creates/gets/updates at concurrency 1/8/32 (on etcd with and without the watch cache, and on the
 #             embedded store): ops/s, p50/p99, server CPU per request
-#   lists     lists of 1k and 10k objects, resourceVersion unset and "0", beside etcd ranges
+#   lists     lists of 1k and 10k objects, resourceVersion unset and "0", and gzip-encoded, beside etcd ranges
 #   fanout    1,000 and 10,000 watchers over HTTP/2: delivery p50/p99 from each create's acknowledgement, missed
 #             (--watchers 1000,10000 and --event-gap-ms 20: the watcher counts and the time between creates)
 #   memory    RSS idle, with 10k objects, + 1k watches, high-water mark after sustained updates (--sustain SECONDS,

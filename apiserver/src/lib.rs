@@ -150,6 +150,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         request_timeout: opts.request_timeout,
         max_in_flight: Arc::new(max_in_flight),
         auditor,
+        api_response_compression: opts.api_response_compression(),
     };
     let app = server::router(routes, filters);
     serve(&opts, app, auth.admin_token, health, stopping).await

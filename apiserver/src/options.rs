@@ -181,6 +181,34 @@ pub struct Options {
     /// Log lines as `text` (no colours unless stderr is a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Feature gates, as kube-apiserver takes them (`Name=true|false`, comma-separated). The one there is:
+    /// APIResponseCompression (default true), gzip-encoded API answers over 128 KiB for clients that ask (the
+    /// OpenAPI document is compressed either way, as upstream's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_feature_gate)]
+    pub feature_gates: Vec<FeatureGate>,
+}
+
+/// One `--feature-gates` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureGate {
+    /// `APIResponseCompression=<bool>`.
+    ApiResponseCompression(bool),
+}
+
+/// `Name=<bool>` with Go's `strconv.ParseBool` spellings; an unknown name is an error, as upstream's.
+pub fn parse_feature_gate(s: &str) -> Result<FeatureGate, String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("missing bool value for {}", s.trim()))?;
+    let (name, value) = (name.trim(), value.trim());
+    let on = match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+        _ => return Err(format!("invalid value of {name}={value}: not a bool")),
+    };
+    match name {
+        "APIResponseCompression" => Ok(FeatureGate::ApiResponseCompression(on)),
+        _ => Err(format!("unrecognized feature gate: {name}")),
+    }
 }
 
 /// `--log-format`.
@@ -200,6 +228,15 @@ impl Options {
                 .into();
         args.push(kubeconfig.as_os_str().to_owned());
         Self::parse_from(args)
+    }
+
+    /// Whether API answers may be gzip-encoded: `--feature-gates=APIResponseCompression=false` turns it off (the
+    /// last setting wins).
+    pub fn api_response_compression(&self) -> bool {
+        let mut settings = self.feature_gates.iter().rev().map(|gate| match gate {
+            FeatureGate::ApiResponseCompression(on) => *on,
+        });
+        settings.next().unwrap_or(true)
     }
 }
 
@@ -250,6 +287,19 @@ mod tests {
         assert!(parse(&["--watch-cache"]));
         assert!(!parse(&["--watch-cache=false"]));
         assert!(parse(&["--watch-cache=true"]));
+    }
+
+    #[test]
+    fn feature_gates() {
+        let parse = |extra: &[&str]| Options::try_parse_from([&["backup-apiserver"], extra].concat());
+        assert!(parse(&[]).unwrap().api_response_compression());
+        assert!(!parse(&["--feature-gates=APIResponseCompression=false"]).unwrap().api_response_compression());
+        let last_wins = ["--feature-gates", "APIResponseCompression=false,APIResponseCompression=true"];
+        assert!(parse(&last_wins).unwrap().api_response_compression());
+        for wrong in ["Foo=true", "APIResponseCompression", "APIResponseCompression=maybe"] {
+            let e = parse(&["--feature-gates", wrong]).unwrap_err().to_string();
+            assert!(e.contains("unrecognized feature gate: Foo") || e.contains("bool"), "{wrong}: {e}");
+        }
     }
 
     #[test]

@@ -127,6 +127,20 @@ async fn large_answers_are_gzip_encoded_for_clients_that_ask() {
     assert!(k.ok(&["explain", "tsdbb.spec.database"]).await.contains("url"));
 }
 
+/// `--feature-gates=APIResponseCompression=false`: API answers go out as they are, the OpenAPI document is still
+/// compressed (upstream's gate covers only the first).
+#[tokio::test]
+async fn the_feature_gate_turns_off_compression_of_api_answers() {
+    let srv = TestServer::standalone_with(&["--feature-gates=APIResponseCompression=false"]).await;
+    let h = srv.http();
+    for i in 0..OBJECTS {
+        h.create(&backups("default"), &large_backup(&format!("b{i:03}"), backup_e2e::API_VERSION)).await;
+    }
+    let list = get(&h, &backups("default"), None, true).await;
+    assert!(list.body.len() > 128 * 1024 && !gzipped(&list), "{:?}", list.headers);
+    assert!(gzipped(&get(&h, "/openapi/v2", Some("application/json"), true).await));
+}
+
 /// Through kube-apiserver's aggregator, a list of ours is gzip-encoded exactly when the same list of a CRD is: over
 /// 128 KiB and asked for, not a page of three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,14 +58,16 @@ impl Compressible {
     }
 }
 
-/// Run the rest of the chain, then compress its response when the request accepts gzip and the response allows it.
-pub async fn compress(req: Request, next: impl Next) -> Response {
+/// Run the rest of the chain, then compress its response when the request accepts gzip and the response allows it
+/// (API answers only when `api_objects`: the feature gate `APIResponseCompression`).
+pub async fn compress(api_objects: bool, req: Request, next: impl Next) -> Response {
     let gzip = req.method() != Method::HEAD && accepts_gzip(req.headers());
     let resp = next(req).await;
     if !gzip {
         return resp;
     }
     match resp.extensions().get::<Compressible>().copied() {
+        Some(Compressible::ApiObject) if !api_objects => resp,
         Some(how) => gzip_response(resp, how).await,
         None => resp,
     }
@@ -329,7 +331,8 @@ mod tests {
         assert!(gunzip(&out) == whole);
     }
 
-    /// Responses without the mark, `HEAD` requests and clients that do not accept gzip get the body as it was.
+    /// Responses without the mark, `HEAD` requests, clients that do not accept gzip and, with the feature gate off,
+    /// API answers get the body as it was.
     #[tokio::test]
     async fn only_marked_responses_to_clients_accepting_gzip_are_compressed() {
         let large = || Body::from(vec![b'a'; 256 * 1024]);
@@ -342,14 +345,15 @@ mod tests {
             req
         };
         let encoding = |resp: &Response| resp.headers().get(header::CONTENT_ENCODING).is_some();
-        let resp = compress(request(Method::GET, "gzip"), |_| async { marked(large(), Compressible::ApiObject) }).await;
-        assert!(encoding(&resp));
-        let resp = compress(request(Method::GET, "gzip"), |_| async { Response::new(large()) }).await;
+        let api = |_| async { marked(large(), Compressible::ApiObject) };
+        let openapi = |_| async { marked(large(), Compressible::OpenApiV2) };
+        assert!(encoding(&compress(true, request(Method::GET, "gzip"), api).await));
+        let resp = compress(true, request(Method::GET, "gzip"), |_| async { Response::new(large()) }).await;
         assert!(!encoding(&resp), "not marked");
-        let resp =
-            compress(request(Method::HEAD, "gzip"), |_| async { marked(large(), Compressible::ApiObject) }).await;
-        assert!(!encoding(&resp), "HEAD");
-        let resp = compress(request(Method::GET, ""), |_| async { marked(large(), Compressible::ApiObject) }).await;
-        assert!(!encoding(&resp), "no Accept-Encoding");
+        assert!(!encoding(&compress(true, request(Method::HEAD, "gzip"), api).await), "HEAD");
+        assert!(!encoding(&compress(true, request(Method::GET, ""), api).await), "no Accept-Encoding");
+        // APIResponseCompression=false: API answers as they are; the OpenAPI document still compressed.
+        assert!(!encoding(&compress(false, request(Method::GET, "gzip"), api).await), "the gate off");
+        assert!(encoding(&compress(false, request(Method::GET, "gzip"), openapi).await), "OpenAPI, the gate off");
     }
 }

@@ -40,6 +40,8 @@ pub struct FilterDeps {
     pub max_in_flight: Arc<max_in_flight::MaxInFlight>,
     /// The audit policy and log (None: auditing off; responses still carry an `Audit-ID`).
     pub auditor: Option<Arc<crate::audit::Auditor>>,
+    /// API answers may be gzip-encoded (feature gate `APIResponseCompression`).
+    pub api_response_compression: bool,
 }
 
 /// The rest of the chain after a filter: called once, with the request. A filter is a plain async function of its
@@ -68,7 +70,7 @@ impl Chain {
     /// Every filter, outermost first, then the routes.
     async fn serve(&self, req: Request) -> Response {
         let deps = &self.deps;
-        compression::compress(req, move |req| async move {
+        compression::compress(deps.api_response_compression, req, move |req| async move {
             audit::init(req, move |req| async move {
                 panic_recovery::recover(req, move |req| async move {
                     request_info::parse(req, move |req| async move {

@@ -6,7 +6,8 @@
 //!
 //! - `requests`: creates, gets and updates (merge patches) over HTTP/1.1 at concurrency 1, 8 and 32: throughput,
 //!   p50/p99, the server's CPU per request (from /proc); raw etcd-client create transactions for the limit;
-//! - `lists`: lists of 1k and 10k objects, resourceVersion unset and "0" ([`lists`]), beside etcd ranges;
+//! - `lists`: lists of 1k and 10k objects, resourceVersion unset and "0", and gzip-encoded ([`lists`]), beside
+//!   etcd ranges;
 //! - `fanout`: 1,000 and 10,000 watchers, delivery latency from each create's acknowledgement ([`fanout`]);
 //! - `memory`: RSS idle, with 10k objects, with 1k watches more, the high-water mark after sustained updates,
 //!   and exec → ready with 10k objects stored ([`memory`]).
@@ -257,9 +258,11 @@ async fn bench_lists(binary: &std::path::Path, dir: &std::path::Path, etcd: &Etc
         eprintln!("lists of {n}");
         cells.push(lists::through_etcd(&etcd.endpoint(), etcd_pid, ns, n).await?);
         for rv in ["", "0"] {
-            cells.push(lists::through_server("server, watch cache", &cached, etcd_pid, ns, n, rv).await?);
-            cells.push(lists::through_server("server, --watch-cache=false", &direct, etcd_pid, ns, n, rv).await?);
+            cells.push(lists::through_server("server, watch cache", &cached, etcd_pid, ns, n, rv, false).await?);
+            cells
+                .push(lists::through_server("server, --watch-cache=false", &direct, etcd_pid, ns, n, rv, false).await?);
         }
+        cells.push(lists::through_server("server, watch cache, gzip", &cached, etcd_pid, ns, n, "", true).await?);
     }
     println!("### Lists (concurrency 1, JSON, HTTP/1.1; 200 lists or 15 s per cell)\n");
     println!("| objects | from | resourceVersion | lists | p50 ms | p99 ms | server CPU ms/list | etcd CPU ms/list |");

@@ -86,7 +86,17 @@ impl ServerProcess {
 
     /// GET `path`: the status and body.
     pub async fn get(&self, path: &str) -> Result<(u16, bytes::Bytes), BoxError> {
-        let req = http::Request::builder().uri(path).body(kube::client::Body::empty())?;
+        self.get_encoded(path, false).await
+    }
+
+    /// GET `path`, with `Accept-Encoding: gzip` when `gzip` (as kubectl and Go clients ask): the status and the
+    /// body as sent (not decompressed).
+    pub async fn get_encoded(&self, path: &str, gzip: bool) -> Result<(u16, bytes::Bytes), BoxError> {
+        let mut req = http::Request::builder().uri(path);
+        if gzip {
+            req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+        }
+        let req = req.body(kube::client::Body::empty())?;
         let resp = self.client.send(req).await?;
         let code = resp.status().as_u16();
         Ok((code, resp.into_body().collect().await?.to_bytes()))
