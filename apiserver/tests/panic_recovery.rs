@@ -55,6 +55,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
         request_timeout: Duration::from_secs(60),
         max_in_flight: Arc::new(MaxInFlight::new(1, 1, metrics.in_flight_gauges())),
         auditor: Some(Arc::new(auditor)),
+        api_response_compression: true,
     };
     let routes = Router::new()
         .route(&format!("{BACKUPS}/boom"), get(boom))
