@@ -3,7 +3,8 @@
 //! Start reading at [`start`], then follow one request down, one file per step:
 //!
 //! 1. [`tls`]: HTTPS (HTTP/2 and HTTP/1.1) accepts the connection; [`server`] holds the routes.
-//! 2. [`filters`], outermost first: [`filters::request_info`] parses the request once into a
+//! 2. [`filters`], outermost first: [`filters::compression`] gzips large answers for clients that ask;
+//!    [`filters::request_info`] parses the request once into a
 //!    [`request::info::RequestInfo`] and [`request::query::Query`]; [`filters::metrics`];
 //!    [`filters::authentication`] and [`filters::authorization`], asking [`auth`]'s authenticators and authorizers.
 //! 3. [`endpoints`]: the file of the request's verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,

@@ -1,4 +1,4 @@
-//! The audit filters (k8s.io/apiserver `WithAuditInit` and `WithAudit`). [`init`], outermost of all, gives every
+//! The audit filters (k8s.io/apiserver `WithAuditInit` and `WithAudit`). [`init`], outermost but for compression, gives every
 //! request its `Audit-ID` — the one kube-apiserver's aggregator sent, else a new one — and puts it on every
 //! response, a panic's 500 included. [`audit`]: when auditing is on, the request's body is kept as the endpoint
 //! reads it (up to the body limit), and once the response is known the policy decides, for the user the
@@ -6,7 +6,7 @@
 //! ResponseStarted, and ResponseComplete when its stream ends), or Panic when a handler panics. It sits outside the
 //! timeout filter, so a request cut off at its deadline is audited with its 504.
 //!
-//! **audit init** → panic recovery → request info → **audit** → metrics → timeout → authentication → ….
+//! compression → **audit init** → panic recovery → request info → **audit** → metrics → timeout → authentication → ….
 
 use std::sync::{Arc, Mutex};
 

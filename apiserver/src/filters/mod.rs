@@ -1,9 +1,8 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
-//! `server/filters`, one per file): [`compression`] (gzip for the responses that allow it) → [`audit::init`] (the
-//! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse
-//! the request once) → [`audit`] → [`metrics`] (count and time it) → [`timeout`] → [`authentication`] (who) →
-//! [`max_in_flight`] (overload) → [`authorization`] (may they). Each takes only what it needs; together they wrap
-//! the routes in [`apply`].
+//! `server/filters`, one per file): [`compression`] (gzip for the answers that allow it) → [`audit::init`] (the
+//! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] → [`metrics`] (count and
+//! time it) → [`timeout`] → [`authentication`] (who) → [`max_in_flight`] (overload) → [`authorization`] (may they).
+//! Each takes only what it needs; together they wrap the routes in [`apply`].
 //!
 //! TLS → **filters** → endpoints (resource requests) or discovery, OpenAPI, health, metrics, version.
 

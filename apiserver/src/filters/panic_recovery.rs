@@ -1,8 +1,8 @@
-//! The panic-recovery filter (k8s.io/apiserver `WithPanicRecovery`), outermost: a handler that panics answers
+//! The panic-recovery filter (k8s.io/apiserver `WithPanicRecovery`), near the outside: a handler that panics answers
 //! 500 with a Status and the server goes on serving; the panic is logged with the request's method and path, as
 //! upstream's "apiserver panic'd" line.
 //!
-//! TLS → audit init → **panic recovery** → request info → … → endpoints.
+//! TLS → compression → audit init → **panic recovery** → request info → … → endpoints.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
