@@ -1,6 +1,6 @@
-//! The audit filters (k8s.io/apiserver `WithAuditInit` and `WithAudit`). [`init`], outermost but for compression, gives every
-//! request its `Audit-ID` — the one kube-apiserver's aggregator sent, else a new one — and puts it on every
-//! response, a panic's 500 included. [`audit`]: when auditing is on, the request's body is kept as the endpoint
+//! The audit filters (k8s.io/apiserver `WithAuditInit` and `WithAudit`). [`init`], outermost but for compression,
+//! gives every request its `Audit-ID` — the one kube-apiserver's aggregator sent, else a new one — and puts it on
+//! every response, a panic's 500 included. [`audit`]: when auditing is on, the request's body is kept as the endpoint
 //! reads it (up to the body limit), and once the response is known the policy decides, for the user the
 //! authentication filter found, what is written: RequestReceived, then ResponseComplete (for a watch
 //! ResponseStarted, and ResponseComplete when its stream ends), or Panic when a handler panics. It sits outside the
