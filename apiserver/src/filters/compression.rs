@@ -15,7 +15,6 @@
 //!
 //! TLS → **compression** → audit init → panic recovery → request info → … → endpoints.
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -87,7 +86,7 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// `resp` gzip-encoded if its body is large enough for `how`, else as it was.
 async fn gzip_response(resp: Response, how: Compressible) -> Response {
     let (mut parts, mut body) = resp.into_parts();
-    let mut read = VecDeque::new();
+    let mut head = BytesMut::new();
     match body.size_hint().exact() {
         Some(len) if !how.compresses(usize::try_from(len).unwrap_or(usize::MAX)) => {
             return Response::from_parts(parts, body);
@@ -95,21 +94,19 @@ async fn gzip_response(resp: Response, how: Compressible) -> Response {
         Some(_) => {}
         // A streamed body: read it until it is large enough, or ends (then it goes out whole, with its length).
         None => {
-            let mut len = 0usize;
-            while !how.compresses(len) {
+            while !how.compresses(head.len()) {
                 match body.frame().await {
                     Some(Ok(frame)) => {
                         if let Ok(data) = frame.into_data() {
-                            len += data.len();
-                            read.push_back(data);
+                            head.extend_from_slice(&data);
                         }
                     }
                     Some(Err(e)) => {
-                        let read = futures::stream::iter(read.into_iter().map(Ok));
+                        let read = futures::stream::once(async move { Ok(head.freeze()) });
                         let failed = futures::stream::once(async move { Err(e) });
                         return Response::from_parts(parts, Body::from_stream(futures::StreamExt::chain(read, failed)));
                     }
-                    None => return Response::from_parts(parts, Body::from(concat(read))),
+                    None => return Response::from_parts(parts, Body::from(head.freeze())),
                 }
             }
         }
@@ -121,18 +118,7 @@ async fn gzip_response(resp: Response, how: Compressible) -> Response {
         headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     let encoder = Some(GzEncoder::new(Vec::new(), how.level()));
-    Response::from_parts(parts, Body::new(GzipBody { read, rest: Some(body), input: Bytes::new(), encoder }))
-}
-
-fn concat(mut pieces: VecDeque<Bytes>) -> Bytes {
-    if pieces.len() <= 1 {
-        return pieces.pop_front().unwrap_or_default();
-    }
-    let mut whole = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
-    for piece in pieces {
-        whole.extend_from_slice(&piece);
-    }
-    whole.freeze()
+    Response::from_parts(parts, Body::new(GzipBody { input: head.freeze(), rest: Some(body), encoder }))
 }
 
 /// At most this much of a body is compressed per poll (~0.1 ms at level 4): the connection's task yields between.
@@ -142,12 +128,10 @@ const OUTPUT_FRAME: usize = 16 * 1024;
 
 /// A body gzip-encoded as it is read.
 struct GzipBody {
-    /// What was read before deciding to compress, first.
-    read: VecDeque<Bytes>,
+    /// The piece being compressed (first, what was read before deciding to compress).
+    input: Bytes,
     /// The rest of the body; `None` once it ended.
     rest: Option<Body>,
-    /// The piece being compressed.
-    input: Bytes,
     /// `None` once the gzip trailer went out (or the body failed).
     encoder: Option<GzEncoder<Vec<u8>>>,
 }
@@ -162,10 +146,6 @@ impl HttpBody for GzipBody {
         let (mut compressed, mut waiting, mut ended) = (0, false, false);
         while compressed < INPUT_PER_POLL && encoder.get_ref().len() < OUTPUT_FRAME {
             if this.input.is_empty() {
-                if let Some(piece) = this.read.pop_front() {
-                    this.input = piece;
-                    continue;
-                }
                 let Some(rest) = this.rest.as_mut() else {
                     ended = true;
                     break;
