@@ -173,27 +173,34 @@ async fn serve(
         tokio::net::TcpListener::bind((bind, port)).await.with_context(|| format!("listening on {bind}:{port}"))?;
     let addr = listener.local_addr()?;
 
-    let cert = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        (Some(c), Some(k)) => tls::ServingCert::load(c, k)?,
+    let (default_cert, ca_pem) = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
+        (Some(c), Some(k)) => {
+            let cert = tls::ServingCert::load(c, k)?;
+            (tls::DefaultCert::Files { cert: c.clone(), key: k.clone() }, cert.cert_pem)
+        }
         _ => {
             let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
             if !bind.is_unspecified() && !bind.is_loopback() {
                 hosts.push(bind.to_string());
             }
-            tls::ServingCert::self_signed(&hosts)?
+            let cert = tls::ServingCert::self_signed(&hosts)?;
+            let ca_pem = cert.cert_pem.clone();
+            (tls::DefaultCert::Fixed(cert), ca_pem)
         }
     };
-    let serving = Arc::new(tls::ReloadingCert::new(&cert)?);
-    if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        serving.watch_files(c.clone(), k.clone());
+    let certs = Arc::new(tls::ServingCerts::new(default_cert, opts.tls_sni_cert_key.clone())?);
+    certs.watch_files();
+    let settings = opts.tls_settings();
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
     }
-    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), serving)?;
+    let config = tls::server_config(Arc::new(tls::RequestClientCert::new()), certs, &settings)?;
 
     let mut kubeconfig = None;
     if let Some(token) = &admin_token {
         let host = if bind.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { bind };
         let url = format!("https://{}", SocketAddr::new(host, addr.port()));
-        standalone::write_kubeconfig(&opts.write_kubeconfig, &standalone::kubeconfig(&url, &cert.cert_pem, token))?;
+        standalone::write_kubeconfig(&opts.write_kubeconfig, &standalone::kubeconfig(&url, &ca_pem, token))?;
         kubeconfig = Some(opts.write_kubeconfig.clone());
     }
 
@@ -205,5 +212,5 @@ async fn serve(
     let drain = opts.request_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
     let task = tokio::spawn(tls::serve(listener, config, app, stopped, drain));
     let shutdown_delay = opts.shutdown_delay_duration;
-    Ok(Server { addr, ca_pem: cert.cert_pem, admin_token, kubeconfig, health, stopping, shutdown_delay, task })
+    Ok(Server { addr, ca_pem, admin_token, kubeconfig, health, stopping, shutdown_delay, task })
 }

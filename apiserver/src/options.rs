@@ -43,6 +43,25 @@ pub struct Options {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
 
+    /// A certificate and key for clients that ask for a given name (SNI): `cert,key` serves the names in the
+    /// certificate (its DNS names, and its common name when that is one); `cert,key:*.foo.com,foo.com` serves those
+    /// names. Repeat the flag for more; for a name claimed twice the earlier flag wins, an exact name wins over a
+    /// wildcard, names given here win over names read from certificates. Other clients get --tls-cert-file's.
+    /// Reloaded when the files change.
+    #[arg(long, value_parser = crate::tls::settings::parse_named_cert_key)]
+    pub tls_sni_cert_key: Vec<crate::tls::settings::NamedCertKey>,
+
+    /// Minimum TLS version: VersionTLS12 (the default) or VersionTLS13. VersionTLS10 and VersionTLS11 are
+    /// accepted, as upstream takes them, and TLS 1.2 stays the minimum (they are not implemented).
+    #[arg(long, value_parser = crate::tls::settings::parse_tls_version)]
+    pub tls_min_version: Option<crate::tls::settings::TlsVersion>,
+
+    /// TLS 1.2 cipher suites, by Go's names (comma-separated; default: every one implemented, all of them AEADs
+    /// with ECDHE). TLS 1.3's suites are not configurable, as in Go. Names Go knows and this server does not
+    /// implement (CBC, RC4, 3DES, RSA key exchange) are accepted and not offered; an unknown name is an error.
+    #[arg(long, value_delimiter = ',', value_parser = crate::tls::settings::parse_cipher_suite)]
+    pub tls_cipher_suites: Vec<crate::tls::settings::CipherSuiteName>,
+
     /// etcd servers to connect to (comma-separated URLs). Without them the embedded store is used.
     #[arg(long, value_delimiter = ',')]
     pub etcd_servers: Vec<String>,
@@ -228,6 +247,11 @@ impl Options {
                 .into();
         args.push(kubeconfig.as_os_str().to_owned());
         Self::parse_from(args)
+    }
+
+    /// The protocol versions and cipher suites to offer.
+    pub fn tls_settings(&self) -> crate::tls::TlsSettings {
+        crate::tls::TlsSettings { min_version: self.tls_min_version, cipher_suites: self.tls_cipher_suites.clone() }
     }
 
     /// Whether API answers may be gzip-encoded: `--feature-gates=APIResponseCompression=false` turns it off (the

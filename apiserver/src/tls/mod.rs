@@ -1,13 +1,16 @@
-//! TLS serving: the certificate (from files, or self-signed at start), and the accept loop that runs HTTP/2 and
-//! HTTP/1.1 on one port (by ALPN) and hands each request to the router, with the transport's bounds: handshake and
-//! header-read timeouts, HTTP/2 stream and header limits, keep-alive pings, backoff on failed accepts, TCP_NODELAY. The peer's certificate chain is attached to
-//! every request as a [`PeerCertificates`] extension for the authenticators that need it.
+//! TLS serving, the first thing a connection meets: the rustls config (protocol versions and suites from
+//! [`settings`], certificates from [`certs`]), and the accept loop that runs HTTP/2 and HTTP/1.1 on one port (by
+//! ALPN) and hands each request to the router, with the transport's bounds: handshake and header-read timeouts,
+//! HTTP/2 stream and header limits, keep-alive pings, backoff on failed accepts, TCP_NODELAY. The peer's
+//! certificate chain is attached to every request as a [`PeerCertificates`] extension for the authenticators that
+//! need it.
+
+pub mod certs;
+pub mod settings;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,12 +19,13 @@ use backup_storage::gather::Gathered;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+pub use certs::{DefaultCert, ServingCert, ServingCerts};
+pub use settings::TlsSettings;
 
 /// The client's address (for audit events' source IPs).
 #[derive(Debug, Clone, Copy)]
@@ -40,130 +44,37 @@ static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 
-/// A serving certificate and key in PEM.
-pub struct ServingCert {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl ServingCert {
-    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            cert_pem: std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?,
-            key_pem: std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
-        })
-    }
-
-    /// A self-signed certificate for `hosts` (DNS names or IP addresses).
-    pub fn self_signed(hosts: &[String]) -> anyhow::Result<Self> {
-        let key = rcgen::KeyPair::generate().context("generating a key")?;
-        let mut params = rcgen::CertificateParams::new(hosts.to_vec()).context("certificate parameters")?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, "backup-apiserver");
-        let cert = params.self_signed(&key).context("self-signing")?;
-        Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
-    }
-
-    /// The certificate chain and key, checked to belong together.
-    fn certified_key(&self) -> anyhow::Result<CertifiedKey> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .context("parsing the serving certificate")?;
-        if certs.is_empty() {
-            anyhow::bail!("no certificate in the serving certificate file");
-        }
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("parsing the serving key")?;
-        let key = rustls::crypto::ring::sign::any_supported_type(&key).context("the serving key's type")?;
-        let certified = CertifiedKey::new(certs, key);
-        certified.keys_match().context("the serving certificate and key do not match")?;
-        Ok(certified)
-    }
-
-    /// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, this
-    /// certificate (fixed).
-    pub fn server_config(
-        &self,
-        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-    ) -> anyhow::Result<ServerConfig> {
-        server_config(verifier, Arc::new(ReloadingCert::new(self)?))
-    }
-}
-
-/// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, `cert` serving.
-/// The server picks the cipher suite, AES-128-GCM first, as Go's TLS server (kube-apiserver) does on machines with
-/// AES instructions (10 AES rounds per block against AES-256's 14: large lists and watches spend a good part of
-/// their CPU encrypting).
+/// The rustls server config: HTTP/2 and HTTP/1.1, `verifier` deciding on client certificates, `certs` serving,
+/// `settings` choosing the protocol versions and TLS 1.2 suites. The server picks the cipher suite, AES-128-GCM
+/// first, as Go's TLS server (kube-apiserver) does on machines with AES instructions (10 AES rounds per block
+/// against AES-256's 14: large lists and watches spend a good part of their CPU encrypting); like Go's, it ignores
+/// the order of `--tls-cipher-suites`.
 pub fn server_config(
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-    cert: Arc<ReloadingCert>,
+    certs: Arc<ServingCerts>,
+    settings: &TlsSettings,
 ) -> anyhow::Result<ServerConfig> {
     use rustls::CipherSuite::{
         TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS13_AES_128_GCM_SHA256,
     };
     let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| settings.allows(s));
     let aes_128 =
         [TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256];
     // A stable sort: AES-128-GCM first within each protocol version (TLS 1.3 suites stay ahead of TLS 1.2's).
     provider
         .cipher_suites
         .sort_by_key(|s| (s.version().version != rustls::ProtocolVersion::TLSv1_3, !aes_128.contains(&s.suite())));
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if settings.tls12() { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .context("the TLS protocol versions")?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(cert);
+        .with_cert_resolver(certs);
     config.ignore_client_order = true;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// How often the serving certificate files are checked for changes (cert-manager renews into the same Secret).
-pub const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-
-/// The serving certificate in force, swapped whole when its files change; connections already open keep theirs.
-#[derive(Debug)]
-pub struct ReloadingCert {
-    current: RwLock<Arc<CertifiedKey>>,
-}
-
-impl ReloadingCert {
-    pub fn new(cert: &ServingCert) -> anyhow::Result<Self> {
-        Ok(Self { current: RwLock::new(Arc::new(cert.certified_key()?)) })
-    }
-
-    /// Re-read `cert` and `key` every [`CERT_RELOAD_INTERVAL`] for as long as this is in use; a pair that does not
-    /// load (half-written, mismatched) is logged and the certificate in force kept.
-    pub fn watch_files(self: &Arc<Self>, cert: PathBuf, key: PathBuf) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut last = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
-            let mut tick = tokio::time::interval(CERT_RELOAD_INTERVAL);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(this) = weak.upgrade() else { return };
-                let now = std::fs::read(&cert).ok().zip(std::fs::read(&key).ok());
-                if now.is_none() || now == last {
-                    continue;
-                }
-                match ServingCert::load(&cert, &key).and_then(|c| c.certified_key()) {
-                    Ok(certified) => {
-                        if let Ok(mut current) = this.current.write() {
-                            *current = Arc::new(certified);
-                        }
-                        tracing::info!(cert = %cert.display(), "serving certificate reloaded");
-                        last = now;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "keeping the serving certificate in force"),
-                }
-            }
-        });
-    }
-}
-
-impl rustls::server::ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|c| c.clone())
-    }
 }
 
 /// How long a client has to finish the TLS handshake.
