@@ -146,3 +146,38 @@ async fn omitted_stages_and_level_none() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(a.events("c-1", 1).await.is_empty(), "no rule matches a create: level None");
 }
+
+/// A request that impersonates (kubectl's `--as`, `--as-group`) is audited with the authenticated user as `user`
+/// and the one it acted as as `impersonatedUser`, as upstream records it.
+#[tokio::test]
+async fn impersonated_requests_name_both_users() {
+    let a = audited(POLICY).await;
+    let id = "impersonated-1";
+    a.server
+        .http()
+        .request(Method::GET, &backups("default"))
+        .header("Audit-ID", id)
+        .header("Impersonate-User", "bob")
+        .header("Impersonate-Group", "team")
+        .header("Impersonate-Extra-Reason", "audit test")
+        .send()
+        .await
+        .expect_status(200);
+    let events = a.events(id, 2).await;
+    let done = &events[1];
+    assert_eq!(done["user"]["username"], "admin");
+    assert_eq!(
+        done["impersonatedUser"],
+        json!({"username": "bob", "groups": ["team", "system:authenticated"], "extra": {"reason": ["audit test"]}})
+    );
+    let kubectl_as_bob =
+        ["--as", "bob", "--as-group", "team", "get", "timeseriesdbbackups", "-n", "default", "-o", "name"];
+    let out = a.server.kubectl().ok(&kubectl_as_bob).await;
+    assert!(out.is_empty(), "{out}");
+    let text = std::fs::read_to_string(&a.log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#""impersonatedUser":{"username":"bob","groups":["team","system:authenticated"]}"#)),
+        "kubectl --as is audited as bob: {text}"
+    );
+}

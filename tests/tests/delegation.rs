@@ -427,3 +427,62 @@ async fn kubectl_works_with_client_certificate_and_token_kubeconfigs() {
         assert!(out.contains(&format!("from-{name}")), "{out}");
     }
 }
+
+/// `Impersonate-User`/`-Group`/`-Extra-*` sent straight to the server: each impersonated name is a
+/// SubjectAccessReview (`impersonate` on `users`, `groups`, `userextras/<key>`) answered by kube-apiserver's RBAC,
+/// and the request then acts as the impersonated user; a name RBAC does not allow is upstream's 403, a group
+/// without a user a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_is_authorized_by_kube_apiserver() {
+    let s = setup().await;
+    let admin = s.cluster.kubectl();
+    let impersonator = format!("impersonator-{}", s.ns);
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": impersonator},
+        "rules": [
+            {"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": ["carol"]},
+            {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": ["ops"]},
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["userextras/scopes"], "verbs": ["impersonate"]},
+        ],
+    });
+    admin.ok_stdin(&["apply", "-f", "-"], &role.to_string()).await;
+    let bind = ["create", "clusterrolebinding", &impersonator, "--clusterrole", &impersonator, "--user", &impersonator];
+    admin.ok(&bind).await;
+    let can_impersonate_carol = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": impersonator, "resourceAttributes": {"verb": "impersonate", "resource": "users", "name": "carol"}},
+    })
+    .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin.ok_stdin(&["create", "-f", "-", "-o", "jsonpath={.status.allowed}"], &can_impersonate_carol).await
+        != "true"
+    {
+        assert!(Instant::now() < deadline, "RBAC does not let {impersonator} impersonate carol");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let me = cert_user(&s.cluster.client_cert(&impersonator, &[]));
+    let path = backups(&s.ns);
+    s.request(&me, &path, &[]).await.expect_failure(403, "Forbidden");
+    s.request(&me, &path, &[("Impersonate-User", "carol")]).await.expect_status(200);
+    let as_carol =
+        [("Impersonate-User", "carol"), ("Impersonate-Group", "ops"), ("Impersonate-Extra-Scopes", "backups")];
+    s.request(&me, &path, &as_carol).await.expect_status(200);
+    let reviews = s.reviews().await;
+    let i = reviews.sar_users.iter().rposition(|u| u == "carol").unwrap_or_else(|| panic!("{reviews:?}"));
+    assert_eq!(reviews.sar_groups[i], ["ops", "system:authenticated"], "the list is authorized as carol: {reviews:?}");
+
+    let body = s.request(&me, &path, &[("Impersonate-User", "dave")]).await.expect_failure(403, "Forbidden");
+    assert_eq!(
+        body["message"],
+        format!(
+            "users \"dave\" is forbidden: User \"{impersonator}\" cannot impersonate resource \"users\" in API group \
+             \"\" at the cluster scope"
+        )
+    );
+    let wrong_group = [("Impersonate-User", "carol"), ("Impersonate-Group", "system:masters")];
+    let body = s.request(&me, &path, &wrong_group).await.expect_failure(403, "Forbidden");
+    assert!(body["message"].as_str().unwrap().starts_with("groups \"system:masters\" is forbidden"), "{body}");
+    let body = s.request(&me, &path, &[("Impersonate-Group", "ops")]).await.expect_failure(400, "BadRequest");
+    assert!(body["message"].as_str().unwrap().contains("needs Impersonate-User"), "{body}");
+}

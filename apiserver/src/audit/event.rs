@@ -24,6 +24,8 @@ pub struct Event {
     pub request_uri: String,
     pub verb: &'static str,
     pub user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impersonated_user: Option<User>,
     #[serde(skip_serializing_if = "Vec::is_empty", rename = "sourceIPs")]
     pub source_ips: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -106,6 +108,7 @@ pub struct Stamp<'a> {
     pub info: &'a RequestInfo,
     pub request_uri: &'a str,
     pub user: Option<&'a UserInfo>,
+    pub impersonated_user: Option<&'a UserInfo>,
     pub source_ips: &'a [String],
     pub user_agent: &'a str,
     pub received: jiff::Timestamp,
@@ -122,6 +125,7 @@ impl Stamp<'_> {
             request_uri: self.request_uri.to_string(),
             verb: self.info.verb.as_str(),
             user: self.user.map(User::from).unwrap_or_default(),
+            impersonated_user: self.impersonated_user.map(User::from),
             source_ips: self.source_ips.to_vec(),
             user_agent: self.user_agent.to_string(),
             object_ref: ObjectRef::of(self.info),

@@ -206,6 +206,7 @@ mod tests {
             info: &info,
             request_uri: "/livez",
             user: None,
+            impersonated_user: None,
             source_ips: &[],
             user_agent: "",
             received: jiff::Timestamp::now(),

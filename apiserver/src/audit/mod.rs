@@ -1,10 +1,11 @@
 //! Auditing (k8s.io/apiserver `pkg/audit`): who did what, when, with what outcome. The [`policy`] decides per request
 //! how much is recorded; the audit filter (`filters::audit`) builds [`event`]s at the stages RequestReceived,
 //! ResponseStarted (watches), ResponseComplete and Panic; the [`log`] backend writes them without ever delaying a
-//! request. Inner layers add to the request's [`AuditContext`]: the authenticated user, and annotations
+//! request. Inner layers add to the request's [`AuditContext`]: the authenticated user, the impersonated one, and annotations
 //! (authorization's decision, admission's).
 //!
-//! request info → **audit** → metrics → timeout → authentication (→ the user) → authorization (→ annotations) → ….
+//! request info → **audit** → metrics → timeout → authentication (→ the user) → impersonation (→ the user acted as)
+//! → authorization (→ annotations) → ….
 
 pub mod event;
 pub mod log;
@@ -28,6 +29,8 @@ pub struct Auditor {
 #[derive(Debug, Default)]
 pub struct AuditContext {
     user: Mutex<Option<UserInfo>>,
+    /// The user the request acts as (`Impersonate-User`…), when not the authenticated one.
+    impersonated_user: Mutex<Option<UserInfo>>,
     /// Each annotation with the lowest level of the events that carry it.
     annotations: Mutex<BTreeMap<String, (String, policy::Level)>>,
 }
@@ -42,6 +45,17 @@ impl AuditContext {
 
     pub fn user(&self) -> Option<UserInfo> {
         self.user.lock().ok().and_then(|u| u.clone())
+    }
+
+    /// The user the request acts as, after the impersonation filter allowed it.
+    pub fn set_impersonated_user(&self, user: &UserInfo) {
+        if let Ok(mut u) = self.impersonated_user.lock() {
+            *u = Some(user.clone());
+        }
+    }
+
+    pub fn impersonated_user(&self) -> Option<UserInfo> {
+        self.impersonated_user.lock().ok().and_then(|u| u.clone())
     }
 
     /// An annotation (`authorization.k8s.io/decision`, an admission webhook's…) on every event; the first value of

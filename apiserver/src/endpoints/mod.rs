@@ -122,7 +122,12 @@ async fn route(registry: &Registry, cx: Context<'_>, body: Body) -> ApiResult<Re
         Verb::Update | Verb::Patch => !info.name.is_empty(),
         Verb::Get => true,
         Verb::List | Verb::Watch | Verb::Delete | Verb::DeleteCollection => !on_status,
-        Verb::Post | Verb::Put | Verb::Head | Verb::Options | Verb::UnsafeDeleteIgnoreReadErrors => false,
+        Verb::Post
+        | Verb::Put
+        | Verb::Head
+        | Verb::Options
+        | Verb::UnsafeDeleteIgnoreReadErrors
+        | Verb::Impersonate => false,
     };
     if !allowed {
         return Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind));
@@ -138,8 +143,11 @@ async fn route(registry: &Registry, cx: Context<'_>, body: Body) -> ApiResult<Re
         Verb::Patch => patch::serve(req).await,
         Verb::Delete => delete::serve(req).await,
         Verb::DeleteCollection => delete_collection::serve(req).await,
-        Verb::Post | Verb::Put | Verb::Head | Verb::Options | Verb::UnsafeDeleteIgnoreReadErrors => {
-            Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind))
-        }
+        Verb::Post
+        | Verb::Put
+        | Verb::Head
+        | Verb::Options
+        | Verb::UnsafeDeleteIgnoreReadErrors
+        | Verb::Impersonate => Err(ApiError::method_not_allowed(info.verb.as_str(), r.kind)),
     }
 }

@@ -102,7 +102,7 @@ struct RequestFacts {
 
 impl RequestFacts {
     fn stamp(&self, decision: &Decision, stage: Stage, context: &AuditContext) -> Event {
-        let user = context.user();
+        let (user, impersonated_user) = (context.user(), context.impersonated_user());
         let mut event = Stamp {
             level: decision.level,
             stage,
@@ -110,6 +110,7 @@ impl RequestFacts {
             info: &self.info,
             request_uri: &self.uri,
             user: user.as_ref(),
+            impersonated_user: impersonated_user.as_ref(),
             source_ips: &self.source_ips,
             user_agent: &self.user_agent,
             received: self.received,

@@ -150,6 +150,7 @@ fn metrics_verb(info: &RequestInfo, is_apply: bool) -> &'static str {
         Verb::Patch if is_apply && info.is_resource_request => "APPLY",
         Verb::Patch => "PATCH",
         Verb::Delete | Verb::UnsafeDeleteIgnoreReadErrors => "DELETE",
+        Verb::Impersonate => "IMPERSONATE",
         Verb::DeleteCollection => "DELETECOLLECTION",
         Verb::Head => "HEAD",
         Verb::Options => "OPTIONS",

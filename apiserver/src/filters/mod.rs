@@ -1,7 +1,8 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
 //! `server/filters`, one per file): [`compression`] (gzip for the answers that allow it) → [`audit::init`] (the
 //! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] → [`metrics`] (count and
-//! time it) → [`timeout`] → [`authentication`] (who) → [`max_in_flight`] (overload) → [`authorization`] (may they).
+//! time it) → [`timeout`] → [`authentication`] (who) → [`impersonation`] (acting as whom) → [`max_in_flight`]
+//! (overload) → [`authorization`] (may they).
 //! Each takes only what it needs; together they wrap the routes in [`apply`].
 //!
 //! TLS → **filters** → endpoints (resource requests) or discovery, OpenAPI, health, metrics, version.
@@ -10,6 +11,7 @@ pub mod audit;
 pub mod authentication;
 pub mod authorization;
 pub mod compression;
+pub mod impersonation;
 pub mod max_in_flight;
 pub mod metrics;
 pub mod panic_recovery;
@@ -81,17 +83,17 @@ impl Chain {
                                         &deps.always_allow,
                                         req,
                                         move |req| async move {
-                                            max_in_flight::limit(&deps.max_in_flight, req, move |req| async move {
-                                                authorization::authorize(
-                                                    deps.authorizer.as_ref(),
-                                                    req,
-                                                    move |req| async move {
+                                            let authorizer = deps.authorizer.as_ref();
+                                            impersonation::impersonate(authorizer, req, move |req| async move {
+                                                max_in_flight::limit(&deps.max_in_flight, req, move |req| async move {
+                                                    authorization::authorize(authorizer, req, move |req| async move {
                                                         match self.routes.clone().oneshot(req).await {
                                                             Ok(resp) => resp,
                                                             Err(never) => match never {},
                                                         }
-                                                    },
-                                                )
+                                                    })
+                                                    .await
+                                                })
                                                 .await
                                             })
                                             .await

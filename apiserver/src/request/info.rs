@@ -23,6 +23,8 @@ pub enum Verb {
     Options,
     /// Authorization only: deleting an object that cannot be read (KEP-3926), asked for beside `delete`.
     UnsafeDeleteIgnoreReadErrors,
+    /// Authorization only: acting as another user, group, uid or extra (the impersonation filter).
+    Impersonate,
 }
 
 impl Verb {
@@ -42,6 +44,7 @@ impl Verb {
             Self::Head => "head",
             Self::Options => "options",
             Self::UnsafeDeleteIgnoreReadErrors => "unsafe-delete-ignore-read-errors",
+            Self::Impersonate => "impersonate",
         }
     }
 
