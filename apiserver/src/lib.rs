@@ -108,6 +108,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         .and_then(|client| admission::start(client, &opts.disable_admission_plugins, diagnosis.clone()));
     let health = Arc::new(health::Health::new(backend.storage.clone(), backend.check_name, diagnosis));
     let (stopping, stopping_rx) = watch::channel(false);
+    metrics::storage_objects::start(
+        backend.storage.clone(),
+        &kinds,
+        &metrics,
+        opts.etcd_count_metric_poll_period,
+        stopping_rx.clone(),
+    );
     let routes = Arc::new(Routes {
         registry: registry::Registry::new(
             &kinds,
@@ -141,8 +148,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         (Some(_), None) => anyhow::bail!("--audit-policy-file needs --audit-log-path (a file, or - for stdout)"),
         _ => None,
     };
-    let max_in_flight =
-        MaxInFlight::new(opts.max_requests_inflight, opts.max_mutating_requests_inflight, metrics.in_flight_gauges());
+    let max_in_flight = MaxInFlight::new(
+        opts.max_requests_inflight,
+        opts.max_mutating_requests_inflight,
+        metrics.in_flight_gauges(),
+        metrics.dropped_counters(),
+    );
+    let handshake_errors = metrics.tls_handshake_errors.clone();
     let filters = FilterDeps {
         authenticator: auth.authenticator,
         authorizer: auth.authorizer,
@@ -154,7 +166,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         api_response_compression: opts.api_response_compression(),
     };
     let app = server::router(routes, filters);
-    serve(&opts, app, auth.admin_token, health, stopping).await
+    serve(&opts, app, auth.admin_token, health, stopping, handshake_errors).await
 }
 
 /// Listen, load or make the serving certificate, write the standalone kubeconfig, and serve `app`.
@@ -164,6 +176,7 @@ async fn serve(
     admin_token: Option<String>,
     health: Arc<health::Health>,
     stopping: watch::Sender<bool>,
+    handshake_errors: prometheus_client::metrics::counter::Counter,
 ) -> anyhow::Result<Server> {
     let default_bind =
         if opts.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
@@ -210,7 +223,7 @@ async fn serve(
     };
     // In-flight requests get their own timeout to finish, and a little more.
     let drain = opts.request_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
-    let task = tokio::spawn(tls::serve(listener, config, app, stopped, drain));
+    let task = tokio::spawn(tls::serve(listener, config, app, stopped, drain, handshake_errors));
     let shutdown_delay = opts.shutdown_delay_duration;
     Ok(Server { addr, ca_pem, admin_token, kubeconfig, health, stopping, shutdown_delay, task })
 }

@@ -91,6 +91,10 @@ pub struct Options {
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
 
+    /// How often the objects of each resource are counted in storage for `apiserver_storage_objects` (0 disables).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub etcd_count_metric_poll_period: std::time::Duration,
+
     /// Static bearer tokens (kube-apiserver's CSV format: token,user,uid,"group1,group2").
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,

@@ -53,7 +53,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
         always_allow: Arc::new(AlwaysAllowPaths(vec!["/livez".into()])),
         metrics: Arc::new(RequestMetrics::new(metrics.clone(), &backup_apis::kinds())),
         request_timeout: Duration::from_secs(60),
-        max_in_flight: Arc::new(MaxInFlight::new(1, 1, metrics.in_flight_gauges())),
+        max_in_flight: Arc::new(MaxInFlight::new(1, 1, metrics.in_flight_gauges(), metrics.dropped_counters())),
         auditor: Some(Arc::new(auditor)),
         api_response_compression: true,
     };
@@ -76,6 +76,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
             let _ = stopped.await;
         },
         Duration::from_secs(5),
+        Default::default(),
     ));
 
     // Every request on one HTTP/1.1 connection: the panic does not cost the client its connection.

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
-use backup_e2e::{GV_PATH, Http, Response, TestServer, backup, backup_path, backups};
+use backup_e2e::{GV_PATH, Http, Response, TestServer, backup, backup_path, backups, metric_value};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -171,6 +171,47 @@ async fn metrics_count_requests() {
     assert!(has("GET", "404", "resource"), "{lines:#?}");
     assert!(has("LIST", "200", "namespace"), "{lines:#?}");
     assert!(text.contains("apiserver_request_duration_seconds"), "durations are exported");
+}
+
+/// Upstream's other series: `process_*` (as every Go server's), `apiserver_storage_objects` counted in storage
+/// every `--etcd-count-metric-poll-period`, and `apiserver_tls_handshake_errors_total` for a client that speaks
+/// plain HTTP to the TLS port.
+#[tokio::test]
+async fn process_storage_and_handshake_metrics() {
+    let srv = TestServer::standalone_with(&["--etcd-count-metric-poll-period=200ms"]).await;
+    let h = srv.http();
+    for name in ["s1", "s2", "s3"] {
+        h.create(&backups("default"), &backup(name)).await;
+    }
+    let mut plain = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut plain, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut plain, &mut answer),
+    )
+    .await;
+    let objects = "apiserver_storage_objects{resource=\"timeseriesdbbackups.backup.extend-k8s.io\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = h.get("/metrics").await.expect_status(200).text();
+        let counted = metric_value(&text, objects) == Some(3.0);
+        if counted && metric_value(&text, "apiserver_tls_handshake_errors_total") == Some(1.0) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "objects or the handshake error not counted:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let restores = "apiserver_storage_objects{resource=\"timeseriesdbrestores.backup.extend-k8s.io\"}";
+    assert_eq!(metric_value(&text, restores), Some(0.0));
+    for name in ["process_resident_memory_bytes", "process_virtual_memory_bytes", "process_max_fds"] {
+        assert!(metric_value(&text, name).is_some_and(|v| v > 0.0), "{name}:\n{text}");
+    }
+    assert!(metric_value(&text, "process_open_fds").is_some_and(|v| v >= 3.0), "{text}");
+    assert!(metric_value(&text, "process_cpu_seconds_total").is_some_and(|v| v > 0.0), "{text}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = metric_value(&text, "process_start_time_seconds").unwrap();
+    assert!(started <= now && started > now - 3600.0, "started {started}, now {now}");
 }
 
 #[tokio::test]

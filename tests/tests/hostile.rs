@@ -182,6 +182,21 @@ async fn overload_is_refused_with_429() {
     held.0.await.unwrap().expect_status(200);
     held.1.await.unwrap().expect_status(201);
     admin_read.await.unwrap().expect_status(200);
+    let text = server.http().get("/metrics").await.expect_status(200).text();
+    for kind in ["readOnly", "mutating"] {
+        let dropped = format!("apiserver_dropped_requests_total{{request_kind=\"{kind}\"}}");
+        assert_eq!(metric_value(&text, &dropped), Some(1.0), "{text}");
+    }
+    for verb in ["LIST", "POST"] {
+        let terminated = text.lines().any(|l| {
+            l.starts_with("apiserver_request_terminations_total{")
+                && l.contains(&format!("verb=\"{verb}\""))
+                && l.contains("resource=\"timeseriesdbbackups\"")
+                && l.contains("code=\"429\"")
+                && l.ends_with(" 1")
+        });
+        assert!(terminated, "the refused {verb} is counted as terminated:\n{text}");
+    }
     still_healthy(&mut server, before, 32).await;
 }
 
@@ -200,6 +215,13 @@ async fn slow_requests_time_out_with_504() {
     paused.resume();
     let status = resp.expect_failure(504, "Timeout");
     assert!(status["message"].as_str().unwrap().contains("request did not complete within requested timeout"));
+    let text = http.get("/metrics").await.expect_status(200).text();
+    let terminated = text.lines().any(|l| {
+        l.starts_with("apiserver_request_terminations_total{")
+            && l.contains("verb=\"GET\"")
+            && l.contains("code=\"504\"")
+    });
+    assert!(terminated, "the timed-out GET is counted as terminated:\n{text}");
     assert!(started.elapsed() < Duration::from_secs(20), "answered after {:?}", started.elapsed());
     assert!(server.alive());
     // Served again once etcd has caught up (bounded: a loaded machine may take a moment to resume it).

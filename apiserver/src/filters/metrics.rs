@@ -1,6 +1,7 @@
 //! The metrics filter (k8s.io/apiserver `endpoints/metrics` instrumentation): counts every request by verb, dry
-//! run, group, version, resource, subresource, scope and code, times it, keeps open watches in a gauge, and sets
-//! the headers every response carries.
+//! run, group, version, resource, subresource, scope and code, times it, counts the requests an inner filter
+//! ended in self-defence (`apiserver_request_terminations_total`), keeps open watches in a gauge, and sets the
+//! headers every response carries.
 //!
 //! Label values come only from fixed sets, so no client can grow `/metrics`: the resource labels are kept only for
 //! resources this server serves and requests that were authenticated (anything else — a 401, an unknown group,
@@ -21,8 +22,9 @@ use http_body_util::BodyExt;
 use backup_apis::Kind;
 
 use super::Next;
+use super::max_in_flight::Terminated;
 use crate::error::ApiError;
-use crate::metrics::{DurationLabels, Metrics, RequestLabels, WatchLabels};
+use crate::metrics::{DurationLabels, Metrics, RequestLabels, TerminationLabels, WatchLabels};
 use crate::request::info::{RequestInfo, Subresource, Verb};
 use crate::request::query::Query;
 
@@ -113,6 +115,11 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
             code,
         })
         .inc();
+    if resp.extensions().get::<Terminated>().is_some() {
+        let labels =
+            TerminationLabels { verb, group, version, resource, subresource, scope, component: "apiserver", code };
+        metrics.terminations.get_or_create(&labels).inc();
+    }
     let durations = DurationLabels { verb, group, version, resource, subresource, scope };
     if info.verb == Verb::Watch && resp.status().is_success() {
         // Count the watch as open until its body is dropped.

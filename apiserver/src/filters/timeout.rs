@@ -1,6 +1,6 @@
 //! The timeout filter (k8s.io/apiserver `WithTimeoutForNonLongRunningRequests`): a request that is not a watch gets
 //! `--request-timeout` (default 60 s; a smaller `?timeout=` wins) to answer, else 504 with a Timeout Status. The
-//! handler is dropped at the deadline, so what it holds is freed.
+//! handler is dropped at the deadline, so what it holds is freed. The 504 is marked [`Terminated`].
 //!
 //! request info → metrics → **timeout** → authentication → max in flight → authorization → endpoints.
 
@@ -11,6 +11,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use super::Next;
+use super::max_in_flight::Terminated;
 use crate::error::{ApiError, StatusReason};
 use crate::options::parse_duration;
 use crate::request::info::{RequestInfo, Verb};
@@ -30,13 +31,15 @@ pub async fn limit(request_timeout: Duration, req: Request, next: impl Next) -> 
             if let Some(info) = info {
                 tracing::warn!(verb = %info.verb, path = %info.path, ?timeout, "request timed out");
             }
-            ApiError::new(
+            let mut resp = ApiError::new(
                 504,
                 StatusReason::Timeout,
                 format!("Timeout: request did not complete within requested timeout {}s", timeout.as_secs()),
             )
             .with_details(serde_json::json!({}))
-            .into_response()
+            .into_response();
+            resp.extensions_mut().insert(Terminated);
+            resp
         }
     }
 }

@@ -18,6 +18,7 @@ use axum::Router;
 use backup_storage::gather::Gathered;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::counter::Counter;
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
@@ -97,13 +98,14 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Accept TLS connections on `listener` until `shutdown` resolves; then stop accepting and let open connections
-/// finish gracefully, for at most `drain`.
+/// finish gracefully, for at most `drain`. Handshakes that fail or time out are counted in `handshake_errors`.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     drain: Duration,
+    handshake_errors: Counter,
 ) -> anyhow::Result<()> {
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -143,14 +145,17 @@ pub async fn serve(
         let app = app.clone();
         let (http1, http2) = (http1.clone(), http2.clone());
         let watcher = graceful.watcher();
+        let handshake_errors = handshake_errors.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
+                    handshake_errors.inc();
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    handshake_errors.inc();
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }

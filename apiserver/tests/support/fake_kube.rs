@@ -219,7 +219,14 @@ impl FakeKube {
         let stopped = async {
             let _ = rx.await;
         };
-        tokio::spawn(backup_apiserver::tls::serve(listener, config, app, stopped, std::time::Duration::from_secs(5)));
+        tokio::spawn(backup_apiserver::tls::serve(
+            listener,
+            config,
+            app,
+            stopped,
+            std::time::Duration::from_secs(5),
+            Default::default(),
+        ));
         Self {
             url: format!("https://{addr}"),
             ca_pem: cert.cert_pem,

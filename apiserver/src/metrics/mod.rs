@@ -1,6 +1,11 @@
-//! `/metrics` in Prometheus text: request counts and durations per verb/resource/code, open watches, storage
-//! operation durations (through [`InstrumentedStorage`], which wraps any backend, below the watch cache: it counts
-//! only what reaches etcd), and the watch cache's gauges and counters ([`WatchCacheCollector`]).
+//! `/metrics` in Prometheus text: request counts and durations per verb/resource/code, requests the server
+//! refused in self-defence, open watches, storage operation durations (through [`InstrumentedStorage`], which wraps
+//! any backend, below the watch cache: it counts only what reaches etcd) and object counts ([`storage_objects`]),
+//! TLS handshake errors, the watch cache's gauges and counters ([`WatchCacheCollector`]), and the process's
+//! ([`process`]).
+
+pub mod process;
+pub mod storage_objects;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -22,6 +27,19 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     pub verb: &'static str,
     pub dry_run: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub scope: &'static str,
+    pub component: &'static str,
+    pub code: u16,
+}
+
+/// `apiserver_request_terminations_total`'s labels: the request's, without `dry_run`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TerminationLabels {
+    pub verb: &'static str,
     pub group: &'static str,
     pub version: &'static str,
     pub resource: &'static str,
@@ -72,6 +90,14 @@ pub struct Metrics {
     pub storage: Family<StorageLabels, Histogram, fn() -> Histogram>,
     /// Requests held under the max-in-flight limits, per `request_kind` (`readOnly`, `mutating`).
     pub in_flight: Family<InFlightLabels, Gauge>,
+    /// Requests refused at the max-in-flight limits, per `request_kind`.
+    pub dropped: Family<InFlightLabels, Counter>,
+    /// Requests the server ended in self-defence (429 at the max-in-flight limits, 504 at the request timeout).
+    pub terminations: Family<TerminationLabels, Counter>,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_errors: Counter,
+    /// Objects stored per resource (`<plural>.<group>`), counted in storage every poll period.
+    pub storage_objects: Family<storage_objects::ResourceLabels, Gauge>,
     /// The watch cache's counters, once it is built.
     watch_cache: Arc<OnceLock<Arc<CacheMetrics>>>,
     /// Audit events queued for the log.
@@ -119,6 +145,31 @@ impl Default for Metrics {
             "Number of requests being served under the max-in-flight limits, per request kind.",
             in_flight.clone(),
         );
+        let dropped = Family::<InFlightLabels, Counter>::default();
+        registry.register(
+            "apiserver_dropped_requests",
+            "Number of requests dropped with 'Try again later' response",
+            dropped.clone(),
+        );
+        let terminations = Family::<TerminationLabels, Counter>::default();
+        registry.register(
+            "apiserver_request_terminations",
+            "Number of requests which apiserver terminated in self-defense.",
+            terminations.clone(),
+        );
+        let tls_handshake_errors = Counter::default();
+        registry.register(
+            "apiserver_tls_handshake_errors",
+            "Number of requests dropped with 'TLS handshake error from' error",
+            tls_handshake_errors.clone(),
+        );
+        let storage_objects = Family::<storage_objects::ResourceLabels, Gauge>::default();
+        registry.register(
+            "apiserver_storage_objects",
+            "Number of stored objects at the time of last check split by kind.",
+            storage_objects.clone(),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
         let audit_events = Counter::default();
         let audit_errors = Family::<PluginLabels, Counter>::default();
         registry.register(
@@ -133,7 +184,21 @@ impl Default for Metrics {
         );
         let watch_cache = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(WatchCacheCollector(watch_cache.clone())));
-        Self { registry, requests, durations, watchers, storage, in_flight, watch_cache, audit_events, audit_errors }
+        Self {
+            registry,
+            requests,
+            durations,
+            watchers,
+            storage,
+            in_flight,
+            dropped,
+            terminations,
+            tls_handshake_errors,
+            storage_objects,
+            watch_cache,
+            audit_events,
+            audit_errors,
+        }
     }
 }
 
@@ -147,6 +212,12 @@ impl Metrics {
     pub fn in_flight_gauges(&self) -> [Gauge; 2] {
         ["readOnly", "mutating"]
             .map(|kind| self.in_flight.get_or_create(&InFlightLabels { request_kind: kind.to_string() }).clone())
+    }
+
+    /// The counters of the requests refused at the max-in-flight limits: `[readOnly, mutating]`.
+    pub fn dropped_counters(&self) -> [Counter; 2] {
+        ["readOnly", "mutating"]
+            .map(|kind| self.dropped.get_or_create(&InFlightLabels { request_kind: kind.to_string() }).clone())
     }
 
     /// The text exposition.
