@@ -131,23 +131,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         version: version::info(),
         authorizer: auth.authorizer.clone(),
     });
-    let auditor = match (&opts.audit_policy_file, &opts.audit_log_path) {
-        (Some(policy), Some(path)) => {
-            let policy = audit::policy::Policy::load(policy)?;
-            let config = audit::log::LogConfig {
-                path: path.clone(),
-                max_age_days: opts.audit_log_maxage,
-                max_backups: opts.audit_log_maxbackup,
-                max_size_mb: opts.audit_log_maxsize,
-            };
-            let errors = metrics.audit_errors.get_or_create(&metrics::PluginLabels { plugin: "log".into() }).clone();
-            let log = audit::log::AuditLog::start(config, metrics.audit_events.clone(), errors)
-                .with_context(|| format!("opening the audit log {}", path.display()))?;
-            Some(Arc::new(audit::Auditor { policy, log }))
-        }
-        (Some(_), None) => anyhow::bail!("--audit-policy-file needs --audit-log-path (a file, or - for stdout)"),
-        _ => None,
-    };
+    let auditor = audit::Auditor::from_options(&opts, &metrics).await?.map(Arc::new);
     let max_in_flight = MaxInFlight::new(
         opts.max_requests_inflight,
         opts.max_mutating_requests_inflight,

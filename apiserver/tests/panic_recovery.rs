@@ -41,7 +41,8 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
     let config = LogConfig { path: audit_log.clone(), max_age_days: 0, max_backups: 0, max_size_mb: 0 };
     let auditor = Auditor {
         policy: Policy::load(&policy).unwrap(),
-        log: AuditLog::start(config, Counter::default(), Counter::default()).unwrap(),
+        log: Some(AuditLog::start(config, Counter::default(), Counter::default()).unwrap()),
+        webhook: None,
     };
     // A user outside system:masters, so that the in-flight limits (one read-only request at a time) apply to it.
     let alice = StaticToken { token: TOKEN.into(), user: UserInfo { name: "alice".into(), ..UserInfo::default() } };

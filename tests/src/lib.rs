@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
 pub mod aggregated;
+pub mod audit_sink;
 pub mod background;
 pub mod cluster;
 pub mod crd;

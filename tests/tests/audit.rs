@@ -181,3 +181,105 @@ async fn impersonated_requests_name_both_users() {
         "kubectl --as is audited as bob: {text}"
     );
 }
+
+/// `--audit-webhook-config-file`: events reach the webhook the kubeconfig names (its path, CA and bearer token) as
+/// `audit.k8s.io/v1` EventLists, in batches; a batch the webhook refuses with 503 is sent again after the backoff.
+/// With the log as well, both get every event. A webhook that never accepts loses the events, counted in
+/// `apiserver_audit_error_total{plugin="webhook"}`.
+#[tokio::test]
+async fn the_webhook_gets_batches_and_retries_them() {
+    use backup_e2e::audit_sink::{Answer, AuditSink};
+    let sink = AuditSink::start(Answer::FailFirst(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, log, kubeconfig) =
+        (dir.path().join("policy.yaml"), dir.path().join("audit.log"), dir.path().join("webhook.kubeconfig"));
+    std::fs::write(&policy, POLICY).unwrap();
+    let url = format!("https://127.0.0.1:{}/audit/events", sink.port);
+    let token = [("token", "audit-secret".to_string())];
+    std::fs::write(&kubeconfig, backup_e2e::cluster::kubeconfig_yaml(&url, &sink.ca_pem, &token)).unwrap();
+    let [policy, log_path, kubeconfig] = [&policy, &log, &kubeconfig].map(|p| p.display().to_string());
+    let webhook_flags = [
+        "--audit-policy-file",
+        &policy,
+        "--audit-webhook-config-file",
+        &kubeconfig,
+        "--audit-webhook-batch-max-wait=200ms",
+        "--audit-webhook-initial-backoff=100ms",
+    ];
+    let server = TestServer::standalone_with(&[&webhook_flags[..], &["--audit-log-path", &log_path]].concat()).await;
+    let http = server.http();
+    http.request(Method::POST, &backups("default"))
+        .header("Audit-ID", "hook-1")
+        .json(&backup("x"))
+        .send()
+        .await
+        .expect_status(201);
+    http.request(Method::GET, &format!("{}/x", backups("default"))).header("Audit-ID", "hook-2").send().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let events = sink.events();
+        let done = |id: &str| events.iter().any(|e| e["auditID"] == id && e["stage"] == "ResponseComplete");
+        if done("hook-1") && done("hook-2") {
+            break events;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the webhook did not get both requests: {:#?}",
+            sink.received()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let received = sink.received();
+    assert!(received.len() >= 3, "two refusals, then the batch again: {received:#?}");
+    assert_eq!(received.iter().filter(|r| r.status == 503).count(), 2);
+    for r in &received {
+        assert_eq!((r.path.as_str(), r.authorization.as_str()), ("/audit/events", "Bearer audit-secret"));
+        assert!(r.content_type.starts_with("application/json"), "{}", r.content_type);
+        assert_eq!(
+            (r.body["kind"].as_str(), r.body["apiVersion"].as_str()),
+            (Some("EventList"), Some("audit.k8s.io/v1"))
+        );
+    }
+    for refused in received.iter().filter(|r| r.status == 503) {
+        let again = received.iter().any(|r| r.status == 200 && r.body == refused.body);
+        assert!(again, "a refused batch is sent again as it was: {received:#?}");
+    }
+    let create: Vec<&Value> = events.iter().filter(|e| e["auditID"] == "hook-1").collect();
+    assert_eq!(
+        create.iter().map(|e| e["stage"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["RequestReceived", "ResponseComplete"]
+    );
+    assert_eq!(create[1]["level"], "Request");
+    assert_eq!(create[1]["requestObject"]["metadata"]["name"], "x");
+    let logged = Audited { server, log, _dir: dir };
+    assert_eq!(logged.events("hook-1", 2).await.len(), 2, "the log gets the events too");
+
+    let failing = AuditSink::start(Answer::AlwaysFail).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("webhook.kubeconfig");
+    let url = format!("https://127.0.0.1:{}/audit/events", failing.port);
+    std::fs::write(&kubeconfig, backup_e2e::cluster::kubeconfig_yaml(&url, &failing.ca_pem, &token)).unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
+    let flags = [
+        "--audit-policy-file",
+        &policy,
+        "--audit-webhook-config-file",
+        &kubeconfig,
+        "--audit-webhook-batch-max-wait=100ms",
+        "--audit-webhook-initial-backoff=50ms",
+    ];
+    let server = TestServer::standalone_with(&flags).await;
+    server.http().get(&backups("default")).await.expect_status(200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let lost = server.metric("apiserver_audit_error_total{plugin=\"webhook\"}").await;
+        if lost >= 2.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the lost events are not counted ({lost})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tries = failing.received();
+    let first = tries.iter().filter(|r| r.body == tries[0].body).count();
+    assert_eq!(first, 5, "five tries of a batch, then it is given up: {tries:#?}");
+}

@@ -139,6 +139,26 @@ impl Stamp<'_> {
     }
 }
 
+/// An event for tests: a Metadata-level ResponseComplete of `GET /livez`, with the audit ID `id-<n>`.
+#[cfg(test)]
+pub fn sample(n: usize) -> Event {
+    let info = RequestInfo::non_resource(crate::request::info::Verb::Get, "/livez");
+    let id = format!("id-{n}");
+    let stamp = Stamp {
+        level: Level::Metadata,
+        stage: Stage::ResponseComplete,
+        audit_id: &id,
+        info: &info,
+        request_uri: "/livez",
+        user: None,
+        impersonated_user: None,
+        source_ips: &[],
+        user_agent: "",
+        received: jiff::Timestamp::now(),
+    };
+    stamp.event()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

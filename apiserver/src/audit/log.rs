@@ -192,27 +192,7 @@ fn backups_of(path: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::event::{Stamp, micro_time};
-    use crate::audit::policy::{Level, Stage};
-    use crate::request::info::RequestInfo;
-
-    fn event(n: usize) -> Event {
-        let info = RequestInfo::parse(&axum::http::Method::GET, "/livez", false, None).unwrap();
-        let id = format!("id-{n}");
-        let stamp = Stamp {
-            level: Level::Metadata,
-            stage: Stage::ResponseComplete,
-            audit_id: &id,
-            info: &info,
-            request_uri: "/livez",
-            user: None,
-            impersonated_user: None,
-            source_ips: &[],
-            user_agent: "",
-            received: jiff::Timestamp::now(),
-        };
-        stamp.event()
-    }
+    use crate::audit::event::{micro_time, sample as event};
 
     #[test]
     fn rotates_by_size_and_keeps_max_backups() {

@@ -1,7 +1,7 @@
 //! Auditing (k8s.io/apiserver `pkg/audit`): who did what, when, with what outcome. The [`policy`] decides per request
 //! how much is recorded; the audit filter (`filters::audit`) builds [`event`]s at the stages RequestReceived,
-//! ResponseStarted (watches), ResponseComplete and Panic; the [`log`] backend writes them without ever delaying a
-//! request. Inner layers add to the request's [`AuditContext`]: the authenticated user, the impersonated one, and annotations
+//! ResponseStarted (watches), ResponseComplete and Panic; the [`log`] and [`webhook`] backends take them without
+//! ever delaying a request. Inner layers add to the request's [`AuditContext`]: the authenticated user, the impersonated one, and annotations
 //! (authorization's decision, admission's).
 //!
 //! request info → **audit** → metrics → timeout → authentication (→ the user) → impersonation (→ the user acted as)
@@ -10,19 +10,100 @@
 pub mod event;
 pub mod log;
 pub mod policy;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
 
 use crate::auth::authn::UserInfo;
 
 /// The request header kube-apiserver's aggregator sets, kept as the event's `auditID` so both logs join.
 pub const AUDIT_ID_HEADER: &str = "Audit-ID";
 
-/// The policy and where events go.
+/// The policy and where events go: the log, the webhook, or both.
 pub struct Auditor {
     pub policy: policy::Policy,
-    pub log: log::AuditLog,
+    pub log: Option<log::AuditLog>,
+    pub webhook: Option<webhook::AuditWebhook>,
+}
+
+impl Auditor {
+    /// The auditor the flags describe: None without `--audit-policy-file`; with it, the log
+    /// (`--audit-log-path`), the webhook (`--audit-webhook-config-file`) or both, one of them required.
+    pub async fn from_options(
+        opts: &crate::options::Options,
+        metrics: &crate::metrics::Metrics,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(policy) = &opts.audit_policy_file else { return Ok(None) };
+        let policy = policy::Policy::load(policy)?;
+        let errors = |plugin: &str| {
+            metrics.audit_errors.get_or_create(&crate::metrics::PluginLabels { plugin: plugin.into() }).clone()
+        };
+        let log = match &opts.audit_log_path {
+            Some(path) => {
+                let config = log::LogConfig {
+                    path: path.clone(),
+                    max_age_days: opts.audit_log_maxage,
+                    max_backups: opts.audit_log_maxbackup,
+                    max_size_mb: opts.audit_log_maxsize,
+                };
+                let log = log::AuditLog::start(config, metrics.audit_events.clone(), errors("log"))
+                    .with_context(|| format!("opening the audit log {}", path.display()))?;
+                Some(log)
+            }
+            None => None,
+        };
+        let webhook = match &opts.audit_webhook_config_file {
+            Some(kubeconfig) => {
+                if opts.audit_webhook_mode != "batch" {
+                    anyhow::bail!(
+                        "--audit-webhook-mode={}: only batch is implemented (blocking modes would hold every \
+                         request until the webhook answers)",
+                        opts.audit_webhook_mode
+                    );
+                }
+                if opts.audit_webhook_version != "audit.k8s.io/v1" {
+                    anyhow::bail!(
+                        "--audit-webhook-version={}: only audit.k8s.io/v1 is implemented",
+                        opts.audit_webhook_version
+                    );
+                }
+                let config = webhook::WebhookConfig {
+                    kubeconfig: kubeconfig.clone(),
+                    buffer_size: opts.audit_webhook_batch_buffer_size,
+                    max_batch_size: opts.audit_webhook_batch_max_size,
+                    max_batch_wait: opts.audit_webhook_batch_max_wait,
+                    throttle: opts
+                        .audit_webhook_batch_throttle_enable
+                        .then_some((opts.audit_webhook_batch_throttle_qps, opts.audit_webhook_batch_throttle_burst)),
+                    initial_backoff: opts.audit_webhook_initial_backoff,
+                };
+                Some(webhook::AuditWebhook::start(config, metrics.audit_events.clone(), errors("webhook")).await?)
+            }
+            None => None,
+        };
+        if log.is_none() && webhook.is_none() {
+            anyhow::bail!(
+                "--audit-policy-file needs --audit-log-path (a file, or - for stdout) or --audit-webhook-config-file"
+            );
+        }
+        Ok(Some(Self { policy, log, webhook }))
+    }
+
+    /// Hand `event` to every backend.
+    pub fn record(&self, event: event::Event) {
+        match (&self.log, &self.webhook) {
+            (Some(log), Some(webhook)) => {
+                webhook.record(event.clone());
+                log.record(event);
+            }
+            (Some(log), None) => log.record(event),
+            (None, Some(webhook)) => webhook.record(event),
+            (None, None) => {}
+        }
+    }
 }
 
 /// What inner layers learn about a request, for its audit events.

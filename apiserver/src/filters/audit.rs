@@ -134,7 +134,7 @@ async fn record(
     if decision.records(Stage::RequestReceived) {
         let mut ev = request.stamp(decision, Stage::RequestReceived, context);
         ev.stage_timestamp = ev.request_received_timestamp.clone();
-        auditor.log.record(ev);
+        auditor.record(ev);
     }
     let code = resp.status();
     let watch = request.info.verb == Verb::Watch && code.is_success();
@@ -142,7 +142,7 @@ async fn record(
         if decision.records(Stage::ResponseStarted) {
             let mut ev = request.stamp(decision, Stage::ResponseStarted, context);
             ev.response_status = Some(success_status(code));
-            auditor.log.record(ev);
+            auditor.record(ev);
         }
         if !decision.records(Stage::ResponseComplete) {
             return resp;
@@ -176,7 +176,7 @@ async fn record(
         if decision.level == Level::RequestResponse && code.is_success() {
             ev.response_object = response_json;
         }
-        auditor.log.record(ev);
+        auditor.record(ev);
     }
     Response::from_parts(parts, body)
 }
@@ -215,7 +215,7 @@ impl Drop for StreamEnd {
     fn drop(&mut self) {
         if let Some(mut ev) = self.event.take() {
             ev.stage_timestamp = micro_time(jiff::Timestamp::now());
-            self.auditor.log.record(ev);
+            self.auditor.record(ev);
         }
     }
 }
@@ -240,7 +240,7 @@ impl Drop for PanicGuard {
         let mut ev = request.stamp(&decision, Stage::Panic, &self.context);
         ev.response_status =
             Some(json!({"metadata": {}, "status": "Failure", "message": "APIServer panic'd", "code": 500}));
-        self.auditor.log.record(ev);
+        self.auditor.record(ev);
     }
 }
 
