@@ -28,6 +28,7 @@ pub mod filters;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod options;

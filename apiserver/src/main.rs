@@ -1,10 +1,8 @@
 //! The `backup-apiserver` binary: parse flags, start the server, stop it on SIGTERM/SIGINT.
 
-use std::io::IsTerminal;
-
 use clap::Parser;
 
-use backup_apiserver::options::{LogFormat, Options};
+use backup_apiserver::options::Options;
 
 /// mimalloc (v3) rather than glibc's malloc: with the watch cache on etcd, 45% less server CPU per create and per
 /// get at c=32, and 0.6 MiB more idle (storage/BENCH.md, "The allocator"). Its heap is 1 GiB reservations, which
@@ -18,13 +16,7 @@ async fn main() -> anyhow::Result<()> {
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes no memory.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let opts = Options::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match opts.log_format {
-        // Colours only for a person at a terminal, never in a pod's log.
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    backup_apiserver::logging::init(opts.log_format, opts.verbosity);
     // One crypto provider for the whole process: ring (rustls would otherwise ask which).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let standalone = opts.standalone;

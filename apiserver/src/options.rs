@@ -244,6 +244,11 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', value_enum)]
     pub disable_admission_plugins: Vec<crate::admission::Plugin>,
 
+    /// Log verbosity, klog's levels: 0–2 info, 3–4 debug (a line per request), 5 and more trace. `RUST_LOG`,
+    /// when set, wins; `PUT /debug/flags/v` changes it at run time.
+    #[arg(short = 'v', long = "v", default_value_t = 0)]
+    pub verbosity: u32,
+
     /// Log lines as `text` (no colours unless stderr is a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

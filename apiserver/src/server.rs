@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use backup_storage::cacher::WakeGroup;
+use http_body_util::BodyExt;
 use serde_json::json;
 
 use crate::admission::RequestContext;
@@ -69,6 +70,9 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
     }
     let req = Request::from_parts(parts, body);
     let path = req.uri().path().to_string();
+    if path == "/debug/flags/v" {
+        return debug_flag_v(req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return ApiError::method_not_allowed(req.method().as_str(), "path").into_response();
     }
@@ -98,6 +102,22 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
     }
 }
 
+/// `PUT /debug/flags/v` (upstream's `routes.DebugFlags`): the log verbosity from the body, answered in plain text
+/// as upstream answers.
+async fn debug_flag_v(req: Request) -> Response {
+    if req.method() != Method::PUT {
+        return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 1024).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return (StatusCode::BAD_REQUEST, "the level must be a number of at most 1 KiB").into_response(),
+    };
+    match crate::logging::set_verbosity(&body) {
+        Ok(done) => done.into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
+
 async fn health(state: &Routes, endpoint: Endpoint, rest: &[&str], query: &Query) -> Response {
     match rest {
         [] => state.health.serve(endpoint, None, query).await,
@@ -115,6 +135,7 @@ fn index_paths() -> Vec<String> {
         "/apis".into(),
         format!("/apis/{g}"),
         format!("/apis/{g}/{v}"),
+        "/debug/flags/v".into(),
         "/healthz".into(),
         "/livez".into(),
         "/metrics".into(),

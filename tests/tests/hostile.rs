@@ -482,6 +482,32 @@ async fn logs_are_plain_text_or_json_lines() {
     }
 }
 
+/// `--v` sets the verbosity at start (4: a debug line per request) and `PUT /debug/flags/v` changes it at run time,
+/// answered as upstream; anything but a level is a 400, anything but PUT a 405.
+#[tokio::test]
+async fn verbosity_is_set_by_flag_and_at_run_time() {
+    let requests = |server: &ServerProcess| server.log_text().lines().filter(|l| l.contains("/version")).count();
+    let verbose = ServerProcess::start(&["--v=4"]).await;
+    verbose.http().get("/version").await.expect_status(200);
+    assert!(requests(&verbose) >= 1, "--v=4 logs requests:\n{}", verbose.log_text());
+
+    let server = ServerProcess::start(&[]).await;
+    let http = server.http();
+    http.get("/version").await.expect_status(200);
+    assert_eq!(requests(&server), 0, "requests are not logged at level 0:\n{}", server.log_text());
+    let set = |level: &'static str| http.request(Method::PUT, "/debug/flags/v").body("text/plain", level).send();
+    assert_eq!(set("4").await.expect_status(200).text(), "successfully set klog.logging.verbosity to 4");
+    http.get("/version").await.expect_status(200);
+    assert!(requests(&server) >= 1, "level 4 logs requests:\n{}", server.log_text());
+    assert_eq!(set("0").await.expect_status(200).text(), "successfully set klog.logging.verbosity to 0");
+    let before = requests(&server);
+    http.get("/version").await.expect_status(200);
+    assert_eq!(requests(&server), before, "back to level 0");
+    assert!(set("loud").await.expect_status(400).text().contains("invalid syntax"));
+    http.get("/debug/flags/v").await.expect_status(405);
+    server.anonymous().request(Method::PUT, "/debug/flags/v").body("text/plain", "9").send().await.expect_status(401);
+}
+
 /// Out of file descriptors (a low `RLIMIT_NOFILE` and more connections than it allows): accept errors back off
 /// instead of spinning a core, and the server serves again once connections close.
 #[tokio::test]
