@@ -66,13 +66,20 @@ impl Diagnosis {
 pub struct Health {
     storage: Arc<dyn Storage>,
     storage_check_name: &'static str,
+    storage_timeout: Duration,
     shutting_down: AtomicBool,
     diagnosis: Arc<Diagnosis>,
 }
 
 impl Health {
-    pub fn new(storage: Arc<dyn Storage>, storage_check_name: &'static str, diagnosis: Arc<Diagnosis>) -> Self {
-        Self { storage, storage_check_name, shutting_down: AtomicBool::new(false), diagnosis }
+    /// `storage` checked under `storage_check_name`, given `storage_timeout` to answer (`--etcd-healthcheck-timeout`).
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        storage_check_name: &'static str,
+        storage_timeout: Duration,
+        diagnosis: Arc<Diagnosis>,
+    ) -> Self {
+        Self { storage, storage_check_name, storage_timeout, shutting_down: AtomicBool::new(false), diagnosis }
     }
 
     /// Mark the server as draining: readyz fails from now on.
@@ -96,10 +103,10 @@ impl Health {
         match check {
             "shutdown" if self.shutting_down.load(Ordering::SeqCst) => Err("server is shutting down".into()),
             c if c == self.storage_check_name => {
-                match tokio::time::timeout(Duration::from_secs(2), self.storage.health()).await {
+                match tokio::time::timeout(self.storage_timeout, self.storage.health()).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("timed out after 2s".into()),
+                    Err(_) => Err(format!("timed out after {:?}", self.storage_timeout)),
                 }
             }
             c => match self.diagnosis.get(c) {

@@ -98,6 +98,7 @@ impl Server {
 
 /// Start the server described by `opts`; it runs until [`Server::shutdown`].
 pub async fn start(opts: Options) -> anyhow::Result<Server> {
+    opts.validate()?;
     let metrics = Arc::new(Metrics::default());
     let kinds = backup_apis::kinds();
     let backend = backend::open(&opts, &metrics, &kinds).await?;
@@ -107,7 +108,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         .cluster
         .clone()
         .and_then(|client| admission::start(client, &opts.disable_admission_plugins, diagnosis.clone()));
-    let health = Arc::new(health::Health::new(backend.storage.clone(), backend.check_name, diagnosis));
+    let health = Arc::new(health::Health::new(
+        backend.storage.clone(),
+        backend.check_name,
+        opts.etcd_healthcheck_timeout,
+        diagnosis,
+    ));
     let (stopping, stopping_rx) = watch::channel(false);
     metrics::storage_objects::start(
         backend.storage.clone(),
@@ -124,6 +130,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
             admission,
             opts.standalone,
             &stopping_rx,
+            registry::store::Tuning {
+                min_request_timeout: opts.min_request_timeout,
+                delete_collection_workers: opts.delete_collection_workers,
+            },
         ),
         discovery: discovery::Discovery::new(&kinds),
         openapi: openapi::OpenApi::new(&kinds),
@@ -131,8 +141,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         metrics: metrics.clone(),
         version: version::info(),
         authorizer: auth.authorizer.clone(),
+        debug_flags: opts.profiling,
     });
-    let auditor = audit::Auditor::from_options(&opts, &metrics).await?.map(Arc::new);
+    let auditor = audit::setup::from_options(&opts, &metrics).await?.map(Arc::new);
     let max_in_flight = MaxInFlight::new(
         opts.max_requests_inflight,
         opts.max_mutating_requests_inflight,
@@ -154,6 +165,17 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
     serve(&opts, app, auth.admin_token, health, stopping, handshake_errors).await
 }
 
+/// A listening socket on `addr` (SO_REUSEADDR, as Go's; SO_REUSEPORT with `--permit-port-sharing`).
+fn listen(addr: SocketAddr, share_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    if share_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Listen, load or make the serving certificate, write the standalone kubeconfig, and serve `app`.
 async fn serve(
     opts: &Options,
@@ -167,25 +189,16 @@ async fn serve(
         if opts.standalone { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
     let bind = opts.bind_address.unwrap_or(default_bind);
     let port = opts.secure_port.unwrap_or(if opts.standalone { 8443 } else { 443 });
-    let listener =
-        tokio::net::TcpListener::bind((bind, port)).await.with_context(|| format!("listening on {bind}:{port}"))?;
+    let listener = listen(SocketAddr::new(bind, port), opts.permit_port_sharing)
+        .with_context(|| format!("listening on {bind}:{port}"))?;
     let addr = listener.local_addr()?;
 
-    let (default_cert, ca_pem) = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        (Some(c), Some(k)) => {
-            let cert = tls::ServingCert::load(c, k)?;
-            (tls::DefaultCert::Files { cert: c.clone(), key: k.clone() }, cert.cert_pem)
-        }
-        _ => {
-            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-            if !bind.is_unspecified() && !bind.is_loopback() {
-                hosts.push(bind.to_string());
-            }
-            let cert = tls::ServingCert::self_signed(&hosts)?;
-            let ca_pem = cert.cert_pem.clone();
-            (tls::DefaultCert::Fixed(cert), ca_pem)
-        }
-    };
+    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        hosts.push(bind.to_string());
+    }
+    let files = opts.tls_cert_file.as_deref().zip(opts.tls_private_key_file.as_deref());
+    let (default_cert, ca_pem) = tls::default_cert(files, opts.cert_dir.as_deref(), &hosts)?;
     let certs = Arc::new(tls::ServingCerts::new(default_cert, opts.tls_sni_cert_key.clone())?);
     certs.watch_files();
     let settings = opts.tls_settings();
@@ -208,7 +221,9 @@ async fn serve(
     };
     // In-flight requests get their own timeout to finish, and a little more.
     let drain = opts.request_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
-    let task = tokio::spawn(tls::serve(listener, config, app, stopped, drain, handshake_errors));
+    let transport =
+        tls::Transport { drain, max_concurrent_streams: opts.http2_max_streams_per_connection, handshake_errors };
+    let task = tokio::spawn(tls::serve(listener, config, app, stopped, transport));
     let shutdown_delay = opts.shutdown_delay_duration;
     Ok(Server { addr, ca_pem, admin_token, kubeconfig, health, stopping, shutdown_delay, task })
 }

@@ -43,6 +43,20 @@ pub struct Options {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
 
+    /// Without --tls-cert-file: the directory of the self-signed serving certificate (`apiserver.crt`,
+    /// `apiserver.key`), read when there and written when not, so that a restart serves the same certificate.
+    /// Without it the certificate is made in memory at each start.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Listen with SO_REUSEPORT, so that another process may bind the same address and port.
+    #[arg(long)]
+    pub permit_port_sharing: bool,
+
+    /// HTTP/2 streams a client may open at once on one connection (0: the default, 250).
+    #[arg(long, default_value_t = 0)]
+    pub http2_max_streams_per_connection: u32,
+
     /// A certificate and key for clients that ask for a given name (SNI): `cert,key` serves the names in the
     /// certificate (its DNS names, and its common name when that is one); `cert,key:*.foo.com,foo.com` serves those
     /// names. Repeat the flag for more; for a name claimed twice the earlier flag wins, an exact name wins over a
@@ -90,6 +104,10 @@ pub struct Options {
     /// How often to compact etcd's history (e.g. 5m, 30s; 0 disables).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
+
+    /// How long the storage health check (`/healthz/etcd`, `/readyz/etcd`, `/livez/etcd`) waits for storage.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub etcd_healthcheck_timeout: std::time::Duration,
 
     /// How often the objects of each resource are counted in storage for `apiserver_storage_objects` (0 disables).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
@@ -145,6 +163,16 @@ pub struct Options {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub authentication_token_webhook_cache_ttl: std::time::Duration,
 
+    /// Do not read the `kube-system/extension-apiserver-authentication` ConfigMap: client and front-proxy CAs
+    /// come only from --client-ca-file and --requestheader-client-ca-file.
+    #[arg(long)]
+    pub authentication_skip_lookup: bool,
+
+    /// Accepted for upstream's deployments: a ConfigMap that cannot be read never stops this server (it starts,
+    /// and `/readyz` says which permission is missing).
+    #[arg(long)]
+    pub authentication_tolerate_lookup_failure: bool,
+
     /// Audiences sent in TokenReviews (none by default: kube-apiserver's own audiences apply).
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
@@ -169,6 +197,20 @@ pub struct Options {
     /// At most this many mutating requests at once; more get 429 (0: no limit).
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+
+    /// Accepted for upstream's deployments: this server limits requests with the max-in-flight limits whatever
+    /// its value (API Priority and Fairness is kube-apiserver's; behind the aggregator it has applied it already).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_priority_and_fairness: bool,
+
+    /// Watches without `timeoutSeconds` end after a random time in [this, twice this) seconds, so that clients
+    /// reconnect spread out (and to other replicas).
+    #[arg(long, default_value_t = 1800)]
+    pub min_request_timeout: u64,
+
+    /// Objects a deletecollection deletes at once.
+    #[arg(long, default_value_t = 1)]
+    pub delete_collection_workers: usize,
 
     /// After SIGTERM, how long /readyz fails while requests are still served, so load balancers (and the
     /// aggregator's endpoints) stop sending traffic before the server stops listening.
@@ -197,15 +239,27 @@ pub struct Options {
     #[arg(long, default_value_t = 0)]
     pub audit_log_maxsize: u64,
 
+    /// Gzip the audit log's rotated files (`<name>-<time>.<ext>.gz`).
+    #[arg(long)]
+    pub audit_log_compress: bool,
+
+    /// The audit log's format: `json` (one event per line; the one implemented, and upstream's default).
+    #[arg(long, value_enum, default_value_t = AuditLogFormat::Json)]
+    pub audit_log_format: AuditLogFormat,
+
+    /// The API version of the audit log's events: `audit.k8s.io/v1` (the one implemented).
+    #[arg(long, value_enum, default_value_t = AuditVersion::V1)]
+    pub audit_log_version: AuditVersion,
+
     /// A kubeconfig naming the audit webhook (its server URL, CA and credentials): audit events are POSTed to it
     /// in batches as `audit.k8s.io/v1` EventLists. Needs --audit-policy-file.
     #[arg(long, requires = "audit_policy_file")]
     pub audit_webhook_config_file: Option<PathBuf>,
 
-    /// How events reach the webhook: `batch` (the default, upstream's too) is the mode implemented; `blocking` and
-    /// `blocking-strict` are refused at start.
-    #[arg(long, default_value = "batch")]
-    pub audit_webhook_mode: String,
+    /// How events reach the webhook: `batch` (the default, upstream's too) is the mode implemented; upstream's
+    /// `blocking` and `blocking-strict`, which hold every request until the webhook answers, are not.
+    #[arg(long, value_enum, default_value_t = AuditWebhookMode::Batch)]
+    pub audit_webhook_mode: AuditWebhookMode,
 
     /// Audit events waiting for the webhook before new ones are dropped.
     #[arg(long, default_value_t = 10_000)]
@@ -236,18 +290,31 @@ pub struct Options {
     pub audit_webhook_initial_backoff: std::time::Duration,
 
     /// The API version of the events sent: `audit.k8s.io/v1` (the one implemented).
-    #[arg(long, default_value = "audit.k8s.io/v1")]
-    pub audit_webhook_version: String,
+    #[arg(long, value_enum, default_value_t = AuditVersion::V1)]
+    pub audit_webhook_version: AuditVersion,
 
     /// Admission plugins to turn off, by kube-apiserver's names (comma-separated): NamespaceLifecycle,
     /// MutatingAdmissionWebhook, ValidatingAdmissionWebhook. Standalone there is no admission at all.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub disable_admission_plugins: Vec<crate::admission::Plugin>,
 
+    /// Admission plugins to turn on (comma-separated); all three are on by default, so this only checks the
+    /// names, as upstream does, and that none is also turned off.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub enable_admission_plugins: Vec<crate::admission::Plugin>,
+
     /// Log verbosity, klog's levels: 0–2 info, 3–4 debug (a line per request), 5 and more trace. `RUST_LOG`,
     /// when set, wins; `PUT /debug/flags/v` changes it at run time.
     #[arg(short = 'v', long = "v", default_value_t = 0)]
     pub verbosity: u32,
+
+    /// Serve upstream's debug endpoints: here `/debug/flags/v` (there is no Go profiler to serve).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub profiling: bool,
+
+    /// Accepted for upstream's deployments; there is no lock profiling in this server.
+    #[arg(long)]
+    pub contention_profiling: bool,
 
     /// Log lines as `text` (no colours unless stderr is a terminal) or `json` (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -282,6 +349,25 @@ pub fn parse_feature_gate(s: &str) -> Result<FeatureGate, String> {
     }
 }
 
+/// `--audit-webhook-mode`: the one implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditWebhookMode {
+    Batch,
+}
+
+/// `--audit-log-format`: the one implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditLogFormat {
+    Json,
+}
+
+/// `--audit-log-version`, `--audit-webhook-version`: the one implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditVersion {
+    #[value(name = "audit.k8s.io/v1")]
+    V1,
+}
+
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -299,6 +385,20 @@ impl Options {
                 .into();
         args.push(kubeconfig.as_os_str().to_owned());
         Self::parse_from(args)
+    }
+
+    /// What clap cannot check alone (upstream's `Validate`): a plugin both turned on and off; and what is
+    /// accepted without effect, said in the log.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let both: Vec<_> =
+            self.enable_admission_plugins.iter().filter(|p| self.disable_admission_plugins.contains(p)).collect();
+        if !both.is_empty() {
+            anyhow::bail!("{both:?} in enable-admission-plugins and disable-admission-plugins overlapped");
+        }
+        if self.contention_profiling {
+            tracing::warn!("--contention-profiling: this server has no lock profiling; the flag has no effect");
+        }
+        Ok(())
     }
 
     /// The protocol versions and cipher suites to offer.

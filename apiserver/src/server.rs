@@ -39,6 +39,8 @@ pub struct Routes {
     pub version: serde_json::Value,
     /// For the permissions an endpoint checks beyond the request's verb.
     pub authorizer: Arc<dyn Authorizer>,
+    /// Serve `/debug/flags/v` (`--profiling`, as upstream installs its debug routes).
+    pub debug_flags: bool,
 }
 
 /// The whole router: the routes in their filters.
@@ -70,7 +72,7 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
     }
     let req = Request::from_parts(parts, body);
     let path = req.uri().path().to_string();
-    if path == "/debug/flags/v" {
+    if path == "/debug/flags/v" && state.debug_flags {
         return debug_flag_v(req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -81,7 +83,7 @@ async fn route(State(state): State<Arc<Routes>>, req: Request) -> Response {
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        [""] => json_response(json!({"paths": index_paths()})),
+        [""] => json_response(json!({"paths": index_paths(state.debug_flags)})),
         ["healthz", rest @ ..] => health(&state, Endpoint::Healthz, rest, &query).await,
         ["livez", rest @ ..] => health(&state, Endpoint::Livez, rest, &query).await,
         ["readyz", rest @ ..] => health(&state, Endpoint::Readyz, rest, &query).await,
@@ -126,7 +128,8 @@ async fn health(state: &Routes, endpoint: Endpoint, rest: &[&str], query: &Query
     }
 }
 
-fn index_paths() -> Vec<String> {
+/// The index's paths, sorted as upstream's.
+fn index_paths(debug_flags: bool) -> Vec<String> {
     let g = backup_apis::GROUP;
     let v = backup_apis::VERSION;
     [
@@ -135,7 +138,6 @@ fn index_paths() -> Vec<String> {
         "/apis".into(),
         format!("/apis/{g}"),
         format!("/apis/{g}/{v}"),
-        "/debug/flags/v".into(),
         "/healthz".into(),
         "/livez".into(),
         "/metrics".into(),
@@ -144,7 +146,11 @@ fn index_paths() -> Vec<String> {
         "/readyz".into(),
         "/version".into(),
     ]
-    .into()
+    .into_iter()
+    .chain(debug_flags.then(|| "/debug/flags/v".to_string()))
+    .collect::<std::collections::BTreeSet<_>>()
+    .into_iter()
+    .collect()
 }
 
 fn json_response(v: serde_json::Value) -> Response {

@@ -38,7 +38,8 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n").unwrap();
     let audit_log = dir.path().join("audit.log");
-    let config = LogConfig { path: audit_log.clone(), max_age_days: 0, max_backups: 0, max_size_mb: 0 };
+    let config =
+        LogConfig { path: audit_log.clone(), max_age_days: 0, max_backups: 0, max_size_mb: 0, compress: false };
     let auditor = Auditor {
         policy: Policy::load(&policy).unwrap(),
         log: Some(AuditLog::start(config, Counter::default(), Counter::default()).unwrap()),
@@ -76,8 +77,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
         async move {
             let _ = stopped.await;
         },
-        Duration::from_secs(5),
-        Default::default(),
+        tls::Transport::new(Duration::from_secs(5)),
     ));
 
     // Every request on one HTTP/1.1 connection: the panic does not cost the client its connection.

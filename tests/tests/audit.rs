@@ -285,34 +285,28 @@ async fn the_webhook_gets_batches_and_retries_them() {
 }
 
 /// What is not implemented stops the server at start with a message, instead of auditing differently than asked:
-/// the blocking webhook modes, another event version, a policy with no backend.
+/// the blocking webhook modes, another event version or log format, a policy with no backend.
 #[tokio::test]
 async fn unsupported_audit_settings_are_refused_at_start() {
+    use backup_apiserver::options::Options;
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
-    let kubeconfig = dir.path().join("webhook.kubeconfig");
-    let ca = backup_e2e::pki::Ca::new("unused");
-    std::fs::write(&kubeconfig, backup_e2e::cluster::kubeconfig_yaml("https://127.0.0.1:1/x", &ca.cert_pem, &[]))
-        .unwrap();
-    let (policy, kubeconfig) = (policy.display().to_string(), kubeconfig.display().to_string());
-    for (extra, message) in [
-        (vec!["--audit-webhook-config-file", &kubeconfig, "--audit-webhook-mode=blocking"], "only batch"),
-        (
-            vec!["--audit-webhook-config-file", &kubeconfig, "--audit-webhook-version=audit.k8s.io/v1beta1"],
-            "only audit.k8s.io/v1",
-        ),
-        (vec![], "needs --audit-log-path"),
+    let policy = policy.display().to_string();
+    let base = ["backup-apiserver", "--standalone", "--in-memory", "--secure-port=0", "--audit-policy-file", &policy];
+    for (flag, message) in [
+        ("--audit-webhook-mode=blocking", "possible values: batch"),
+        ("--audit-webhook-version=audit.k8s.io/v1beta1", "possible values: audit.k8s.io/v1"),
+        ("--audit-log-version=audit.k8s.io/v1beta1", "possible values: audit.k8s.io/v1"),
+        ("--audit-log-format=legacy", "possible values: json"),
     ] {
-        let mut args =
-            vec!["backup-apiserver", "--standalone", "--in-memory", "--secure-port=0", "--audit-policy-file", &policy];
-        args.extend(extra);
-        let options = backup_apiserver::options::Options::parse_from(&args);
-        let error = match backup_apiserver::start(options).await {
-            Ok(_) => panic!("{args:?} started"),
-            Err(e) => format!("{e:#}"),
-        };
-        assert!(error.contains(message), "{args:?}: {error}");
+        let error = Options::try_parse_from([&base[..], &[flag]].concat()).unwrap_err().to_string();
+        assert!(error.contains(message), "{flag}: {error}");
     }
+    let error = match backup_apiserver::start(Options::parse_from(base)).await {
+        Ok(_) => panic!("a policy without a backend started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("needs --audit-log-path"), "{error}");
 }

@@ -1,7 +1,7 @@
 //! The audit log backend (`--audit-log-path`, `-` for stdout): events are handed to a writer thread through a
 //! bounded queue, so a slow disk delays no request — when the queue is full an event is dropped, counted and logged
 //! — and written as JSON lines, the file rotated as upstream's (lumberjack): past `--audit-log-maxsize` megabytes it
-//! is renamed `<name>-<time>.<ext>`, and backups past `--audit-log-maxbackup` or older than `--audit-log-maxage`
+//! is renamed `<name>-<time>.<ext>` (and gzipped to `….gz` with `--audit-log-compress`), and backups past `--audit-log-maxbackup` or older than `--audit-log-maxage`
 //! days are removed.
 
 use std::fs::File;
@@ -28,6 +28,8 @@ pub struct LogConfig {
     pub max_backups: usize,
     /// Rotate past this many megabytes (0: never).
     pub max_size_mb: u64,
+    /// Gzip rotated files.
+    pub compress: bool,
 }
 
 /// The queue to the writer thread.
@@ -137,6 +139,11 @@ impl Sink {
         let backup = backup_name(&self.config.path, jiff::Timestamp::now());
         std::fs::rename(&self.config.path, &backup)?;
         self.open_file()?;
+        if self.config.compress
+            && let Err(e) = compress(&backup)
+        {
+            tracing::warn!(file = %backup.display(), error = %e, "compressing a rotated audit log");
+        }
         self.prune();
         Ok(())
     }
@@ -162,6 +169,19 @@ impl Sink {
     }
 }
 
+/// Replace `path` by `<path>.gz`, as lumberjack compresses backups (the file is removed once its copy is whole).
+fn compress(path: &Path) -> anyhow::Result<()> {
+    let mut gz_name = path.as_os_str().to_owned();
+    gz_name.push(".gz");
+    let gz = PathBuf::from(gz_name);
+    let mut input = File::open(path)?;
+    let mut output = flate2::write::GzEncoder::new(BufWriter::new(File::create(&gz)?), flate2::Compression::default());
+    std::io::copy(&mut input, &mut output)?;
+    output.finish()?.flush()?;
+    std::fs::remove_file(path)?;
+    Ok(())
+}
+
 /// `<dir>/<stem>-<2006-01-02T15-04-05.000>.<ext>`, as lumberjack names backups.
 fn backup_name(path: &Path, t: jiff::Timestamp) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -181,6 +201,7 @@ fn backups_of(path: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             p.file_name().map(|n| n.to_string_lossy().into_owned()).is_some_and(|n| {
+                let n = n.strip_suffix(".gz").unwrap_or(&n);
                 n.strip_prefix(&format!("{stem}-"))
                     .and_then(|rest| rest.strip_suffix(&ext))
                     .is_some_and(|t| t.len() == 23)
@@ -197,8 +218,28 @@ mod tests {
     #[test]
     fn rotates_by_size_and_keeps_max_backups() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let config = LogConfig { path: path.clone(), max_age_days: 0, max_backups: 2, max_size_mb: 1 };
+        for backup in rotation(dir.path(), false) {
+            assert!(backup.to_string_lossy().ends_with(".log"), "{backup:?}");
+        }
+    }
+
+    #[test]
+    fn rotated_files_are_gzipped_with_compress() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = rotation(dir.path(), true);
+        for backup in backups {
+            assert!(backup.to_string_lossy().ends_with(".log.gz"), "{backup:?}");
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(File::open(&backup).unwrap()), &mut text)
+                .unwrap();
+            assert!(text.len() > 1 << 19 && text.lines().all(|l| l.starts_with("{\"kind\":\"Event\"")), "{backup:?}");
+        }
+    }
+
+    /// Write 3.5 MiB of events into a log rotated at 1 MiB keeping 2 backups; the backups.
+    fn rotation(dir: &Path, compress: bool) -> Vec<PathBuf> {
+        let path = dir.join("audit.log");
+        let config = LogConfig { path: path.clone(), max_age_days: 0, max_backups: 2, max_size_mb: 1, compress };
         let mut sink = Sink::open(config).unwrap();
         let one = serde_json::to_vec(&event(0)).unwrap().len() + 1;
         // Enough events for 3.5 MiB: three rotations.
@@ -222,5 +263,6 @@ mod tests {
                 .ends_with("audit-2024-05-01T10-20-30.123.log")
         );
         let _ = micro_time(jiff::Timestamp::now());
+        backups
     }
 }

@@ -10,12 +10,11 @@
 pub mod event;
 pub mod log;
 pub mod policy;
+pub mod setup;
 pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-
-use anyhow::Context;
 
 use crate::auth::authn::UserInfo;
 
@@ -30,68 +29,6 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    /// The auditor the flags describe: None without `--audit-policy-file`; with it, the log
-    /// (`--audit-log-path`), the webhook (`--audit-webhook-config-file`) or both, one of them required.
-    pub async fn from_options(
-        opts: &crate::options::Options,
-        metrics: &crate::metrics::Metrics,
-    ) -> anyhow::Result<Option<Self>> {
-        let Some(policy) = &opts.audit_policy_file else { return Ok(None) };
-        let policy = policy::Policy::load(policy)?;
-        let errors = |plugin: &str| {
-            metrics.audit_errors.get_or_create(&crate::metrics::PluginLabels { plugin: plugin.into() }).clone()
-        };
-        let log = match &opts.audit_log_path {
-            Some(path) => {
-                let config = log::LogConfig {
-                    path: path.clone(),
-                    max_age_days: opts.audit_log_maxage,
-                    max_backups: opts.audit_log_maxbackup,
-                    max_size_mb: opts.audit_log_maxsize,
-                };
-                let log = log::AuditLog::start(config, metrics.audit_events.clone(), errors("log"))
-                    .with_context(|| format!("opening the audit log {}", path.display()))?;
-                Some(log)
-            }
-            None => None,
-        };
-        let webhook = match &opts.audit_webhook_config_file {
-            Some(kubeconfig) => {
-                if opts.audit_webhook_mode != "batch" {
-                    anyhow::bail!(
-                        "--audit-webhook-mode={}: only batch is implemented (blocking modes would hold every \
-                         request until the webhook answers)",
-                        opts.audit_webhook_mode
-                    );
-                }
-                if opts.audit_webhook_version != "audit.k8s.io/v1" {
-                    anyhow::bail!(
-                        "--audit-webhook-version={}: only audit.k8s.io/v1 is implemented",
-                        opts.audit_webhook_version
-                    );
-                }
-                let config = webhook::WebhookConfig {
-                    kubeconfig: kubeconfig.clone(),
-                    buffer_size: opts.audit_webhook_batch_buffer_size,
-                    max_batch_size: opts.audit_webhook_batch_max_size,
-                    max_batch_wait: opts.audit_webhook_batch_max_wait,
-                    throttle: opts
-                        .audit_webhook_batch_throttle_enable
-                        .then_some((opts.audit_webhook_batch_throttle_qps, opts.audit_webhook_batch_throttle_burst)),
-                    initial_backoff: opts.audit_webhook_initial_backoff,
-                };
-                Some(webhook::AuditWebhook::start(config, metrics.audit_events.clone(), errors("webhook")).await?)
-            }
-            None => None,
-        };
-        if log.is_none() && webhook.is_none() {
-            anyhow::bail!(
-                "--audit-policy-file needs --audit-log-path (a file, or - for stdout) or --audit-webhook-config-file"
-            );
-        }
-        Ok(Some(Self { policy, log, webhook }))
-    }
-
     /// Hand `event` to every backend.
     pub fn record(&self, event: event::Event) {
         match (&self.log, &self.webhook) {

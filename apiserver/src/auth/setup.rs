@@ -68,7 +68,9 @@ pub async fn build(opts: &Options, diagnosis: &Arc<Diagnosis>) -> anyhow::Result
     };
     let sources = CertAuthSources::new(cert_config, overrides, Some(diagnosis.clone()));
     sources.watch_files();
-    start_configmap_sync(authn_client.clone(), sources, diagnosis.clone()).await;
+    if !opts.authentication_skip_lookup {
+        start_configmap_sync(authn_client.clone(), sources, diagnosis.clone()).await;
+    }
     tokio::spawn(probe_reviews(authn_client.clone(), authz_client.clone(), diagnosis.clone()));
     authenticators.push(Arc::new(TokenReviewAuthenticator::new(
         authn_client,

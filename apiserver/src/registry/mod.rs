@@ -38,6 +38,7 @@ impl Registry {
         admission: Option<Arc<dyn Admission>>,
         standalone: bool,
         stopping: &tokio::sync::watch::Receiver<bool>,
+        tuning: store::Tuning,
     ) -> Self {
         let reads = match cache {
             Some(cacher) => Reads::Cache(cacher),
@@ -47,7 +48,8 @@ impl Registry {
             .iter()
             .map(|k| {
                 let store = Store::new(k.clone(), storage.clone(), reads.clone(), admission.clone(), stopping.clone())
-                    .finishing_propagation(standalone);
+                    .finishing_propagation(standalone)
+                    .tuned(tuning);
                 (k.resource().plural, Arc::new(store))
             })
             .collect();

@@ -1,4 +1,5 @@
-//! The serving certificates: the default one (`--tls-cert-file`, or self-signed at start) and those chosen by the
+//! The serving certificates: the default one (`--tls-cert-file`, or self-signed: kept in `--cert-dir`, or made at
+//! start) and those chosen by the
 //! name the client asks for (`--tls-sni-cert-key`), as k8s.io/apiserver's dynamic serving certificates choose them.
 //! Every file is read again every [`CERT_RELOAD_INTERVAL`]; a renewed set is served to new connections, and
 //! connections already open keep the certificate they were given.
@@ -62,6 +63,52 @@ impl ServingCert {
         certified.keys_match().context("the serving certificate and key do not match")?;
         Ok(certified)
     }
+}
+
+/// The default certificate the flags describe, with its PEM (for the standalone kubeconfig's CA): `files`
+/// (`--tls-cert-file`, `--tls-private-key-file`); else the self-signed pair in `cert_dir` (`apiserver.crt`,
+/// `apiserver.key`: read when both are there, else made for `hosts` and written, the key readable by its owner
+/// only, as upstream's `MaybeDefaultWithSelfSignedCerts`); else one made in memory for `hosts`.
+pub fn default_cert(
+    files: Option<(&Path, &Path)>,
+    cert_dir: Option<&Path>,
+    hosts: &[String],
+) -> anyhow::Result<(DefaultCert, String)> {
+    let (cert, key) = match (files, cert_dir) {
+        (Some((cert, key)), _) => (cert.to_path_buf(), key.to_path_buf()),
+        (None, Some(dir)) => {
+            let (cert, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
+            if !(cert.exists() && key.exists()) {
+                write_self_signed(dir, &cert, &key, hosts)?;
+            }
+            (cert, key)
+        }
+        (None, None) => {
+            let made = ServingCert::self_signed(hosts)?;
+            let pem = made.cert_pem.clone();
+            return Ok((DefaultCert::Fixed(made), pem));
+        }
+    };
+    let pem = ServingCert::load(&cert, &key)?.cert_pem;
+    Ok((DefaultCert::Files { cert, key }, pem))
+}
+
+fn write_self_signed(dir: &Path, cert: &Path, key: &Path, hosts: &[String]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating --cert-dir {}", dir.display()))?;
+    let made = ServingCert::self_signed(hosts)?;
+    let mut key_file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(key)
+        .with_context(|| format!("writing {}", key.display()))?;
+    key_file.write_all(made.key_pem.as_bytes()).with_context(|| format!("writing {}", key.display()))?;
+    std::fs::write(cert, &made.cert_pem).with_context(|| format!("writing {}", cert.display()))?;
+    tracing::info!(cert = %cert.display(), "wrote a self-signed serving certificate");
+    Ok(())
 }
 
 /// How often the serving certificate files are checked for changes (cert-manager renews into the same Secret).
@@ -297,6 +344,22 @@ mod tests {
         assert_eq!(cn_of(Some("shared.test")), "first", "the earlier flag wins");
         assert_eq!(cn_of(Some("other.test")), "explicit", "names on the command line win over the certificate's");
         assert_eq!(cn_of(Some("unrelated.test")), "default", "explicit names replace the certificate's");
+    }
+
+    #[test]
+    fn the_cert_dir_keeps_the_self_signed_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let hosts = ["localhost".to_string()];
+        let (first, pem) = default_cert(None, Some(&certs), &hosts).unwrap();
+        assert!(matches!(first, DefaultCert::Files { .. }));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(certs.join("apiserver.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (_, again) = default_cert(None, Some(&certs), &hosts).unwrap();
+        assert_eq!(pem, again, "a restart serves the same certificate");
+        let (_, in_memory) = default_cert(None, None, &hosts).unwrap();
+        assert_ne!(pem, in_memory);
     }
 
     #[test]

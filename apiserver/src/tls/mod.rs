@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-pub use certs::{DefaultCert, ServingCert, ServingCerts};
+pub use certs::{DefaultCert, ServingCert, ServingCerts, default_cert};
 pub use settings::TlsSettings;
 
 /// The client's address (for audit events' source IPs).
@@ -83,10 +83,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an HTTP/1.1 client has to send a request's headers, counted from when the connection is ready for the
 /// next request (so it is also the idle keep-alive timeout): upstream's `ReadHeaderTimeout`.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
-/// HTTP/2 streams per connection: Go's default, kube-apiserver's own until v1.29 (100 since); aggregated servers
-/// built on upstream's `RecommendedOptions` allow 1,000, as the aggregator multiplexes many requests over one
-/// connection.
-const MAX_CONCURRENT_STREAMS: u32 = 250;
+/// HTTP/2 streams per connection by default: Go's default, kube-apiserver's own until v1.29 (100 since); aggregated
+/// servers built on upstream's `RecommendedOptions` allow 1,000, as the aggregator multiplexes many requests over
+/// one connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 250;
 /// An HTTP/2 request's header list: Go's `DefaultMaxHeaderBytes`.
 const MAX_HEADER_BYTES: u32 = 1 << 20;
 /// An HTTP/1.1 connection's read and write buffers: a request's headers must fit, and a client that stops reading
@@ -97,16 +97,36 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// The longest the accept loop sleeps after failed accepts (EMFILE…), doubling from 5 ms as Go's net/http does.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How connections are served, beyond the TLS config.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    /// After shutdown, how long open connections may take to finish.
+    pub drain: Duration,
+    /// HTTP/2 streams per connection (`--http2-max-streams-per-connection`; 0: [`MAX_CONCURRENT_STREAMS`]).
+    pub max_concurrent_streams: u32,
+    /// Counts the handshakes that fail or time out.
+    pub handshake_errors: Counter,
+}
+
+impl Transport {
+    /// The defaults, draining for at most `drain` (tests).
+    pub fn new(drain: Duration) -> Self {
+        Self { drain, max_concurrent_streams: 0, handshake_errors: Counter::default() }
+    }
+}
+
 /// Accept TLS connections on `listener` until `shutdown` resolves; then stop accepting and let open connections
-/// finish gracefully, for at most `drain`. Handshakes that fail or time out are counted in `handshake_errors`.
+/// finish gracefully, for at most the transport's `drain`.
 pub async fn serve(
     listener: TcpListener,
     config: ServerConfig,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    drain: Duration,
-    handshake_errors: Counter,
+    transport: Transport,
 ) -> anyhow::Result<()> {
+    let Transport { drain, max_concurrent_streams, handshake_errors } = transport;
+    let max_concurrent_streams =
+        if max_concurrent_streams == 0 { MAX_CONCURRENT_STREAMS } else { max_concurrent_streams };
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http1 = hyper::server::conn::http1::Builder::new();
@@ -114,7 +134,7 @@ pub async fn serve(
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(max_concurrent_streams)
         .max_header_list_size(MAX_HEADER_BYTES)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);

@@ -224,8 +224,7 @@ impl FakeKube {
             config,
             app,
             stopped,
-            std::time::Duration::from_secs(5),
-            Default::default(),
+            backup_apiserver::tls::Transport::new(std::time::Duration::from_secs(5)),
         ));
         Self {
             url: format!("https://{addr}"),

@@ -7,7 +7,8 @@
 use backup_apis::{ErrorList, FieldError, ResourceInfo};
 use backup_storage::StorageError;
 use bytes::Bytes;
-use serde_json::Value;
+use futures::StreamExt;
+use serde_json::{Map, Value};
 
 use super::{Attempt, Current, Store, WriteOptions, readable};
 use crate::admission::RequestContext;
@@ -220,22 +221,40 @@ impl Store {
     ) -> ApiResult<DeletedCollection> {
         let page = self.list((!namespace.is_empty()).then_some(namespace), list_opts).await?;
         let revision = page.revision;
-        let mut items = Vec::with_capacity(page.items.len());
         let mut warnings = Vec::new();
-        for obj in page.into_objects(&mut warnings) {
-            let Value::Object(obj) = obj? else { continue };
-            let item_ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
-            let name = meta_name(&obj);
-            let delete = OneDelete { namespace: item_ns, name: &name, opts, request, admitted_as: (namespace, "") };
-            match self.delete_one(delete).await {
-                Ok(_) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-            // As `registry.Store.DeleteCollection`: the answer is the list as it was read.
-            items.push(Value::Object(obj));
+        // As `registry.Store.DeleteCollection`: the answer is the list as it was read.
+        let items: Vec<Map<String, Value>> = page
+            .into_objects(&mut warnings)
+            .filter_map(|obj| match obj {
+                Ok(Value::Object(obj)) => Some(Ok(obj)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<ApiResult<_>>()?;
+        // `--delete-collection-workers` at once; the first failure ends the collection's deletion.
+        let names: Vec<(String, String)> = items
+            .iter()
+            .map(|obj| {
+                let ns = obj.get("metadata").and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
+                (ns.to_string(), meta_name(obj))
+            })
+            .collect();
+        let mut deletes = futures::stream::iter(names)
+            .map(|(item_ns, name)| async move {
+                let delete =
+                    OneDelete { namespace: &item_ns, name: &name, opts, request, admitted_as: (namespace, "") };
+                match self.delete_one(delete).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(self.tuning.delete_collection_workers.max(1));
+        while let Some(done) = deletes.next().await {
+            done?;
         }
-        Ok(DeletedCollection { items, revision, warnings })
+        drop(deletes);
+        Ok(DeletedCollection { items: items.into_iter().map(Value::Object).collect(), revision, warnings })
     }
 }
 

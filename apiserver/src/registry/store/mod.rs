@@ -59,6 +59,24 @@ pub struct Store {
     watchdog: Arc<Watchdog>,
     /// Standalone: the server removes the `orphan`/`foregroundDeletion` finalizers itself (no garbage collector).
     finishes_propagation: bool,
+    tuning: Tuning,
+}
+
+/// What the flags tune in every store.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// Watches without `timeoutSeconds` end after a random time in [this, 2× this) seconds
+    /// (`--min-request-timeout`).
+    pub min_request_timeout: u64,
+    /// Objects a deletecollection deletes at once (`--delete-collection-workers`).
+    pub delete_collection_workers: usize,
+}
+
+impl Default for Tuning {
+    /// Upstream's defaults: 1800 s, one worker.
+    fn default() -> Self {
+        Self { min_request_timeout: 1800, delete_collection_workers: 1 }
+    }
 }
 
 /// The result of a write: the object as served, whether it was created, and warnings for the client.
@@ -118,12 +136,19 @@ impl Store {
             admission,
             watchdog,
             finishes_propagation: false,
+            tuning: Tuning::default(),
         }
     }
 
     /// This store finishes the propagation policies' finalizers itself (standalone: no garbage collector).
     pub fn finishing_propagation(mut self, standalone: bool) -> Self {
         self.finishes_propagation = standalone;
+        self
+    }
+
+    /// This store with `tuning` instead of the defaults.
+    pub fn tuned(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
         self
     }
 

@@ -38,8 +38,6 @@ use crate::request::options::ListOptions;
 
 /// How often a bookmark is sent to a watcher that allowed them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
-/// Default watch duration when the client gives no timeoutSeconds: random in [30, 60) minutes, as upstream.
-const MIN_REQUEST_TIMEOUT: u64 = 1800;
 /// How long a watcher's client may leave its buffer full (read nothing of what the server holds for it) while
 /// another event waits, before the watch is cut off: its client resumes from the last resourceVersion it saw, or
 /// relists, as upstream's cacher closes a watcher whose buffer stays full. A client that stops reading holds
@@ -106,10 +104,10 @@ impl Store {
             let rv = opts.resource_version.unwrap_or(0);
             (None, rv + 1, self.reads.watch_after(&prefix, rv, group).await)
         };
-        let timeout = Duration::from_secs(
-            opts.timeout_seconds
-                .unwrap_or_else(|| rand::rng().random_range(MIN_REQUEST_TIMEOUT..2 * MIN_REQUEST_TIMEOUT)),
-        );
+        let timeout = Duration::from_secs(opts.timeout_seconds.unwrap_or_else(|| {
+            let min = self.tuning.min_request_timeout.max(1);
+            rand::rng().random_range(min..2 * min)
+        }));
         let (source, failed) = match events {
             Ok(events) => (Some(events), None),
             Err(e) => (None, Some(ApiError::from(e))),
