@@ -310,3 +310,48 @@ async fn unsupported_audit_settings_are_refused_at_start() {
     };
     assert!(error.contains("needs --audit-log-path"), "{error}");
 }
+
+/// `omitManagedFields` (the policy's, or a rule's own) leaves `metadata.managedFields` out of the recorded request
+/// and response objects, of lists' items too.
+#[tokio::test]
+async fn managed_fields_are_left_out_when_the_policy_says() {
+    let policy = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitManagedFields: true
+rules:
+- level: RequestResponse
+  resources: [{group: backup.extend-k8s.io, resources: ["timeseriesdbbackups/status"]}]
+  omitManagedFields: false
+- level: RequestResponse
+"#;
+    let a = audited(policy).await;
+    let http = a.server.http();
+    let send = |method: Method, path: &str, id: &str| http.request(method, path).header("Audit-ID", id);
+    let mut object = backup("m");
+    object["metadata"]["managedFields"] =
+        json!([{"manager": "test", "operation": "Update", "apiVersion": "backup.extend-k8s.io/v1"}]);
+    send(Method::POST, &backups("default"), "omit-1").json(&object).send().await.expect_status(201);
+    let done = a.events("omit-1", 2).await.pop().unwrap();
+    assert!(
+        done["requestObject"]["metadata"].is_object()
+            && done["requestObject"]["metadata"].get("managedFields").is_none(),
+        "{done}"
+    );
+    assert!(
+        done["responseObject"]["metadata"]["name"] == "m"
+            && done["responseObject"]["metadata"].get("managedFields").is_none(),
+        "{done}"
+    );
+    send(Method::GET, &backups("default"), "omit-2").send().await.expect_status(200);
+    let done = a.events("omit-2", 2).await.pop().unwrap();
+    let item = &done["responseObject"]["items"][0];
+    assert!(item["metadata"]["name"] == "m" && item["metadata"].get("managedFields").is_none(), "{done}");
+    let status = json!({"status": {"phase": "Running"}});
+    send(Method::PATCH, &format!("{}/m/status", backups("default")), "omit-3")
+        .body("application/merge-patch+json", status.to_string())
+        .send()
+        .await
+        .expect_status(200);
+    let done = a.events("omit-3", 2).await.pop().unwrap();
+    assert!(done["responseObject"]["metadata"]["managedFields"].is_array(), "the rule keeps them: {done}");
+}

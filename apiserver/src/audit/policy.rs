@@ -2,7 +2,8 @@
 //! matches a request decides its level (None, Metadata, Request, RequestResponse) and the stages left out; no
 //! matching rule means None. Matching is upstream's (`apiserver/pkg/audit/policy/checker.go`): users, user groups,
 //! verbs, then either resources (group, resource or `resource/subresource` with `*` wildcards, names) and namespaces
-//! for resource requests, or non-resource URLs (a trailing `*` is a prefix) for the others.
+//! for resource requests, or non-resource URLs (a trailing `*` is a prefix) for the others. `omitManagedFields`
+//! (the policy's, or a rule's own) leaves `metadata.managedFields` out of the objects recorded.
 
 use std::path::Path;
 
@@ -65,6 +66,9 @@ pub struct Policy {
     /// Stages no rule records.
     #[serde(default)]
     pub omit_stages: Vec<Stage>,
+    /// Leave `metadata.managedFields` out of recorded request and response objects (a rule may say otherwise).
+    #[serde(default)]
+    pub omit_managed_fields: bool,
 }
 
 /// One rule; empty lists match everything.
@@ -86,6 +90,9 @@ pub struct Rule {
     pub non_resource_urls: Vec<String>,
     #[serde(default)]
     pub omit_stages: Vec<Stage>,
+    /// This rule's choice on managedFields; unset: the policy's.
+    #[serde(default)]
+    pub omit_managed_fields: Option<bool>,
 }
 
 /// Resources of one group (`""` is the core group).
@@ -105,6 +112,8 @@ pub struct GroupResources {
 pub struct Decision {
     pub level: Level,
     pub omit_stages: Vec<Stage>,
+    /// Leave `metadata.managedFields` out of the recorded objects.
+    pub omit_managed_fields: bool,
 }
 
 impl Decision {
@@ -138,10 +147,11 @@ impl Policy {
             if rule.matches(info, user) {
                 let mut omit_stages = self.omit_stages.clone();
                 omit_stages.extend(rule.omit_stages.iter().copied());
-                return Decision { level: rule.level, omit_stages };
+                let omit_managed_fields = rule.omit_managed_fields.unwrap_or(self.omit_managed_fields);
+                return Decision { level: rule.level, omit_stages, omit_managed_fields };
             }
         }
-        Decision { level: Level::None, omit_stages: Vec::new() }
+        Decision { level: Level::None, omit_stages: Vec::new(), omit_managed_fields: false }
     }
 
     /// Whether some rule records request bodies (so the audit filter must keep them).
@@ -255,5 +265,18 @@ rules:
         assert!(!decision.records(Stage::RequestReceived) && decision.records(Stage::ResponseComplete));
         assert!(p.may_record_bodies());
         assert_eq!(Policy::default().decide(&info(Method::GET, "/metrics"), None).level, Level::None);
+        assert!(!decision.omit_managed_fields, "kept unless the policy says");
+    }
+
+    #[test]
+    fn a_rule_overrides_the_policys_omit_managed_fields() {
+        let p: Policy = serde_saphyr::from_str(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitManagedFields: true\nrules:\n\
+             - level: RequestResponse\n  verbs: [patch]\n  omitManagedFields: false\n- level: Request\n",
+        )
+        .unwrap();
+        let path = "/apis/backup.extend-k8s.io/v1/namespaces/a/timeseriesdbbackups/x";
+        assert!(!p.decide(&info(Method::PATCH, path), None).omit_managed_fields);
+        assert!(p.decide(&info(Method::PUT, path), None).omit_managed_fields);
     }
 }

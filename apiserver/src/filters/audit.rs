@@ -176,9 +176,28 @@ async fn record(
         if decision.level == Level::RequestResponse && code.is_success() {
             ev.response_object = response_json;
         }
+        if decision.omit_managed_fields {
+            for object in [&mut ev.request_object, &mut ev.response_object].into_iter().flatten() {
+                without_managed_fields(object);
+            }
+        }
         auditor.record(ev);
     }
     Response::from_parts(parts, body)
+}
+
+/// Remove `metadata.managedFields` from `object`, or from each item of a list (upstream's
+/// `copyWithoutManagedFields`); anything else (a Status, DeleteOptions) stays as it is.
+fn without_managed_fields(object: &mut Value) {
+    let strip = |o: &mut Value| {
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+    };
+    match object.get_mut("items").and_then(Value::as_array_mut) {
+        Some(items) => items.iter_mut().for_each(strip),
+        None => strip(object),
+    }
 }
 
 /// A JSON (or YAML, as apply bodies are) request body as a JSON value for `requestObject`.
