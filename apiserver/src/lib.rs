@@ -160,6 +160,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         max_in_flight: Arc::new(max_in_flight),
         auditor,
         api_response_compression: opts.api_response_compression(),
+        goaway_chance: opts.goaway_chance,
     };
     let app = server::router(routes, filters);
     serve(&opts, app, auth.admin_token, health, stopping, handshake_errors).await

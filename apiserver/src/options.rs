@@ -53,6 +53,11 @@ pub struct Options {
     #[arg(long)]
     pub permit_port_sharing: bool,
 
+    /// The chance (0 to 0.02) that an HTTP/2 request asks its client to reconnect (a GOAWAY once its streams
+    /// finish), so that clients behind one load-balanced address spread over the replicas. 0 (the default): never.
+    #[arg(long, default_value_t = 0.0)]
+    pub goaway_chance: f64,
+
     /// HTTP/2 streams a client may open at once on one connection (0: the default, 250).
     #[arg(long, default_value_t = 0)]
     pub http2_max_streams_per_connection: u32,
@@ -394,6 +399,9 @@ impl Options {
             self.enable_admission_plugins.iter().filter(|p| self.disable_admission_plugins.contains(p)).collect();
         if !both.is_empty() {
             anyhow::bail!("{both:?} in enable-admission-plugins and disable-admission-plugins overlapped");
+        }
+        if !(0.0..=crate::filters::goaway::MAX_CHANCE).contains(&self.goaway_chance) {
+            anyhow::bail!("--goaway-chance can not be less than 0 or greater than 0.02");
         }
         if self.contention_profiling {
             tracing::warn!("--contention-profiling: this server has no lock profiling; the flag has no effect");

@@ -58,6 +58,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
         max_in_flight: Arc::new(MaxInFlight::new(1, 1, metrics.in_flight_gauges(), metrics.dropped_counters())),
         auditor: Some(Arc::new(auditor)),
         api_response_compression: true,
+        goaway_chance: 0.0,
     };
     let routes = Router::new()
         .route(&format!("{BACKUPS}/boom"), get(boom))

@@ -83,3 +83,51 @@ async fn concurrent_streams_on_one_connection_get_their_own_answers() {
         assert_eq!(list["items"].as_array().expect("items").len(), OBJECTS);
     }
 }
+
+/// `--goaway-chance`: with upstream's largest chance (0.02), a client sending requests one after another on one
+/// HTTP/2 connection is told to go away (the connection closes once its answers are sent; every request sent
+/// before is answered whole); without the flag, 2,000 requests keep their connection. The chance of no GOAWAY in
+/// 2,000 requests at 0.02 is 2.8e-18.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_chance_closes_connections_after_their_answers() {
+    async fn answered_before_goaway(server: &TestServer, limit: usize) -> usize {
+        let mut sender = connect(server).await;
+        for n in 0..limit {
+            if sender.ready().await.is_err() {
+                return n;
+            }
+            let request = hyper::Request::get(format!("{}/version", server.url()))
+                .header("authorization", format!("Bearer {}", server.token))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let Ok(response) = sender.send_request(request).await else { return n };
+            assert_eq!(response.status(), 200);
+            let body = response.into_body().collect().await.expect("an answer is sent whole").to_bytes();
+            assert!(String::from_utf8_lossy(&body).contains("gitVersion"));
+        }
+        limit
+    }
+    let plain = TestServer::standalone().await;
+    assert_eq!(answered_before_goaway(&plain, 2000).await, 2000, "no GOAWAY without the flag");
+    let sent_away = TestServer::standalone_with(&["--goaway-chance=0.02"]).await;
+    let answered = answered_before_goaway(&sent_away, 2000).await;
+    assert!(answered < 2000, "no GOAWAY in 2,000 requests");
+    // A new connection is served as before.
+    let again = answered_before_goaway(&sent_away, 1).await;
+    assert_eq!(again, 1);
+}
+
+/// `--goaway-chance` beyond upstream's bounds stops the server at start, with upstream's message.
+#[tokio::test]
+async fn goaway_chance_is_bounded() {
+    use clap::Parser;
+    for chance in ["--goaway-chance=0.5", "--goaway-chance=-0.1"] {
+        let args = ["backup-apiserver", "--standalone", "--in-memory", "--secure-port=0", chance];
+        let options = backup_apiserver::options::Options::parse_from(args);
+        let error = match backup_apiserver::start(options).await {
+            Ok(_) => panic!("{chance} started"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains("--goaway-chance can not be less than 0 or greater than 0.02"), "{error}");
+    }
+}

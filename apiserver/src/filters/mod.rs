@@ -1,5 +1,6 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
-//! `server/filters`, one per file): [`compression`] (gzip for the answers that allow it) → [`audit::init`] (the
+//! `server/filters`, one per file): [`goaway`] (HTTP/2 clients sent elsewhere, by chance) → [`compression`] (gzip
+//! for the answers that allow it) → [`audit::init`] (the
 //! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] → [`metrics`] (count and
 //! time it) → [`timeout`] → [`authentication`] (who) → [`impersonation`] (acting as whom) → [`max_in_flight`]
 //! (overload) → [`authorization`] (may they).
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod authentication;
 pub mod authorization;
 pub mod compression;
+pub mod goaway;
 pub mod impersonation;
 pub mod max_in_flight;
 pub mod metrics;
@@ -43,6 +45,8 @@ pub struct FilterDeps {
     pub auditor: Option<Arc<crate::audit::Auditor>>,
     /// API answers may be gzip-encoded (feature gate `APIResponseCompression`).
     pub api_response_compression: bool,
+    /// `--goaway-chance`.
+    pub goaway_chance: f64,
 }
 
 /// The rest of the chain after a filter: called once, with the request. A filter is a plain async function of its
@@ -70,6 +74,12 @@ struct Chain {
 impl Chain {
     /// Every filter, outermost first, then the routes.
     async fn serve(&self, req: Request) -> Response {
+        let deps = &self.deps;
+        goaway::maybe(deps.goaway_chance, req, move |req| self.filtered(req)).await
+    }
+
+    /// Every filter after [`goaway`], then the routes.
+    async fn filtered(&self, req: Request) -> Response {
         let deps = &self.deps;
         compression::compress(deps.api_response_compression, req, move |req| async move {
             audit::init(req, move |req| async move {

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod settings;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -128,7 +129,9 @@ pub async fn serve(
     let max_concurrent_streams =
         if max_concurrent_streams == 0 { MAX_CONCURRENT_STREAMS } else { max_concurrent_streams };
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Connections end gracefully once `stop` turns true; `serve` waits for every task holding an `alive` sender.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (alive, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_H1_BUFFER);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -164,9 +167,10 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         let (http1, http2) = (http1.clone(), http2.clone());
-        let watcher = graceful.watcher();
+        let (stopped, alive) = (stopped.clone(), alive.clone());
         let handshake_errors = handshake_errors.clone();
         tokio::spawn(async move {
+            let _alive = alive;
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -188,14 +192,17 @@ pub async fn serve(
                     .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                     .unwrap_or_default(),
             ));
+            let goaway = Goaway::default();
             let first_request = Arc::new(AtomicBool::new(false));
             let seen = first_request.clone();
+            let asked = goaway.clone();
             let svc = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 seen.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(certs.clone());
                 req.extensions_mut().insert(PeerAddr(peer));
                 if h2 {
                     req.extensions_mut().insert(connection);
+                    req.extensions_mut().insert(asked.clone());
                 }
                 req
             });
@@ -204,29 +211,80 @@ pub async fn serve(
             let result = if h2 {
                 // HTTP/2 has no header-read timeout: a connection with no request within the same time is closed.
                 // The frames of concurrent streams' answers leave in one write (see `Gathered`).
-                let conn = watcher.watch(http2.serve_connection(Gathered::new(io), svc));
+                let conn = std::pin::pin!(http2.serve_connection(Gathered::new(io), svc));
+                let graceful = |c: Pin<&mut _>| hyper::server::conn::http2::Connection::graceful_shutdown(c);
                 tokio::select! {
-                    r = conn => r,
+                    r = drive(conn, graceful, stopped, Some(&goaway)) => r,
                     _ = no_request_within(HEADER_READ_TIMEOUT, &first_request) => {
                         tracing::debug!(%peer, "no HTTP/2 request in time; closing");
                         Ok(())
                     }
                 }
             } else {
-                watcher.watch(http1.serve_connection(io, svc)).await
+                let conn = std::pin::pin!(http1.serve_connection(io, svc));
+                let graceful = |c: Pin<&mut _>| hyper::server::conn::http1::Connection::graceful_shutdown(c);
+                drive(conn, graceful, stopped, None).await
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+    let _ = stop.send(true);
+    drop(alive);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = all_ended.recv() => {}
         _ = tokio::time::sleep(drain) => {
             tracing::info!(?drain, "open connections did not finish in time; closing them");
         }
     }
     Ok(())
+}
+
+/// Asks a connection's client to go elsewhere for its next requests: an HTTP/2 GOAWAY, after which the streams
+/// open finish and the connection closes (upstream's `--goaway-chance`, so that clients behind one load-balanced
+/// address spread over the replicas). A request extension on HTTP/2 connections.
+#[derive(Debug, Clone, Default)]
+pub struct Goaway(Arc<tokio::sync::Notify>);
+
+impl Goaway {
+    pub fn send(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Serve `conn` to its end; once `stopped` turns true, or `goaway` is sent, end it gracefully with `graceful`
+/// (no new requests; those in flight finish).
+async fn drive<C, E>(
+    mut conn: Pin<&mut C>,
+    graceful: impl Fn(Pin<&mut C>),
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    goaway: Option<&Goaway>,
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    let goaway = async {
+        match goaway {
+            Some(g) => g.0.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(goaway);
+    let mut ending = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = stopped.wait_for(|s| *s), if !ending => {
+                graceful(conn.as_mut());
+                ending = true;
+            }
+            _ = &mut goaway, if !ending => {
+                graceful(conn.as_mut());
+                ending = true;
+            }
+        }
+    }
 }
 
 /// Resolves after `limit` unless a request arrived by then (then never).
