@@ -179,3 +179,30 @@ async fn the_dry_run_rejects_what_the_server_would_reject() {
     assert!(!out.success, "{}", out.stdout);
     assert!(out.stderr.contains("groupPriorityMinimun"), "{}", out.stderr);
 }
+
+/// The arguments config/ gives the server, in every overlay, are flags it takes and accepts together (kube-apiserver
+/// checks the Deployment, not what the binary will make of its arguments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_arguments_are_its_flags() {
+    use clap::Parser;
+    let cluster = cluster().await;
+    let k = cluster.kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_certificates(dir.path());
+    for overlay in OVERLAYS {
+        let docs = render(&k, &config.join(overlay)).await;
+        let containers: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Deployment")
+            .flat_map(|d| d["spec"]["template"]["spec"]["containers"].as_array().unwrap())
+            .filter(|c| c["command"][0] == "/usr/local/bin/backup-apiserver")
+            .collect();
+        assert_eq!(containers.len(), 1, "{overlay}: one apiserver container");
+        let args: Vec<&str> = containers[0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let options = backup_apiserver::options::Options::try_parse_from([&["backup-apiserver"], &args[..]].concat())
+            .unwrap_or_else(|e| panic!("{overlay}: {args:?}: {e}"));
+        options.validate().unwrap_or_else(|e| panic!("{overlay}: {args:?}: {e}"));
+        let storage = args.iter().any(|a| a.starts_with("--etcd-servers=") || a.starts_with("--data-dir="));
+        assert!(storage, "{overlay}: a store: {args:?}");
+    }
+}
