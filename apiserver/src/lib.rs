@@ -6,7 +6,8 @@
 //! 2. [`filters`], outermost first: [`filters::compression`] gzips large answers for clients that ask;
 //!    [`filters::request_info`] parses the request once into a
 //!    [`request::info::RequestInfo`] and [`request::query::Query`]; [`filters::metrics`];
-//!    [`filters::authentication`] and [`filters::authorization`], asking [`auth`]'s authenticators and authorizers.
+//!    [`filters::authentication`], [`filters::impersonation`] and [`filters::authorization`], asking [`auth`]'s
+//!    authenticators and authorizers (the whole order is in [`filters`]).
 //! 3. [`endpoints`]: the file of the request's verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
 //!    `delete_collection`) decodes its [`request::options`] and body and renders through [`endpoints::output`].
 //! 4. [`registry`]: the generic store, every verb a method; the kind's [`registry::strategy`] over
@@ -15,6 +16,10 @@
 //!
 //! [`discovery`], [`openapi`], [`health`] and [`metrics`] are served from memory beside the resource endpoints;
 //! [`error`] is the `Status` every layer answers with.
+
+// The filter chain is one future nesting every filter's (no allocation per filter): its type is deeper than the
+// default limit lets the compiler lay out.
+#![recursion_limit = "256"]
 
 pub mod admission;
 pub mod audit;
@@ -161,6 +166,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Server> {
         auditor,
         api_response_compression: opts.api_response_compression(),
         goaway_chance: opts.goaway_chance,
+        cors: filters::cors::AllowedOrigins::new(&opts.cors_allowed_origins)?,
     };
     let app = server::router(routes, filters);
     serve(&opts, app, auth.admin_token, health, stopping, handshake_errors).await

@@ -53,6 +53,11 @@ pub struct Options {
     #[arg(long)]
     pub permit_port_sharing: bool,
 
+    /// Origins browsers may call from (comma-separated regular expressions, e.g. `//localhost(:|$)`): their
+    /// requests get CORS headers, and their preflight OPTIONS a 204 before authentication. None: CORS off.
+    #[arg(long, value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
     /// The chance (0 to 0.02) that an HTTP/2 request asks its client to reconnect (a GOAWAY once its streams
     /// finish), so that clients behind one load-balanced address spread over the replicas. 0 (the default): never.
     #[arg(long, default_value_t = 0.0)]

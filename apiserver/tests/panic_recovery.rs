@@ -59,6 +59,7 @@ async fn a_panicking_handler_answers_a_500_status_and_the_server_serves_on() {
         auditor: Some(Arc::new(auditor)),
         api_response_compression: true,
         goaway_chance: 0.0,
+        cors: None,
     };
     let routes = Router::new()
         .route(&format!("{BACKUPS}/boom"), get(boom))

@@ -136,3 +136,45 @@ async fn admission_plugins_both_on_and_off_are_refused() {
         "{error}"
     );
 }
+
+/// `--cors-allowed-origins`: a browser's request from an allowed origin gets upstream's CORS headers, its preflight
+/// OPTIONS a 204 without credentials; another origin gets nothing, and its preflight is authenticated like any
+/// request. A pattern that is not a regular expression stops the server at start.
+#[tokio::test]
+async fn cors_follows_the_allowed_origins() {
+    let srv = TestServer::standalone_with(&[r"--cors-allowed-origins=//ui\.example\.com$,//localhost(:|$)"]).await;
+    let anonymous = srv.http_with_token(None);
+    let preflight = anonymous
+        .request(Method::OPTIONS, &backups("default"))
+        .header("Origin", "https://ui.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .expect_status(204);
+    assert_eq!(preflight.header("access-control-allow-origin"), "https://ui.example.com");
+    assert_eq!(preflight.header("access-control-allow-methods"), "POST, GET, OPTIONS, PUT, DELETE, PATCH");
+    assert!(preflight.header("access-control-allow-headers").contains("Authorization"));
+    assert_eq!(preflight.header("access-control-expose-headers"), "Date");
+    assert_eq!(preflight.header("access-control-allow-credentials"), "true");
+
+    let allowed = srv.http().request(Method::GET, &backups("default")).header("Origin", "http://localhost:3000");
+    let allowed = allowed.send().await.expect_status(200);
+    assert_eq!(allowed.header("access-control-allow-origin"), "http://localhost:3000");
+    let unauthenticated = anonymous.request(Method::GET, &backups("default")).header("Origin", "http://localhost");
+    let unauthenticated = unauthenticated.send().await.expect_status(401);
+    assert_eq!(unauthenticated.header("access-control-allow-origin"), "http://localhost", "a browser can read the 401");
+
+    let other = srv.http().request(Method::GET, &backups("default")).header("Origin", "https://evil.example");
+    assert_eq!(other.send().await.expect_status(200).header("access-control-allow-origin"), "");
+    let other_preflight =
+        anonymous.request(Method::OPTIONS, &backups("default")).header("Origin", "https://evil.example");
+    other_preflight.send().await.expect_status(401);
+
+    use clap::Parser;
+    let args = ["backup-apiserver", "--standalone", "--in-memory", "--secure-port=0", "--cors-allowed-origins=("];
+    let error = match backup_apiserver::start(backup_apiserver::options::Options::parse_from(args)).await {
+        Ok(_) => panic!("a broken pattern started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("--cors-allowed-origins"), "{error}");
+}

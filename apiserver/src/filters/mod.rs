@@ -2,7 +2,7 @@
 //! `server/filters`, one per file): [`goaway`] (HTTP/2 clients sent elsewhere, by chance) → [`compression`] (gzip
 //! for the answers that allow it) → [`audit::init`] (the
 //! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] → [`metrics`] (count and
-//! time it) → [`timeout`] → [`authentication`] (who) → [`impersonation`] (acting as whom) → [`max_in_flight`]
+//! time it) → [`timeout`] → [`cors`] (browsers' origins) → [`authentication`] (who) → [`impersonation`] (acting as whom) → [`max_in_flight`]
 //! (overload) → [`authorization`] (may they).
 //! Each takes only what it needs; together they wrap the routes in [`apply`].
 //!
@@ -12,6 +12,7 @@ pub mod audit;
 pub mod authentication;
 pub mod authorization;
 pub mod compression;
+pub mod cors;
 pub mod goaway;
 pub mod impersonation;
 pub mod max_in_flight;
@@ -47,6 +48,8 @@ pub struct FilterDeps {
     pub api_response_compression: bool,
     /// `--goaway-chance`.
     pub goaway_chance: f64,
+    /// `--cors-allowed-origins` (None: CORS off).
+    pub cors: Option<cors::AllowedOrigins>,
 }
 
 /// The rest of the chain after a filter: called once, with the request. A filter is a plain async function of its
@@ -74,12 +77,11 @@ struct Chain {
 impl Chain {
     /// Every filter, outermost first, then the routes.
     async fn serve(&self, req: Request) -> Response {
-        let deps = &self.deps;
-        goaway::maybe(deps.goaway_chance, req, move |req| self.filtered(req)).await
+        goaway::maybe(self.deps.goaway_chance, req, move |req| self.outer(req)).await
     }
 
-    /// Every filter after [`goaway`], then the routes.
-    async fn filtered(&self, req: Request) -> Response {
+    /// From [`compression`] to [`timeout`]: what every request passes, whoever sends it.
+    async fn outer(&self, req: Request) -> Response {
         let deps = &self.deps;
         compression::compress(deps.api_response_compression, req, move |req| async move {
             audit::init(req, move |req| async move {
@@ -87,33 +89,34 @@ impl Chain {
                     request_info::parse(req, move |req| async move {
                         audit::audit(deps.auditor.as_ref(), req, move |req| async move {
                             metrics::record(&deps.metrics, req, move |req| async move {
-                                timeout::limit(deps.request_timeout, req, move |req| async move {
-                                    authentication::authenticate(
-                                        deps.authenticator.as_ref(),
-                                        &deps.always_allow,
-                                        req,
-                                        move |req| async move {
-                                            let authorizer = deps.authorizer.as_ref();
-                                            impersonation::impersonate(authorizer, req, move |req| async move {
-                                                max_in_flight::limit(&deps.max_in_flight, req, move |req| async move {
-                                                    authorization::authorize(authorizer, req, move |req| async move {
-                                                        match self.routes.clone().oneshot(req).await {
-                                                            Ok(resp) => resp,
-                                                            Err(never) => match never {},
-                                                        }
-                                                    })
-                                                    .await
-                                                })
-                                                .await
-                                            })
-                                            .await
-                                        },
-                                    )
-                                    .await
-                                })
-                                .await
+                                timeout::limit(deps.request_timeout, req, move |req| self.inner(req)).await
                             })
                             .await
+                        })
+                        .await
+                    })
+                    .await
+                })
+                .await
+            })
+            .await
+        })
+        .await
+    }
+
+    /// From [`cors`] to [`authorization`]: who calls and whether they may, then the routes.
+    async fn inner(&self, req: Request) -> Response {
+        let deps = &self.deps;
+        let (authenticator, authorizer) = (deps.authenticator.as_ref(), deps.authorizer.as_ref());
+        cors::cors(deps.cors.as_ref(), req, move |req| async move {
+            authentication::authenticate(authenticator, &deps.always_allow, req, move |req| async move {
+                impersonation::impersonate(authorizer, req, move |req| async move {
+                    max_in_flight::limit(&deps.max_in_flight, req, move |req| async move {
+                        authorization::authorize(authorizer, req, move |req| async move {
+                            match self.routes.clone().oneshot(req).await {
+                                Ok(resp) => resp,
+                                Err(never) => match never {},
+                            }
                         })
                         .await
                     })
