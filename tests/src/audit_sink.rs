@@ -5,14 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
-use tokio::net::TcpListener;
-
-use crate::pki::Ca;
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
@@ -51,32 +44,11 @@ impl Drop for AuditSink {
 
 impl AuditSink {
     pub async fn start(answer: Answer) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca = Ca::new("audit-sink-ca");
-        let serving = ca.server(&["127.0.0.1"]);
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
-        let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, log) = (acceptor.clone(), log.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = service_fn(move |req| receive(req, log.clone(), answer));
-                    let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
-                });
-            }
-        });
-        Self { port, ca_pem: ca.cert_pem, received, task }
+        let server =
+            crate::https::serve("audit-sink-ca", &["127.0.0.1"], move |req| receive(req, log.clone(), answer)).await;
+        Self { port: server.port, ca_pem: server.ca_pem, received, task: server.task }
     }
 
     /// Every request so far.

@@ -18,6 +18,7 @@ pub mod background;
 pub mod cluster;
 pub mod crd;
 pub mod http;
+pub mod https;
 pub mod kubectl;
 pub mod pki;
 pub mod process;

@@ -8,14 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use crate::pki::{Ca, base64};
+use crate::pki::base64;
 
 /// The label the denying webhook requires and the mutating webhook adds.
 pub const TEAM_LABEL: &str = "team";
@@ -70,32 +65,12 @@ impl Drop for WebhookServer {
 impl WebhookServer {
     /// Start on a free loopback port, serving for Service `service` in `namespace` and for 127.0.0.1.
     pub async fn start(namespace: &str, service: &str) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca = Ca::new("test-webhook-ca");
-        let serving = ca.server(&[&format!("{service}.{namespace}.svc"), "127.0.0.1"]);
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes()).collect::<Result<_, _>>().unwrap();
-        let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).unwrap();
-        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let log = received.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, log) = (acceptor.clone(), log.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = service_fn(move |req| answer(req, log.clone()));
-                    let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
-                });
-            }
-        });
-        Self { port, ca_bundle: base64(&ca.cert_pem), received, task }
+        let names = [format!("{service}.{namespace}.svc"), "127.0.0.1".to_string()];
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let server = crate::https::serve("test-webhook-ca", &names, move |req| answer(req, log.clone())).await;
+        Self { port: server.port, ca_bundle: base64(&server.ca_pem), received, task: server.task }
     }
 
     /// The reviews received so far by `behaviour`.

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
 
 use super::event::Event;
+use super::queue::EventQueue;
 
 /// Events waiting for the writer before new ones are dropped.
 const QUEUE: usize = 10_000;
@@ -33,43 +33,28 @@ pub struct LogConfig {
 }
 
 /// The queue to the writer thread.
-pub struct AuditLog {
-    tx: mpsc::Sender<Event>,
-    events: Counter,
-    errors: Counter,
-}
+pub struct AuditLog(EventQueue);
 
 impl AuditLog {
     /// Open the log (failing at start when the file cannot be opened) and start its writer thread.
     pub fn start(config: LogConfig, events: Counter, errors: Counter) -> anyhow::Result<Self> {
         let mut sink = Sink::open(config)?;
-        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
-        let write_errors = errors.clone();
+        let (queue, mut rx) = EventQueue::new(QUEUE, events, errors.clone(), "log");
         std::thread::Builder::new().name("audit-log".into()).spawn(move || {
             while let Some(event) = rx.blocking_recv() {
                 if let Err(e) = sink.write(&event) {
-                    write_errors.inc();
+                    errors.inc();
                     tracing::error!(error = %e, "writing the audit log");
                 }
             }
             let _ = sink.flush();
         })?;
-        Ok(Self { tx, events, errors })
+        Ok(Self(queue))
     }
 
     /// Queue `event`; when the writer is behind by [`QUEUE`] events it is dropped (and counted as an error).
     pub fn record(&self, event: Event) {
-        match self.tx.try_send(event) {
-            Ok(()) => {
-                self.events.inc();
-            }
-            Err(_) => {
-                let dropped = self.errors.inc() + 1;
-                if dropped.is_power_of_two() {
-                    tracing::warn!(dropped, "the audit log is behind: events dropped");
-                }
-            }
-        };
+        self.0.record(event);
     }
 }
 

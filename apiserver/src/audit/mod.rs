@@ -10,6 +10,7 @@
 pub mod event;
 pub mod log;
 pub mod policy;
+pub mod queue;
 pub mod setup;
 pub mod webhook;
 

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::event::Event;
+use super::queue::EventQueue;
 
 /// Batches being sent (with their retries) at once; beyond, the queue fills and new events are dropped.
 const MAX_SENDING: usize = 8;
@@ -40,34 +41,20 @@ pub struct WebhookConfig {
 }
 
 /// The queue to the sender task.
-pub struct AuditWebhook {
-    tx: mpsc::Sender<Event>,
-    events: Counter,
-    errors: Counter,
-}
+pub struct AuditWebhook(EventQueue);
 
 impl AuditWebhook {
     /// Read the kubeconfig (failing at start when it does not load) and start the sender task.
     pub async fn start(config: WebhookConfig, events: Counter, errors: Counter) -> anyhow::Result<Self> {
         let receiver = Receiver::load(&config.kubeconfig).await?;
-        let (tx, rx) = mpsc::channel::<Event>(config.buffer_size.max(1));
-        tokio::spawn(run(config, receiver, rx, errors.clone()));
-        Ok(Self { tx, events, errors })
+        let (queue, rx) = EventQueue::new(config.buffer_size, events, errors.clone(), "webhook");
+        tokio::spawn(run(config, receiver, rx, errors));
+        Ok(Self(queue))
     }
 
     /// Queue `event`; when [`WebhookConfig::buffer_size`] events wait, it is dropped (and counted as an error).
     pub fn record(&self, event: Event) {
-        match self.tx.try_send(event) {
-            Ok(()) => {
-                self.events.inc();
-            }
-            Err(_) => {
-                let dropped = self.errors.inc() + 1;
-                if dropped.is_power_of_two() {
-                    tracing::warn!(dropped, "the audit webhook is behind: events dropped");
-                }
-            }
-        }
+        self.0.record(event);
     }
 }
 
