@@ -169,6 +169,12 @@ pub struct Options {
     #[arg(long, value_delimiter = ',')]
     pub requestheader_extra_headers_prefix: Option<Vec<String>>,
 
+    /// Headers holding the user's UID (first non-empty wins; X-Remote-Uid is upstream's suggestion, which
+    /// kube-apiserver publishes in the authentication ConfigMap when it sends it). Default: the ConfigMap's, else
+    /// none.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_uid_headers: Option<Vec<String>>,
+
     /// How long TokenReview results are cached (capped by the token's own `exp`).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub authentication_token_webhook_cache_ttl: std::time::Duration,

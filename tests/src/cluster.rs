@@ -86,6 +86,8 @@ pub struct Reviews {
     pub sar_users: Vec<String>,
     /// The `spec.groups` of each SubjectAccessReview, in order.
     pub sar_groups: Vec<Vec<String>>,
+    /// The `spec.uid` of each SubjectAccessReview, in order ("" when none).
+    pub sar_uids: Vec<String>,
 }
 
 /// The directory holding the Kubernetes binaries: `$KUBE_BIN_DIR`, else `target/k8s/bin` of this workspace.
@@ -379,6 +381,7 @@ impl KubeCluster {
                 Some("subjectaccessreviews") => {
                     let spec = &event["requestObject"]["spec"];
                     reviews.sar_users.push(spec["user"].as_str().unwrap_or("").to_string());
+                    reviews.sar_uids.push(spec["uid"].as_str().unwrap_or("").to_string());
                     let groups = spec["groups"].as_array().cloned().unwrap_or_default();
                     reviews.sar_groups.push(groups.iter().filter_map(|g| g.as_str().map(String::from)).collect());
                 }

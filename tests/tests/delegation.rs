@@ -89,6 +89,11 @@ struct Setup {
 }
 
 async fn setup_as(group: &str) -> Setup {
+    setup_with(group, &[]).await
+}
+
+/// [`setup_as`] with `extra` flags for the server.
+async fn setup_with(group: &str, extra: &[&str]) -> Setup {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let cluster = cluster().await;
@@ -123,13 +128,9 @@ async fn setup_as(group: &str) -> Setup {
     let identity = cluster.client_cert(&user, &[group]);
     let kubeconfig = dir.path().join("server.kubeconfig");
     std::fs::write(&kubeconfig, kubeconfig_yaml(&cluster.url, &cluster.ca_pem, &cert_user(&identity))).unwrap();
-    let options = Options::parse_from([
-        "backup-apiserver",
-        "--in-memory",
-        "--secure-port=0",
-        "--bind-address=127.0.0.1",
-        &format!("--kubeconfig={}", kubeconfig.display()),
-    ]);
+    let kubeconfig_flag = format!("--kubeconfig={}", kubeconfig.display());
+    let flags = ["backup-apiserver", "--in-memory", "--secure-port=0", "--bind-address=127.0.0.1", &kubeconfig_flag];
+    let options = Options::parse_from([&flags[..], extra].concat());
     let server = backup_apiserver::start(options).await.expect("server starts");
     let s = Setup { cluster, server, user, ns, dir };
     // Let the startup probes (one TokenReview, one SubjectAccessReview) land before a test counts reviews.
@@ -229,6 +230,25 @@ async fn front_proxy_headers_are_trusted_only_with_its_certificate() {
         assert_eq!(status["message"], "Unauthorized", "{what}");
     }
     assert_eq!(s.reviewed_users().await, ["carol"], "no SubjectAccessReview for unauthenticated requests");
+}
+
+/// The front proxy's UID header (`--requestheader-uid-headers`, or the ConfigMap's key, which kube-apiserver ≥ 1.33
+/// publishes): the UID goes into the SubjectAccessReview; without it configured, an `X-Remote-Uid` is ignored
+/// (and removed), as upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_proxys_uid_header_is_read_when_configured() {
+    let with_uid = setup_with(DELEGATORS, &["--requestheader-uid-headers=X-Remote-Uid"]).await;
+    let headers = [("X-Remote-User", "carol"), ("X-Remote-Uid", "carol-uid-1"), ("X-Remote-Group", "team")];
+    with_uid.request(&with_uid.front_proxy(), &backups(&with_uid.ns), &headers).await.expect_status(200);
+    let reviews = with_uid.reviews().await;
+    let i = reviews.sar_users.iter().position(|u| u == "carol").unwrap_or_else(|| panic!("{reviews:?}"));
+    assert_eq!(reviews.sar_uids[i], "carol-uid-1", "{reviews:?}");
+
+    let without = setup().await;
+    without.request(&without.front_proxy(), &backups(&without.ns), &headers).await.expect_status(200);
+    let reviews = without.reviews().await;
+    let i = reviews.sar_users.iter().position(|u| u == "carol").unwrap_or_else(|| panic!("{reviews:?}"));
+    assert_eq!(reviews.sar_uids[i], "", "not configured: no UID: {reviews:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

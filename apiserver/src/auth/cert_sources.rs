@@ -32,6 +32,7 @@ pub struct Overrides {
     requestheader_ca_pem: Option<String>,
     allowed_names: Option<Vec<String>>,
     username_headers: Option<Vec<String>>,
+    uid_headers: Option<Vec<String>>,
     group_headers: Option<Vec<String>>,
     extra_prefixes: Option<Vec<String>>,
 }
@@ -50,6 +51,7 @@ impl Overrides {
             requestheader_ca_file: opts.requestheader_client_ca_file.clone(),
             allowed_names: opts.requestheader_allowed_names.clone(),
             username_headers: opts.requestheader_username_headers.clone(),
+            uid_headers: opts.requestheader_uid_headers.clone(),
             group_headers: opts.requestheader_group_headers.clone(),
             extra_prefixes: opts.requestheader_extra_headers_prefix.clone(),
         })
@@ -102,6 +104,7 @@ impl Overrides {
             RequestHeaderConfig {
                 allowed_names: pick(&self.allowed_names, "requestheader-allowed-names", &d.allowed_names),
                 username_headers: pick(&self.username_headers, "requestheader-username-headers", &d.username_headers),
+                uid_headers: pick(&self.uid_headers, "requestheader-uid-headers", &d.uid_headers),
                 group_headers: pick(&self.group_headers, "requestheader-group-headers", &d.group_headers),
                 extra_prefixes: pick(&self.extra_prefixes, "requestheader-extra-headers-prefix", &d.extra_prefixes),
                 ca: d.ca,
@@ -182,5 +185,36 @@ impl CertAuthSources {
             );
         }
         self.shared.set(config);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn header_names_come_from_the_flags_then_the_configmap_then_upstreams_defaults() {
+        let data: BTreeMap<String, String> = [
+            ("requestheader-client-ca-file".to_string(), ca_pem()),
+            ("requestheader-uid-headers".to_string(), r#"["X-Remote-Uid"]"#.to_string()),
+            ("requestheader-group-headers".to_string(), r#"["X-Groups"]"#.to_string()),
+        ]
+        .into();
+        let from_configmap = Overrides::default().resolve(Some(&data)).requestheader.unwrap();
+        assert_eq!(from_configmap.uid_headers, ["X-Remote-Uid"]);
+        assert_eq!(from_configmap.group_headers, ["X-Groups"]);
+        assert_eq!(from_configmap.username_headers, ["X-Remote-User"], "upstream's default");
+        let flags = Overrides { uid_headers: Some(vec!["X-Uid".into()]), ..Overrides::default() };
+        assert_eq!(flags.resolve(Some(&data)).requestheader.unwrap().uid_headers, ["X-Uid"]);
+        let mut without: BTreeMap<String, String> = data.clone();
+        without.remove("requestheader-uid-headers");
+        assert!(Overrides::default().resolve(Some(&without)).requestheader.unwrap().uid_headers.is_empty());
     }
 }

@@ -61,6 +61,8 @@ pub struct RequestHeaderConfig {
     pub ca: Arc<CaPool>,
     pub allowed_names: Vec<String>,
     pub username_headers: Vec<String>,
+    /// Headers holding the UID (none unless the flag or the ConfigMap names them, as upstream).
+    pub uid_headers: Vec<String>,
     pub group_headers: Vec<String>,
     pub extra_prefixes: Vec<String>,
 }
@@ -72,6 +74,7 @@ impl RequestHeaderConfig {
             ca,
             allowed_names: Vec::new(),
             username_headers: vec!["X-Remote-User".into()],
+            uid_headers: Vec::new(),
             group_headers: vec!["X-Remote-Group".into()],
             extra_prefixes: vec!["X-Remote-Extra-".into()],
         }
@@ -167,6 +170,15 @@ fn read_identity(parts: &Parts, rh: &RequestHeaderConfig) -> Option<UserInfo> {
         .map(str::trim)
         .find(|v| !v.is_empty())?
         .to_string();
+    let uid = rh
+        .uid_headers
+        .iter()
+        .flat_map(|n| h.get_all(n.as_str()).iter())
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .unwrap_or_default()
+        .to_string();
     let groups = rh
         .group_headers
         .iter()
@@ -187,7 +199,7 @@ fn read_identity(parts: &Parts, rh: &RequestHeaderConfig) -> Option<UserInfo> {
             }
         }
     }
-    Some(UserInfo { name, uid: String::new(), groups, extra })
+    Some(UserInfo { name, uid, groups, extra })
 }
 
 /// Remove the identity headers (the configured ones, and upstream's defaults).
@@ -195,7 +207,8 @@ fn strip_identity_headers(parts: &mut Parts, rh: Option<&RequestHeaderConfig>) {
     let mut names: Vec<String> = vec!["x-remote-user".into(), "x-remote-group".into(), "x-remote-uid".into()];
     let mut prefixes: Vec<String> = vec!["x-remote-extra-".into()];
     if let Some(rh) = rh {
-        names.extend(rh.username_headers.iter().chain(&rh.group_headers).map(|n| n.to_ascii_lowercase()));
+        let configured = rh.username_headers.iter().chain(&rh.uid_headers).chain(&rh.group_headers);
+        names.extend(configured.map(|n| n.to_ascii_lowercase()));
         prefixes.extend(rh.extra_prefixes.iter().map(|p| p.to_ascii_lowercase()));
     }
     let doomed: Vec<_> = parts
