@@ -1,9 +1,9 @@
 //! The filters every request passes, outermost first (k8s.io/apiserver `endpoints/filters` and
 //! `server/filters`, one per file): [`goaway`] (HTTP/2 clients sent elsewhere, by chance) → [`compression`] (gzip
-//! for the answers that allow it) → [`audit::init`] (the
-//! Audit-ID) → [`panic_recovery`] → [`request_info`] (parse the request once) → [`audit`] → [`metrics`] (count and
-//! time it) → [`timeout`] → [`cors`] (browsers' origins) → [`authentication`] (who) → [`impersonation`] (acting as whom) → [`max_in_flight`]
-//! (overload) → [`authorization`] (may they).
+//! for the answers that allow it) → [`audit::init`] (the Audit-ID) → [`panic_recovery`] → [`request_info`] (parse
+//! the request once) → [`audit`] → [`metrics`] (count and time it) → [`timeout`] → [`cors`] (browsers' origins) →
+//! [`authentication`] (who) → [`impersonation`] (acting as whom) → [`max_in_flight`] (overload) →
+//! [`authorization`] (may they).
 //! Each takes only what it needs; together they wrap the routes in [`apply`].
 //!
 //! TLS → **filters** → endpoints (resource requests) or discovery, OpenAPI, health, metrics, version.

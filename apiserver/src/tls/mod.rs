@@ -1,9 +1,10 @@
 //! TLS serving, the first thing a connection meets: the rustls config (protocol versions and suites from
 //! [`settings`], certificates from [`certs`]), and the accept loop that runs HTTP/2 and HTTP/1.1 on one port (by
 //! ALPN) and hands each request to the router, with the transport's bounds: handshake and header-read timeouts,
-//! HTTP/2 stream and header limits, keep-alive pings, backoff on failed accepts, TCP_NODELAY. The peer's
-//! certificate chain is attached to every request as a [`PeerCertificates`] extension for the authenticators that
-//! need it.
+//! HTTP/2 stream and header limits, keep-alive pings, backoff on failed accepts, TCP_NODELAY. Connections end
+//! gracefully (no new requests, those in flight finish) when the server stops or, on HTTP/2, when a request sends
+//! its client away ([`Goaway`]). The peer's certificate chain is attached to every request as a
+//! [`PeerCertificates`] extension for the authenticators that need it.
 
 pub mod certs;
 pub mod settings;
