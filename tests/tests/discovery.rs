@@ -171,6 +171,25 @@ async fn metrics_count_requests() {
     assert!(has("GET", "404", "resource"), "{lines:#?}");
     assert!(has("LIST", "200", "namespace"), "{lines:#?}");
     assert!(text.contains("apiserver_request_duration_seconds"), "durations are exported");
+
+    // An open watch is in upstream's two gauges, by kind and by the request's labels, until it ends.
+    let watch = h.request(Method::GET, &format!("{}?watch=true&timeoutSeconds=60", backups("default"))).open().await;
+    assert_eq!(watch.status, 200);
+    let watchers =
+        r#"apiserver_registered_watchers{group="backup.extend-k8s.io",version="v1",kind="TimeseriesDBBackup"}"#;
+    let longrunning = r#"apiserver_longrunning_requests{verb="WATCH",group="backup.extend-k8s.io",version="v1",resource="timeseriesdbbackups",subresource="",scope="namespace",component="apiserver"}"#;
+    let text = h.get("/metrics").await.expect_status(200).text();
+    assert_eq!((metric_value(&text, watchers), metric_value(&text, longrunning)), (Some(1.0), Some(1.0)), "{text}");
+    drop(watch);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = h.get("/metrics").await.expect_status(200).text();
+        if metric_value(&text, watchers) == Some(0.0) && metric_value(&text, longrunning) == Some(0.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the ended watch is still counted:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Upstream's other series: `process_*` (as every Go server's), `apiserver_storage_objects` counted in storage

@@ -24,7 +24,7 @@ use backup_apis::Kind;
 use super::Next;
 use super::max_in_flight::Terminated;
 use crate::error::ApiError;
-use crate::metrics::{DurationLabels, Metrics, RequestLabels, TerminationLabels, WatchLabels};
+use crate::metrics::{DurationLabels, LongRunningLabels, Metrics, RequestLabels, TerminationLabels, WatchLabels};
 use crate::request::info::{RequestInfo, Subresource, Verb};
 use crate::request::query::Query;
 
@@ -38,6 +38,7 @@ struct Served {
     group: &'static str,
     version: &'static str,
     plural: &'static str,
+    kind: &'static str,
     status: bool,
 }
 
@@ -47,7 +48,13 @@ impl RequestMetrics {
             .iter()
             .map(|k| {
                 let r = k.resource();
-                Served { group: r.group, version: r.version, plural: r.plural, status: r.status_subresource }
+                Served {
+                    group: r.group,
+                    version: r.version,
+                    plural: r.plural,
+                    kind: r.kind,
+                    status: r.status_subresource,
+                }
             })
             .collect();
         Self { metrics, served }
@@ -123,9 +130,11 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
     let durations = DurationLabels { verb, group, version, resource, subresource, scope };
     if info.verb == Verb::Watch && resp.status().is_success() {
         // Count the watch as open until its body is dropped.
-        let gauge = metrics.watchers.get_or_create(&WatchLabels { group, version, resource }).clone();
-        gauge.inc();
-        let guard = WatchGuard(gauge);
+        let kind = served.map_or("", |s| s.kind);
+        let watchers = metrics.watchers.get_or_create(&WatchLabels { group, version, kind }).clone();
+        let labels = LongRunningLabels { verb, group, version, resource, subresource, scope, component: "apiserver" };
+        let longrunning = metrics.longrunning.get_or_create(&labels).clone();
+        let guard = WatchGuard::open([watchers, longrunning]);
         let (parts, body) = resp.into_parts();
         let body = body.map_frame(move |f| {
             let _ = &guard;
@@ -137,11 +146,23 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
     resp
 }
 
-struct WatchGuard(prometheus_client::metrics::gauge::Gauge);
+/// Counts an open watch in its gauges until it is dropped.
+struct WatchGuard([prometheus_client::metrics::gauge::Gauge; 2]);
+
+impl WatchGuard {
+    fn open(gauges: [prometheus_client::metrics::gauge::Gauge; 2]) -> Self {
+        for gauge in &gauges {
+            gauge.inc();
+        }
+        Self(gauges)
+    }
+}
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        for gauge in &self.0 {
+            gauge.dec();
+        }
     }
 }
 

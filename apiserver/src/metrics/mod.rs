@@ -63,7 +63,19 @@ pub struct DurationLabels {
 pub struct WatchLabels {
     pub group: &'static str,
     pub version: &'static str,
+    pub kind: &'static str,
+}
+
+/// `apiserver_longrunning_requests`' labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LongRunningLabels {
+    pub verb: &'static str,
+    pub group: &'static str,
+    pub version: &'static str,
     pub resource: &'static str,
+    pub subresource: &'static str,
+    pub scope: &'static str,
+    pub component: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +99,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     pub watchers: Family<WatchLabels, Gauge>,
+    /// Requests that stay open (watches), as upstream's `apiserver_longrunning_requests`.
+    pub longrunning: Family<LongRunningLabels, Gauge>,
     pub storage: Family<StorageLabels, Histogram, fn() -> Histogram>,
     /// Requests held under the max-in-flight limits, per `request_kind` (`readOnly`, `mutating`).
     pub in_flight: Family<InFlightLabels, Gauge>,
@@ -131,8 +145,14 @@ impl Default for Metrics {
         );
         registry.register(
             "apiserver_registered_watchers",
-            "Number of currently registered watchers for a given resource.",
+            "Number of currently registered watchers for a given resources",
             watchers.clone(),
+        );
+        let longrunning = Family::<LongRunningLabels, Gauge>::default();
+        registry.register(
+            "apiserver_longrunning_requests",
+            "Gauge of all active long-running apiserver requests broken out by verb, group, version, resource, scope and component. Not all requests are tracked this way.",
+            longrunning.clone(),
         );
         registry.register(
             "etcd_request_duration_seconds",
@@ -189,6 +209,7 @@ impl Default for Metrics {
             requests,
             durations,
             watchers,
+            longrunning,
             storage,
             in_flight,
             dropped,
