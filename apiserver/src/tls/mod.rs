@@ -271,12 +271,15 @@ where
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(goaway);
+    let stop = stopped.wait_for(|s| *s);
+    tokio::pin!(goaway, stop);
     let mut ending = false;
     loop {
+        // The connection first, and no random order: it is what every wake-up is almost always for.
         tokio::select! {
+            biased;
             r = conn.as_mut() => return r,
-            _ = stopped.wait_for(|s| *s), if !ending => {
+            _ = &mut stop, if !ending => {
                 graceful(conn.as_mut());
                 ending = true;
             }
