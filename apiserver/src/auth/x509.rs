@@ -160,25 +160,21 @@ impl Authenticator for RequestHeaderAuthenticator {
     }
 }
 
-fn read_identity(parts: &Parts, rh: &RequestHeaderConfig) -> Option<UserInfo> {
-    let h = &parts.headers;
-    let name = rh
-        .username_headers
-        .iter()
-        .flat_map(|n| h.get_all(n.as_str()).iter())
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .find(|v| !v.is_empty())?
-        .to_string();
-    let uid = rh
-        .uid_headers
+/// The first non-empty value of the headers `names`, in their order.
+fn first_value(h: &axum::http::HeaderMap, names: &[String]) -> Option<String> {
+    names
         .iter()
         .flat_map(|n| h.get_all(n.as_str()).iter())
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
         .find(|v| !v.is_empty())
-        .unwrap_or_default()
-        .to_string();
+        .map(str::to_string)
+}
+
+fn read_identity(parts: &Parts, rh: &RequestHeaderConfig) -> Option<UserInfo> {
+    let h = &parts.headers;
+    let name = first_value(h, &rh.username_headers)?;
+    let uid = first_value(h, &rh.uid_headers).unwrap_or_default();
     let groups = rh
         .group_headers
         .iter()
