@@ -171,6 +171,17 @@ async fn metrics_count_requests() {
     assert!(has("GET", "404", "resource"), "{lines:#?}");
     assert!(has("LIST", "200", "namespace"), "{lines:#?}");
     assert!(text.contains("apiserver_request_duration_seconds"), "durations are exported");
+    // Answer sizes, whole (a GET) or streamed (a list): counted, with their bytes.
+    for verb in ["GET", "LIST"] {
+        let series = |suffix: &str| {
+            let prefix = format!("apiserver_response_sizes_{suffix}{{verb=\"{verb}\",group=\"backup.extend-k8s.io\"");
+            text.lines()
+                .filter(|l| l.starts_with(&prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        };
+        assert!(series("count") >= 1.0 && series("sum") > 100.0, "{verb}: {text}");
+    }
 
     // An open watch is in upstream's two gauges, by kind and by the request's labels, until it ends.
     let watch = h.request(Method::GET, &format!("{}?watch=true&timeoutSeconds=60", backups("default"))).open().await;

@@ -18,13 +18,14 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 
 use backup_apis::Kind;
 
 use super::Next;
 use super::max_in_flight::Terminated;
 use crate::error::ApiError;
-use crate::metrics::{DurationLabels, LongRunningLabels, Metrics, RequestLabels, TerminationLabels, WatchLabels};
+use crate::metrics::{DurationLabels, Metrics, RequestLabels, RouteLabels, TerminationLabels, WatchLabels};
 use crate::request::info::{RequestInfo, Subresource, Verb};
 use crate::request::query::Query;
 
@@ -128,12 +129,12 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
         metrics.terminations.get_or_create(&labels).inc();
     }
     let durations = DurationLabels { verb, group, version, resource, subresource, scope };
+    let route = RouteLabels { verb, group, version, resource, subresource, scope, component: "apiserver" };
     if info.verb == Verb::Watch && resp.status().is_success() {
         // Count the watch as open until its body is dropped.
         let kind = served.map_or("", |s| s.kind);
         let watchers = metrics.watchers.get_or_create(&WatchLabels { group, version, kind }).clone();
-        let labels = LongRunningLabels { verb, group, version, resource, subresource, scope, component: "apiserver" };
-        let longrunning = metrics.longrunning.get_or_create(&labels).clone();
+        let longrunning = metrics.longrunning.get_or_create(&route).clone();
         let guard = WatchGuard::open([watchers, longrunning]);
         let (parts, body) = resp.into_parts();
         let body = body.map_frame(move |f| {
@@ -143,7 +144,44 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
         return Response::from_parts(parts, Body::new(body));
     }
     metrics.durations.get_or_create(&durations).observe(start.elapsed().as_secs_f64());
-    resp
+    let sizes = metrics.response_sizes.get_or_create(&route).clone();
+    if let Some(size) = resp.body().size_hint().exact() {
+        if size > 0 {
+            sizes.observe(size as f64);
+        }
+        return resp;
+    }
+    // A streamed answer (a list in chunks): its size is known once it has all been sent.
+    let mut counted = SentBytes { bytes: 0, sizes };
+    let (parts, body) = resp.into_parts();
+    let body = body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            counted.add(data.len());
+        }
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// The bytes of a streamed answer, observed in `apiserver_response_sizes` when the body is dropped (sent whole, or
+/// its client gone).
+struct SentBytes {
+    bytes: u64,
+    sizes: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl SentBytes {
+    fn add(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+    }
+}
+
+impl Drop for SentBytes {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.sizes.observe(self.bytes as f64);
+        }
+    }
 }
 
 /// Counts an open watch in its gauges until it is dropped.

@@ -66,9 +66,9 @@ pub struct WatchLabels {
     pub kind: &'static str,
 }
 
-/// `apiserver_longrunning_requests`' labels.
+/// A request's labels without its code or dry run: `apiserver_longrunning_requests`', `apiserver_response_sizes`'.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LongRunningLabels {
+pub struct RouteLabels {
     pub verb: &'static str,
     pub group: &'static str,
     pub version: &'static str,
@@ -89,6 +89,11 @@ pub struct StorageLabels {
     pub r#type: String,
 }
 
+/// Upstream's response size buckets: 1 kB to 10 GB, by tens.
+fn size_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1000.0, 10.0, 8))
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new([0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0])
 }
@@ -100,7 +105,9 @@ pub struct Metrics {
     pub durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     pub watchers: Family<WatchLabels, Gauge>,
     /// Requests that stay open (watches), as upstream's `apiserver_longrunning_requests`.
-    pub longrunning: Family<LongRunningLabels, Gauge>,
+    pub longrunning: Family<RouteLabels, Gauge>,
+    /// Bytes of each answer but a watch's, as the handler wrote them (before gzip).
+    pub response_sizes: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub storage: Family<StorageLabels, Histogram, fn() -> Histogram>,
     /// Requests held under the max-in-flight limits, per `request_kind` (`readOnly`, `mutating`).
     pub in_flight: Family<InFlightLabels, Gauge>,
@@ -148,7 +155,13 @@ impl Default for Metrics {
             "Number of currently registered watchers for a given resources",
             watchers.clone(),
         );
-        let longrunning = Family::<LongRunningLabels, Gauge>::default();
+        let response_sizes = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(size_histogram);
+        registry.register(
+            "apiserver_response_sizes",
+            "Response size distribution in bytes for each group, version, verb, resource, subresource, scope and component.",
+            response_sizes.clone(),
+        );
+        let longrunning = Family::<RouteLabels, Gauge>::default();
         registry.register(
             "apiserver_longrunning_requests",
             "Gauge of all active long-running apiserver requests broken out by verb, group, version, resource, scope and component. Not all requests are tracked this way.",
@@ -210,6 +223,7 @@ impl Default for Metrics {
             durations,
             watchers,
             longrunning,
+            response_sizes,
             storage,
             in_flight,
             dropped,
