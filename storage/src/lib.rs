@@ -12,6 +12,7 @@ pub mod cacher;
 #[cfg(feature = "testing")]
 pub mod conformance;
 pub mod embedded;
+pub mod encryption;
 pub mod etcd;
 pub mod gather;
 pub mod key;
@@ -294,6 +295,14 @@ pub trait Storage: Send + Sync + 'static {
     /// A cheap round trip that fails when the backend is unreachable (for /readyz).
     async fn health(&self) -> Result<()> {
         self.current_revision().await.map(|_| ())
+    }
+
+    /// Whether an update of `key` (read at `mod_revision`) that changes nothing must be written all the same:
+    /// its stored value was encrypted by a provider or key other than the one that writes now (upstream's stale
+    /// read, [`encryption`]), so that rewriting every object moves it to the current key. The default: never.
+    async fn rewrite_needed(&self, key: &str, mod_revision: Revision) -> Result<bool> {
+        let _ = (key, mod_revision);
+        Ok(false)
     }
 }
 

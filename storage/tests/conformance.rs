@@ -1,6 +1,6 @@
 //! The conformance suite (`backup_storage::conformance`) against every backend — etcd (a fresh server per case),
 //! the embedded store on disk and in memory, and the watch cache over etcd and over the embedded store (caching
-//! `/c/`, where every case writes) — plus what only one backend can show: restarts and history limits.
+//! `/c/`, where every case writes), and encryption at rest of `/c/` over etcd and under a cache — plus what only one backend can show: restarts and history limits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
@@ -10,6 +10,9 @@ use std::time::Duration;
 use backup_storage::cacher::{CachedPrefix, Cacher, CacherConfig};
 use backup_storage::conformance::{self, next_event};
 use backup_storage::embedded::{EmbeddedConfig, EmbeddedStorage};
+use backup_storage::encryption::{
+    Cipher, EncryptedStorage, GcmKey, NamedKey, Provider, ProviderKind, ResourceTransformer, Transformer,
+};
 use backup_storage::etcd::EtcdStorage;
 use backup_storage::testing::EtcdServer;
 use backup_storage::{EventType, ListOptions, Storage, StorageError};
@@ -59,6 +62,27 @@ macro_rules! suite {
                 }
             )*
         }
+        mod encrypted_etcd {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = EtcdServer::start().await;
+                    let storage = EtcdStorage::connect(&server.config("/registry")).await.expect("connect");
+                    conformance::$case(encrypted(Arc::new(storage))).await;
+                }
+            )*
+        }
+        mod cacher_encrypted_embedded {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let storage = EmbeddedStorage::in_memory().expect("open");
+                    conformance::$case(cached(encrypted(Arc::new(storage))).await).await;
+                }
+            )*
+        }
         mod cacher_embedded {
             use super::*;
             $(
@@ -76,6 +100,14 @@ async fn cached(backend: Arc<dyn Storage>) -> Arc<dyn Storage> {
     let cacher = Cacher::new(backend, CacherConfig::new([CachedPrefix::new("/c/")])).expect("cacher");
     assert!(cacher.wait_ready(Duration::from_secs(10)).await, "the cache did not list /c/ within 10 s");
     Arc::new(cacher)
+}
+
+/// `/c/` of `backend` encrypted with AES-GCM (the key named `k`).
+fn encrypted(backend: Arc<dyn Storage>) -> Arc<dyn Storage> {
+    let key = NamedKey { name: "k".into(), cipher: Cipher::AesGcm(GcmKey::new(&[7; 32]).expect("a key")) };
+    let transformer = Transformer::new(vec![Provider::new(ProviderKind::AesGcm, vec![key])]).expect("providers");
+    let resources = vec![ResourceTransformer { prefix: "/c/".into(), transformer: Arc::new(transformer) }];
+    Arc::new(EncryptedStorage::new(backend, "/registry", resources))
 }
 
 suite!(

@@ -380,6 +380,10 @@ impl Storage for InstrumentedStorage {
     async fn health(&self) -> backup_storage::Result<()> {
         self.inner.health().await
     }
+
+    async fn rewrite_needed(&self, key: &str, mod_revision: Revision) -> backup_storage::Result<bool> {
+        self.inner.rewrite_needed(key, mod_revision).await
+    }
 }
 
 /// The watch cache's gauges and counters, read at each scrape (upstream's names where upstream has the figure:

@@ -541,4 +541,8 @@ impl Storage for Cacher {
     async fn health(&self) -> Result<()> {
         self.backend.health().await
     }
+
+    async fn rewrite_needed(&self, key: &str, mod_revision: Revision) -> Result<bool> {
+        self.backend.rewrite_needed(key, mod_revision).await
+    }
 }
