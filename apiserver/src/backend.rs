@@ -1,9 +1,11 @@
 //! The storage backend the flags choose: etcd (`--etcd-servers`), or the embedded store on disk (`--data-dir`, the
-//! standalone default) or in memory (`--in-memory`); wrapped so every operation is timed in the metrics; and the
-//! watch cache over it (`--watch-cache`, on by default as upstream): one prefix per served resource, listed and
+//! standalone default) or in memory (`--in-memory`); wrapped so every operation is timed in the metrics; with
+//! `--encryption-provider-config`, the configured resources encrypted over it ([`crate::encryption`]); and the
+//! watch cache over that (`--watch-cache`, on by default as upstream): one prefix per served resource, listed and
 //! watched from the start.
 //!
-//! registry store → **backend** (`backup_storage`: watch cache → instrumented storage) → etcd or the embedded store.
+//! registry store → **backend** (`backup_storage`: watch cache → encryption → instrumented storage) → etcd or the
+//! embedded store.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use backup_apis::Kind;
 use backup_storage::Storage;
 use backup_storage::cacher::{CachedPrefix, Cacher, CacherConfig};
 use backup_storage::embedded::EmbeddedStorage;
+use backup_storage::encryption::EncryptedStorage;
 use backup_storage::etcd::{EtcdConfig, EtcdStorage};
 
 use crate::metrics::{InstrumentedStorage, Metrics};
@@ -32,7 +35,13 @@ pub struct Backend {
 /// Open the backend and start the watch cache of `kinds` over it (needs a tokio runtime).
 pub async fn open(opts: &Options, metrics: &Arc<Metrics>, kinds: &[Arc<dyn Kind>]) -> anyhow::Result<Backend> {
     let (raw, check_name) = open_raw(opts).await?;
-    let storage: Arc<dyn Storage> = Arc::new(InstrumentedStorage { inner: raw, metrics: metrics.clone() });
+    let mut storage: Arc<dyn Storage> = Arc::new(InstrumentedStorage { inner: raw, metrics: metrics.clone() });
+    if let Some(path) = &opts.encryption_provider_config {
+        let served: Vec<_> = kinds.iter().map(|k| k.resource()).collect();
+        let resources = crate::encryption::load(path, &served)?;
+        metrics.encryption(resources.iter().map(|r| r.transformer.clone()).collect());
+        storage = Arc::new(EncryptedStorage::new(storage, &opts.etcd_prefix, resources));
+    }
     let cache = if opts.watch_cache {
         let prefixes = kinds.iter().map(|k| {
             let info = k.resource();

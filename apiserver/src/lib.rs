@@ -26,6 +26,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod discovery;
+pub mod encryption;
 pub mod endpoints;
 pub mod error;
 pub mod fieldmanager;

@@ -106,6 +106,13 @@ pub struct Options {
     #[arg(long, default_value = "/registry")]
     pub etcd_prefix: String,
 
+    /// Encrypt objects at rest, in etcd or the embedded store: upstream's EncryptionConfiguration
+    /// (`apiserver.config.k8s.io/v1`, YAML or JSON) with the aesgcm, aescbc, secretbox and identity providers,
+    /// resources named `timeseriesdbbackups.backup.extend-k8s.io`, `*.backup.extend-k8s.io` or `*.*`. The first
+    /// provider's first key writes; the others read. Values are written as kube-apiserver writes them.
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
+
     /// Serve gets, lists and watches from a watch cache of each resource (one storage watch per resource,
     /// objects in memory); `--watch-cache=false` sends every read to storage and gives each watch its own.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]

@@ -4,6 +4,7 @@
 //! TLS handshake errors, the watch cache's gauges and counters ([`WatchCacheCollector`]), and the process's
 //! ([`process`]).
 
+pub mod encryption;
 pub mod process;
 pub mod storage_objects;
 
@@ -121,6 +122,8 @@ pub struct Metrics {
     pub storage_objects: Family<storage_objects::ResourceLabels, Gauge>,
     /// The watch cache's counters, once it is built.
     watch_cache: Arc<OnceLock<Arc<CacheMetrics>>>,
+    /// The encryption providers' counts, once the backend is open with encryption.
+    encryption: encryption::TransformationCollector,
     /// Audit events queued for the log.
     pub audit_events: Counter,
     /// Audit events lost (queue full or a failed write).
@@ -217,6 +220,8 @@ impl Default for Metrics {
         );
         let watch_cache = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(WatchCacheCollector(watch_cache.clone())));
+        let encryption = encryption::TransformationCollector::default();
+        registry.register_collector(Box::new(encryption.clone()));
         Self {
             registry,
             requests,
@@ -231,6 +236,7 @@ impl Default for Metrics {
             tls_handshake_errors,
             storage_objects,
             watch_cache,
+            encryption,
             audit_events,
             audit_errors,
         }
@@ -238,6 +244,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Export the encryption providers' counts from now on.
+    pub fn encryption(&self, transformers: Vec<Arc<backup_storage::encryption::Transformer>>) {
+        let _ = self.encryption.0.set(transformers);
+    }
+
     /// Export the watch cache's counters from now on.
     pub fn watch_cache(&self, metrics: Arc<CacheMetrics>) {
         let _ = self.watch_cache.set(metrics);

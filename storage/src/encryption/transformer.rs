@@ -81,6 +81,14 @@ impl Provider {
     }
 }
 
+/// The kind and key names; never the keys.
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.keys.iter().map(|(name, _)| key_name(name)).collect();
+        f.debug_struct("Provider").field("kind", &self.kind).field("keys", &names).finish()
+    }
+}
+
 /// Why a stored value could not be read or a value written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
@@ -110,6 +118,7 @@ pub struct Read {
 }
 
 /// The providers of one resource.
+#[derive(Debug)]
 pub struct Transformer {
     providers: Vec<Provider>,
 }

@@ -201,12 +201,16 @@ impl Store {
         }
         self.validate(&self.write_attributes(target(), live, &opts), &new).await?;
         let bytes = self.encode(name, &new)?;
-        if bytes == current_kv.value || opts.dry_run {
-            // No change (nothing is written and the resourceVersion stays), or nothing to write.
+        let key = self.key(namespace, name);
+        // No change: nothing is written and the resourceVersion stays, unless the stored value was encrypted by
+        // a provider or key that no longer writes (then it is written again, as upstream does, so that rewriting
+        // every object re-encrypts it). A dry run writes nothing.
+        let unchanged = bytes == current_kv.value
+            && !self.storage.rewrite_needed(&key, current_kv.mod_revision).await.map_err(self.storage_err(name))?;
+        if unchanged || opts.dry_run {
             let body = with_resource_version(&bytes, current_kv.mod_revision);
             return Ok((Written { body, created: false, warnings }, false));
         }
-        let key = self.key(namespace, name);
         if deleting {
             let deleted =
                 self.storage.delete(&key, Some(current_kv.mod_revision)).await.map_err(self.storage_err(name))?;
