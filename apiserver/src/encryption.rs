@@ -28,15 +28,15 @@ struct EncryptionConfiguration {
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     resources: Vec<ResourceConfiguration>,
 }
 
 #[derive(Debug, Deserialize)]
 struct ResourceConfiguration {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     resources: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     providers: Vec<ProviderConfiguration>,
 }
 
@@ -52,7 +52,7 @@ struct ProviderConfiguration {
 
 #[derive(Debug, Deserialize)]
 struct KeysConfiguration {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     keys: Vec<KeyConfiguration>,
 }
 
@@ -63,6 +63,15 @@ struct KeyConfiguration {
     /// Base64 of the key's bytes.
     #[serde(default)]
     secret: String,
+}
+
+/// A list left empty in YAML (`providers:`) is null: read as an empty list, as Go's YAML reads it.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Read `path` and build the providers of each of `served`'s resources that an entry names.
@@ -167,13 +176,17 @@ fn provider(config: &ProviderConfiguration, field: &str) -> anyhow::Result<Optio
              Secretbox, Identity"
         ),
         1 => {}
-        _ => bail!("{field}: Invalid value: more than one provider specified in a single element, should split into different list elements"),
+        _ => bail!(
+            "{field}: Invalid value: more than one provider specified in a single element, should split into different list elements"
+        ),
     }
     let (kind, keys) = match config {
         ProviderConfiguration { aesgcm: Some(keys), .. } => (ProviderKind::AesGcm, keys),
         ProviderConfiguration { aescbc: Some(keys), .. } => (ProviderKind::AesCbc, keys),
         ProviderConfiguration { secretbox: Some(keys), .. } => (ProviderKind::Secretbox, keys),
-        ProviderConfiguration { identity: Some(_), .. } => return Ok(Some(Provider::new(ProviderKind::Identity, vec![]))),
+        ProviderConfiguration { identity: Some(_), .. } => {
+            return Ok(Some(Provider::new(ProviderKind::Identity, vec![])));
+        }
         _ => return Ok(None),
     };
     let field = format!("{field}.{}.keys", kind.name());
@@ -191,9 +204,9 @@ fn key(kind: ProviderKind, config: &KeyConfiguration, field: &str) -> anyhow::Re
     if config.secret.is_empty() {
         bail!("{field}.secret: Required value: secret is required");
     }
-    let secret = base64::engine::general_purpose::STANDARD
-        .decode(config.secret.trim())
-        .map_err(|e| anyhow::anyhow!("{field}.secret: Invalid value: REDACTED: secrets must be base64 encoded ({e})"))?;
+    let secret = base64::engine::general_purpose::STANDARD.decode(config.secret.trim()).map_err(|e| {
+        anyhow::anyhow!("{field}.secret: Invalid value: REDACTED: secrets must be base64 encoded ({e})")
+    })?;
     let cipher = match kind {
         ProviderKind::AesGcm => GcmKey::new(&secret).map(Cipher::AesGcm),
         ProviderKind::AesCbc => AesKey::new(&secret).map(Cipher::AesCbc),
@@ -277,16 +290,38 @@ mod tests {
     #[test]
     fn refuses_what_upstream_refuses_with_its_words() {
         let cases = [
-            ("- resources: ['*.*']\n  providers: [{aesgcm: {keys: [{name: k, secret: c2hvcnQ=}]}}]", "secret is not of the expected length, got 5, expected one of [16 24 32]"),
-            (&format!("- resources: ['*.*']\n  providers: [{{secretbox: {{keys: [{{name: k, secret: {KEY16}}}]}}}}]"), "got 16, expected one of [32]"),
-            ("- resources: ['*.*']\n  providers: [{aescbc: {keys: [{name: k, secret: '!!'}]}}]", "secrets must be base64 encoded"),
+            (
+                "- resources: ['*.*']\n  providers: [{aesgcm: {keys: [{name: k, secret: c2hvcnQ=}]}}]",
+                "secret is not of the expected length, got 5, expected one of [16 24 32]",
+            ),
+            (
+                &format!(
+                    "- resources: ['*.*']\n  providers: [{{secretbox: {{keys: [{{name: k, secret: {KEY16}}}]}}}}]"
+                ),
+                "got 16, expected one of [32]",
+            ),
+            (
+                "- resources: ['*.*']\n  providers: [{aescbc: {keys: [{name: k, secret: '!!'}]}}]",
+                "secrets must be base64 encoded",
+            ),
             ("- resources: ['*.*']\n  providers: [{aescbc: {keys: [{secret: c2hvcnQ=}]}}]", "key name is required"),
             ("- resources: ['*.*']\n  providers: [{aescbc: {keys: []}}]", "at least one key is required"),
-            ("- resources: ['*.*']\n  providers: [{aesgmc: {keys: []}}]", "provider does not contain any of the expected providers"),
-            (&format!("- resources: ['*.*']\n  providers: [{{identity: {{}}, aescbc: {{keys: [{{name: k, secret: {KEY16}}}]}}}}]"), "more than one provider"),
+            (
+                "- resources: ['*.*']\n  providers: [{aesgmc: {keys: []}}]",
+                "provider does not contain any of the expected providers",
+            ),
+            (
+                &format!(
+                    "- resources: ['*.*']\n  providers: [{{identity: {{}}, aescbc: {{keys: [{{name: k, secret: {KEY16}}}]}}}}]"
+                ),
+                "more than one provider",
+            ),
             ("- resources: ['*.*']\n  providers: []", "at least one provider is required"),
             ("- resources: []\n  providers: [{identity: {}}]", "at least one resource is required"),
-            ("- resources: ['*.backup.extend-k8s.io']\n  providers: [{kms: {name: k}}]", "the kms provider needs a KMS plugin"),
+            (
+                "- resources: ['*.backup.extend-k8s.io']\n  providers: [{kms: {name: k}}]",
+                "the kms provider needs a KMS plugin",
+            ),
         ];
         for (resources, expected) in cases {
             let e = error(&config(resources));

@@ -311,6 +311,10 @@ impl ApiError {
                 tracing::warn!(error = %m, "storage unavailable");
                 Self::service_unavailable("the storage backend is unavailable, please try again")
             }
+            StorageError::Unreadable(m) => {
+                tracing::error!(error = %m, "unreadable stored value");
+                Self::internal(m)
+            }
             StorageError::Internal(m) => {
                 tracing::error!(error = %m, "storage error");
                 Self::internal("storage error")
@@ -392,6 +396,10 @@ impl From<StorageError> for ApiError {
             StorageError::Unavailable(m) => {
                 tracing::warn!(error = %m, "storage unavailable");
                 Self::service_unavailable("the storage backend is unavailable, please try again")
+            }
+            StorageError::Unreadable(m) => {
+                tracing::error!(error = %m, "unreadable stored value");
+                Self::internal(m)
             }
             other => {
                 tracing::error!(error = %other, "storage error");

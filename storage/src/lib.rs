@@ -196,6 +196,10 @@ pub enum StorageError {
     /// 503: the backend cannot be reached right now.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// 500, with its message: a stored value the encryption configuration cannot read (no provider or key for
+    /// it, or it does not decrypt), which the operator must fix ([`encryption`]).
+    #[error("{0}")]
+    Unreadable(String),
     /// 500: anything else.
     #[error("storage error: {0}")]
     Internal(String),

@@ -43,7 +43,7 @@ async fn the_backend_holds_only_ciphertext_bound_to_its_key() {
     // The ciphertext moved to another key does not read there: the full etcd key is authenticated.
     backend.create("/g/r/ns/b", raw.value.clone()).await.unwrap();
     let err = s.get("/g/r/ns/b").await.unwrap_err();
-    let StorageError::Internal(message) = &err else { panic!("{err:?}") };
+    let StorageError::Unreadable(message) = &err else { panic!("{err:?}") };
     assert!(message.contains("/registry/g/r/ns/b") && message.contains("authentication failed"), "{message}");
     // A list with it fails as a whole, as upstream's; the value itself is untouched.
     assert!(s.list("/g/r/", Default::default()).await.is_err());

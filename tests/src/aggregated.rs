@@ -236,7 +236,8 @@ impl AggregatedCluster {
     /// A new cluster with the server registered with `extra` flags (run it on the background runtime, as
     /// [`Self::shared`] does, when tests share it).
     pub async fn start(extra: Vec<String>) -> AggregatedCluster {
-        let cluster = KubeCluster::start(ClusterOptions { controller_manager: true }).await;
+        let cluster =
+            KubeCluster::start(ClusterOptions { controller_manager: true, ..ClusterOptions::default() }).await;
         let server = AggregatedServer::register_with(&cluster, &extra).await;
         AggregatedCluster { cluster, server }
     }

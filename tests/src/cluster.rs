@@ -51,6 +51,8 @@ pub struct ClusterOptions {
     /// Also run kube-controller-manager (namespace deletion, garbage collection, service-account tokens, cluster
     /// role aggregation).
     pub controller_manager: bool,
+    /// kube-apiserver's `--encryption-provider-config`, this EncryptionConfiguration's text.
+    pub encryption_config: Option<&'static str>,
 }
 
 /// A running etcd + kube-apiserver (+ kube-controller-manager).
@@ -189,6 +191,9 @@ impl KubeCluster {
             write(&file(name), text);
         }
         write(&file("audit-policy.yaml"), AUDIT_POLICY);
+        if let Some(config) = options.encryption_config {
+            write(&file("encryption.yaml"), config);
+        }
 
         let etcd = EtcdServer::start().await;
         let etcd_pid = etcd.pid();
@@ -208,6 +213,9 @@ impl KubeCluster {
             write(&admin_kubeconfig, &kubeconfig_yaml(&url, &cluster_ca.cert_pem, &cert_user(&admin)));
             let mut command = Command::new(&apiserver_bin);
             command.args(apiserver_args(&files, port, &etcd.endpoint()));
+            if options.encryption_config.is_some() {
+                command.arg(format!("--encryption-provider-config={}", file("encryption.yaml").display()));
+            }
             let mut apiserver = ChildProcess::spawn("kube-apiserver", command, &file("kube-apiserver.log"));
             let client = client_from_kubeconfig(&admin_kubeconfig).await;
             match wait_ok(&mut apiserver, client, "/readyz").await {

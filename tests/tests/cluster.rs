@@ -12,7 +12,7 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_serves_and_is_gone_when_dropped() {
     let started = Instant::now();
-    let cluster = KubeCluster::start(ClusterOptions { controller_manager: true }).await;
+    let cluster = KubeCluster::start(ClusterOptions { controller_manager: true, ..ClusterOptions::default() }).await;
     eprintln!("etcd + kube-apiserver + kube-controller-manager ready in {:?}", started.elapsed());
 
     let k = cluster.kubectl();

@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use backup_storage::encryption::Transformer;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransformationLabels {
@@ -48,7 +48,8 @@ impl Collector for TransformationCollector {
                     if value == 0 {
                         continue;
                     }
-                    let labels = TransformationLabels { transformation_type, transformer_prefix: provider.label(), status };
+                    let labels =
+                        TransformationLabels { transformation_type, transformer_prefix: provider.label(), status };
                     ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
                 }
             }

@@ -97,7 +97,7 @@ impl Codec {
         let Some(transformer) = self.transformer(key) else { return Ok(value) };
         match transformer.from_storage(&value, &self.context(key)) {
             Ok(read) => Ok(Bytes::from(read.value)),
-            Err(e) => Err(StorageError::Internal(format!(
+            Err(e) => Err(StorageError::Unreadable(format!(
                 "the stored value of {}{key} cannot be read: {e} (see --encryption-provider-config)",
                 self.context_prefix
             ))),
