@@ -140,11 +140,8 @@ async fn encryption_turned_on_rotated_and_its_old_key_dropped() {
 
     // With only the dropped key, the objects do not read, and the answer says why.
     let only_key1 = config(dir.path(), "key1.yaml", &[aesgcm(&[("key1", &KEY1)])]);
-    let srv = TestServer::on_shared_etcd(
-        &endpoint,
-        &["--encryption-provider-config", only_key1.to_str().unwrap()],
-    )
-    .await;
+    let srv =
+        TestServer::on_shared_etcd(&endpoint, &["--encryption-provider-config", only_key1.to_str().unwrap()]).await;
     let answer = srv.http().get(&backup_path("default", "before")).await.expect_status(500).json();
     let message = str_at(&answer, "/message");
     assert!(message.contains("no matching key") && message.contains("key2"), "{answer}");
