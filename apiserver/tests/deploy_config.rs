@@ -1419,3 +1419,30 @@ fn the_object_storage_component_adds_the_locations_and_keeps_the_controllers_fla
     let secret = volume.secret.as_ref().and_then(|s| s.secret_name.as_deref());
     assert_eq!(secret, Some("backup-controller-locations"));
 }
+
+#[test]
+fn the_encryption_component_mounts_the_configuration_and_keeps_the_servers_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    copy_config(&source_config(), &config);
+    let overlay = config.join("overlays/with-encryption");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base/apiserver\n\
+         components:\n  - ../../components/encryption-at-rest\n",
+    )
+    .unwrap();
+    let render = Render::new("with-encryption", &overlay);
+    let dep = render.deployment_running("backup-apiserver");
+    let (spec, c) = (pod_spec(&dep), only_container(pod_spec(&dep)));
+    let args = c.args.clone().unwrap_or_default();
+    assert!(flag(&args, "--etcd-servers").is_some() && flag(&args, "--goaway-chance").is_some(), "{args:?}");
+    let path = flag(&args, "--encryption-provider-config").expect("--encryption-provider-config");
+    let (volume, _) = volume_of(spec, c, Path::new(&path));
+    let secret = volume.secret.as_ref().and_then(|s| s.secret_name.as_deref());
+    assert_eq!(secret, Some("backup-apiserver-encryption"));
+    // The arguments are the server's flags.
+    let argv = std::iter::once("backup-apiserver".to_string()).chain(args);
+    backup_apiserver::options::Options::try_parse_from(argv).expect("the server's flags");
+}
