@@ -10,13 +10,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use backup_apis::Kind;
+use backup_apis::{Kind, ResourceInfo};
 use backup_storage::Storage;
 use backup_storage::cacher::{CachedPrefix, Cacher, CacherConfig};
 use backup_storage::embedded::EmbeddedStorage;
 use backup_storage::encryption::EncryptedStorage;
 use backup_storage::etcd::{EtcdConfig, EtcdStorage};
 
+use crate::encryption;
 use crate::metrics::{InstrumentedStorage, Metrics};
 use crate::options::Options;
 use crate::registry::attrs;
@@ -37,10 +38,16 @@ pub async fn open(opts: &Options, metrics: &Arc<Metrics>, kinds: &[Arc<dyn Kind>
     let (raw, check_name) = open_raw(opts).await?;
     let mut storage: Arc<dyn Storage> = Arc::new(InstrumentedStorage { inner: raw, metrics: metrics.clone() });
     if let Some(path) = &opts.encryption_provider_config {
-        let served: Vec<_> = kinds.iter().map(|k| k.resource()).collect();
-        let resources = crate::encryption::load(path, &served)?;
-        metrics.encryption(resources.iter().map(|r| r.transformer.clone()).collect());
-        storage = Arc::new(EncryptedStorage::new(storage, &opts.etcd_prefix, resources));
+        let served: Vec<ResourceInfo> = kinds.iter().map(|k| k.resource().clone()).collect();
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let resources = encryption::from_file(path, &text, &served)?;
+        metrics.encryption(&resources);
+        let encrypted = Arc::new(EncryptedStorage::new(storage, &opts.etcd_prefix, resources));
+        if opts.encryption_provider_config_automatic_reload {
+            let reload = encryption::Reload { path: path.clone(), served, loaded: text, metrics: metrics.clone() };
+            tokio::spawn(reload.run(Arc::downgrade(&encrypted)));
+        }
+        storage = encrypted;
     }
     let cache = if opts.watch_cache {
         let prefixes = kinds.iter().map(|k| {

@@ -7,18 +7,25 @@
 //! wildcards `*.<group>` and `*.*`; the first entry naming a resource is its. The file may be the one
 //! kube-apiserver reads: entries for other resources are ignored (and said so in the log). Upstream's `kms`
 //! provider needs a KMS plugin this server does not speak to: an entry that would apply it to a served resource
-//! is refused at start, rather than storing that resource in clear.
+//! is refused at start, rather than storing that resource in clear. With
+//! `--encryption-provider-config-automatic-reload` the file is looked at every 5 s and applied when it changed
+//! and loads ([`Reload`]).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use backup_apis::ResourceInfo;
 use backup_storage::encryption::{
-    AesKey, Cipher, GcmKey, NamedKey, Provider, ProviderKind, ResourceTransformer, SECRETBOX_KEY, Transformer,
+    AesKey, Cipher, EncryptedStorage, GcmKey, NamedKey, Provider, ProviderKind, ResourceTransformer, SECRETBOX_KEY,
+    Transformer,
 };
 use base64::Engine;
 use serde::Deserialize;
+
+use crate::metrics::Metrics;
+use crate::metrics::encryption::ReloadLabels;
 
 /// The file, as upstream's `EncryptionConfiguration`.
 #[derive(Debug, Deserialize)]
@@ -74,13 +81,59 @@ where
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// Read `path` and build the providers of each of `served`'s resources that an entry names.
-pub fn load(path: &Path, served: &[&ResourceInfo]) -> anyhow::Result<Vec<ResourceTransformer>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text, served).with_context(|| format!("--encryption-provider-config {}", path.display()))
+/// The providers `text` (read from `path`, named in errors) configures for each of `served`'s resources.
+pub fn from_file(path: &Path, text: &[u8], served: &[ResourceInfo]) -> anyhow::Result<Vec<ResourceTransformer>> {
+    let text = std::str::from_utf8(text).context("the file is not UTF-8");
+    let served: Vec<&ResourceInfo> = served.iter().collect();
+    text.and_then(|text| parse(text, &served))
+        .with_context(|| format!("--encryption-provider-config {}", path.display()))
 }
 
-/// [`load`] of the file's text.
+/// `--encryption-provider-config-automatic-reload`: the file looked at every [`RELOAD_INTERVAL`], applied when
+/// its bytes changed and it loads.
+pub struct Reload {
+    pub path: PathBuf,
+    pub served: Vec<ResourceInfo>,
+    /// The bytes in force.
+    pub loaded: Vec<u8>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How often the file is looked at (as the serving certificates are).
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Reload {
+    /// Until the storage is gone (the server stopped).
+    pub async fn run(mut self, storage: Weak<EncryptedStorage>) {
+        let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(storage) = storage.upgrade() else { return };
+            // A file being replaced may be missing for a moment: tried again at the next tick.
+            let Ok(text) = tokio::fs::read(&self.path).await else { continue };
+            if text == self.loaded {
+                continue;
+            }
+            match from_file(&self.path, &text, &self.served) {
+                Ok(resources) => {
+                    self.metrics.encryption(&resources);
+                    storage.reload(resources);
+                    self.metrics.encryption_reloads.get_or_create(&ReloadLabels::success()).inc();
+                    tracing::info!(path = %self.path.display(), "encryption configuration reloaded");
+                }
+                Err(e) => {
+                    self.metrics.encryption_reloads.get_or_create(&ReloadLabels::failure()).inc();
+                    tracing::error!("{e:#}; the configuration in force stays");
+                }
+            }
+            self.loaded = text;
+        }
+    }
+}
+
+/// The providers the file's text configures for `served`.
 pub fn parse(text: &str, served: &[&ResourceInfo]) -> anyhow::Result<Vec<ResourceTransformer>> {
     let config: EncryptionConfiguration = serde_saphyr::from_str(text).context("parsing the file")?;
     if config.kind != "EncryptionConfiguration" || config.api_version != "apiserver.config.k8s.io/v1" {

@@ -113,6 +113,13 @@ pub struct Options {
     #[arg(long)]
     pub encryption_provider_config: Option<PathBuf>,
 
+    /// Re-read --encryption-provider-config when its contents change (looked at every 5 s; a mounted Secret's
+    /// file changes within about a minute of the Secret), so that keys rotate without restarts. A file that does
+    /// not load leaves the configuration in force: logged, and counted in
+    /// `apiserver_encryption_config_controller_automatic_reloads_total{status="failure"}`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "encryption_provider_config")]
+    pub encryption_provider_config_automatic_reload: bool,
+
     /// Serve gets, lists and watches from a watch cache of each resource (one storage watch per resource,
     /// objects in memory); `--watch-cache=false` sends every read to storage and gives each watch its own.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]

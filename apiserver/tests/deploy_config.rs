@@ -1442,6 +1442,7 @@ fn the_encryption_component_mounts_the_configuration_and_keeps_the_servers_flags
     let (volume, _) = volume_of(spec, c, Path::new(&path));
     let secret = volume.secret.as_ref().and_then(|s| s.secret_name.as_deref());
     assert_eq!(secret, Some("backup-apiserver-encryption"));
+    assert!(args.iter().any(|a| a == "--encryption-provider-config-automatic-reload"), "{args:?}");
     // The arguments are the server's flags.
     let argv = std::iter::once("backup-apiserver".to_string()).chain(args);
     backup_apiserver::options::Options::try_parse_from(argv).expect("the server's flags");

@@ -73,3 +73,21 @@ async fn a_rotated_key_still_reads_and_its_values_are_rewritten_on_update() {
     // Outside the encrypted resources nothing is ever rewritten.
     assert!(!new.rewrite_needed("/g/other/ns/a", 1).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_reloaded_configuration_applies_to_open_watches_and_the_next_writes() {
+    use backup_storage::conformance::next_event;
+    use backup_storage::encryption::ResourceTransformer as R;
+    let backend: Arc<dyn Storage> = Arc::new(EmbeddedStorage::in_memory().unwrap());
+    let s = encrypted(&backend, vec![gcm("key1", 1)]);
+    let mut watch = s.watch("/g/r/", 0).await.unwrap();
+    s.create("/g/r/ns/a", Bytes::from_static(VALUE)).await.unwrap();
+    assert_eq!(next_event(&mut watch).await.unwrap().kv.value, VALUE);
+
+    let rotated = Transformer::new(vec![Provider::new(ProviderKind::AesGcm, vec![gcm("key2", 2), gcm("key1", 1)])]);
+    s.reload(vec![R { prefix: "/g/r/".into(), transformer: Arc::new(rotated.unwrap()) }]);
+    s.create("/g/r/ns/b", Bytes::from_static(VALUE)).await.unwrap();
+    assert!(backend.get("/g/r/ns/b").await.unwrap().unwrap().value.starts_with(b"k8s:enc:aesgcm:v1:key2:"));
+    assert_eq!(next_event(&mut watch).await.unwrap().kv.value, VALUE, "the open watch reads key2's value");
+    assert_eq!(s.get("/g/r/ns/a").await.unwrap().unwrap().value, VALUE, "key1's still reads");
+}

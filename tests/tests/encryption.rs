@@ -240,3 +240,63 @@ async fn values_are_read_and_written_as_kube_apiserver_reads_and_writes_them() {
         assert_eq!(data.trim(), b64(password.as_bytes()), "{kind:?}");
     }
 }
+
+/// Poll (bounded) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "not within 30 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_automatic_reload_keys_rotate_without_a_restart() {
+    let etcd_server = EtcdServer::start().await;
+    let endpoint = etcd_server.endpoint();
+    let mut etcd = etcd_client::Client::connect([endpoint.clone()], None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "encryption.yaml", &[aesgcm(&[("key1", &KEY1)])]);
+    let flags =
+        ["--encryption-provider-config", path.to_str().unwrap(), "--encryption-provider-config-automatic-reload"];
+    let srv = TestServer::on_shared_etcd(&endpoint, &flags).await;
+    let h = srv.http();
+    h.create(&backups("default"), &backup("a")).await;
+    assert_sealed(&raw(&mut etcd, &["a"]).await, "k8s:enc:aesgcm:v1:key1:");
+
+    // The file changes as a mounted Secret's does: replaced whole.
+    let next = config(dir.path(), "next.yaml", &[aesgcm(&[("key2", &KEY2), ("key1", &KEY1)])]);
+    std::fs::rename(&next, &path).unwrap();
+    let mut n = 0;
+    eventually("objects created after the change are written by key2", async || {
+        n += 1;
+        let name = format!("b{n}");
+        h.create(&backups("default"), &backup(&name)).await;
+        raw(&mut etcd, &[&name]).await[0].starts_with(b"k8s:enc:aesgcm:v1:key2:")
+    })
+    .await;
+    assert_eq!(
+        srv.metric("apiserver_encryption_config_controller_automatic_reloads_total{status=\"success\"}").await,
+        1.0
+    );
+    rewrite_all(&srv).await;
+    let names: Vec<String> = std::iter::once("a".to_string()).chain((1..=n).map(|i| format!("b{i}"))).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_sealed(&raw(&mut etcd, &names).await, "k8s:enc:aesgcm:v1:key2:");
+
+    // A file that does not load leaves the configuration in force.
+    std::fs::write(&path, "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources: []\n")
+        .unwrap();
+    eventually("the failed reload is counted", async || {
+        srv.metric("apiserver_encryption_config_controller_automatic_reloads_total{status=\"failure\"}").await == 1.0
+    })
+    .await;
+    h.create(&backups("default"), &backup("c")).await;
+    assert_sealed(&raw(&mut etcd, &["c"]).await, "k8s:enc:aesgcm:v1:key2:");
+    assert_eq!(str_at(&h.get(&backup_path("default", "a")).await.expect_status(200).json(), "/metadata/name"), "a");
+    srv.shutdown().await;
+
+    let args = ["backup-apiserver", "--standalone", "--encryption-provider-config-automatic-reload"];
+    let e = Options::try_parse_from(args).unwrap_err().to_string();
+    assert!(e.contains("--encryption-provider-config <"), "{e}");
+}

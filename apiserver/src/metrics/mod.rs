@@ -124,6 +124,8 @@ pub struct Metrics {
     watch_cache: Arc<OnceLock<Arc<CacheMetrics>>>,
     /// The encryption providers' counts, once the backend is open with encryption.
     encryption: encryption::TransformationCollector,
+    /// Reloads of the encryption configuration, by outcome.
+    pub encryption_reloads: Family<encryption::ReloadLabels, Counter>,
     /// Audit events queued for the log.
     pub audit_events: Counter,
     /// Audit events lost (queue full or a failed write).
@@ -222,6 +224,12 @@ impl Default for Metrics {
         registry.register_collector(Box::new(WatchCacheCollector(watch_cache.clone())));
         let encryption = encryption::TransformationCollector::default();
         registry.register_collector(Box::new(encryption.clone()));
+        let encryption_reloads = Family::<encryption::ReloadLabels, Counter>::default();
+        registry.register(
+            "apiserver_encryption_config_controller_automatic_reloads",
+            "Total number of reload successes and failures of encryption configuration.",
+            encryption_reloads.clone(),
+        );
         Self {
             registry,
             requests,
@@ -237,6 +245,7 @@ impl Default for Metrics {
             storage_objects,
             watch_cache,
             encryption,
+            encryption_reloads,
             audit_events,
             audit_errors,
         }
@@ -244,9 +253,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Export the encryption providers' counts from now on.
-    pub fn encryption(&self, transformers: Vec<Arc<backup_storage::encryption::Transformer>>) {
-        let _ = self.encryption.0.set(transformers);
+    /// Export the counts of these encryption providers too.
+    pub fn encryption(&self, resources: &[backup_storage::encryption::ResourceTransformer]) {
+        self.encryption.add(resources);
     }
 
     /// Export the watch cache's counters from now on.

@@ -12,7 +12,7 @@
 mod ciphers;
 mod transformer;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -35,8 +35,17 @@ pub struct ResourceTransformer {
 /// A backend whose values of the configured resources are encrypted.
 pub struct EncryptedStorage {
     inner: Arc<dyn Storage>,
-    /// Shared with the watches, which open their events later.
-    codec: Arc<Codec>,
+    /// Shared with the watches, which open each event with the configuration current when it arrives.
+    current: Arc<CurrentCodec>,
+}
+
+/// The configuration in force; [`EncryptedStorage::reload`] replaces it while requests and watches go on.
+struct CurrentCodec(RwLock<Arc<Codec>>);
+
+impl CurrentCodec {
+    fn get(&self) -> Arc<Codec> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
 }
 
 /// What seals and opens the values of each configured resource.
@@ -50,18 +59,26 @@ impl EncryptedStorage {
     /// Encrypt `resources` in `inner`, whose keys are stored under `context_prefix` (`/registry`).
     pub fn new(inner: Arc<dyn Storage>, context_prefix: &str, resources: Vec<ResourceTransformer>) -> Self {
         let context_prefix = context_prefix.trim_end_matches('/').to_string();
-        Self { inner, codec: Arc::new(Codec { context_prefix, resources }) }
+        let codec = Arc::new(Codec { context_prefix, resources });
+        Self { inner, current: Arc::new(CurrentCodec(RwLock::new(codec))) }
     }
 
-    /// Each resource's prefix and providers (for their counts).
-    pub fn resources(&self) -> &[ResourceTransformer] {
-        &self.codec.resources
+    /// From now on, encrypt and decrypt with `resources` (upstream's automatic reload of the configuration). A
+    /// request already past its encryption step finishes with the configuration it began with.
+    pub fn reload(&self, resources: Vec<ResourceTransformer>) {
+        let mut current = self.current.0.write().unwrap_or_else(PoisonError::into_inner);
+        let context_prefix = current.context_prefix.clone();
+        *current = Arc::new(Codec { context_prefix, resources });
+    }
+
+    fn codec(&self) -> Arc<Codec> {
+        self.current.get()
     }
 
     fn open_watch(&self, watch: ProgressWatch) -> ProgressWatch {
-        let codec = self.codec.clone();
+        let current = self.current.clone();
         let items = watch.items.map(move |item| match item {
-            Ok(WatchItem::Event(event)) => codec.open_event(event).map(WatchItem::Event),
+            Ok(WatchItem::Event(event)) => current.get().open_event(event).map(WatchItem::Event),
             other => other,
         });
         ProgressWatch { items: Box::pin(items), mode: watch.mode }
@@ -136,34 +153,34 @@ impl Codec {
 #[async_trait::async_trait]
 impl Storage for EncryptedStorage {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.inner.get(key).await?.map(|kv| self.codec.open_kv(kv)).transpose()
+        self.inner.get(key).await?.map(|kv| self.codec().open_kv(kv)).transpose()
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
-        self.codec.open_list(self.inner.list(prefix, opts).await?)
+        self.codec().open_list(self.inner.list(prefix, opts).await?)
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        let stored = self.codec.seal(key, value.clone())?;
-        let kv = self.inner.create(key, stored).await.map_err(|e| self.codec.open_error(e))?;
+        let stored = self.codec().seal(key, value.clone())?;
+        let kv = self.inner.create(key, stored).await.map_err(|e| self.codec().open_error(e))?;
         Ok(EncryptedStorage::written(kv, value))
     }
 
     async fn update(&self, key: &str, value: Bytes, expected_revision: Revision) -> Result<KeyValue> {
-        let stored = self.codec.seal(key, value.clone())?;
-        let kv = self.inner.update(key, stored, expected_revision).await.map_err(|e| self.codec.open_error(e))?;
+        let stored = self.codec().seal(key, value.clone())?;
+        let kv = self.inner.update(key, stored, expected_revision).await.map_err(|e| self.codec().open_error(e))?;
         Ok(EncryptedStorage::written(kv, value))
     }
 
     async fn delete(&self, key: &str, expected_revision: Option<Revision>) -> Result<Deleted> {
-        let deleted = self.inner.delete(key, expected_revision).await.map_err(|e| self.codec.open_error(e))?;
-        Ok(Deleted { prev: self.codec.open_kv(deleted.prev)?, revision: deleted.revision })
+        let deleted = self.inner.delete(key, expected_revision).await.map_err(|e| self.codec().open_error(e))?;
+        Ok(Deleted { prev: self.codec().open_kv(deleted.prev)?, revision: deleted.revision })
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream> {
-        let codec = self.codec.clone();
+        let current = self.current.clone();
         let events = self.inner.watch(prefix, start_revision).await?;
-        Ok(Box::pin(events.map(move |event| event.and_then(|e| codec.open_event(e)))))
+        Ok(Box::pin(events.map(move |event| event.and_then(|e| current.get().open_event(e)))))
     }
 
     async fn watch_with_progress(&self, prefix: &str, start_revision: Revision) -> Result<ProgressWatch> {
@@ -175,11 +192,11 @@ impl Storage for EncryptedStorage {
     }
 
     async fn get_not_older_than(&self, key: &str, min_revision: Revision) -> Result<Option<KeyValue>> {
-        self.inner.get_not_older_than(key, min_revision).await?.map(|kv| self.codec.open_kv(kv)).transpose()
+        self.inner.get_not_older_than(key, min_revision).await?.map(|kv| self.codec().open_kv(kv)).transpose()
     }
 
     async fn list_not_older_than(&self, prefix: &str, opts: ListOptions, min_revision: Revision) -> Result<ListResult> {
-        self.codec.open_list(self.inner.list_not_older_than(prefix, opts, min_revision).await?)
+        self.codec().open_list(self.inner.list_not_older_than(prefix, opts, min_revision).await?)
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -201,7 +218,8 @@ impl Storage for EncryptedStorage {
     /// Stale when the stored value at `mod_revision` was written by another provider or key than the one that
     /// writes now (read from the backend, as upstream checks before it skips a write), or has changed since.
     async fn rewrite_needed(&self, key: &str, mod_revision: Revision) -> Result<bool> {
-        let Some(transformer) = self.codec.transformer(key) else {
+        let codec = self.codec();
+        let Some(transformer) = codec.transformer(key) else {
             return self.inner.rewrite_needed(key, mod_revision).await;
         };
         Ok(match self.inner.get(key).await? {
