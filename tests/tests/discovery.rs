@@ -201,6 +201,13 @@ async fn metrics_count_requests() {
         assert!(std::time::Instant::now() < deadline, "the ended watch is still counted:\n{text}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // Its events (an ADDED for each object in the namespace), counted with their bytes, after it ended too.
+    let text = h.get("/metrics").await.expect_status(200).text();
+    let kind = r#"{group="backup.extend-k8s.io",version="v1",kind="TimeseriesDBBackup"}"#;
+    let events = metric_value(&text, &format!("apiserver_watch_events_total{kind}")).unwrap_or(0.0);
+    let sizes = metric_value(&text, &format!("apiserver_watch_events_sizes_count{kind}"));
+    let bytes = metric_value(&text, &format!("apiserver_watch_events_sizes_sum{kind}")).unwrap_or(0.0);
+    assert!(events >= 1.0 && sizes == Some(events) && bytes > 100.0 * events, "{text}");
 }
 
 /// Upstream's other series: `process_*` (as every Go server's), `apiserver_storage_objects` counted in storage

@@ -133,12 +133,18 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
     if info.verb == Verb::Watch && resp.status().is_success() {
         // Count the watch as open until its body is dropped.
         let kind = served.map_or("", |s| s.kind);
-        let watchers = metrics.watchers.get_or_create(&WatchLabels { group, version, kind }).clone();
+        let labels = WatchLabels { group, version, kind };
+        let watchers = metrics.watchers.get_or_create(&labels).clone();
         let longrunning = metrics.longrunning.get_or_create(&route).clone();
         let guard = WatchGuard::open([watchers, longrunning]);
+        // Each data frame of a watch is one event line (endpoints/watch).
+        let events = metrics.watch_events.open(labels);
         let (parts, body) = resp.into_parts();
         let body = body.map_frame(move |f| {
             let _ = &guard;
+            if let Some(line) = f.data_ref() {
+                events.record(line.len());
+            }
             f
         });
         return Response::from_parts(parts, Body::new(body));

@@ -7,6 +7,7 @@
 pub mod encryption;
 pub mod process;
 pub mod storage_objects;
+pub mod watch_events;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -124,6 +125,8 @@ pub struct Metrics {
     watch_cache: Arc<OnceLock<Arc<CacheMetrics>>>,
     /// The encryption providers' counts, once the backend is open with encryption.
     encryption: encryption::TransformationCollector,
+    /// Events sent to watchers, and their sizes.
+    pub watch_events: watch_events::WatchEventCounters,
     /// Reloads of the encryption configuration, by outcome.
     pub encryption_reloads: Family<encryption::ReloadLabels, Counter>,
     /// Audit events queued for the log.
@@ -224,6 +227,8 @@ impl Default for Metrics {
         registry.register_collector(Box::new(WatchCacheCollector(watch_cache.clone())));
         let encryption = encryption::TransformationCollector::default();
         registry.register_collector(Box::new(encryption.clone()));
+        let watch_events = watch_events::WatchEventCounters::default();
+        registry.register_collector(Box::new(watch_events.clone()));
         let encryption_reloads = Family::<encryption::ReloadLabels, Counter>::default();
         registry.register(
             "apiserver_encryption_config_controller_automatic_reloads",
@@ -246,6 +251,7 @@ impl Default for Metrics {
             watch_cache,
             encryption,
             encryption_reloads,
+            watch_events,
             audit_events,
             audit_errors,
         }
