@@ -138,7 +138,7 @@ pub async fn record(rm: &RequestMetrics, req: Request, next: impl Next) -> Respo
         let longrunning = metrics.longrunning.get_or_create(&route).clone();
         let guard = WatchGuard::open([watchers, longrunning]);
         // Each data frame of a watch is one event line (endpoints/watch).
-        let events = metrics.watch_events.open(labels);
+        let mut events = metrics.watch_events.open(labels);
         let (parts, body) = resp.into_parts();
         let body = body.map_frame(move |f| {
             let _ = &guard;
