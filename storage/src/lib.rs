@@ -6,7 +6,8 @@
 //! write yields a new global revision, an object's resourceVersion is its `mod_revision`, a list's is the store's
 //! revision at the time of the read. Backends: [`etcd::EtcdStorage`] (etcd v3 through etcd-client) and
 //! [`embedded::EmbeddedStorage`] (one redb file, or memory only). The watch cache ([`cacher::Cacher`]) wraps any
-//! `Arc<dyn Storage>` and is a `Storage` itself.
+//! `Arc<dyn Storage>` and is a `Storage` itself, as is [`encryption::EncryptedStorage`], which encrypts the values
+//! of configured resources at rest (between the cache and a backend).
 
 pub mod cacher;
 #[cfg(feature = "testing")]

@@ -205,9 +205,8 @@ impl Store {
         // No change: nothing is written and the resourceVersion stays, unless the stored value was encrypted by
         // a provider or key that no longer writes (then it is written again, as upstream does, so that rewriting
         // every object re-encrypts it). A dry run writes nothing.
-        let unchanged = bytes == current_kv.value
-            && !self.storage.rewrite_needed(&key, current_kv.mod_revision).await.map_err(self.storage_err(name))?;
-        if unchanged || opts.dry_run {
+        let stale = || self.storage.rewrite_needed(&key, current_kv.mod_revision);
+        if opts.dry_run || (bytes == current_kv.value && !stale().await.map_err(self.storage_err(name))?) {
             let body = with_resource_version(&bytes, current_kv.mod_revision);
             return Ok((Written { body, created: false, warnings }, false));
         }
