@@ -106,6 +106,9 @@ async fn encryption_turned_on_rotated_and_its_old_key_dropped() {
     // A PUT that changes nothing writes a stale value again (a new resourceVersion), and only a stale one.
     let put = h.put(&backup_path("default", "after"), &after).await.expect_status(200).json();
     assert_eq!(rv(&put), rv(&after), "already written by key1: no write");
+    let dry = h.put(&format!("{}?dryRun=All", backup_path("default", "before")), &before).await.expect_status(200);
+    assert_eq!(rv(&dry.json()), rv(&before), "a dry run writes nothing");
+    assert!(raw(&mut etcd, &["before"]).await[0].starts_with(b"{"), "still in clear after a dry run");
     let rewritten = h.put(&backup_path("default", "before"), &before).await.expect_status(200).json();
     assert_ne!(rv(&rewritten), rv(&before), "stored in clear: written again");
     assert_sealed(&raw(&mut etcd, &["before"]).await, "k8s:enc:aesgcm:v1:key1:");
