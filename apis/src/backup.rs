@@ -239,7 +239,7 @@ pub fn normalize_path(path: &str) -> String {
 const MAX_SEGMENT: usize = 255;
 
 /// Upstream's `validateLocalDescendingPath` messages, plus non-empty, printable, and segments a filesystem takes.
-fn validate_relative_path(path: &str, field: &str) -> ErrorList {
+pub(crate) fn validate_relative_path(path: &str, field: &str) -> ErrorList {
     let mut errs = ErrorList::default();
     if path.is_empty() {
         errs.push(FieldError::invalid(field, json!(path), "must not be empty"));

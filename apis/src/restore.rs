@@ -67,15 +67,24 @@ pub struct TimeseriesDBRestoreSpec {
     pub timeout: Option<String>,
 }
 
-/// Which backup: a TimeseriesDBBackup in the same namespace and one of its backups.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Which backup: a TimeseriesDBBackup in the same namespace and one of its backups; or, with `location`, the
+/// backup files a TimeseriesDBBackup of that name in this namespace left in a location, found there without the
+/// object (a cluster rebuilt after a loss, an object deleted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRef {
     /// The TimeseriesDBBackup's name (same namespace).
     pub name: String,
-    /// A `status.backups[].id`; the latest successful backup when absent.
+    /// A backup id (`status.backups[].id`, or the id in a file's name); the latest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Read the backup from this location's files instead of the TimeseriesDBBackup's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// With `location`: the backup's `spec.destination.path` (its directory under `<namespace>/`); `name` when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// The observed state of a TimeseriesDBRestore.
@@ -214,6 +223,18 @@ impl Kind for RestoreKind {
                                     "The id of one of its backups (status.backups[].id). Defaults to the latest successful backup.",
                                 ),
                             ),
+                            (
+                                "location",
+                                string(
+                                    "Find the backup in this location's files (<namespace>/<path>/<name>.<uid>.<id>.tsdb,                                      whatever the UID) instead of in the TimeseriesDBBackup's status: to restore when                                      the TimeseriesDBBackup is gone, e.g. in a cluster rebuilt after a loss. Only this                                      namespace's files are read.",
+                                ),
+                            ),
+                            (
+                                "path",
+                                string(
+                                    "With location: the TimeseriesDBBackup's spec.destination.path (its directory                                      under <namespace>/). Defaults to name.",
+                                ),
+                            ),
                         ],
                         &["name"],
                     ),
@@ -259,6 +280,18 @@ impl Kind for RestoreKind {
         if let Some(name) = at(obj, "/spec/backupRef/name").and_then(Value::as_str) {
             for msg in is_dns1123_subdomain(name) {
                 errs.push(FieldError::invalid("spec.backupRef.name", json!(name), msg));
+            }
+        }
+        let location = at(obj, "/spec/backupRef/location").and_then(Value::as_str);
+        if let Some(location) = location {
+            for msg in crate::objectmeta::is_dns1123_label(location) {
+                errs.push(FieldError::invalid("spec.backupRef.location", json!(location), msg));
+            }
+        }
+        if let Some(path) = at(obj, "/spec/backupRef/path").and_then(Value::as_str) {
+            errs.extend(crate::backup::validate_relative_path(path, "spec.backupRef.path"));
+            if location.is_none() {
+                errs.push(FieldError::forbidden("spec.backupRef.path", "may only be set with spec.backupRef.location"));
             }
         }
         errs

@@ -91,6 +91,11 @@ pub struct RestoreRequest {
     pub id: Option<String>,
     /// Default: `<backup>-restore-` and a suffix the server generates (unique).
     pub name: Option<String>,
+    /// Find the backup among this location's files instead of in the TimeseriesDBBackup's status (which may be
+    /// gone): `spec.backupRef.location`. Needs `type`.
+    pub location: Option<String>,
+    /// With `location`: the TimeseriesDBBackup's `spec.destination.path`.
+    pub path: Option<String>,
 }
 
 /// Creates a TimeseriesDBRestore; returns its name.
@@ -99,19 +104,23 @@ pub async fn restore(
     restores: &Api<TimeseriesDBRestore>,
     req: RestoreRequest,
 ) -> anyhow::Result<String> {
-    let backup = backups.get(&req.backup).await?;
-    let source = &backup.spec.database.endpoint;
-    let spec = TimeseriesDBRestoreSpec {
-        backup_ref: BackupRef { name: req.backup.clone(), id: req.id },
-        target: DatabaseEndpoint::new(
-            req.r#type.unwrap_or(source.r#type),
-            req.to,
-            req.database.or_else(|| source.database.clone()),
-        ),
-        timeout: None,
+    // From a location the TimeseriesDBBackup may be gone (a cluster rebuilt after a loss): nothing is read from it.
+    let (r#type, database) = match (&req.location, req.r#type) {
+        (Some(_), Some(r#type)) => (r#type, req.database),
+        (Some(location), None) => {
+            bail!("--type is needed with --location {location}: the TimeseriesDBBackup may be gone")
+        }
+        (None, r#type) => {
+            let backup = backups.get(&req.backup).await?;
+            let source = backup.spec.database.endpoint;
+            (r#type.unwrap_or(source.r#type), req.database.or(source.database))
+        }
     };
-    let namespace = backup.metadata.namespace.as_deref().unwrap_or("default");
-    let mut restore = TimeseriesDBRestore::new(namespace, req.name.as_deref().unwrap_or_default(), spec);
+    let backup_ref = BackupRef { name: req.backup.clone(), id: req.id, location: req.location, path: req.path };
+    let spec =
+        TimeseriesDBRestoreSpec { backup_ref, target: DatabaseEndpoint::new(r#type, req.to, database), timeout: None };
+    let namespace = restores.namespace().unwrap_or("default").to_string();
+    let mut restore = TimeseriesDBRestore::new(&namespace, req.name.as_deref().unwrap_or_default(), spec);
     if req.name.is_none() {
         restore.metadata.name = None;
         restore.metadata.generate_name = Some(format!("{}-restore-", req.backup));

@@ -1,5 +1,6 @@
 //! `kubectl tsdb` as kubectl runs it, the binary against the API server: `--kubeconfig`, `--context`, `-n`,
-//! `status -o json|yaml|wide`, restores with unique generated names, and errors printed as kubectl prints them.
+//! `status -o json|yaml|wide`, restores with unique generated names (and from a location, for a backup object that
+//! is gone), and errors printed as kubectl prints them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step fails the test
 
@@ -61,6 +62,28 @@ async fn kubectl_conventions() {
         names.push(name);
     }
     assert_ne!(names[0], names[1]);
+
+    // From a location, for a TimeseriesDBBackup that is gone: nothing is read from it, so --type is needed.
+    let args = ["restore", "gone", "--to", "http://127.0.0.1:9", "--location", "offsite", "--path", "team/gone"];
+    let out = tsdb(&stack, &args).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--type is needed with --location offsite"));
+    let out = stdout(&tsdb(&stack, &[&args[..], &["--type", "vm", "--id", "20261201T000000000Z"]].concat()).await);
+    let name = out.trim().strip_prefix("timeseriesdbrestore.backup.extend-k8s.io/").unwrap();
+    let created = stack.restores().get(name.strip_suffix(" created").unwrap()).await.unwrap();
+    let backup_ref = created.spec.backup_ref;
+    assert_eq!(
+        (
+            backup_ref.name.as_str(),
+            backup_ref.location.as_deref(),
+            backup_ref.path.as_deref(),
+            backup_ref.id.as_deref()
+        ),
+        ("gone", Some("offsite"), Some("team/gone"), Some("20261201T000000000Z"))
+    );
+    assert_eq!(created.spec.target.r#type, VictoriaMetrics);
+    let out = tsdb(&stack, &["restore", "nightly", "--to", "http://127.0.0.1:9", "--path", "p"]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--location"), "--path only with --location");
 
     // Errors as kubectl prints them: no Rust debug output, exit status 1.
     let out = tsdb(&stack, &["backup", "now", "missing"]).await;

@@ -193,7 +193,7 @@ async fn restores_that_can_never_run_fail_at_once() {
     assert!(failed.status.unwrap().next_retry_time.is_none());
 
     let mut spec = restore_spec("vm", VictoriaMetrics, "http://127.0.0.1:9", None);
-    spec.backup_ref = BackupRef { name: "vm".into(), id: Some("20200101T000000000Z".into()) };
+    spec.backup_ref = BackupRef { name: "vm".into(), id: Some("20200101T000000000Z".into()), ..BackupRef::default() };
     stack.create_restore("noid", spec).await;
     let failed = stack.wait_restore("noid", Phase::Failed, Duration::from_secs(10)).await;
     assert_eq!(reason(&failed), "BackupIdNotFound");

@@ -114,6 +114,51 @@ async fn victoria_and_prometheus_round_trips() {
     assert!(format!("{err:#}").contains("403") || format!("{err:#}").contains("Signature"), "{err:#}");
 }
 
+/// The cluster lost with its API server's store: a new cluster's restore finds the backup in the bucket by the
+/// TimeseriesDBBackup's name (`spec.backupRef.location`), though no TimeseriesDBBackup exists any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cluster_is_lost_a_restore_finds_the_backup_in_its_location() {
+    let s3 = S3Server::start().await;
+    let vm = Victoria::start().await;
+    vm.load(&float_series(1, 100, 500, false)).await;
+    let want = vm.export().await;
+    let (first, _) = stack_with_s3(&s3).await;
+    first.create_backup("vm", to("sealed", backup_spec(VictoriaMetrics, &vm.url, None))).await;
+    let id = first.wait_backup("vm", Phase::Succeeded, TIMEOUT).await.status.unwrap().last_backup.unwrap().id;
+    drop(first);
+
+    // A new cluster (its own API server and store, a new controller), the same locations and key.
+    let (second, _) = stack_with_s3(&s3).await;
+    let target = Victoria::start().await;
+    second.create_restore("by-status", restore_spec("vm", VictoriaMetrics, &target.url, None)).await;
+    let lost = second.wait_restore("by-status", Phase::Failed, TIMEOUT).await;
+    assert!(lost.status.unwrap().message.unwrap().contains("does not exist"), "no TimeseriesDBBackup here");
+
+    let mut spec = restore_spec("vm", VictoriaMetrics, &target.url, None);
+    spec.backup_ref.location = Some("sealed".into());
+    second.create_restore("from-bucket", spec.clone()).await;
+    let restored = second.wait_restore("from-bucket", Phase::Succeeded, TIMEOUT).await;
+    assert!(restored.status.unwrap().message.unwrap().contains(&id), "the backup made in the lost cluster");
+    assert_same(&target.export().await, &want);
+
+    // Another namespace's restore of the same name reads only its own namespace's files: there are none.
+    spec.backup_ref.id = Some(id);
+    let other = backup_apis::restore::TimeseriesDBRestore::new("kube-system", "from-bucket", spec);
+    let api: kube::Api<backup_apis::restore::TimeseriesDBRestore> =
+        kube::Api::namespaced(second.client.clone(), "kube-system");
+    api.create(&Default::default(), &other).await.unwrap();
+    let refused = wait_for("the other namespace's restore to fail", TIMEOUT, || async {
+        let obj = api.get("from-bucket").await.map_err(|e| e.to_string())?;
+        let status = obj.status.clone().unwrap_or_default();
+        match status.phase {
+            Some(Phase::Failed) => Ok(status.message.unwrap_or_default()),
+            phase => Err(format!("{phase:?}")),
+        }
+    })
+    .await;
+    assert!(refused.contains("holds no backup") && refused.contains("kube-system/vm/"), "{refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influx_round_trip_encrypted_then_tampered() {
     let s3 = S3Server::start().await;

@@ -87,6 +87,29 @@ fn errors() {
 }
 
 #[test]
+fn a_backup_found_in_a_location() {
+    let mut o = minimal();
+    o["spec"]["backupRef"] = json!({"name": "nightly", "location": "offsite", "path": "team/nightly"});
+    let (pruned, errs) = admit(&RestoreKind, &mut o);
+    assert!(pruned.is_empty() && errs.is_empty(), "{pruned:?} {errs:?}");
+    let typed: TimeseriesDBRestore = serde_json::from_value(o).expect("decodes");
+    assert_eq!(typed.spec.backup_ref.location.as_deref(), Some("offsite"));
+
+    let mut o = minimal();
+    o["spec"]["backupRef"] = json!({"name": "nightly", "location": "Off_site", "path": "../team-b"});
+    let (_, errs) = admit(&RestoreKind, &mut o);
+    assert!(errs.iter().any(|e| e.starts_with("spec.backupRef.location: Invalid value: \"Off_site\"")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e == "spec.backupRef.path: Invalid value: \"../team-b\": must not contain '..'"),
+        "{errs:?}"
+    );
+    let mut o = minimal();
+    o["spec"]["backupRef"] = json!({"name": "nightly", "path": "nightly"});
+    let (_, errs) = admit(&RestoreKind, &mut o);
+    assert_eq!(errs, ["spec.backupRef.path: Forbidden: may only be set with spec.backupRef.location"]);
+}
+
+#[test]
 fn full_object_is_valid_and_round_trips() {
     let mut o = full();
     let (pruned, errs) = admit(&RestoreKind, &mut o);

@@ -59,6 +59,14 @@ enum Command {
         /// Name of the TimeseriesDBRestore; default: BACKUP-restore- and a suffix the server makes unique.
         #[arg(long)]
         name: Option<String>,
+        /// Find the backup among the files BACKUP left in this location (of the controller's locations file),
+        /// not in the TimeseriesDBBackup's status: when the object is gone, e.g. in a cluster rebuilt after a
+        /// loss. Needs --type.
+        #[arg(long)]
+        location: Option<String>,
+        /// With --location: BACKUP's spec.destination.path; default: BACKUP.
+        #[arg(long, requires = "location")]
+        path: Option<String>,
     },
     /// Reads the latest (or --id) backup of BACKUP back from its location: the header, the SHA-256, every record
     /// decoded (and decrypted). Needs the controller's locations file (and the keys and credentials it names).
@@ -114,9 +122,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             plugin::backup_now(&backups, &name).await?;
             println!("timeseriesdbbackup.backup.extend-k8s.io/{name} backup requested");
         }
-        Command::Restore { backup, to, r#type, database, id, name } => {
+        Command::Restore { backup, to, r#type, database, id, name, location, path } => {
             let restores: Api<TimeseriesDBRestore> = Api::namespaced(client, &ns);
-            let req = RestoreRequest { backup, to, r#type, database, id, name };
+            let req = RestoreRequest { backup, to, r#type, database, id, name, location, path };
             let name = plugin::restore(&backups, &restores, req).await?;
             println!("timeseriesdbrestore.backup.extend-k8s.io/{name} created");
         }

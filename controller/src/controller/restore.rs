@@ -1,6 +1,7 @@
 //! The TimeseriesDBRestore reconciler: finds the referenced backup (`spec.backupRef.id`, or the latest successful
-//! one), starts the restore as a job (one restore per target database at a time), and reports the series and
-//! samples verified in the target.
+//! one) in its TimeseriesDBBackup's status, or, with `spec.backupRef.location`, among the files in that location
+//! (when the object is gone: a cluster rebuilt after a loss), starts the restore as a job (one restore per target
+//! database at a time), and reports the series and samples verified in the target.
 //!
 //! API → **controller: restores (this file)** → jobs → restore → backup file / destination; engine → database.
 //!
@@ -16,7 +17,7 @@ use std::time::Instant;
 
 use backup_apis::backup::{BackupRecord, TimeseriesDBBackup};
 use backup_apis::duration::{format_duration, parse_duration};
-use backup_apis::restore::{TimeseriesDBRestore, TimeseriesDBRestoreStatus};
+use backup_apis::restore::{BackupRef, TimeseriesDBRestore, TimeseriesDBRestoreStatus};
 use backup_apis::status::{ConditionStatus, Phase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
@@ -28,7 +29,7 @@ use super::metrics::RunOutcome;
 use super::status::{self, READY, RUNNING, set_condition};
 use super::{Context, Error, PROGRESS_INTERVAL, WATCH_IN_FLIGHT, after, until};
 use crate::destination::confine::Prefix;
-use crate::destination::locations;
+use crate::destination::{Entry, locations, parse_file_name};
 use crate::restore::{Failure, Restored};
 use crate::sanitize;
 
@@ -121,27 +122,32 @@ pub async fn reconcile(obj: Arc<TimeseriesDBRestore>, ctx: Arc<Context>) -> Resu
         return Ok(Action::requeue(until(retry)));
     }
 
-    let backups: Api<TimeseriesDBBackup> = Api::namespaced(ctx.client.clone(), ns);
-    let backup_name = &obj.spec.backup_ref.name;
-    let record =
-        match find_record(backups.get_opt(backup_name).await?, ns, backup_name, obj.spec.backup_ref.id.as_deref()) {
-            Found::Record(record, backup_uid) => (record, backup_uid),
-            Found::Never(reason, message) => {
-                tracing::info!(%key, %message, "the restore can never run");
-                fail(&mut status, reason, &message, None);
+    let backup_ref = &obj.spec.backup_ref;
+    let found = match backup_ref.location.as_deref() {
+        Some(location) => find_in_location(&ctx, ns, backup_ref, location).await,
+        None => {
+            let backups: Api<TimeseriesDBBackup> = Api::namespaced(ctx.client.clone(), ns);
+            find_record(backups.get_opt(&backup_ref.name).await?, ns, &backup_ref.name, backup_ref.id.as_deref())
+        }
+    };
+    let record = match found {
+        Found::Record(record, backup_uid) => (record, backup_uid),
+        Found::Never(reason, message) => {
+            tracing::info!(%key, %message, "the restore can never run");
+            fail(&mut status, reason, &message, None);
+            status::patch(&api, name, &status, STATUS_KEYS).await?;
+            ctx.events.publish(&regarding, Severity::Warning, reason, "Restore", &message).await;
+            return Ok(Action::await_change());
+        }
+        Found::NotYet(message) => {
+            status.phase = Some(Phase::Pending);
+            status.message = Some(sanitize::message(&message));
+            if status != before {
                 status::patch(&api, name, &status, STATUS_KEYS).await?;
-                ctx.events.publish(&regarding, Severity::Warning, reason, "Restore", &message).await;
-                return Ok(Action::await_change());
             }
-            Found::NotYet(message) => {
-                status.phase = Some(Phase::Pending);
-                status.message = Some(sanitize::message(&message));
-                if status != before {
-                    status::patch(&api, name, &status, STATUS_KEYS).await?;
-                }
-                return Ok(Action::requeue(WAIT_FOR_BACKUP));
-            }
-        };
+            return Ok(Action::requeue(WAIT_FOR_BACKUP));
+        }
+    };
     let target = &obj.spec.target;
     let run = Run { uid: obj.metadata.uid.clone().unwrap_or_default(), fingerprint: fingerprint(&obj), request: None };
     let claim = target_key(&target.url, target.database.as_deref());
@@ -396,6 +402,57 @@ enum Found {
     NotYet(String),
 }
 
+/// `spec.backupRef` with a location: the newest backup file (or the one with `id`) of a TimeseriesDBBackup named
+/// `name` in this namespace, in `<namespace>/<path or name>/` of the location, whatever its UID; its header is
+/// checked when it is read, as any backup's.
+async fn find_in_location(ctx: &Context, ns: &str, backup_ref: &BackupRef, location: &str) -> Found {
+    let name = &backup_ref.name;
+    let store = match ctx.locations.get(location) {
+        Ok(store) => store,
+        Err(e) => return Found::Never("LocationNotFound", format!("spec.backupRef.location: {e}")),
+    };
+    let path = backup_ref.path.as_deref().unwrap_or(name);
+    // Only under this namespace: the path is checked as a backup's own is (no '..', nothing absolute).
+    let dir = match Prefix::new(ns, name, "any", path) {
+        Ok(prefix) => prefix.dir().to_string(),
+        Err(e) => return Found::Never("LocationOutsidePrefix", e),
+    };
+    match store.store.list(&dir).await {
+        Ok(entries) => pick_file(&entries, ns, name, location, &dir, backup_ref.id.as_deref()),
+        Err(e) => Found::NotYet(format!("cannot list {dir}/ in location {location}: {e:#}")),
+    }
+}
+
+/// The newest committed backup file of `name` among `entries` (the one with `id` if given), as a record.
+fn pick_file(entries: &[Entry], ns: &str, name: &str, location: &str, dir: &str, id: Option<&str>) -> Found {
+    let files = entries.iter().filter(|e| e.committed).filter_map(|e| {
+        let file = parse_file_name(e.location.rsplit('/').next()?)?;
+        let uid = file.uid.filter(|_| file.name == name)?;
+        Some((file.id.to_string(), uid.to_string(), e.location.clone()))
+    });
+    let chosen = files.filter(|(file_id, ..)| id.is_none_or(|id| id == file_id)).max();
+    match chosen {
+        Some((id, uid, path)) => {
+            let record = BackupRecord {
+                id,
+                destination: Some(location.to_string()),
+                location: Some(path),
+                ..BackupRecord::default()
+            };
+            Found::Record(record, uid)
+        }
+        None => {
+            let which = id.map_or_else(|| "no backup".to_string(), |id| format!("no backup {id}"));
+            Found::Never(
+                if id.is_some() { "BackupIdNotFound" } else { "BackupNotFound" },
+                format!(
+                    "location {location} holds {which} of a TimeseriesDBBackup {ns}/{name} in {dir}/: check                      spec.backupRef.name, path and id"
+                ),
+            )
+        }
+    }
+}
+
 fn find_record(backup: Option<TimeseriesDBBackup>, ns: &str, name: &str, id: Option<&str>) -> Found {
     let Some(backup) = backup else {
         return Found::Never(
@@ -429,5 +486,48 @@ fn find_record(backup: Option<TimeseriesDBBackup>, ns: &str, name: &str, id: Opt
             Some(record) => Found::Record(record, uid),
             None => Found::NotYet(format!("waiting for the first successful backup of {name}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "0a1b2c3d-7d0e-4d8f-9a51-1f2e3d4c5b6a";
+    const NEW: &str = "6f1c0a52-7d0e-4d8f-9a51-1f2e3d4c5b6a";
+
+    fn entry(file: &str, committed: bool) -> Entry {
+        Entry { location: format!("team-a/vm/{file}"), committed }
+    }
+
+    fn picked(entries: &[Entry], id: Option<&str>) -> Result<(String, String, String), String> {
+        match pick_file(entries, "team-a", "vm", "offsite", "team-a/vm", id) {
+            Found::Record(r, uid) => Ok((r.id, uid, r.location.unwrap_or_default())),
+            Found::Never(reason, message) => Err(format!("{reason}: {message}")),
+            Found::NotYet(message) => Err(message),
+        }
+    }
+
+    #[test]
+    fn the_newest_committed_file_of_the_name_whatever_its_uid() {
+        let entries = [
+            entry(&format!("vm.{OLD}.20261201T000000000Z.tsdb"), true),
+            entry(&format!("vm.{NEW}.20261203T000000000Z.tsdb"), true),
+            entry(&format!("vm.{NEW}.20261205T000000000Z.tsdb"), false),
+            entry(&format!("vmx.{NEW}.20261209T000000000Z.tsdb"), true),
+            entry("vm.20261210T000000000Z.tsdb", true),
+            entry("notes.txt", true),
+        ];
+        let (id, uid, location) = picked(&entries, None).unwrap();
+        assert_eq!(
+            (id.as_str(), uid.as_str()),
+            ("20261203T000000000Z", NEW),
+            "not the partial, another name's, or a file without a UID"
+        );
+        assert_eq!(location, format!("team-a/vm/vm.{NEW}.20261203T000000000Z.tsdb"));
+        assert_eq!(picked(&entries, Some("20261201T000000000Z")).unwrap().1, OLD, "an earlier object's, by id");
+        let none = picked(&entries, Some("20261205T000000000Z")).unwrap_err();
+        assert!(none.starts_with("BackupIdNotFound") && none.contains("team-a/vm/"), "{none}");
+        assert!(picked(&[], None).unwrap_err().starts_with("BackupNotFound"));
     }
 }

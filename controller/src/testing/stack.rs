@@ -251,7 +251,7 @@ pub fn backup_spec(r#type: DatabaseType, url: &str, database: Option<&str>) -> T
 /// A restore of the latest backup of `backup` into `url`.
 pub fn restore_spec(backup: &str, r#type: DatabaseType, url: &str, database: Option<&str>) -> TimeseriesDBRestoreSpec {
     TimeseriesDBRestoreSpec {
-        backup_ref: BackupRef { name: backup.into(), id: None },
+        backup_ref: BackupRef { name: backup.into(), ..BackupRef::default() },
         target: endpoint(r#type, url, database),
         timeout: None,
     }
