@@ -311,9 +311,9 @@ impl ApiError {
                 tracing::warn!(error = %m, "storage unavailable");
                 Self::service_unavailable("the storage backend is unavailable, please try again")
             }
-            StorageError::Unreadable(m) => {
-                tracing::error!(error = %m, "unreadable stored value");
-                Self::internal(m)
+            StorageError::Unreadable { message, .. } => {
+                tracing::error!(error = %message, "unreadable stored value");
+                Self::internal(message)
             }
             StorageError::Internal(m) => {
                 tracing::error!(error = %m, "storage error");
@@ -397,9 +397,9 @@ impl From<StorageError> for ApiError {
                 tracing::warn!(error = %m, "storage unavailable");
                 Self::service_unavailable("the storage backend is unavailable, please try again")
             }
-            StorageError::Unreadable(m) => {
-                tracing::error!(error = %m, "unreadable stored value");
-                Self::internal(m)
+            StorageError::Unreadable { message, .. } => {
+                tracing::error!(error = %message, "unreadable stored value");
+                Self::internal(message)
             }
             other => {
                 tracing::error!(error = %other, "storage error");

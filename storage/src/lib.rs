@@ -198,9 +198,10 @@ pub enum StorageError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// 500, with its message: a stored value the encryption configuration cannot read (no provider or key for
-    /// it, or it does not decrypt), which the operator must fix ([`encryption`]).
-    #[error("{0}")]
-    Unreadable(String),
+    /// it, or it does not decrypt), which the operator must fix ([`encryption`]), or delete at `revision` without
+    /// reading it (upstream's unsafe delete of a corrupt object).
+    #[error("{message}")]
+    Unreadable { key: String, revision: Revision, message: String },
     /// 500: anything else.
     #[error("storage error: {0}")]
     Internal(String),

@@ -43,11 +43,16 @@ async fn the_backend_holds_only_ciphertext_bound_to_its_key() {
     // The ciphertext moved to another key does not read there: the full etcd key is authenticated.
     backend.create("/g/r/ns/b", raw.value.clone()).await.unwrap();
     let err = s.get("/g/r/ns/b").await.unwrap_err();
-    let StorageError::Unreadable(message) = &err else { panic!("{err:?}") };
+    let StorageError::Unreadable { message, revision, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(*revision, backend.get("/g/r/ns/b").await.unwrap().unwrap().mod_revision);
     assert!(message.contains("/registry/g/r/ns/b") && message.contains("authentication failed"), "{message}");
     // A list with it fails as a whole, as upstream's; the value itself is untouched.
     assert!(s.list("/g/r/", Default::default()).await.is_err());
     assert_eq!(backend.get("/g/r/ns/b").await.unwrap().unwrap().value, raw.value);
+    // It is deleted without being read: the previous value comes back empty, not as its ciphertext.
+    let deleted = s.delete("/g/r/ns/b", Some(*revision)).await.unwrap();
+    assert!(deleted.prev.value.is_empty());
+    assert_eq!(backend.get("/g/r/ns/b").await.unwrap(), None);
 }
 
 #[tokio::test]

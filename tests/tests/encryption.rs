@@ -149,8 +149,21 @@ async fn encryption_turned_on_rotated_and_its_old_key_dropped() {
     let message = str_at(&answer, "/message");
     assert!(message.contains("no matching key") && message.contains("key2"), "{answer}");
     assert!(message.contains("/registry/backup.extend-k8s.io/timeseriesdbbackups/default/before"), "{answer}");
+    assert!(message.contains("ignoreStoreReadErrorWithClusterBreakingPotential"), "{answer}");
     srv.shutdown().await;
     assert_sealed(&raw(&mut etcd, &["before", "after"]).await, "k8s:enc:aesgcm:v1:key2:");
+
+    // Or the object goes, as upstream removes an object it cannot read: an unsafe delete, without reading it.
+    let srv =
+        TestServer::on_shared_etcd(&endpoint, &["--encryption-provider-config", only_key1.to_str().unwrap()]).await;
+    let unsafe_delete = serde_json::json!({"ignoreStoreReadErrorWithClusterBreakingPotential": true});
+    let path = backup_path("default", "before");
+    let status = srv.http().request(http::Method::DELETE, &path).json(&unsafe_delete).send().await.expect_status(200);
+    let status = status.json();
+    assert_eq!((str_at(&status, "/status"), str_at(&status, "/details/name")), ("Success", "before"), "{status}");
+    assert!(etcd.get(key("before"), None).await.unwrap().kvs().is_empty(), "gone from etcd");
+    assert_sealed(&raw(&mut etcd, &["after"]).await, "k8s:enc:aesgcm:v1:key2:");
+    srv.shutdown().await;
 }
 
 #[tokio::test]

@@ -110,19 +110,25 @@ impl Codec {
             .map_err(|e| StorageError::Internal(format!("encrypting the value of {}{key}: {e}", self.context_prefix)))
     }
 
-    fn open(&self, key: &str, value: Bytes) -> Result<Bytes> {
+    /// The value of `key` (stored at `revision`) in clear.
+    fn open(&self, key: &str, value: Bytes, revision: Revision) -> Result<Bytes> {
         let Some(transformer) = self.transformer(key) else { return Ok(value) };
         match transformer.from_storage(&value, &self.context(key)) {
             Ok(read) => Ok(Bytes::from(read.value)),
-            Err(e) => Err(StorageError::Unreadable(format!(
-                "the stored value of {}{key} cannot be read: {e} (see --encryption-provider-config)",
-                self.context_prefix
-            ))),
+            Err(e) => Err(StorageError::Unreadable {
+                key: key.to_string(),
+                revision,
+                message: format!(
+                    "the stored value of {}{key} cannot be read: {e}. Give --encryption-provider-config the key it                      was written with, or delete the object with DeleteOptions \
+                     ignoreStoreReadErrorWithClusterBreakingPotential",
+                    self.context_prefix
+                ),
+            }),
         }
     }
 
     fn open_kv(&self, mut kv: KeyValue) -> Result<KeyValue> {
-        kv.value = self.open(&kv.key, kv.value)?;
+        kv.value = self.open(&kv.key, kv.value, kv.mod_revision)?;
         Ok(kv)
     }
 
@@ -172,9 +178,15 @@ impl Storage for EncryptedStorage {
         Ok(EncryptedStorage::written(kv, value))
     }
 
+    /// A value that does not read is deleted all the same (how an unreadable object is removed): it comes back
+    /// empty, never as its ciphertext.
     async fn delete(&self, key: &str, expected_revision: Option<Revision>) -> Result<Deleted> {
         let deleted = self.inner.delete(key, expected_revision).await.map_err(|e| self.codec().open_error(e))?;
-        Ok(Deleted { prev: self.codec().open_kv(deleted.prev)?, revision: deleted.revision })
+        let prev = match self.codec().open_kv(deleted.prev.clone()) {
+            Ok(prev) => prev,
+            Err(_) => KeyValue { value: Bytes::new(), ..deleted.prev },
+        };
+        Ok(Deleted { prev, revision: deleted.revision })
     }
 
     async fn watch(&self, prefix: &str, start_revision: Revision) -> Result<WatchStream> {

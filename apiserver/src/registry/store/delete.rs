@@ -188,7 +188,14 @@ impl Store {
     /// KEP-3926's unsafe delete: remove an object whose stored bytes cannot be decoded, without decoding them (no
     /// finalizers run, no preconditions). Refused for an object that can be read, as upstream.
     async fn delete_unreadable(&self, namespace: &str, name: &str) -> ApiResult<DeleteOutcome> {
-        let kv = self.get_kv(namespace, name).await?;
+        let key = self.key(namespace, name);
+        let kv = match self.storage.get(&key).await {
+            // Stored encrypted with a key the configuration lacks: deleted at the revision it was read at.
+            Err(StorageError::Unreadable { revision, .. }) => {
+                return self.delete_unread(namespace, name, revision).await;
+            }
+            other => other.map_err(self.storage_err(name))?.ok_or_else(|| ApiError::not_found(self.info(), name))?,
+        };
         if readable(&kv).is_ok() {
             return Err(ApiError::invalid(
                 self.info(),
@@ -200,13 +207,17 @@ impl Store {
                 )]),
             ));
         }
+        self.delete_unread(namespace, name, kv.mod_revision).await
+    }
+
+    /// Delete the object stored at `revision` without reading it; the answer names it (its stored bytes are not
+    /// an object).
+    async fn delete_unread(&self, namespace: &str, name: &str, revision: i64) -> ApiResult<DeleteOutcome> {
         tracing::warn!(resource = self.info().plural, namespace, name, "deleting an unreadable object");
-        let d = self
-            .storage
-            .delete(&self.key(namespace, name), Some(kv.mod_revision))
-            .await
-            .map_err(self.storage_err(name))?;
-        Ok(DeleteOutcome::Deleted(with_resource_version(&d.prev.value, d.prev.mod_revision)))
+        let d =
+            self.storage.delete(&self.key(namespace, name), Some(revision)).await.map_err(self.storage_err(name))?;
+        let named = serde_json::json!({"metadata": {"name": name, "namespace": namespace}});
+        Ok(DeleteOutcome::Deleted(with_resource_version(&named.to_string().into_bytes(), d.prev.mod_revision)))
     }
 
     /// Delete every object of `namespace` (all namespaces when empty) that `list_opts` selects; objects deleted
