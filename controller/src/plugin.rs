@@ -1,7 +1,8 @@
 //! The `kubectl tsdb` plugin's commands, a thin layer over the typed client: `backup now` (the run-now annotation
 //! the backup reconciler honours), `restore` (creates a TimeseriesDBRestore with a generated, unique name) and
 //! `status` (a table of backups, or the objects as JSON or YAML), `verify` (a backup read back whole from its
-//! location, with the operator's locations file); and errors as kubectl prints them.
+//! location, with the operator's locations file; found by its status, or by name among the location's files);
+//! and errors as kubectl prints them.
 //!
 //! **kubectl plugin (this file)** → API → controller.
 
@@ -18,7 +19,7 @@ use serde_json::json;
 
 use crate::controller::backup::RUN_NOW;
 use crate::controller::status::bytes;
-use crate::destination::confine::Prefix;
+use crate::destination::confine::{Prefix, find_file};
 use crate::destination::locations::Locations;
 
 /// Asks the controller for a backup of `name` now; returns the request's stamp.
@@ -29,14 +30,43 @@ pub async fn backup_now(api: &Api<TimeseriesDBBackup>, name: &str) -> anyhow::Re
     Ok(stamp)
 }
 
+/// Where `verify` finds the backup: in its TimeseriesDBBackup's status, or among the files in a location.
+#[derive(Debug, Clone, Default)]
+pub struct InLocation {
+    pub location: String,
+    /// The TimeseriesDBBackup's `spec.destination.path`; default: its name.
+    pub path: Option<String>,
+}
+
 /// Reads backup `id` (default: the latest) of `name` back from its location in `locations`, after checking its
-/// status location against the object's prefix; returns what was verified.
+/// status location against the object's prefix, or, with `in_location`, found among the files of `name` there (the
+/// object may be gone); returns what was verified.
 pub async fn verify(
     api: &Api<TimeseriesDBBackup>,
     name: &str,
     id: Option<&str>,
     locations: &Locations,
+    in_location: Option<InLocation>,
 ) -> anyhow::Result<String> {
+    if let Some(found) = in_location {
+        let namespace = api.namespace().unwrap_or("default");
+        let store = locations.get(&found.location).map_err(anyhow::Error::msg)?;
+        let dir =
+            Prefix::new(namespace, name, "any", found.path.as_deref().unwrap_or(name)).map_err(anyhow::Error::msg)?;
+        let entries = store.store.list(dir.dir()).await?;
+        let Some(file) = find_file(&entries, name, id) else {
+            bail!(
+                "location {} holds {} of a TimeseriesDBBackup {namespace}/{name} in {}/",
+                found.location,
+                id.map_or_else(|| "no backup".to_string(), |id| format!("no backup {id}")),
+                dir.dir()
+            );
+        };
+        let verified = crate::format::reader::verify(store.store.as_ref(), store.keys.as_deref(), &file.location)
+            .await
+            .with_context(|| format!("backup {} in {} does not verify", file.id, file.location))?;
+        return Ok(verified_message(&file.id, &format!("{} in location {}", file.location, found.location), &verified));
+    }
     let backup = api.get(name).await?;
     let status = backup.status.clone().unwrap_or_default();
     let record = match id {
@@ -64,9 +94,12 @@ pub async fn verify(
             verified.header.payload_sha256
         );
     }
-    Ok(format!(
-        "backup {} of {namespace}/{name} verified: {} series, {} samples in {} records, SHA-256 {}{}",
-        record.id,
+    Ok(verified_message(&record.id, &format!("{namespace}/{name}"), &verified))
+}
+
+fn verified_message(id: &str, of: &str, verified: &crate::format::reader::Verified) -> String {
+    format!(
+        "backup {id} of {of} verified: {} series, {} samples in {} records, SHA-256 {}{}",
         verified.header.series,
         verified.samples,
         verified.records,
@@ -75,7 +108,7 @@ pub async fn verify(
             Some(e) => format!(", encrypted with key {}", e.key_id),
             None => String::new(),
         }
-    ))
+    )
 }
 
 /// What `restore` creates.

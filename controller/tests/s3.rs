@@ -128,7 +128,24 @@ async fn after_the_cluster_is_lost_a_restore_finds_the_backup_in_its_location() 
     drop(first);
 
     // A new cluster (its own API server and store, a new controller), the same locations and key.
-    let (second, _) = stack_with_s3(&s3).await;
+    let (second, key) = stack_with_s3(&s3).await;
+
+    // `kubectl tsdb verify --location`: what the bucket holds, read back whole, with no TimeseriesDBBackup.
+    {
+        use backup_controller::destination::locations::{EncryptionSpec, Locations};
+        use backup_controller::plugin::{self, InLocation};
+        let mut sealed = s3.location("sealed", "cluster-a/sealed", None);
+        sealed.encryption = Some(EncryptionSpec { key_file: key, previous_key_files: vec![] });
+        let transport = backup_controller::http::transport::Connector::new(Duration::from_secs(10)).unwrap();
+        let locations =
+            Locations::from_file(LocationsFile { locations: vec![sealed] }, transport.default_transport(), TIMEOUT)
+                .unwrap();
+        let in_sealed = || Some(InLocation { location: "sealed".into(), path: None });
+        let out = plugin::verify(&second.backups(), "vm", None, &locations, in_sealed()).await.unwrap();
+        assert!(out.starts_with(&format!("backup {id} of default/vm/vm.")) && out.contains("verified"), "{out}");
+        let err = plugin::verify(&second.backups(), "vm", Some("19700101T000000000Z"), &locations, in_sealed()).await;
+        assert!(format!("{:#}", err.unwrap_err()).contains("holds no backup 19700101T000000000Z"));
+    }
     let target = Victoria::start().await;
     second.create_restore("by-status", restore_spec("vm", VictoriaMetrics, &target.url, None)).await;
     let lost = second.wait_restore("by-status", Phase::Failed, TIMEOUT).await;
@@ -330,15 +347,18 @@ async fn verified_condition_kubectl_tsdb_verify_and_key_rotation() {
     };
     let api = stack.backups();
     let current = with_keys(Some(EncryptionSpec { key_file: old_key.clone(), previous_key_files: vec![] }));
-    let out = plugin::verify(&api, "checked", None, &current).await.unwrap();
+    let out = plugin::verify(&api, "checked", None, &current, None).await.unwrap();
     assert!(out.contains("verified") && out.contains("encrypted with key"), "{out}");
     let rotated =
         with_keys(Some(EncryptionSpec { key_file: new_key.clone(), previous_key_files: vec![old_key.clone()] }));
-    assert!(plugin::verify(&api, "checked", None, &rotated).await.is_ok(), "an old backup read with a previous key");
+    assert!(
+        plugin::verify(&api, "checked", None, &rotated, None).await.is_ok(),
+        "an old backup read with a previous key"
+    );
     let wrong = with_keys(Some(EncryptionSpec { key_file: new_key.clone(), previous_key_files: vec![] }));
-    let err = format!("{:#}", plugin::verify(&api, "checked", None, &wrong).await.unwrap_err());
+    let err = format!("{:#}", plugin::verify(&api, "checked", None, &wrong, None).await.unwrap_err());
     assert!(err.contains("not one of this location's keys") && err.contains("previousKeyFiles"), "{err}");
-    let err = format!("{:#}", plugin::verify(&api, "checked", None, &with_keys(None)).await.unwrap_err());
+    let err = format!("{:#}", plugin::verify(&api, "checked", None, &with_keys(None), None).await.unwrap_err());
     assert!(err.contains("has no encryption keys"), "{err}");
     // A flipped byte anywhere (header JSON, header tag, payload) is found.
     let object = s3.root.join(BUCKET).join(s3.objects().into_iter().next().unwrap());
@@ -349,7 +369,7 @@ async fn verified_condition_kubectl_tsdb_verify_and_key_rotation() {
         let mut bytes = pristine.clone();
         bytes[at] ^= 0x04;
         std::fs::write(&object, &bytes).unwrap();
-        let err = plugin::verify(&api, "checked", None, &current).await.unwrap_err();
+        let err = plugin::verify(&api, "checked", None, &current, None).await.unwrap_err();
         assert!(
             format!("{err:#}").contains("corrupt backup") || format!("{err:#}").contains("header"),
             "{at}: {err:#}"

@@ -82,6 +82,13 @@ enum Command {
         /// The controller's --backup-dir (the location named default).
         #[arg(long, env = "BACKUP_DIR")]
         backup_dir: Option<PathBuf>,
+        /// Find the backup among the files BACKUP left in this location, not in its status (the object may be
+        /// gone, e.g. in a cluster rebuilt after a loss).
+        #[arg(long = "location")]
+        in_location: Option<String>,
+        /// With --location: BACKUP's spec.destination.path; default: BACKUP.
+        #[arg(long, requires = "in_location")]
+        path: Option<String>,
     },
     /// The backups: last run, size, next run.
     Status {
@@ -128,7 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let name = plugin::restore(&backups, &restores, req).await?;
             println!("timeseriesdbrestore.backup.extend-k8s.io/{name} created");
         }
-        Command::Verify { backup, id, locations, backup_dir } => {
+        Command::Verify { backup, id, locations, backup_dir, in_location, path } => {
             let connector = backup_controller::http::transport::Connector::new(VERIFY_HTTP_TIMEOUT)?;
             let mut found = match &locations {
                 Some(file) => Locations::load(file, connector.default_transport(), VERIFY_HTTP_TIMEOUT)?,
@@ -137,7 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(dir) = &backup_dir {
                 found = found.with_default_local(dir);
             }
-            println!("{}", plugin::verify(&backups, &backup, id.as_deref(), &found).await?);
+            let in_location = in_location.map(|location| plugin::InLocation { location, path });
+            println!("{}", plugin::verify(&backups, &backup, id.as_deref(), &found, in_location).await?);
         }
         Command::Status { all_namespaces, output } => {
             let api = if all_namespaces { Api::all(client) } else { backups };

@@ -28,8 +28,8 @@ use super::jobs::{Busy, Job, JobKey, JobKind, Run, StopReason, target_key};
 use super::metrics::RunOutcome;
 use super::status::{self, READY, RUNNING, set_condition};
 use super::{Context, Error, PROGRESS_INTERVAL, WATCH_IN_FLIGHT, after, until};
-use crate::destination::confine::Prefix;
-use crate::destination::{Entry, locations, parse_file_name};
+use crate::destination::confine::{FoundFile, Prefix, find_file};
+use crate::destination::{Entry, locations};
 use crate::restore::{Failure, Restored};
 use crate::sanitize;
 
@@ -425,14 +425,8 @@ async fn find_in_location(ctx: &Context, ns: &str, backup_ref: &BackupRef, locat
 
 /// The newest committed backup file of `name` among `entries` (the one with `id` if given), as a record.
 fn pick_file(entries: &[Entry], ns: &str, name: &str, location: &str, dir: &str, id: Option<&str>) -> Found {
-    let files = entries.iter().filter(|e| e.committed).filter_map(|e| {
-        let file = parse_file_name(e.location.rsplit('/').next()?)?;
-        let uid = file.uid.filter(|_| file.name == name)?;
-        Some((file.id.to_string(), uid.to_string(), e.location.clone()))
-    });
-    let chosen = files.filter(|(file_id, ..)| id.is_none_or(|id| id == file_id)).max();
-    match chosen {
-        Some((id, uid, path)) => {
+    match find_file(entries, name, id) {
+        Some(FoundFile { id, uid, location: path }) => {
             let record = BackupRecord {
                 id,
                 destination: Some(location.to_string()),
@@ -446,7 +440,8 @@ fn pick_file(entries: &[Entry], ns: &str, name: &str, location: &str, dir: &str,
             Found::Never(
                 if id.is_some() { "BackupIdNotFound" } else { "BackupNotFound" },
                 format!(
-                    "location {location} holds {which} of a TimeseriesDBBackup {ns}/{name} in {dir}/: check                      spec.backupRef.name, path and id"
+                    "location {location} holds {which} of a TimeseriesDBBackup {ns}/{name} in {dir}/: check \
+                     spec.backupRef.name, path and id"
                 ),
             )
         }

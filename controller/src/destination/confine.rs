@@ -10,7 +10,29 @@
 //! before a spec edit moved `spec.destination.path`, and those of controllers before confinement, whose default
 //! path was `<namespace>/<name>`, stay restorable and expirable: they are under `<namespace>/` with the UID.)
 
-use super::{file_name, parse_file_name};
+use super::{Entry, file_name, parse_file_name};
+
+/// A backup file found by name in a location, without its TimeseriesDBBackup's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundFile {
+    pub id: String,
+    /// The UID in the file's name: of the TimeseriesDBBackup that wrote it, perhaps one that no longer exists.
+    pub uid: String,
+    pub location: String,
+}
+
+/// Among `entries` (a listing of `<namespace>/<path>/`), the newest committed backup file of a TimeseriesDBBackup
+/// named `name`, whatever its UID, or the one with `id`. Files without a UID in their name (written before UIDs
+/// were) are not taken: the confinement check needs one.
+pub fn find_file(entries: &[Entry], name: &str, id: Option<&str>) -> Option<FoundFile> {
+    let files = entries.iter().filter(|e| e.committed).filter_map(|e| {
+        let file = parse_file_name(e.location.rsplit('/').next()?)?;
+        let uid = file.uid.filter(|_| file.name == name)?;
+        Some((file.id.to_string(), uid.to_string(), e.location.clone()))
+    });
+    let (id, uid, location) = files.filter(|(file_id, ..)| id.is_none_or(|id| id == file_id)).max()?;
+    Some(FoundFile { id, uid, location })
+}
 
 /// Where one TimeseriesDBBackup's files live in its location.
 #[derive(Debug, Clone, PartialEq, Eq)]
