@@ -238,8 +238,9 @@ mod tests {
                 let b = cipher.seal(&value, b"/registry/k").unwrap();
                 assert_ne!(a, b, "{name}: a fresh IV or nonce per value");
                 assert_eq!(cipher.open(&a, b"/registry/k").unwrap(), value, "{name} at {len}");
-                if len > 0 {
-                    assert!(!a.windows(len.min(8)).any(|w| w == &value[..len.min(8)]), "{name}: no plaintext");
+                // Eight bytes of the value nowhere in the output (shorter runs turn up in random bytes by chance).
+                if len >= 8 {
+                    assert!(!a.windows(8).any(|w| w == &value[..8]), "{name}: no plaintext");
                 }
             }
         }
