@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::controller::backup::RUN_NOW;
 use crate::controller::status::bytes;
-use crate::destination::confine::{Prefix, find_file};
+use crate::destination::confine::{Prefix, find_file, not_found, search_dir};
 use crate::destination::locations::Locations;
 
 /// Asks the controller for a backup of `name` now; returns the request's stamp.
@@ -51,16 +51,10 @@ pub async fn verify(
     if let Some(found) = in_location {
         let namespace = api.namespace().unwrap_or("default");
         let store = locations.get(&found.location).map_err(anyhow::Error::msg)?;
-        let dir =
-            Prefix::new(namespace, name, "any", found.path.as_deref().unwrap_or(name)).map_err(anyhow::Error::msg)?;
-        let entries = store.store.list(dir.dir()).await?;
+        let dir = search_dir(namespace, name, found.path.as_deref()).map_err(anyhow::Error::msg)?;
+        let entries = store.store.list(&dir).await?;
         let Some(file) = find_file(&entries, name, id) else {
-            bail!(
-                "location {} holds {} of a TimeseriesDBBackup {namespace}/{name} in {}/",
-                found.location,
-                id.map_or_else(|| "no backup".to_string(), |id| format!("no backup {id}")),
-                dir.dir()
-            );
+            bail!(not_found(&found.location, namespace, name, &dir, id));
         };
         let verified = crate::format::reader::verify(store.store.as_ref(), store.keys.as_deref(), &file.location)
             .await

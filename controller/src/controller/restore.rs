@@ -28,7 +28,7 @@ use super::jobs::{Busy, Job, JobKey, JobKind, Run, StopReason, target_key};
 use super::metrics::RunOutcome;
 use super::status::{self, READY, RUNNING, set_condition};
 use super::{Context, Error, PROGRESS_INTERVAL, WATCH_IN_FLIGHT, after, until};
-use crate::destination::confine::{FoundFile, Prefix, find_file};
+use crate::destination::confine::{FoundFile, Prefix, find_file, not_found, search_dir};
 use crate::destination::{Entry, locations};
 use crate::restore::{Failure, Restored};
 use crate::sanitize;
@@ -413,8 +413,8 @@ async fn find_in_location(ctx: &Context, ns: &str, backup_ref: &BackupRef, locat
     };
     let path = backup_ref.path.as_deref().unwrap_or(name);
     // Only under this namespace: the path is checked as a backup's own is (no '..', nothing absolute).
-    let dir = match Prefix::new(ns, name, "any", path) {
-        Ok(prefix) => prefix.dir().to_string(),
+    let dir = match search_dir(ns, name, Some(path)) {
+        Ok(dir) => dir,
         Err(e) => return Found::Never("LocationOutsidePrefix", e),
     };
     match store.store.list(&dir).await {
@@ -435,16 +435,10 @@ fn pick_file(entries: &[Entry], ns: &str, name: &str, location: &str, dir: &str,
             };
             Found::Record(record, uid)
         }
-        None => {
-            let which = id.map_or_else(|| "no backup".to_string(), |id| format!("no backup {id}"));
-            Found::Never(
-                if id.is_some() { "BackupIdNotFound" } else { "BackupNotFound" },
-                format!(
-                    "location {location} holds {which} of a TimeseriesDBBackup {ns}/{name} in {dir}/: check \
-                     spec.backupRef.name, path and id"
-                ),
-            )
-        }
+        None => Found::Never(
+            if id.is_some() { "BackupIdNotFound" } else { "BackupNotFound" },
+            format!("{}: check spec.backupRef.name, path and id", not_found(location, ns, name, dir, id)),
+        ),
     }
 }
 

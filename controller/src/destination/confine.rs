@@ -21,6 +21,19 @@ pub struct FoundFile {
     pub location: String,
 }
 
+/// The directory a TimeseriesDBBackup `name` of `namespace` writes to, `<namespace>/<path or name>`, checked as
+/// [`Prefix::new`] checks it: where its files are looked for when its status is gone.
+pub fn search_dir(namespace: &str, name: &str, path: Option<&str>) -> Result<String, String> {
+    // The UID is not needed for the directory; any valid one passes the check.
+    Prefix::new(namespace, name, "-", path.unwrap_or(name)).map(|p| p.dir)
+}
+
+/// Why [`find_file`] found nothing in `dir` of `location`.
+pub fn not_found(location: &str, namespace: &str, name: &str, dir: &str, id: Option<&str>) -> String {
+    let which = id.map_or_else(|| "no backup".to_string(), |id| format!("no backup {id}"));
+    format!("location {location} holds {which} of a TimeseriesDBBackup {namespace}/{name} in {dir}/")
+}
+
 /// Among `entries` (a listing of `<namespace>/<path>/`), the newest committed backup file of a TimeseriesDBBackup
 /// named `name`, whatever its UID, or the one with `id`. Files without a UID in their name (written before UIDs
 /// were) are not taken: the confinement check needs one.
